@@ -1,0 +1,33 @@
+# wordcount — every command a user or CI types. `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint bench redis-server
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+install: $(STAMP) ## create .venv with the package and dev tools
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+redis-server: ## make sure redis-server (>= 7.0) is on PATH (apt-get if missing)
+	@bash scripts/ensure-redis.sh
+
+test: install redis-server ## run the whole test suite (installs what it needs)
+	$(BIN)/pytest
+
+test-fast: install redis-server ## tests without Docker
+	$(BIN)/pytest -m 'not docker'
+
+lint: install ## ruff
+	$(BIN)/ruff check src tests chaos
+
+bench: install ## tokenizer benchmark: naive vs serial vs threads vs processes (256 MiB)
+	$(BIN)/wordcount bench tokenizer

@@ -1,0 +1,125 @@
+"""Local engines: serial, threads, processes (and the naive reference, the oracle).
+
+All of them run the same pipeline: ``planner.plan`` → ``count_task`` per task → merge. The
+distributed engine (``worker``) calls the same ``count_task``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import planner
+from .planner import InputError, Task
+from .words import Tally, reference_counts
+
+ENGINES = ("serial", "threads", "processes", "reference")
+
+
+def count_task(task: Task, path: str | None = None, buffer_size: int = planner.READ_BUFFER,
+               on_buffer: Callable[[int], None] | None = None) -> Counter[str]:
+    """Count one task (``path`` overrides ``task.path``, e.g. resolved under a data root).
+    Raises OSError if the file can't be read."""
+    tally = Tally()
+    for data in planner.read_range(path or task.path, task.start, task.end, buffer_size):
+        tally.add(data)
+        if on_buffer is not None:
+            on_buffer(len(data))
+    return tally.counts()
+
+
+def _reference_task(task: Task) -> Counter[str]:
+    """The naive way: read the whole range at once, regex, Counter."""
+    with open(task.path, "rb") as f:
+        f.seek(task.start)
+        return reference_counts(f.read(task.nbytes))
+
+
+@dataclass
+class Outcome:
+    task: Task
+    counts: Counter[str] | None
+    error: str | None = None
+
+
+def _attempt(fn: Callable[[Task], Counter[str]], task: Task) -> Outcome:
+    try:
+        return Outcome(task, fn(task))
+    except OSError as exc:
+        return Outcome(task, None, planner.describe(exc))
+
+
+def _count(task: Task) -> Outcome:
+    return _attempt(count_task, task)
+
+
+def _count_reference(task: Task) -> Outcome:
+    return _attempt(_reference_task, task)
+
+
+def execute(tasks: Sequence[Task], engine: str = "serial", workers: int | None = None
+            ) -> Iterator[Outcome]:
+    """Run tasks on an engine, yielding outcomes as they complete."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if engine in ("serial", "reference") or len(tasks) <= 1 and engine != "processes":
+        fn = _count_reference if engine == "reference" else _count
+        yield from map(fn, tasks)
+        return
+    workers = workers or os.cpu_count() or 1
+    pool: Executor
+    if engine == "threads":
+        pool = ThreadPoolExecutor(max_workers=workers)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers)
+    with pool:
+        # Largest tasks first: better load balance at the end of the job.
+        order = sorted(tasks, key=lambda t: -t.nbytes)
+        yield from pool.map(_count, order, chunksize=1)
+
+
+@dataclass
+class Result:
+    counts: Counter[str] = field(default_factory=Counter)
+    files: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    errors: list[InputError] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def count_inputs(inputs: Sequence[str], engine: str = "serial", workers: int | None = None,
+                 chunk_size: int = planner.DEFAULT_CHUNK_SIZE) -> Result:
+    """The whole local job: discover, plan, count, merge. Raises NoInputError."""
+    started = time.perf_counter()
+    files, errors = planner.discover(inputs)
+    tasks, plan_errors = planner.plan(files, chunk_size)
+    result = Result(errors=errors + plan_errors)
+    failed: set[str] = set()
+    for outcome in execute(tasks, engine, workers):
+        if outcome.counts is None:
+            if outcome.task.path not in failed:
+                failed.add(outcome.task.path)
+                result.errors.append(InputError(outcome.task.path, outcome.error or "error"))
+            continue
+        merge_into(result.counts, outcome.counts)
+        result.bytes += outcome.task.nbytes
+    result.files = len({t.path for t in tasks} - failed)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def merge_into(total: Counter[str], part: Counter[str]) -> None:
+    if not total:
+        total.update(part)
+        return
+    get = total.get
+    for word, n in part.items():
+        total[word] = get(word, 0) + n

@@ -1,0 +1,43 @@
+"""Every exception of our own, and the exit status each one maps to (flat, as in rq)."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # unexpected error, or a job that finished incomplete
+EXIT_USAGE = 2  # bad arguments, no input matched
+EXIT_INPUT_ERRORS = 3  # some inputs could not be read / tasks were dead-lettered; the rest counted
+EXIT_REDIS = 4  # Redis unreachable, wrong password, protocol mismatch
+EXIT_INTERRUPTED = 130
+
+
+class WordcountError(Exception):
+    exit_code = EXIT_FAILURE
+
+
+class UsageError(WordcountError):
+    exit_code = EXIT_USAGE
+
+
+class NoInputError(UsageError):
+    """No input argument matched anything."""
+
+
+class RedisUnavailableError(WordcountError):
+    """Redis could not be reached (after retries), or refused our credentials."""
+
+    exit_code = EXIT_REDIS
+
+
+class JobConflictError(WordcountError):
+    """A job of that name exists in Redis with a different plan."""
+
+    exit_code = EXIT_USAGE
+
+
+class JobLostError(WordcountError):
+    """The job disappeared from Redis (restart from an older snapshot, or no snapshot)."""
+
+
+class ShutdownRequested(BaseException):
+    """Raised in a worker on SIGTERM/SIGINT: finish nothing, exit cleanly (BaseException so a
+    broad ``except Exception`` never swallows it)."""

@@ -1,0 +1,208 @@
+"""Inputs → tasks, and tasks → buffers.
+
+A *task* is a byte range ``[start, end)`` of one file. Files larger than the chunk size are split;
+a boundary is only ever placed right after an ASCII whitespace byte, so no word, no UTF-8 sequence
+and no lowercasing context is cut (see ``words``). A range with no whitespace grows until it finds
+one (or the end of the file).
+
+Every engine, local or distributed, plans with ``plan`` and reads with ``read_range``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .exceptions import NoInputError
+from .words import first_whitespace, last_whitespace
+
+DEFAULT_CHUNK_SIZE = 64 << 20  # bytes per task
+READ_BUFFER = 8 << 20  # bytes read at a time inside a task: bounds a worker's memory
+_PROBE = 64 << 10  # bytes read at a time while looking for a boundary
+
+
+@dataclass(frozen=True, order=True)
+class Task:
+    path: str  # as given to the planner (absolute for local jobs, root-relative in Redis)
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class InputError:
+    path: str
+    error: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "error": self.error}
+
+
+def describe(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
+
+
+def _walk(top: str, files: list[str], errors: list[InputError]) -> None:
+    def onerror(exc: OSError) -> None:
+        errors.append(InputError(exc.filename or top, describe(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=onerror):
+        dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d)))
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):  # symlinks inside a walk are skipped
+                files.append(path)
+
+
+def discover(inputs: Sequence[str]) -> tuple[list[str], list[InputError]]:
+    """Expand files, directories (recursively) and glob patterns into a sorted list of files.
+
+    Raises NoInputError when nothing at all matched. Inputs that exist but can't be used are
+    returned as errors; the caller counts the rest.
+    """
+    files: list[str] = []
+    errors: list[InputError] = []
+    matched_any = False
+    for item in inputs:
+        if os.path.lexists(item):
+            candidates = [item]
+        elif glob.has_magic(item):
+            candidates = sorted(glob.glob(item, recursive=True))
+        else:
+            candidates = []
+        if not candidates:
+            errors.append(InputError(item, "no such file, directory or match"))
+            continue
+        matched_any = True
+        for path in candidates:
+            if os.path.isdir(path):
+                _walk(path, files, errors)
+            elif os.path.isfile(path):
+                files.append(path)
+            elif not os.path.exists(path):
+                errors.append(InputError(path, "broken symbolic link"))
+            else:
+                errors.append(InputError(path, "not a regular file"))
+    if not matched_any:
+        raise NoInputError(f"no input matched: {' '.join(inputs) or '(none given)'}")
+    seen: set[str] = set()
+    unique: list[str] = []
+    for path in files:  # the same file reached twice (a dir and a glob) is counted once
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append(os.path.abspath(path))
+    return sorted(unique), errors
+
+
+def split_file(path: str, size: int, chunk_size: int, name: str | None = None) -> list[Task]:
+    """Byte-range tasks for one file of ``size`` bytes, cut right after ASCII whitespace."""
+    if chunk_size <= 0:
+        raise ValueError("chunk size must be positive")
+    name = path if name is None else name
+    if size <= chunk_size:
+        return [Task(name, 0, size)]
+    tasks: list[Task] = []
+    start = 0
+    with open(path, "rb") as f:
+        while start < size:
+            target = start + chunk_size
+            if target >= size:
+                tasks.append(Task(name, start, size))
+                break
+            end = _boundary_at_or_after(f, target, size)
+            tasks.append(Task(name, start, end))
+            start = end
+    return tasks
+
+
+def _boundary_at_or_after(f, target: int, size: int) -> int:
+    """Smallest position p >= target with data[p-1] ASCII whitespace, or size."""
+    pos = target - 1
+    while pos < size:
+        f.seek(pos)
+        probe = f.read(_PROBE)
+        if not probe:
+            return size
+        i = first_whitespace(probe)
+        if i >= 0:
+            return pos + i + 1
+        pos += len(probe)
+    return size
+
+
+def plan(
+    files: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[list[Task], list[InputError]]:
+    """Tasks for every readable file; files that can't be opened become errors."""
+    tasks: list[Task] = []
+    errors: list[InputError] = []
+    for path in files:
+        try:
+            size = os.stat(path).st_size
+            tasks.extend(split_file(path, size, chunk_size))
+        except OSError as exc:
+            errors.append(InputError(path, describe(exc)))
+    return tasks, errors
+
+
+class FileChangedError(OSError):
+    """The file is shorter than when it was planned."""
+
+
+def read_range(
+    path: str, start: int, end: int, buffer_size: int = READ_BUFFER
+) -> Iterator[bytes]:
+    """Yield ``[start, end)`` of a file in buffers that each end right after ASCII whitespace
+    (the last one ends at ``end``). Memory is bounded by ``buffer_size`` plus the longest run
+    without whitespace."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = end - start
+        carry = b""
+        while remaining > 0:
+            want = buffer_size - len(carry) if len(carry) < buffer_size else buffer_size
+            block = f.read(min(want, remaining))
+            if not block:
+                raise FileChangedError(0, f"file is shorter than planned ({end} bytes)", path)
+            remaining -= len(block)
+            data = carry + block if carry else block
+            if remaining == 0:
+                yield data
+                return
+            cut = last_whitespace(data)
+            if cut < 0:
+                carry = data
+                continue
+            carry = data[cut + 1 :]
+            yield data[: cut + 1] if carry else data
+        if carry:
+            yield carry
+
+
+def relative_to(root: str, path: str) -> str:
+    return os.path.relpath(path, root)
+
+
+def common_root(files: Sequence[str]) -> str:
+    if not files:
+        return os.getcwd()
+    root = os.path.commonpath([os.path.dirname(p) for p in files])
+    return root
+
+
+def resolve_under(root: str, relpath: str) -> str:
+    """Resolve a task path under the data root, refusing anything that escapes it
+    (``..``, absolute paths, symlinks pointing out)."""
+    if os.path.isabs(relpath) or relpath.startswith("~"):
+        raise PermissionError(0, "absolute path in task refused", relpath)
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, relpath))
+    if real != real_root and not real.startswith(real_root + os.sep):
+        raise PermissionError(0, "path escapes the data root", relpath)
+    return real

@@ -1,0 +1,127 @@
+"""The word rule, the one definition every engine shares.
+
+1. Bytes are decoded as UTF-8; invalid sequences become U+FFFD (``errors="replace"``).
+2. The text is lowercased with ``str.lower()``.
+3. A word is a maximal run of characters for which ``str.isalnum()`` is true.
+
+``reference_counts`` is that rule written as plainly as possible; it is the oracle the tests
+compare everything against. ``Tally`` is the fast path the engines use: pure-ASCII buffers go
+through ``bytes.translate`` + ``bytes.split`` (no decoding, no regex), anything else through the
+reference rule. ASCII buffers are split and counted by Arrow's compute kernels when pyarrow is
+importable (C++, no Python object per word), else by ``bytes.split`` + ``Counter``. All paths give
+identical results on any bytes, as long as buffers are cut only right
+after ASCII whitespace (see ``planner``): such a cut never splits a word or a UTF-8 sequence and
+never changes lowercasing context (whitespace is neither cased nor case-ignorable, so the Greek
+final-sigma rule sees the same neighbours).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+# ``\w`` in a str pattern is exactly ``str.isalnum()`` plus "_", so this is "isalnum runs".
+WORD_RE = re.compile(r"[^\W_]+")
+
+ASCII_WHITESPACE = b" \t\n\r\v\f"
+
+# ASCII letters lowercased, digits kept, every other byte becomes a space. Only ever applied to
+# pure-ASCII data.
+_ASCII_TABLE = bytes(
+    c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256)
+)
+
+try:
+    import pyarrow as _pa
+    import pyarrow.compute as _pc
+except ImportError:  # pragma: no cover - pyarrow is a declared dependency
+    _pa = None
+
+USE_ARROW = _pa is not None
+
+try:  # the C helper behind Counter.update(iterable); falls back to the public method.
+    from collections import _count_elements as _count_into  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - non-CPython
+
+    def _count_into(mapping: dict, iterable: Iterable) -> None:
+        Counter.update(mapping, iterable)  # type: ignore[arg-type]
+
+
+def reference_counts(data: bytes) -> Counter[str]:
+    """The word rule, verbatim: the oracle for every engine."""
+    return Counter(WORD_RE.findall(data.decode("utf-8", "replace").lower()))
+
+
+class Tally:
+    """Accumulates word counts over buffers cut right after ASCII whitespace.
+
+    ASCII buffers are counted as ``bytes`` keys (cheap), everything else as ``str`` keys; the two
+    are merged once, in ``counts()``.
+    """
+
+    __slots__ = ("_ascii", "_text", "nbytes", "_arrow")
+
+    def __init__(self) -> None:
+        self._ascii: Counter[bytes] = Counter()
+        self._text: Counter[str] = Counter()
+        self.nbytes = 0
+        self._arrow = USE_ARROW
+
+    def add(self, data: bytes) -> None:
+        self.nbytes += len(data)
+        if data.isascii() and self._arrow:
+            _arrow_count_into(self._text, data)
+        elif data.isascii():
+            _count_into(self._ascii, data.translate(_ASCII_TABLE).split())
+        else:
+            _count_into(self._text, WORD_RE.findall(data.decode("utf-8", "replace").lower()))
+
+    def counts(self) -> Counter[str]:
+        merged = self._text
+        for word, n in self._ascii.items():
+            key = word.decode("ascii")
+            merged[key] = merged.get(key, 0) + n
+        self._ascii = Counter()
+        return merged
+
+
+def _arrow_count_into(counts: Counter[str], data: bytes) -> None:
+    mapped = data.translate(_ASCII_TABLE)  # lowercase letters, digits, spaces: valid UTF-8
+    offsets = _pa.array([0, len(mapped)], _pa.int64()).buffers()[1]
+    text = _pa.Array.from_buffers(_pa.large_string(), 1, [None, offsets, _pa.py_buffer(mapped)])
+    freq = _pc.value_counts(_pc.ascii_split_whitespace(text).flatten())
+    get = counts.get
+    for word, n in zip(freq.field(0).to_pylist(), freq.field(1).to_pylist()):
+        if word:  # runs of spaces yield empty strings
+            counts[word] = get(word, 0) + n
+
+
+def count_bytes(data: bytes) -> Counter[str]:
+    """Count one buffer that starts and ends on a safe boundary (or is a whole file)."""
+    tally = Tally()
+    tally.add(data)
+    return tally.counts()
+
+
+def last_whitespace(data: bytes | memoryview) -> int:
+    """Index of the last ASCII whitespace byte in ``data``, or -1."""
+    n = len(data)
+    lo = max(0, n - 4096)
+    while True:
+        window = bytes(data[lo:n])
+        best = max(window.rfind(c) for c in ASCII_WHITESPACE)
+        if best >= 0:
+            return lo + best
+        if lo == 0:
+            return -1
+        n, lo = lo, max(0, lo - (1 << 20))
+
+
+_WS_RE = re.compile(rb"[ \t\n\r\v\f]")
+
+
+def first_whitespace(data: bytes, pos: int = 0) -> int:
+    """Index of the first ASCII whitespace byte at or after ``pos``, or -1."""
+    m = _WS_RE.search(data, pos)
+    return m.start() if m else -1

@@ -1,0 +1,73 @@
+"""Shared fixtures: a deliberately nasty corpus, and the oracle's full count table."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from wordcount.words import reference_counts
+
+NASTY_TEXTS: dict[str, bytes] = {
+    "greek.txt": "ΟΔΥΣΣΕΥΣ ΚΑΙ ΟΔΥΣΣΕΑΣ. Σίσυφος ΣΟΦΟΣ, ΑΣ.Β ΑΣ'Β\n".encode() * 50,
+    "turkish.txt": "İSTANBUL ılık IĞDIR istanbul İi Iı\n".encode() * 40,
+    "cjk_emoji.txt": "漢字かな交じり文 テスト 😀 emoji😀word ① ½ Ⅻ x²\n".encode() * 30,
+    "german.txt": "Straße STRASSE ẞ groß\r\nÆsir œuvre ǅ ǈ\r".encode() * 30,
+    "invalid_utf8.bin": b"ok \xff\xfe bad\xc3 word\xe2\x82 \xed\xa0\x80 tail\xc3\xa9 " * 30,
+    "crlf.txt": b"line one\r\nline two\rline three\n" * 100,
+    "empty.txt": b"",
+    "blank.txt": b" \t\n\r\v\f  \n\n",
+    "underscores.txt": b"snake_case_word don't x__y 1_000 _lead trail_\n" * 20,
+}
+
+
+def binary_noise(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def build_nasty(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in NASTY_TEXTS.items():
+        (root / name).write_bytes(data)
+    (root / "noise.bin").write_bytes(binary_noise(7, 200_000))
+    (root / "longline.txt").write_bytes(b"Ab" * 150_000 + b" end\n")
+    tiny = root / "tiny"
+    tiny.mkdir(exist_ok=True)
+    for i in range(150):
+        (tiny / f"t{i:03}.txt").write_bytes(f"w{i % 7} word Word WORD{i}\n".encode())
+    deep = root / "a" / "b" / "c"
+    deep.mkdir(parents=True, exist_ok=True)
+    (deep / "deep.txt").write_bytes(b"deep deep DEEP\n")
+    mixed = "".join(f"ascii line {i} Σ END ΣΑΣ ı\n" if i % 97 == 0 else f"plain line {i}\n"
+                    for i in range(20_000))
+    (root / "mixed.txt").write_text(mixed, encoding="utf-8")
+    return root
+
+
+def oracle(root: Path) -> Counter[str]:
+    """Reference counts over whole files, walked the way the planner walks (no symlinks)."""
+    total: Counter[str] = Counter()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                total += reference_counts(Path(p).read_bytes())
+    return total
+
+
+@pytest.fixture(scope="session")
+def nasty_corpus(tmp_path_factory) -> Path:
+    return build_nasty(tmp_path_factory.mktemp("nasty"))
+
+
+@pytest.fixture(scope="session")
+def nasty_oracle(nasty_corpus) -> Counter[str]:
+    return oracle(nasty_corpus)
+
+
+def tsv(counts: Counter[str]) -> str:
+    return "".join(f"{w}\t{n}\n" for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
