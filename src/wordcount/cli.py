@@ -102,7 +102,259 @@ def _bench_parser(sub) -> None:
     bench.add_parser(sub)
 
 
-PARSERS = [_count_parser, _corpus_parser, _bench_parser]
+# -- distributed: shared options ----------------------------------------------------------------
+
+def add_redis_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="redis://[:password@]host:port/db (env REDIS_URL); "
+                   "the password may also come from REDIS_PASSWORD")
+    p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms",
+                   help="steal a task idle (no heartbeat) this long (default 10000)")
+    p.add_argument("--max-attempts", type=_positive_int,
+                   help="deliveries before a task is dead-lettered (default 4)")
+    p.add_argument("--data-root", help="directory the job's task paths are relative to")
+    p.add_argument("--commit-pairs", type=_positive_int,
+                   help="distinct words above which a commit is staged and merged in pieces "
+                        "of this many (default 50000)")
+    p.add_argument("-v", "--verbose", action="store_true")
+
+
+def settings_from(args: argparse.Namespace, **extra):
+    from .settings import Settings
+
+    overrides = {k: getattr(args, k, None) for k in
+                 ("redis_url", "claim_timeout_ms", "max_attempts", "data_root", "commit_pairs",
+                  "speculate_factor")}
+    settings = Settings.from_env(**overrides, **extra)
+    from urllib.parse import urlsplit
+
+    if not settings.redis_password and not urlsplit(settings.redis_url).password:
+        raise exc.UsageError("a Redis password is required: set REDIS_PASSWORD or put it in "
+                             "the URL (redis://:PASSWORD@host:port/0)")
+    return settings
+
+
+def setup_logging(verbose: bool, default: int) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if verbose else default, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def add_fault_args(p: argparse.ArgumentParser) -> None:
+    from .worker import CRASH_POINTS
+
+    g = p.add_argument_group("fault injection (experiments and tests)")
+    g.add_argument("--crash-at", choices=[*CRASH_POINTS, "any"],
+                   help="end the process abruptly (os._exit) at this point of a task")
+    g.add_argument("--crash-prob", type=float, default=1.0, metavar="P",
+                   help="probability that a task attempt crashes (default 1)")
+    g.add_argument("--stall-prob", type=float, default=0.0, metavar="P",
+                   help="probability that a task attempt stalls for up to --stall-max s")
+    g.add_argument("--stall-max", type=float, default=2.0, metavar="S")
+    g.add_argument("--slowdown", type=float, default=1.0, metavar="FACTOR",
+                   help="run at 1/FACTOR speed (a straggler)")
+    g.add_argument("--commit", choices=["atomic", "per-word"], default="atomic",
+                   help="per-word: the lab's naive ZINCRBY per occurrence (NOT crash-safe)")
+    g.add_argument("--speculate-factor", type=float,
+                   help="back up a task running longer than FACTOR x the mean task time "
+                        "(default 3; 0 disables)")
+
+
+def faults_from(args: argparse.Namespace):
+    from .worker import Faults
+
+    for name in ("crash_prob", "stall_prob"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise exc.UsageError(f"--{name.replace('_', '-')} must be within [0, 1]")
+    if args.slowdown < 1:
+        raise exc.UsageError("--slowdown must be >= 1")
+    return Faults(crash_at=args.crash_at, crash_prob=args.crash_prob,
+                  stall_prob=args.stall_prob, stall_max=args.stall_max, slowdown=args.slowdown)
+
+
+def fault_argv(args: argparse.Namespace) -> list[str]:
+    """The fault flags again, to pass to worker processes (``run``)."""
+    argv: list[str] = []
+    if args.crash_at:
+        argv += ["--crash-at", args.crash_at, "--crash-prob", str(args.crash_prob)]
+    argv += ["--stall-prob", str(args.stall_prob), "--stall-max", str(args.stall_max),
+             "--commit", args.commit]
+    for flag in ("claim_timeout_ms", "max_attempts", "commit_pairs", "speculate_factor"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            name = "claim-timeout" if flag == "claim_timeout_ms" else flag.replace("_", "-")
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
+# -- worker -------------------------------------------------------------------------------------
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from .worker import Worker
+
+    setup_logging(args.verbose, logging.INFO)
+    worker = Worker(settings_from(args), faults=faults_from(args),
+                    exit_when_idle=args.exit_when_idle, commit_mode=args.commit)
+    try:
+        worker.run()
+    except exc.ShutdownRequested:
+        return exc.EXIT_INTERRUPTED
+    return exc.EXIT_OK
+
+
+def _worker_parser(sub) -> None:
+    p = sub.add_parser("worker", help="serve tasks from Redis until stopped")
+    add_redis_args(p)
+    p.add_argument("--exit-when-idle", action="store_true",
+                   help="exit once no job has work left (the lab's behaviour)")
+    add_fault_args(p)
+    p.set_defaults(handler=cmd_worker)
+
+
+# -- submit / status / run ----------------------------------------------------------------------
+
+def _finish(conn, job, args, started: float, extra: dict | None = None,
+            on_poll=None) -> int:
+    import time
+
+    from . import client, report
+
+    client.wait(conn, job, quiet=args.json and not args.verbose, on_poll=on_poll,
+                timeout_s=args.timeout)
+    result, progress = client.result(conn, job, time.perf_counter() - started)
+    doc = {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
+           "stolen": progress.stolen, "backups": progress.backups,
+           "duplicates": progress.duplicates, "resubmits": progress.resubmits}
+    report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})})
+    return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import logging
+    import time
+
+    from . import client
+    from .connection import Connection
+
+    setup_logging(args.verbose, logging.WARNING)
+    started = time.perf_counter()
+    settings = settings_from(args)
+    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+    conn = Connection(settings, name="wordcount-client")
+    conn.ping()
+    if args.fresh:
+        client.forget(conn, job.name)
+    added = client.submit(conn, job)
+    print(f"job {job.name}: {len(job.tasks)} tasks ({added} new), "
+          f"{job.total_bytes:,} bytes", file=sys.stderr)
+    if args.no_wait:
+        print(job.name)
+        return exc.EXIT_OK
+    return _finish(conn, job, args, started)
+
+
+def _submit_parser(sub) -> None:
+    p = sub.add_parser("submit", help="submit a job to Redis and wait for its result")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--job", help="job name (default: derived from the inputs, so resubmitting "
+                                 "the same inputs resumes the same job)")
+    p.add_argument("--fresh", action="store_true", help="delete the job's old state first")
+    p.add_argument("--no-wait", action="store_true", help="print the job name and return")
+    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    add_redis_args(p)
+    add_chunk_arg(p)
+    add_output_args(p)
+    p.set_defaults(handler=cmd_submit)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from . import client, keys
+    from .connection import Connection
+
+    conn = Connection(settings_from(args), name="wordcount-status")
+    jobs = [args.job] if args.job else sorted(conn.call(lambda r: r.smembers(keys.jobs())))
+    docs = []
+    for name in jobs:
+        p = client.progress(conn, name)
+        docs.append({"job": name, **{k: getattr(p, k) for k in (
+            "state", "total", "submitted", "done", "dead", "pending", "stolen", "backups",
+            "duplicates", "done_bytes", "bytes", "words")}})
+    if args.json:
+        print(json.dumps(docs))
+    elif not docs:
+        print("no active job")
+    for d in docs if not args.json else []:
+        print(f"{d['job']}: {d['state']}, {d['done'] + d['dead']}/{d['total']} tasks done "
+              f"({d['dead']} dead), {d['pending']} pending, {d['stolen']} stolen, "
+              f"{d['backups']} backups, {d['done_bytes']:,}/{d['bytes']:,} bytes")
+    return exc.EXIT_USAGE if args.job and docs[0]["state"] == "missing" else exc.EXIT_OK
+
+
+def _status_parser(sub) -> None:
+    p = sub.add_parser("status", help="show active jobs (or one job) in Redis")
+    p.add_argument("--job")
+    p.add_argument("--json", action="store_true")
+    add_redis_args(p)
+    p.set_defaults(handler=cmd_status)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import tempfile
+    import time
+
+    from . import client
+    from .connection import Connection
+    from .embedded import RedisServer, WorkerPool
+    from .settings import Settings
+
+    setup_logging(args.verbose, logging.WARNING)
+    faults_from(args)  # validate before starting anything
+    started = time.perf_counter()
+    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+    with RedisServer() as server, tempfile.TemporaryDirectory(prefix="wordcount-run-") as tmp:
+        settings = Settings.from_env({}, redis_url=server.url,
+                                     redis_password=server.password)
+        conn = Connection(settings, name="wordcount-client")
+        conn.load_functions()
+        client.submit(conn, job)
+        log_path = args.worker_log or os.path.join(tmp, "workers.log")
+        pool = WorkerPool(args.workers, server.env(), fault_argv(args), log_path=log_path)
+        try:
+            rc = _finish(conn, job, args, started, {"workers": args.workers},
+                         on_poll=pool.tend)
+        finally:
+            pool.stop()
+        if pool.crashes:
+            print(f"-- {pool.crashes} injected worker crashes survived", file=sys.stderr)
+        return rc
+
+
+def _run_parser(sub) -> None:
+    p = sub.add_parser("run", help="count on a private Redis with N local worker processes")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--workers", type=_positive_int, default=2)
+    p.add_argument("--job")
+    p.add_argument("--data-root")
+    p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms")
+    p.add_argument("--max-attempts", type=_positive_int)
+    p.add_argument("--commit-pairs", type=_positive_int)
+    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    p.add_argument("--worker-log", metavar="PATH", help="append the workers' logs here")
+    p.add_argument("-v", "--verbose", action="store_true")
+    add_fault_args(p)
+    add_chunk_arg(p)
+    add_output_args(p)
+    p.set_defaults(handler=cmd_run)
+
+
+PARSERS = [_count_parser, _corpus_parser, _bench_parser, _worker_parser, _submit_parser,
+           _status_parser, _run_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

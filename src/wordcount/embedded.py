@@ -1,0 +1,174 @@
+"""``wordcount run``: a whole cluster on this machine. A private redis-server on loopback (with a
+random password), N worker processes, one job; everything stopped at the end.
+
+``RedisServer`` is also what the tests use to crash and restart Redis for real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+import redis
+
+from .exceptions import UsageError, WordcountError
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server process on 127.0.0.1, password-protected, data in ``directory``."""
+
+    def __init__(self, directory: str | None = None, password: str | None = None,
+                 port: int | None = None, save: str = "", appendonly: bool = False,
+                 binary: str | None = None) -> None:
+        self.binary = binary or shutil.which("redis-server")
+        if not self.binary:
+            raise WordcountError("redis-server not found on PATH: install it (Debian: apt-get "
+                                 "install redis-server, or `make redis-server`)")
+        self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="wordcount-redis-")
+        self.directory = directory or self._tmp.name  # type: ignore[union-attr]
+        self.password = password or secrets.token_urlsafe(18)
+        self.port = port or free_port()
+        self.save = save
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def _config(self) -> str:
+        # The password goes in a 0600 file, never on a command line (visible in ps).
+        path = os.path.join(self.directory, "redis.conf")
+        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.directory}",
+                 "dbfilename dump.rdb", f'save "{self.save}"',
+                 f"appendonly {'yes' if self.appendonly else 'no'}",
+                 "stop-writes-on-bgsave-error no", "daemonize no", "loglevel warning",
+                 f"logfile {os.path.join(self.directory, 'redis.log')}",
+                 f'requirepass "{self.password}"']
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        os.makedirs(self.directory, exist_ok=True)
+        self.proc = subprocess.Popen([self.binary, self._config()], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                             socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return self
+                except redis.exceptions.BusyLoadingError:
+                    pass
+                except redis.exceptions.ConnectionError:
+                    if self.proc.poll() is not None:
+                        raise WordcountError(f"redis-server exited at start; see "
+                                             f"{self.directory}/redis.log") from None
+                if time.monotonic() > deadline:
+                    raise WordcountError("redis-server did not answer within "
+                                         f"{timeout:.0f} s")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash. Whatever was not snapshotted is lost."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def wipe(self) -> None:
+        """Delete the RDB/AOF files, so the next start begins from nothing."""
+        for name in os.listdir(self.directory):
+            if name.startswith(("dump", "appendonly")):
+                path = os.path.join(self.directory, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+    def env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.url, "REDIS_PASSWORD": self.password}
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def spawn_worker(env: dict[str, str], args: Sequence[str] = (), log_path: str | None = None
+                 ) -> subprocess.Popen:
+    """A ``wordcount worker --exit-when-idle`` process (credentials via the environment)."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    try:
+        return subprocess.Popen([sys.executable, "-m", "wordcount", "worker", "--exit-when-idle",
+                                 *args], env={**os.environ, **env}, stdout=out, stderr=out)
+    finally:
+        if log_path:
+            out.close()  # type: ignore[union-attr]
+
+
+class WorkerPool:
+    """N worker processes; ones that end by an injected crash are started again."""
+
+    def __init__(self, n: int, env: dict[str, str], args: Sequence[str] = (),
+                 respawn: bool = True, log_path: str | None = None) -> None:
+        if n < 1:
+            raise UsageError("--workers must be at least 1")
+        self.env, self.args, self.respawn, self.log_path = env, list(args), respawn, log_path
+        self.procs = [spawn_worker(env, self.args, log_path) for _ in range(n)]
+        self.crashes = 0
+
+    def tend(self) -> None:
+        from .worker import CRASH_EXIT
+
+        for i, p in enumerate(self.procs):
+            if p.poll() == CRASH_EXIT and self.respawn:
+                self.crashes += 1
+                self.procs[i] = spawn_worker(self.env, self.args, self.log_path)
+        codes = [p.poll() for p in self.procs]
+        if all(c is not None for c in codes) and any(c != 0 for c in codes):
+            raise WordcountError(f"every worker exited before the job finished (exit codes "
+                                 f"{codes}); see the worker log")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

@@ -1,0 +1,92 @@
+"""Settings for the distributed engine: one frozen dataclass, from flags or the environment.
+
+Every field can be set by ``WORDCOUNT_<FIELD>`` (upper case); the Redis URL by ``REDIS_URL`` (or
+``WORDCOUNT_REDIS_URL``) and the password by ``REDIS_PASSWORD`` (or ``WORDCOUNT_REDIS_PASSWORD``,
+or inside the URL). Flags win over the environment, the environment over the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .exceptions import UsageError
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: str | None = field(default=None, repr=False)
+    claim_timeout_ms: int = 10_000  # a task idle (no heartbeat) this long is stolen
+    max_attempts: int = 4  # deliveries before a task is dead-lettered
+    block_ms: int = 1_000  # XREADGROUP BLOCK
+    retry_seconds: float = 120.0  # how long one Redis call keeps retrying through an outage
+    commit_pairs: int = 50_000  # more distinct words than this: staged commit + bounded merges
+    speculate_factor: float = 3.0  # backup a task running longer than factor x mean (0: off)
+    speculate_min_ms: int = 2_000  # ... and at least this old
+    data_root: str | None = None  # where a worker finds the job's files (default: job's root)
+
+    @property
+    def heartbeat_s(self) -> float:
+        return max(self.claim_timeout_ms / 3000.0, 0.05)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"WORDCOUNT_{f.name.upper()}")
+            if raw is None and f.name == "redis_url":
+                raw = env.get("REDIS_URL")
+            if raw is None and f.name == "redis_password":
+                raw = env.get("REDIS_PASSWORD")
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise UsageError(f"not a Redis URL: {self.safe_url}")
+        if self.claim_timeout_ms < 10 or self.max_attempts < 1 or self.commit_pairs < 1:
+            raise UsageError("claim timeout must be >= 10 ms, max attempts and commit pairs >= 1")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(f: dataclasses.Field, raw: str) -> Any:
+    kind = str(f.type)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise UsageError(f"WORDCOUNT_{f.name.upper()}: not a number: {raw!r}") from None
+    return raw
+
+
+def check_job_name(name: str) -> str:
+    if not JOB_NAME.match(name):
+        raise UsageError(f"bad job name {name!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+    return name

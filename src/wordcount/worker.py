@@ -1,0 +1,215 @@
+"""A stateless worker: take a task, count it, commit it; forever, or until no job has work left.
+
+One loop iteration (``work_once``): stop check → take (blocking, bounded) → count (with a
+heartbeat thread keeping the task) → commit. Everything a worker knows is in Redis, so killing
+it at any line loses nothing: its task is stolen after the claim timeout and recounted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+from . import engines, planner
+from .connection import Connection
+from .exceptions import ShutdownRequested
+from .functions import Applied, Claimed
+from .queue import StreamQueue, TaskQueue
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CRASH_POINTS = ("after-claim", "after-count", "before-commit", "after-commit")
+CRASH_EXIT = 70
+
+
+@dataclass
+class Faults:
+    """Injected failures, for experiments and tests."""
+
+    crash_at: str | None = None  # one of CRASH_POINTS, or "any" (a random one per attempt)
+    crash_prob: float = 1.0
+    stall_prob: float = 0.0  # 6.5840-style: sleep up to stall_max seconds mid-task
+    stall_max: float = 2.0
+    slowdown: float = 1.0  # 2 = half speed (a straggler)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def arm(self) -> str | None:
+        """Decide, for one task attempt, where (if anywhere) this attempt crashes."""
+        if not self.crash_at or self.rng.random() >= self.crash_prob:
+            return None
+        return self.rng.choice(CRASH_POINTS) if self.crash_at == "any" else self.crash_at
+
+
+@dataclass
+class Stats:
+    taken: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    lost_leases: int = 0
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+class Heartbeat(threading.Thread):
+    """Keeps one task alive while it is being counted (every claim_timeout / 3)."""
+
+    def __init__(self, queue: TaskQueue, claimed: Claimed, interval: float) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{claimed.id}")
+        self.queue, self.claimed, self.interval = queue, claimed, interval
+        self.stopped = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                if not self.queue.keep(self.claimed):
+                    self.lost = True
+                    log.info("task %s %s was taken over; finishing anyway (the commit decides)",
+                             self.claimed.job, self.claimed.id)
+                    return
+            except Exception as exc:  # noqa: BLE001 - a beat failing must not kill the worker
+                log.warning("heartbeat failed: %s", exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class Worker:
+    def __init__(self, settings: Settings, queue: TaskQueue | None = None,
+                 faults: Faults | None = None, exit_when_idle: bool = False,
+                 commit_mode: str = "atomic") -> None:
+        self.settings = settings
+        self.consumer = consumer_name()
+        self.conn = Connection(settings, name=f"wordcount-worker-{self.consumer}")
+        self.queue = queue or StreamQueue(self.conn, self.consumer, settings)
+        self.faults = faults or Faults()
+        self.exit_when_idle = exit_when_idle
+        self.commit_mode = commit_mode
+        self.stats = Stats()
+        self._stop = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        if self._stop:  # second signal: stop now
+            raise ShutdownRequested()
+        log.info("stopping after the current task (signal again to stop now)")
+        self._stop = True
+
+    def run(self) -> Stats:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.conn.ping()
+        log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
+                 self.settings.safe_url, self.settings.claim_timeout_ms)
+        while not self._stop:
+            if not self.work_once():
+                if self.exit_when_idle:
+                    log.info("no job has work left; exiting")
+                    break
+        log.info("worker %s done: %s", self.consumer, self.stats)
+        return self.stats
+
+    def work_once(self) -> bool:
+        """One iteration. False when there is no active job at all."""
+        jobs = self.queue.active_jobs()
+        if not jobs:
+            time.sleep(self.settings.block_ms / 1000)
+            return False
+        claimed = self.queue.take(jobs)
+        if claimed is None:
+            self.queue.finish_merges(jobs)
+            return True
+        self.process(claimed)
+        return True
+
+    # -- one task -----------------------------------------------------------------------------
+
+    def crash_point(self, armed: str | None, point: str) -> None:
+        if armed == point:
+            log.warning("injected crash at %s", point)
+            logging.shutdown()
+            os._exit(CRASH_EXIT)
+
+    def process(self, c: Claimed) -> None:
+        self.stats.taken += 1
+        if c.deliveries > self.settings.max_attempts:
+            self._dead(c, f"delivered {c.deliveries} times (max attempts "
+                          f"{self.settings.max_attempts}): workers keep failing on it")
+            return
+        armed = self.faults.arm()
+        if not self.queue.keep(c, start=True):
+            return  # acknowledged or taken between our read and now
+        self.crash_point(armed, "after-claim")
+        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)
+        beat.start()
+        try:
+            started = time.perf_counter()
+            try:
+                counts = self._count(c)
+            except OSError as exc:
+                self._dead(c, f"cannot read {c.task.path} [{c.task.start}:{c.task.end}]: "
+                              f"{planner.describe(exc)}")
+                return
+            busy_ms = int((time.perf_counter() - started) * 1000)
+            self.crash_point(armed, "after-count")
+        finally:
+            beat.stop()
+        if beat.lost:
+            self.stats.lost_leases += 1
+        self.crash_point(armed, "before-commit")
+        outcome = self._commit(c, counts, busy_ms)
+        self.crash_point(armed, "after-commit")
+        if outcome is Applied.APPLIED:
+            self.stats.applied += 1
+        elif outcome is Applied.DUPLICATE:
+            self.stats.duplicates += 1
+            log.info("task %s %s was already committed by another worker: no-op", c.job, c.id)
+        log.debug("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
+                  outcome.name.lower(), busy_ms)
+
+    def _count(self, c: Claimed) -> Counter[str]:
+        info = self.queue.info(c.job)
+        root = self.settings.data_root or (info.root if info else None)
+        if root is None:
+            raise FileNotFoundError(0, "job has no data root", c.task.path)
+        path = planner.resolve_under(root, c.task.path)
+        last = time.perf_counter()
+        stall_at = (self.faults.rng.random() < self.faults.stall_prob)
+
+        def pace(_: int) -> None:
+            nonlocal last, stall_at
+            now = time.perf_counter()
+            if self.faults.slowdown > 1:
+                time.sleep((now - last) * (self.faults.slowdown - 1))
+            if stall_at:
+                stall_at = False
+                time.sleep(self.faults.rng.uniform(0, self.faults.stall_max))
+            last = time.perf_counter()
+
+        return engines.count_task(c.task, path, on_buffer=pace)
+
+    def _commit(self, c: Claimed, counts: Counter[str], busy_ms: int) -> Applied:
+        complete = (self.queue.complete_per_word if self.commit_mode == "per-word"
+                    else self.queue.complete)
+        outcome = complete(c, counts, c.task.nbytes, busy_ms)
+        if outcome is Applied.STALE and self.queue.info(c.job, refresh=True):
+            outcome = complete(c, counts, c.task.nbytes, busy_ms)  # job re-planned: new plan id
+        return outcome
+
+    def _dead(self, c: Claimed, reason: str) -> None:
+        log.error("task %s %s set aside: %s", c.job, c.id, reason)
+        if self.queue.fail(c, reason) is Applied.APPLIED:
+            self.stats.dead += 1
