@@ -110,10 +110,11 @@ local function wc_commit(keys, args)
 end
 
 --[[ wc_commit_staged: like wc_commit, for a task whose vocabulary is too big for one call.
-The worker first RPUSHed its (word, count) pairs into a private stage list (one per attempt).
-Here the task is acknowledged and, only if XACK returned 1, the stage list becomes the task's
-apply list and joins the merge set; wc_merge then applies it in bounded pieces.
-KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 stage list, 6 apply list
+The worker first HSETs its (word, count) pairs into a private stage hash (one per attempt;
+HSET is idempotent, so a retried piece changes nothing). Here the task is acknowledged and,
+only if XACK returned 1, the stage hash becomes the task's apply hash and joins the merge set;
+wc_merge then applies it in bounded pieces.
+KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 stage hash, 6 apply hash
 ARGV: 1 group, 2 task id, 3 plan, 4 job, 5 bytes, 6 words, 7 busy ms
 Returns: 1 accepted, 0 duplicate (stage discarded), -1 job gone or re-planned. ]]
 local function wc_commit_staged(keys, args)
@@ -142,25 +143,28 @@ local function wc_commit_staged(keys, args)
 end
 
 --[[ wc_merge: apply the next bounded piece of an accepted staged task.
-Each piece is popped and applied in the same call, so it is applied exactly once, whoever
-drives the merge (the committing worker, or any idle worker after it crashed).
-KEYS: 1 apply list, 2 counts, 3 meta, 4 jobs, 5 merges
-ARGV: 1 task id, 2 max pairs per call, 3 job
-Returns: pairs still to apply for this task (0: finished). ]]
+Each piece is read, applied and deleted in the same call, so it is applied exactly once,
+whoever drives the merge (the committing worker, or any idle worker after it crashed).
+The caller keeps the HSCAN cursor between calls (restarting at 0 would revisit buckets
+already emptied and stall); fields are deleted as they are applied, so concurrent drivers with
+their own cursors never apply a field twice.
+KEYS: 1 apply hash, 2 counts, 3 meta, 4 jobs, 5 merges
+ARGV: 1 task id, 2 HSCAN cursor, 3 max pairs per call (HSCAN's COUNT, a hint), 4 job
+Returns: {pairs still to apply for this task (0: finished), next cursor}. ]]
 local function wc_merge(keys, args)
   local apply, counts, meta, jobs, merges = keys[1], keys[2], keys[3], keys[4], keys[5]
-  local items = redis.call('LPOP', apply, 2 * tonumber(args[2]))
-  if items then
-    for i = 1, #items, 2 do
-      redis.call('ZINCRBY', counts, items[i + 1], items[i])
-    end
+  local scan = redis.call('HSCAN', apply, args[2], 'COUNT', tonumber(args[3]))
+  local piece = scan[2]
+  for i = 1, #piece, 2 do
+    redis.call('ZINCRBY', counts, piece[i + 1], piece[i])
+    redis.call('HDEL', apply, piece[i])
   end
-  local left = redis.call('LLEN', apply)
+  local left = redis.call('HLEN', apply)
   if left == 0 then
     redis.call('SREM', merges, args[1])
-    finish_if_complete(meta, jobs, merges, args[3])
+    finish_if_complete(meta, jobs, merges, args[4])
   end
-  return math.floor(left / 2)
+  return {left, scan[1]}
 end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, escaping the root).

@@ -71,3 +71,54 @@ def nasty_oracle(nasty_corpus) -> Counter[str]:
 
 def tsv(counts: Counter[str]) -> str:
     return "".join(f"{w}\t{n}\n" for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+# -- distributed engine fixtures -------------------------------------------------------------
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A fresh password-protected redis-server on loopback, snapshotting every second."""
+    from wordcount.embedded import RedisServer
+
+    server = RedisServer(directory=str(tmp_path / "redis"), save="1 1")
+    server.start()
+    yield server
+    server.stop()
+
+
+def connect(server, **overrides):
+    from wordcount.connection import Connection
+    from wordcount.settings import Settings
+
+    settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
+                                 **overrides)
+    conn = Connection(settings)
+    conn.load_functions()
+    return conn
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> Path:
+    """6 x 300 KB ASCII + Unicode files and one 1.2 MB skew file, plus the nasty files."""
+    from wordcount.corpus import generate
+
+    root = tmp_path_factory.mktemp("small")
+    generate(root / "gen", 6, 300_000, skew_size=1_200_000, seed=3, unicode=True)
+    build_nasty(root / "nasty")
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_oracle(small_corpus) -> Counter[str]:
+    return oracle(small_corpus)
+
+
+def assert_counts_equal(got: Counter[str], expected: Counter[str]) -> None:
+    """Full tables, byte for byte as written by --counts-out; a readable diff on failure."""
+    if tsv(got) == tsv(expected):
+        return
+    diff = {w: (got.get(w, 0), expected.get(w, 0)) for w in set(got) | set(expected)
+            if got.get(w, 0) != expected.get(w, 0)}
+    sample = sorted(diff.items(), key=lambda kv: -abs(kv[1][0] - kv[1][1]))[:8]
+    raise AssertionError(f"{len(diff)} words differ (got, expected), e.g. {sample}; totals "
+                         f"{sum(got.values())} vs {sum(expected.values())}")

@@ -138,6 +138,7 @@ def setup_logging(verbose: bool, default: int) -> None:
 
     logging.basicConfig(level=logging.DEBUG if verbose else default, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("redis").setLevel(logging.WARNING)
 
 
 def add_fault_args(p: argparse.ArgumentParser) -> None:
@@ -221,9 +222,9 @@ def _finish(conn, job, args, started: float, extra: dict | None = None,
 
     from . import client, report
 
-    client.wait(conn, job, quiet=args.json and not args.verbose, on_poll=on_poll,
-                timeout_s=args.timeout)
-    result, progress = client.result(conn, job, time.perf_counter() - started)
+    waited = client.wait(conn, job, quiet=args.json and not args.verbose, on_poll=on_poll,
+                         timeout_s=args.timeout)
+    result, progress = client.result(conn, job, time.perf_counter() - started, waited)
     doc = {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
            "stolen": progress.stolen, "backups": progress.backups,
            "duplicates": progress.duplicates, "resubmits": progress.resubmits}

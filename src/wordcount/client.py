@@ -207,14 +207,17 @@ def dead_letters(conn: Connection, name: str, job: Job) -> list[InputError]:
     return out
 
 
-def result(conn: Connection, job: Job, seconds: float) -> tuple[Result, Progress]:
+def result(conn: Connection, job: Job, seconds: float, waited: Progress | None = None
+           ) -> tuple[Result, Progress]:
     """The finished job as a Result. The read is retried (after waiting for the job again) if
     Redis restarted meanwhile: the job must be finished, and identically so, before and after
     the counts are read."""
+    resubmits = waited.resubmits if waited else 0
     for _ in range(5):
         before = progress(conn, job.name)
         if not before.finished:
             before = wait(conn, job, quiet=True)
+            resubmits += before.resubmits
         counts = fetch_counts(conn, job.name)
         dead = dead_letters(conn, job.name, job)
         after = progress(conn, job.name)
@@ -231,5 +234,5 @@ def result(conn: Connection, job: Job, seconds: float) -> tuple[Result, Progress
     files = {t.path for t in job.tasks}
     res = Result(counts=counts, files=len(files), bytes=after.done_bytes, seconds=seconds,
                  errors=job.errors + dead)
-    after.resubmits = before.resubmits
+    after.resubmits = resubmits
     return res, after

@@ -89,7 +89,7 @@ class Connection:
         budget = self.settings.retry_seconds if retry_seconds is None else retry_seconds
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.2),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.2),
             stop=stop_after_delay(budget),
             before_sleep=self._log_retry,
             reraise=True,

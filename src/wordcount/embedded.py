@@ -150,16 +150,21 @@ class WorkerPool:
         self.crashes = 0
 
     def tend(self) -> None:
+        """Keep N workers while the job runs: start again the ones that crashed (injected) or
+        exited because they saw no job (Redis lost it); fail on any other exit."""
         from .worker import CRASH_EXIT
 
         for i, p in enumerate(self.procs):
-            if p.poll() == CRASH_EXIT and self.respawn:
+            code = p.poll()
+            if code is None:
+                continue
+            if code not in (0, CRASH_EXIT):
+                raise WordcountError(f"a worker exited with status {code}; see "
+                                     f"{self.log_path or 'its log'}")
+            if code == CRASH_EXIT:
                 self.crashes += 1
+            if self.respawn or code == 0:
                 self.procs[i] = spawn_worker(self.env, self.args, self.log_path)
-        codes = [p.poll() for p in self.procs]
-        if all(c is not None for c in codes) and any(c != 0 for c in codes):
-            raise WordcountError(f"every worker exited before the job finished (exit codes "
-                                 f"{codes}); see the worker log")
 
     def stop(self, timeout: float = 10.0) -> None:
         for p in self.procs:

@@ -77,14 +77,14 @@ def commit(conn: Connection, c: Claimed, plan_id: str, pairs: Sequence[object], 
 
 def stage(conn: Connection, c: Claimed, attempt: str, pairs: Sequence[object],
           piece_pairs: int) -> str:
-    """RPUSH a big task's pairs into this attempt's private stage list, piece by piece (each
-    piece a bounded command). Nothing is visible to the job until ``commit_staged``."""
+    """HSET a big task's pairs into this attempt's private stage hash, piece by piece (each a
+    bounded command; HSET is idempotent, so a retried piece is harmless). Nothing is visible to
+    the job until ``commit_staged``."""
     key = keys.stage(c.job, c.id, attempt)
-    conn.call(lambda r: r.delete(key))  # a replayed attempt starts clean
     step = 2 * piece_pairs
     for i in range(0, len(pairs), step):
         piece = pairs[i:i + step]
-        conn.call(lambda r, piece=piece: r.rpush(key, *piece))
+        conn.call(lambda r, piece=piece: r.execute_command("HSET", key, *piece))
     conn.call(lambda r: r.expire(key, 24 * 3600))  # an abandoned attempt's stage vanishes
     return key
 
@@ -99,12 +99,17 @@ def commit_staged(conn: Connection, c: Claimed, plan_id: str, attempt: str, nbyt
         [keys.GROUP, c.id, plan_id, job, nbytes, nwords, busy_ms]))
 
 
-def merge(conn: Connection, job: str, id_: str, piece_pairs: int) -> int:
-    """Apply the next piece of an accepted staged task; returns the pairs still left."""
-    return int(conn.fcall(
-        "wc_merge",
-        [keys.apply(job, id_), keys.counts(job), keys.meta(job), keys.jobs(), keys.merges(job)],
-        [id_, piece_pairs, job]))
+def merge(conn: Connection, job: str, id_: str, piece_pairs: int) -> None:
+    """Apply an accepted staged task, one bounded piece per call, until nothing is left."""
+    cursor = "0"
+    while True:
+        left, cursor = conn.fcall(
+            "wc_merge",
+            [keys.apply(job, id_), keys.counts(job), keys.meta(job), keys.jobs(),
+             keys.merges(job)],
+            [id_, cursor, piece_pairs, job])
+        if int(left) == 0:
+            return
 
 
 def dead(conn: Connection, c: Claimed, plan_id: str, reason: str) -> Applied:

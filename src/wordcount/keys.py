@@ -10,8 +10,8 @@ friendly), and Lua receives all of them in KEYS.
     wc:{J}:dead                  hash   task id -> reason (dead letters)
     wc:{J}:leases                hash   task id -> "consumer|claimed_ms" (current attempt)
     wc:{J}:merges                set    staged task ids accepted but not fully applied
-    wc:{J}:stage:<id>:<attempt>  list   a big task's pairs, being staged by one attempt
-    wc:{J}:apply:<id>            list   an accepted big task's pairs, being merged
+    wc:{J}:stage:<id>:<attempt>  hash   a big task's word -> count, staged by one attempt
+    wc:{J}:apply:<id>            hash   an accepted big task's word -> count, being merged
 """
 
 from __future__ import annotations

@@ -65,15 +65,17 @@ class StreamQueue:
     # -- take a task ----------------------------------------------------------------------------
 
     def take(self, jobs: list[str]) -> Claimed | None:
-        """New work first (blocking up to block_ms), then tasks of dead or stalled workers,
-        then backup copies of stragglers' tasks."""
-        return (self._read_new(jobs) or self._claim_stale(jobs) or self._speculate(jobs))
+        """New work first, then tasks of dead or stalled workers, then backup copies of
+        stragglers' tasks; if none of these, wait up to block_ms for new work."""
+        return (self._read_new(jobs, block=False) or self._claim_stale(jobs)
+                or self._speculate(jobs) or self._read_new(jobs, block=True))
 
-    def _read_new(self, jobs: list[str]) -> Claimed | None:
+    def _read_new(self, jobs: list[str], block: bool) -> Claimed | None:
         streams = {keys.tasks(job): ">" for job in jobs}
+        wait_ms = self.settings.block_ms if block else None
         try:
             reply = self.conn.call(lambda r: r.xreadgroup(
-                keys.GROUP, self.consumer, streams, count=1, block=self.settings.block_ms))
+                keys.GROUP, self.consumer, streams, count=1, block=wait_ms))
         except ResponseError as exc:
             if "NOGROUP" in str(exc):  # a job vanished (deleted, or Redis lost it)
                 return None
@@ -156,8 +158,7 @@ class StreamQueue:
                                 sum(counts.values()), busy_ms)
 
     def _merge(self, job: str, id_: str) -> None:
-        while functions.merge(self.conn, job, id_, self.settings.commit_pairs) > 0:
-            pass
+        functions.merge(self.conn, job, id_, self.settings.commit_pairs)
 
     def finish_merges(self, jobs: list[str]) -> int:
         """Drive merges left behind by a worker that died after its staged commit."""

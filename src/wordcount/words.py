@@ -35,7 +35,7 @@ _ASCII_TABLE = bytes(
 try:
     import pyarrow as _pa
     import pyarrow.compute as _pc
-except ImportError:  # pragma: no cover - pyarrow is a declared dependency
+except ImportError:  # the optional 'fast' extra is not installed
     _pa = None
 
 USE_ARROW = _pa is not None

@@ -89,7 +89,7 @@ class Heartbeat(threading.Thread):
 class Worker:
     def __init__(self, settings: Settings, queue: TaskQueue | None = None,
                  faults: Faults | None = None, exit_when_idle: bool = False,
-                 commit_mode: str = "atomic") -> None:
+                 commit_mode: str = "atomic", idle_grace_s: float = 3.0) -> None:
         self.settings = settings
         self.consumer = consumer_name()
         self.conn = Connection(settings, name=f"wordcount-worker-{self.consumer}")
@@ -97,6 +97,7 @@ class Worker:
         self.faults = faults or Faults()
         self.exit_when_idle = exit_when_idle
         self.commit_mode = commit_mode
+        self.idle_grace_s = idle_grace_s
         self.stats = Stats()
         self._stop = False
 
@@ -114,11 +115,17 @@ class Worker:
         self.conn.ping()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
+        idle_since: float | None = None
         while not self._stop:
-            if not self.work_once():
-                if self.exit_when_idle:
-                    log.info("no job has work left; exiting")
-                    break
+            if self.work_once():
+                idle_since = None
+                continue
+            # No active job. Exit only after a grace period: a Redis that just restarted from
+            # an old snapshot (or from nothing) shows no job until the client resubmits it.
+            idle_since = idle_since or time.monotonic()
+            if self.exit_when_idle and time.monotonic() - idle_since >= self.idle_grace_s:
+                log.info("no job has work left; exiting")
+                break
         log.info("worker %s done: %s", self.consumer, self.stats)
         return self.stats
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Build the cluster's images: wordcount/worker, wordcount/client,
+# wordcount/chaos, wordcount/redis (tag :latest).
+#   1. the local base images (scripts/base-images.sh; skipped when present)
+#   2. build/wheelhouse/ on the host (scripts/wheelhouse.sh)
+#   3. the docker builds, with the classic builder and no network inside them
+#
+# Usage: scripts/build-images.sh [worker|client|chaos|redis ...]   (default: all)
+# Env:   WORDCOUNT_REGISTRY_BASES=1  use python:3.11-slim / redis:7.2 from a
+#                                    registry instead of the local bases
+#        WORDCOUNT_SKIP_WHEELHOUSE=1 reuse the existing build/wheelhouse/
+#        DOCKER_BUILDKIT             default 0 (the classic builder)
+set -euo pipefail
+
+log() { echo "build-images: $*"; }
+die() { echo "build-images: ERROR: $*" >&2; exit 1; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
+
+ALL=(worker client chaos redis)
+images=()
+for arg in "$@"; do
+    case $arg in
+        worker|client|chaos|redis) images+=("$arg") ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        *) die "unknown image '$arg' (choose from: ${ALL[*]})" ;;
+    esac
+done
+[[ ${#images[@]} -gt 0 ]] || images=("${ALL[@]}")
+
+command -v docker >/dev/null 2>&1 || die "docker CLI not found"
+docker info >/dev/null 2>&1 || die "can't reach the Docker engine"
+
+if [[ ${WORDCOUNT_REGISTRY_BASES:-0} == 1 ]]; then
+    PYTHON_BASE=python:3.11-slim
+    REDIS_BASE=redis:7.2
+    log "using registry bases $PYTHON_BASE and $REDIS_BASE"
+else
+    PYTHON_BASE=wordcount/python-base:bookworm
+    REDIS_BASE=wordcount/redis-base:bookworm
+    want_bases=()
+    for img in "${images[@]}"; do
+        case $img in redis) want_bases+=(redis) ;; *) want_bases+=(python) ;; esac
+    done
+    mapfile -t want_bases < <(printf '%s\n' "${want_bases[@]}" | sort -u)
+    bash scripts/base-images.sh "${want_bases[@]}"
+fi
+
+needs_wheels=0
+for img in "${images[@]}"; do [[ $img == redis ]] || needs_wheels=1; done
+if [[ $needs_wheels == 1 ]]; then
+    if [[ ${WORDCOUNT_SKIP_WHEELHOUSE:-0} == 1 ]] && compgen -G "build/wheelhouse/app/wordcount-*.whl" >/dev/null; then
+        log "reusing build/wheelhouse/ (WORDCOUNT_SKIP_WHEELHOUSE=1)"
+    else
+        bash scripts/wheelhouse.sh
+    fi
+fi
+
+mkdir -p build/logs
+image_size() { docker image inspect --format '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
+
+build() {   # build NAME DOCKERFILE BASE
+    local name=$1 dockerfile=$2 base=$3 tag="wordcount/$1:latest"
+    local logf="build/logs/image-$name.log" old new t0 t1
+    old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
+    log "docker build $tag (-f $dockerfile, BASE=$base)"
+    t0=$(date +%s)
+    if ! docker build --force-rm --file "$dockerfile" --build-arg "BASE=$base" --tag "$tag" . >"$logf" 2>&1; then
+        tail -n 30 "$logf" >&2
+        die "docker build of $tag failed (full log: $logf)"
+    fi
+    t1=$(date +%s)
+    new=$(docker image inspect --format '{{.Id}}' "$tag")
+    # Drop the image this build replaced (if no container still uses it) so
+    # rebuilds don't pile up dangling images.
+    if [[ -n $old && $old != "$new" ]]; then
+        docker rmi "$old" >/dev/null 2>&1 || true
+    fi
+    log "built $tag in $((t1 - t0)) s ($(image_size "$tag"))"
+}
+
+for img in "${images[@]}"; do
+    case $img in
+        worker) build worker services/worker/Dockerfile "$PYTHON_BASE" ;;
+        client) build client services/client/Dockerfile "$PYTHON_BASE" ;;
+        chaos)  build chaos chaos/Dockerfile "$PYTHON_BASE" ;;
+        redis)  build redis redis/Dockerfile "$REDIS_BASE" ;;
+    esac
+done

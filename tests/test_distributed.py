@@ -1,0 +1,297 @@
+"""The distributed engine against real redis-server processes on loopback.
+
+Every test compares the full count table with the oracle (every word, every count)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from wordcount import client, functions, keys
+from wordcount.embedded import WorkerPool
+from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_REDIS, EXIT_USAGE
+from wordcount.functions import Applied, Claimed
+from wordcount.planner import Task
+
+from .conftest import assert_counts_equal, connect, oracle, tsv
+
+CHUNK = 200_000  # bytes per task: the skew file and the big nasty files are split into ranges
+
+
+def run_job(server, corpus, n_workers=2, worker_args=(), chunk=CHUNK, timeout=240,
+            job_name=None, during=None):
+    """Plan + submit in-process, N worker processes (respawned after injected crashes),
+    wait, read the result. ``during(elapsed)`` is called on every poll."""
+    conn = connect(server)
+    job = client.plan_job([str(corpus)], chunk, job_name)
+    client.submit(conn, job)
+    pool = WorkerPool(n_workers, server.env(), list(worker_args),
+                      log_path=os.path.join(server.directory, "workers.log"))
+    started = time.monotonic()
+
+    def on_poll():
+        pool.tend()
+        if during:
+            during(time.monotonic() - started)
+
+    try:
+        waited = client.wait(conn, job, quiet=True, timeout_s=timeout, on_poll=on_poll)
+        result, progress = client.result(conn, job, time.monotonic() - started, waited)
+    finally:
+        pool.stop()
+    return result, progress, pool, conn, job
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_exact_with_ranges(redis_server, small_corpus, small_oracle, workers):
+    result, progress, _, conn, job = run_job(redis_server, small_corpus, workers)
+    assert result.errors == []
+    assert_counts_equal(result.counts, small_oracle)
+    assert len(job.tasks) > len({t.path for t in job.tasks})  # some files were split
+    assert progress.done == len(job.tasks) and progress.duplicates == 0
+    assert conn.client.xpending(keys.tasks(job.name), keys.GROUP)["pending"] == 0
+    assert not conn.client.sismember(keys.jobs(), job.name)
+
+
+@pytest.mark.parametrize("point", ["after-claim", "after-count", "before-commit", "after-commit"])
+def test_crash_points(redis_server, small_corpus, point):
+    """~12 tasks (6 files, one split into 6 ranges); half the attempts crash."""
+    corpus = small_corpus / "gen"
+    result, progress, pool, _, _ = run_job(
+        redis_server, corpus, 2,
+        ["--crash-at", point, "--crash-prob", "0.5", "--max-attempts", "1000",
+         "--claim-timeout", "400"])
+    assert pool.crashes > 0, "no crash was injected: the test proved nothing"
+    assert result.errors == []
+    assert_counts_equal(result.counts, oracle(corpus))
+    if point in ("after-claim", "after-count", "before-commit"):
+        assert progress.stolen > 0  # crashed workers' tasks were taken over
+
+
+def test_random_crashes_and_stalls_6_5840_style(redis_server, small_corpus):
+    corpus = small_corpus / "gen"
+    result, _, pool, _, _ = run_job(
+        redis_server, corpus, 3,
+        ["--crash-at", "any", "--crash-prob", "0.33", "--stall-prob", "0.33", "--stall-max", "2",
+         "--max-attempts", "1000", "--claim-timeout", "500"])
+    assert pool.crashes > 0
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
+def test_straggler_is_backed_up_and_applied_once(redis_server, tmp_path):
+    from wordcount.corpus import generate
+
+    corpus = tmp_path / "even"
+    generate(corpus, 8, 1_500_000, seed=5)
+    conn = connect(redis_server)
+    job = client.plan_job([str(corpus)], 64 << 20)
+    client.submit(conn, job)
+    env = {**redis_server.env(), "WORDCOUNT_SPECULATE_MIN_MS": "300"}
+    log = str(tmp_path / "workers.log")
+    straggler = WorkerPool(1, env, ["--slowdown", "100", "-v"], log_path=log)
+    time.sleep(1.5)  # let the straggler take the first task
+    normal = WorkerPool(1, env, [], log_path=log)
+    try:
+        client.wait(conn, job, quiet=True, timeout_s=120)
+        straggler.procs[0].wait(120)  # its late commit arrives after the job finished
+    finally:
+        normal.stop()
+        straggler.stop()
+    result, progress = client.result(conn, job, 0)
+    assert progress.backups >= 1, "nobody backed up the straggler's task"
+    assert progress.duplicates >= 1, "the straggler's own commit never arrived"
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
+def test_heartbeat_keeps_a_slow_task(redis_server, tmp_path):
+    """One task that takes many claim timeouts on a live (heartbeating) worker, while two idle
+    workers watch it: nobody steals it, nobody backs it up, it is counted once."""
+    from wordcount.corpus import generate
+
+    corpus = tmp_path / "one"
+    generate(corpus, 1, 3_000_000, seed=9)
+    args = ["--claim-timeout", "300", "--speculate-factor", "0"]
+    conn = connect(redis_server)
+    job = client.plan_job([str(corpus)], 64 << 20)
+    client.submit(conn, job)
+    log = str(tmp_path / "workers.log")
+    slow = WorkerPool(1, redis_server.env(), args + ["--slowdown", "40"], log_path=log)
+    time.sleep(1.0)
+    idle = WorkerPool(2, redis_server.env(), args, log_path=log)
+    try:
+        client.wait(conn, job, quiet=True, timeout_s=120)
+    finally:
+        slow.stop()
+        idle.stop()
+    result, progress = client.result(conn, job, 0)
+    busy_ms = int(conn.client.hget(keys.meta(job.name), "busy_ms"))
+    assert busy_ms > 5 * 300, f"the task took {busy_ms} ms: not longer than the claim timeout"
+    assert progress.stolen == 0 and progress.duplicates == 0 and progress.backups == 0
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
+def test_poison_missing_and_escaping_tasks_are_dead_lettered(redis_server, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "good.txt").write_text("good words good\n")
+    (data / "gone.txt").write_text("vanishing words\n")
+    conn = connect(redis_server)
+    job = client.plan_job([str(data)], 64 << 20, "poison")
+    (data / "gone.txt").unlink()
+    # a forged task escaping the data root; the client never plans one, a hostile submitter might
+    (tmp_path / "secret.txt").write_text("top secret\n")
+    job.tasks.append(Task("../secret.txt", 0, 11))
+    client.submit(conn, job)
+    pool = WorkerPool(2, redis_server.env(), [], log_path=str(tmp_path / "w.log"))
+    try:
+        client.wait(conn, job, quiet=True, timeout_s=60, on_poll=pool.tend)
+    finally:
+        pool.stop()
+    result, progress = client.result(conn, job, 0)
+    assert progress.dead == 2 and progress.done == 1
+    assert dict(result.counts) == {"good": 2, "words": 1}
+    reasons = {os.path.basename(e.path): e.error for e in result.errors}
+    assert "No such file" in reasons["gone.txt"]
+    assert "escapes the data root" in reasons["secret.txt"]
+
+
+def test_task_that_keeps_crashing_is_set_aside(redis_server, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("crashy text\n")
+    result, progress, pool, _, _ = run_job(
+        redis_server, data, 1,
+        ["--crash-at", "after-claim", "--max-attempts", "2", "--claim-timeout", "200"])
+    assert pool.crashes == 2
+    assert progress.dead == 1 and not result.counts
+    assert "delivered 3 times" in result.errors[0].error
+
+
+def test_commit_is_idempotent_and_handles_more_than_8000_values(redis_server):
+    conn = connect(redis_server)
+    job = client.Job("idem", "plan1", "/nonexistent", [Task("a", 0, 10), Task("b", 0, 10)])
+    client.submit(conn, job)
+    client.submit(conn, job)  # replayed submission: no duplicate task
+    assert conn.client.xlen(keys.tasks("idem")) == 2
+    reply = conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("idem"): ">"}, count=2)
+    (_, entries), = reply
+    claims = [Claimed.from_entry("idem", i, f, 1, "new") for i, f in entries]
+    pairs = []
+    for i in range(12_000):  # 24,000 ARGV values: unpack() would fail
+        pairs += [f"w{i}", i + 1]
+    assert functions.commit(conn, claims[0], "plan1", pairs, 10, 5, 1) is Applied.APPLIED
+    assert functions.commit(conn, claims[0], "plan1", pairs, 10, 5, 1) is Applied.DUPLICATE
+    assert functions.commit(conn, claims[1], "other-plan", pairs, 10, 5, 1) is Applied.STALE
+    assert conn.client.zscore(keys.counts("idem"), "w11999") == 12_000
+    assert conn.client.zcard(keys.counts("idem")) == 12_000
+    meta = conn.client.hgetall(keys.meta("idem"))
+    assert meta["done"] == "1" and meta["duplicates"] == "1" and meta["state"] == "running"
+
+
+def test_staged_commit_merges_in_pieces_exactly_once(redis_server, small_corpus, small_oracle):
+    result, progress, _, conn, job = run_job(redis_server, small_corpus, 2,
+                                             ["--commit-pairs", "500"])
+    assert_counts_equal(result.counts, small_oracle)
+    assert conn.client.scard(keys.merges(job.name)) == 0
+
+
+def test_staged_commit_finished_by_another_worker_after_a_crash(redis_server):
+    from wordcount.queue import StreamQueue
+
+    conn = connect(redis_server, commit_pairs=3)
+    job = client.Job("staged", "p", "/x", [Task("a", 0, 1)])
+    client.submit(conn, job)
+    (_, entries), = conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("staged"): ">"})
+    c = Claimed.from_entry("staged", entries[0][0], entries[0][1], 1, "new")
+    pairs = [x for i in range(10) for x in (f"w{i}", i + 1)]
+    functions.stage(conn, c, "att1", pairs, 3)
+    # the committing worker dies right after its staged commit, before merging anything
+    assert functions.commit_staged(conn, c, "p", "att1", 1, 55, 1) is Applied.APPLIED
+    assert client.progress(conn, "staged").state == "running"  # not done until merged
+    assert functions.commit_staged(conn, c, "p", "att2", 1, 55, 1) is Applied.DUPLICATE
+    StreamQueue(conn, "w2", conn.settings).finish_merges(["staged"])
+    assert client.fetch_counts(conn, "staged") == {f"w{i}": i + 1 for i in range(10)}
+    assert client.progress(conn, "staged").finished
+
+
+def test_per_word_mode_counts_exactly_without_faults(redis_server, small_corpus, small_oracle):
+    result, _, _, _, _ = run_job(redis_server, small_corpus / "nasty", 2,
+                                 ["--commit", "per-word"])
+    assert_counts_equal(result.counts, oracle(small_corpus / "nasty"))
+
+
+@pytest.mark.parametrize("wipe", [False, True], ids=["from-rdb", "from-nothing"])
+def test_redis_killed_mid_job_and_restarted(redis_server, small_corpus, small_oracle, wipe):
+    kills = []
+
+    dump = os.path.join(redis_server.directory, "dump.rdb")
+
+    def chaos(elapsed):
+        if len(kills) < 2 and elapsed > 1.5 + 1.5 * len(kills):
+            if not wipe:
+                assert os.path.exists(dump), "no snapshot yet: the RDB path would go untested"
+            redis_server.kill()
+            if wipe:
+                redis_server.wipe()
+            time.sleep(0.5)
+            redis_server.start()
+            kills.append(elapsed)
+
+    result, progress, _, _, _ = run_job(redis_server, small_corpus, 2,
+                                        ["--slowdown", "40", "--claim-timeout", "1000"],
+                                        chunk=100_000, during=chaos)
+    assert len(kills) == 2, "the job finished before Redis was killed: nothing tested"
+    assert_counts_equal(result.counts, small_oracle)
+    if wipe:
+        assert progress.resubmits >= 1
+
+
+def test_wrong_or_missing_password_is_a_clear_error(redis_server, tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    base = [sys.executable, "-m", "wordcount", "submit", str(tmp_path), "--redis-url",
+            redis_server.url]
+    env = {k: v for k, v in os.environ.items() if "REDIS" not in k}
+    wrong = subprocess.run(base, env={**env, "REDIS_PASSWORD": "nope"}, capture_output=True,
+                           text=True, timeout=60)
+    assert wrong.returncode == EXIT_REDIS
+    assert "refused our credentials" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert "nope" not in wrong.stderr
+    missing = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == EXIT_USAGE
+    assert "password is required" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_run_command_end_to_end(small_corpus, small_oracle, tmp_path):
+    out = tmp_path / "counts.tsv"
+    proc = subprocess.run([sys.executable, "-m", "wordcount", "run", str(small_corpus),
+                           "--workers", "2", "--chunk-size", "150K", "--json",
+                           "--counts-out", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["total"] == sum(small_oracle.values()) and doc["workers"] == 2
+    assert out.read_text(encoding="utf-8") == tsv(small_oracle)
+
+
+def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "ok.txt").write_text("fine\n")
+    os.symlink("/etc/hostname", data / "escape.txt")
+    env = {**os.environ, **redis_server.env()}
+    pool = WorkerPool(1, redis_server.env(), [], log_path=str(tmp_path / "w.log"))
+    try:
+        proc = subprocess.run([sys.executable, "-m", "wordcount", "submit", str(data / "ok.txt"),
+                               str(data / "escape.txt"), "--json"], env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        pool.stop()
+    assert proc.returncode == EXIT_INPUT_ERRORS, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["total"] == 1 and doc["dead"] == 1
+    assert "escapes the data root" in doc["errors"][0]["error"]
