@@ -3,6 +3,9 @@
 ``wordcount bench tokenizer``: the naive reference, our serial engine, threads and processes on
 the same generated ASCII corpus; MB/s, ratios, peak memory, and whether every count table is
 byte-identical to the reference's.
+
+``wordcount bench distributed``: ``wordcount run`` (private Redis + N worker processes; atomic
+or the lab's per-word commits) against the processes engine with N workers, same corpus.
 """
 
 from __future__ import annotations
@@ -102,21 +105,60 @@ def tokenizer(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def distributed(args: argparse.Namespace) -> int:
+    """The Redis engine (``wordcount run``: private redis-server + N worker processes) against
+    the local processes engine with the same number of workers, on the same corpus."""
+    data = ensure_corpus(args.dir or os.path.join(".cache", f"bench-{args.size}"), args.size,
+                         args.files, args.seed)
+    n = str(args.workers)
+    chunk = ["--chunk-size", str(args.chunk_size)]
+    plan = [("processes", ["count", data, "--engine", "processes", "--workers", n])]
+    for variant in args.variants.split(","):
+        extra = {"atomic": [], "per-word": ["--commit", "per-word"]}.get(variant)
+        if extra is None:
+            raise SystemExit(f"bench: unknown variant {variant!r} (atomic, per-word)")
+        plan.append((f"run {variant}", ["run", data, "--workers", n, *extra]))
+    with tempfile.TemporaryDirectory() as tmp:
+        best: dict[str, Measurement] = {}
+        for _ in range(args.repeat):
+            for label, argv in plan:
+                m = run_measured(f"{label} x{n}", argv + chunk,
+                                 os.path.join(tmp, label.replace(" ", "-") + ".tsv"))
+                if label not in best or m.seconds < best[label].seconds:
+                    best[label] = m
+        rows = [best[label] for label, _ in plan]
+        print(f"corpus: {data} ({rows[0].nbytes / 2**20:.0f} MiB, {args.files} files), "
+              f"best of {args.repeat}, {os.cpu_count()} CPUs; 'x naive' column = x processes")
+        ok = print_table(rows, rows[0], None)
+    return 0 if ok else 1
+
+
+def _corpus_args(p: argparse.ArgumentParser, size: int) -> None:
+    from .cli import _size
+
+    p.add_argument("--size", type=_size, default=size, help="corpus bytes")
+    p.add_argument("--files", type=int, default=8)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--chunk-size", type=_size, default=64 << 20)
+    p.add_argument("--dir", help="corpus directory (default .cache/bench-SIZE, reused)")
+
+
 def add_parser(sub) -> None:
     from .cli import _size
 
     p = sub.add_parser("bench", help="benchmarks printing side-by-side ratios")
     kinds = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     t = kinds.add_parser("tokenizer", help="naive reference vs serial vs threads vs processes")
-    t.add_argument("--size", type=_size, default=256 << 20, help="corpus bytes (default 256MiB)")
-    t.add_argument("--files", type=int, default=8)
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--workers", type=int, default=2)
-    t.add_argument("--repeat", type=int, default=1)
-    t.add_argument("--chunk-size", type=_size, default=64 << 20)
-    t.add_argument("--dir", help="corpus directory (default .cache/bench-SIZE, reused)")
-    t.set_defaults(handler=lambda a: run(a))
+    _corpus_args(t, 256 << 20)
+    t.set_defaults(handler=run)
+    d = kinds.add_parser("distributed", help="wordcount run (Redis) vs the processes engine")
+    _corpus_args(d, 256 << 20)
+    d.add_argument("--variants", default="atomic",
+                   help="comma-separated run variants: atomic, per-word (default atomic)")
+    d.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"tokenizer": tokenizer}[args.bench](args)
+    return {"tokenizer": tokenizer, "distributed": distributed}[args.bench](args)

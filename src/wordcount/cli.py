@@ -124,7 +124,8 @@ def settings_from(args: argparse.Namespace, **extra):
     overrides = {k: getattr(args, k, None) for k in
                  ("redis_url", "claim_timeout_ms", "max_attempts", "data_root", "commit_pairs",
                   "speculate_factor")}
-    settings = Settings.from_env(**overrides, **extra)
+    overrides.update(extra)
+    settings = Settings.from_env(**overrides)
     from urllib.parse import urlsplit
 
     if not settings.redis_password and not urlsplit(settings.redis_url).password:
@@ -156,7 +157,7 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
                    help="run at 1/FACTOR speed (a straggler)")
     g.add_argument("--commit", choices=["atomic", "per-word"], default="atomic",
                    help="per-word: the lab's naive ZINCRBY per occurrence (NOT crash-safe)")
-    g.add_argument("--speculate-factor", type=float,
+    g.add_argument("--speculate-factor", type=float, metavar="FACTOR",
                    help="back up a task running longer than FACTOR x the mean task time "
                         "(default 3; 0 disables)")
 
@@ -196,7 +197,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .worker import Worker
 
     setup_logging(args.verbose, logging.INFO)
-    worker = Worker(settings_from(args), faults=faults_from(args),
+    extra = {}
+    if args.commit == "per-word" and args.speculate_factor is None:
+        extra["speculate_factor"] = 0.0  # backups of non-idempotent commits double-count
+    worker = Worker(settings_from(args, **extra), faults=faults_from(args),
                     exit_when_idle=args.exit_when_idle, commit_mode=args.commit)
     try:
         worker.run()
@@ -317,16 +321,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, logging.WARNING)
     faults_from(args)  # validate before starting anything
     started = time.perf_counter()
-    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="wordcount-run-") as tmp:
         settings = Settings.from_env({}, redis_url=server.url,
                                      redis_password=server.password)
         conn = Connection(settings, name="wordcount-client")
         conn.load_functions()
-        client.submit(conn, job)
         log_path = args.worker_log or os.path.join(tmp, "workers.log")
-        pool = WorkerPool(args.workers, server.env(), fault_argv(args), log_path=log_path)
+        # Workers start (and import) while the job is planned; they wait for it to appear.
+        stragglers = args.stragglers if args.stragglers is not None else (
+            1 if args.slowdown > 1 else 0)
+        pool = WorkerPool(args.workers, server.env(), fault_argv(args), log_path=log_path,
+                          first_args=["--slowdown", str(args.slowdown)], first=stragglers)
         try:
+            job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+            client.submit(conn, job)
             rc = _finish(conn, job, args, started, {"workers": args.workers},
                          on_poll=pool.tend)
         finally:
@@ -339,14 +347,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="count on a private Redis with N local worker processes")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--workers", type=_positive_int, default=2)
-    p.add_argument("--job")
-    p.add_argument("--data-root")
-    p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms")
-    p.add_argument("--max-attempts", type=_positive_int)
-    p.add_argument("--commit-pairs", type=_positive_int)
+    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    p.add_argument("--job", help="job name (default: derived from the inputs)")
+    p.add_argument("--data-root", help="directory task paths are relative to (default: the "
+                                       "inputs' common directory)")
+    p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms",
+                   help="steal a task idle (no heartbeat) this long (default 10000)")
+    p.add_argument("--max-attempts", type=_positive_int,
+                   help="deliveries before a task is dead-lettered (default 4)")
+    p.add_argument("--commit-pairs", type=_positive_int,
+                   help="distinct words above which a commit is staged (default 50000)")
     p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     p.add_argument("--worker-log", metavar="PATH", help="append the workers' logs here")
+    p.add_argument("--stragglers", type=int, metavar="K",
+                   help="how many workers run with --slowdown (default 1 if --slowdown > 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_fault_args(p)
     add_chunk_arg(p)
@@ -354,8 +368,16 @@ def _run_parser(sub) -> None:
     p.set_defaults(handler=cmd_run)
 
 
+# -- chaos ------------------------------------------------------------------------------------
+
+def _chaos_parser(sub) -> None:
+    from . import chaos
+
+    chaos.add_parser(sub)
+
+
 PARSERS = [_count_parser, _corpus_parser, _bench_parser, _worker_parser, _submit_parser,
-           _status_parser, _run_parser]
+           _status_parser, _run_parser, _chaos_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

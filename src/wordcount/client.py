@@ -158,7 +158,7 @@ class Follower:
                   f"{detail}", file=sys.stderr, flush=True)
 
 
-def wait(conn: Connection, job: Job, poll_s: float = 0.25, quiet: bool = False,
+def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
          timeout_s: float | None = None, on_poll: Callable[[], None] | None = None) -> Progress:
     """Follow the job until it is done, resubmitting it whenever Redis has lost all or part of
     it (a restart from an older snapshot, or from nothing)."""

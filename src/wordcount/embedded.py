@@ -142,11 +142,14 @@ class WorkerPool:
     """N worker processes; ones that end by an injected crash are started again."""
 
     def __init__(self, n: int, env: dict[str, str], args: Sequence[str] = (),
-                 respawn: bool = True, log_path: str | None = None) -> None:
+                 respawn: bool = True, log_path: str | None = None,
+                 first_args: Sequence[str] = (), first: int = 0) -> None:
+        """``first_args`` are added for the first ``first`` workers (e.g. stragglers)."""
         if n < 1:
             raise UsageError("--workers must be at least 1")
-        self.env, self.args, self.respawn, self.log_path = env, list(args), respawn, log_path
-        self.procs = [spawn_worker(env, self.args, log_path) for _ in range(n)]
+        self.env, self.respawn, self.log_path = env, respawn, log_path
+        self.args = [list(args) + (list(first_args) if i < first else []) for i in range(n)]
+        self.procs = [spawn_worker(env, a, log_path) for a in self.args]
         self.crashes = 0
 
     def tend(self) -> None:
@@ -164,7 +167,7 @@ class WorkerPool:
             if code == CRASH_EXIT:
                 self.crashes += 1
             if self.respawn or code == 0:
-                self.procs[i] = spawn_worker(self.env, self.args, self.log_path)
+                self.procs[i] = spawn_worker(self.env, self.args[i], self.log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
         for p in self.procs:

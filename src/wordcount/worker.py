@@ -100,11 +100,12 @@ class Worker:
         self.idle_grace_s = idle_grace_s
         self.stats = Stats()
         self._stop = False
+        self._busy = False  # holding a task: a stop request waits for it to be committed
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def request_stop(self, *_: object) -> None:
-        if self._stop:  # second signal: stop now
+        if self._stop or not self._busy:  # idle, or a second signal: stop now
             raise ShutdownRequested()
         log.info("stopping after the current task (signal again to stop now)")
         self._stop = True
@@ -139,7 +140,11 @@ class Worker:
         if claimed is None:
             self.queue.finish_merges(jobs)
             return True
-        self.process(claimed)
+        self._busy = True
+        try:
+            self.process(claimed)
+        finally:
+            self._busy = False
         return True
 
     # -- one task -----------------------------------------------------------------------------
