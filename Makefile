@@ -27,7 +27,7 @@ test-fast: install redis-server ## tests without Docker
 	$(BIN)/pytest -m 'not docker'
 
 lint: install ## ruff
-	$(BIN)/ruff check src tests chaos
+	$(BIN)/ruff check src tests
 
 bench: install ## tokenizer benchmark: naive vs serial vs threads vs processes (256 MiB)
 	$(BIN)/wordcount bench tokenizer

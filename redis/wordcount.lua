@@ -35,6 +35,15 @@ local function finish_if_complete(meta, jobs, merges, job)
   return 0
 end
 
+-- Progress of an accepted commit (ARGV 4 job, 5 bytes, 6 words, 7 busy ms), then maybe finish.
+local function record_done(meta, jobs, merges, args)
+  redis.call('HINCRBY', meta, 'done', 1)
+  redis.call('HINCRBY', meta, 'done_bytes', args[5])
+  redis.call('HINCRBY', meta, 'words', args[6])
+  redis.call('HINCRBY', meta, 'busy_ms', args[7])
+  finish_if_complete(meta, jobs, merges, args[4])
+end
+
 -- Returns nil when the job exists and was submitted with the same plan, else an error marker.
 local function check_plan(meta, plan)
   local current = redis.call('HGET', meta, 'plan')
@@ -101,11 +110,7 @@ local function wc_commit(keys, args)
   for i = 8, #args, 2 do  -- a loop, not unpack(): unpack fails at ~8000 values
     redis.call('ZINCRBY', counts, args[i + 1], args[i])
   end
-  redis.call('HINCRBY', meta, 'done', 1)
-  redis.call('HINCRBY', meta, 'done_bytes', args[5])
-  redis.call('HINCRBY', meta, 'words', args[6])
-  redis.call('HINCRBY', meta, 'busy_ms', args[7])
-  finish_if_complete(meta, jobs, merges, args[4])
+  record_done(meta, jobs, merges, args)
   return 1
 end
 
@@ -134,11 +139,7 @@ local function wc_commit_staged(keys, args)
     redis.call('PERSIST', apply)
     redis.call('SADD', merges, args[2])
   end
-  redis.call('HINCRBY', meta, 'done', 1)
-  redis.call('HINCRBY', meta, 'done_bytes', args[5])
-  redis.call('HINCRBY', meta, 'words', args[6])
-  redis.call('HINCRBY', meta, 'busy_ms', args[7])
-  finish_if_complete(meta, jobs, merges, args[4])
+  record_done(meta, jobs, merges, args)
   return 1
 end
 

@@ -10,7 +10,6 @@ import tempfile
 import pytest
 
 import wordcount
-
 from wordcount import engines
 from wordcount.exceptions import EXIT_INPUT_ERRORS
 

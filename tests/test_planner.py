@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 
@@ -18,7 +19,8 @@ ALPHABET = st.sampled_from(
      b"\xe2\x82"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.one_of(st.binary(max_size=3000), st.lists(ALPHABET, max_size=1500).map(b"".join)),
        chunk=st.integers(min_value=1, max_value=700), buf=st.integers(min_value=1, max_value=300))
 def test_ranges_sum_to_whole_file(tmp_path, data, chunk, buf):
@@ -27,7 +29,7 @@ def test_ranges_sum_to_whole_file(tmp_path, data, chunk, buf):
     tasks = planner.split_file(str(path), len(data), chunk)
     # ranges tile the file exactly, each boundary right after ASCII whitespace
     assert tasks[0].start == 0 and tasks[-1].end == len(data)
-    for a, b in zip(tasks, tasks[1:]):
+    for a, b in itertools.pairwise(tasks):
         assert a.end == b.start
         assert data[a.end - 1] in ASCII_WHITESPACE
     total: Counter[str] = Counter()

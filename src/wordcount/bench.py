@@ -146,7 +146,6 @@ def _corpus_args(p: argparse.ArgumentParser, size: int) -> None:
 
 
 def add_parser(sub) -> None:
-    from .cli import _size
 
     p = sub.add_parser("bench", help="benchmarks printing side-by-side ratios")
     kinds = p.add_subparsers(dest="bench", required=True, metavar="BENCH")

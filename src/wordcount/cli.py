@@ -1,4 +1,6 @@
-"""Command line: ``wordcount <command> ...``. Thin: parse, call one module, map errors to exit codes."""
+"""Command line: ``wordcount <command> ...``.
+
+Thin: parse arguments, call one module, map errors to exit codes."""
 
 from __future__ import annotations
 

@@ -130,8 +130,8 @@ class Follower:
 
     def __enter__(self) -> Follower:
         if self.live:
-            from rich.progress import (BarColumn, Progress as Bar, TextColumn,
-                                       TimeElapsedColumn)
+            from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
             self._bar = Bar(TextColumn("{task.description}"), BarColumn(),
                             TextColumn("{task.completed:,.0f}/{task.total:,.0f} tasks"),
                             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
@@ -34,6 +33,8 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
+
+import redis
 
 from . import keys
 from .exceptions import RedisUnavailableError

@@ -11,11 +11,12 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from redis.exceptions import ResponseError
+
 from . import keys
 from .connection import Connection
 from .exceptions import JobConflictError
 from .planner import Task
-from redis.exceptions import ResponseError
 
 
 class Applied(enum.IntEnum):
@@ -38,7 +39,7 @@ class Claimed:
     def from_entry(cls, job: str, entry_id: str, fields: dict[str, str] | Sequence[str],
                    deliveries: int, how: str) -> Claimed:
         if not isinstance(fields, dict):
-            fields = dict(zip(fields[::2], fields[1::2]))
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
         task = Task(fields["path"], int(fields["start"]), int(fields["end"]))
         return cls(job, entry_id, task, int(deliveries), how)
 

@@ -60,7 +60,7 @@ class Tally:
     are merged once, in ``counts()``.
     """
 
-    __slots__ = ("_ascii", "_text", "nbytes", "_arrow")
+    __slots__ = ("_arrow", "_ascii", "_text", "nbytes")
 
     def __init__(self) -> None:
         self._ascii: Counter[bytes] = Counter()
@@ -92,7 +92,7 @@ def _arrow_count_into(counts: Counter[str], data: bytes) -> None:
     text = _pa.Array.from_buffers(_pa.large_string(), 1, [None, offsets, _pa.py_buffer(mapped)])
     freq = _pc.value_counts(_pc.ascii_split_whitespace(text).flatten())
     get = counts.get
-    for word, n in zip(freq.field(0).to_pylist(), freq.field(1).to_pylist()):
+    for word, n in zip(freq.field(0).to_pylist(), freq.field(1).to_pylist(), strict=True):
         if word:  # runs of spaces yield empty strings
             counts[word] = get(word, 0) + n
 

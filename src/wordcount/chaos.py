@@ -1,0 +1,357 @@
+"""``wordcount chaos``: a chaos monkey for the compose cluster.
+
+Every ``interval`` seconds it SIGKILLs the Redis container (or a random worker: ``--targets
+redis,worker`` picks one of the two at random each time), waits ``downtime`` seconds and starts
+it again, logging both with a timestamp. It stops once the job's client container has exited
+(or after ``--max-kills`` / ``--duration``) and writes what it did to a JSON summary
+(default /results/chaos.json): kills by target, and when each one happened.
+
+Victims are found through the Docker API by their compose labels: ``com.docker.compose.project``
+= our own project (``--project``, else COMPOSE_PROJECT_NAME, else read from the labels of the
+container we run in) and ``com.docker.compose.service`` = redis | worker | client. A container
+killed through the Docker API is not restarted by its restart policy, so starting it again is
+our job, and a target still down when we stop (or are stopped) is started before we exit.
+
+The docker client is passed in (``Chaos(client, config)``): only the CLI handler imports the
+docker SDK (the ``chaos`` extra), so the package works without it and the tests use a fake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .exceptions import EXIT_OK, UsageError, WordcountError
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+TARGETS = ("redis", "worker")
+CLIENT = "client"
+# A client container in one of these states has not finished its job yet.
+UNFINISHED = ("created", "running", "restarting", "paused")
+
+
+@dataclass(frozen=True)
+class Config:
+    project: str
+    interval: float = 5.0  # seconds of uptime between a start and the next kill
+    downtime: float = 2.0  # seconds a killed container stays down
+    targets: tuple[str, ...] = ("redis",)
+    max_kills: int = 0  # stop after this many kills (0: no limit)
+    duration: float = 0.0  # stop after this many seconds (0: no limit)
+    summary: str | None = "/results/chaos.json"
+    seed: int | None = None
+    poll: float = 0.5  # how often the client's state is checked while waiting
+
+
+@dataclass
+class Event:
+    kill: int  # 1, 2, ... over all targets
+    target: str  # service: redis | worker
+    container: str
+    killed_at: float  # epoch seconds
+    started_at: float | None = None  # None: could not be started again (see errors)
+    down_s: float | None = None
+
+
+def stamp(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+class Chaos:
+    def __init__(self, docker: Any, config: Config, *, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.docker = docker
+        self.config = config
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random(config.seed)
+        self._log = log
+        self.events: list[Event] = []
+        self.errors: list[str] = []
+        self.client_exit_code: int | None = None
+        self._seen_client = False
+        self._down: tuple[Any, Event] | None = None  # killed, not started again yet
+        self.started_at = 0.0
+
+    def log(self, message: str) -> None:
+        line = f"{stamp(self.clock())} chaos: {message}"
+        if self._log:
+            self._log(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    # -- finding containers -------------------------------------------------------------------
+
+    def containers(self, service: str, all: bool = False) -> list[Any]:
+        labels = [f"{PROJECT_LABEL}={self.config.project}", f"{SERVICE_LABEL}={service}"]
+        found = self.docker.containers.list(all=all, filters={"label": labels})
+        return sorted(found, key=lambda c: c.name)
+
+    def client_finished(self) -> bool:
+        """True once a client container was seen and none is unfinished any more (an exited
+        one, or none left: ``compose run --rm``)."""
+        clients = self.containers(CLIENT, all=True)
+        if not clients:
+            return self._seen_client
+        self._seen_client = True
+        if any(c.status in UNFINISHED for c in clients):
+            return False
+        codes = [c.attrs.get("State", {}).get("ExitCode") for c in clients]
+        self.client_exit_code = max((c for c in codes if c is not None), default=None)
+        return True
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        if self.config.max_kills and len(self.events) >= self.config.max_kills:
+            return f"max kills ({self.config.max_kills})"
+        if self.config.duration and self.clock() - self.started_at >= self.config.duration:
+            return f"duration ({self.config.duration:g} s)"
+        if self.client_finished():
+            return "client exited"
+        return None
+
+    def wait(self, seconds: float) -> str | None:
+        """Sleep ``seconds`` in small steps; a stop reason as soon as there is one."""
+        until = self.clock() + seconds
+        while True:
+            reason = self.stop_reason()
+            if reason or self.clock() >= until:
+                return reason
+            self.sleep(max(0.0, min(self.config.poll, until - self.clock())))
+
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        self.started_at = self.clock()
+        self.log(f"project {c.project}: killing {' or '.join(c.targets)} every {c.interval:g} s "
+                 f"for {c.downtime:g} s until the client exits")
+        reason = "interrupted"
+        try:
+            while not (reason := self.wait(c.interval)):
+                self.strike()
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM (docker stop) via the CLI's handler
+            reason = "interrupted"
+        finally:
+            self.restore()
+        summary = self.summary(reason)
+        self.log(f"stopped ({reason}) after {summary['total_kills']} kills: "
+                 + ", ".join(f"{t} {n}" for t, n in summary["kills"].items()))
+        if c.summary:
+            self.write(summary, c.summary)
+        return summary
+
+    def strike(self) -> Event | None:
+        target = self.rng.choice(self.config.targets)
+        running = [v for v in self.containers(target) if v.status == "running"]
+        if not running:
+            self.log(f"no running {target} container to kill: skipped")
+            return None
+        victim = self.rng.choice(running)
+        event = Event(len(self.events) + 1, target, victim.name, self.clock())
+        try:
+            victim.kill(signal="SIGKILL")
+            victim.wait(timeout=30)  # really down before the downtime starts
+        except Exception as e:  # noqa: BLE001 - gone meanwhile (compose down), API hiccup
+            self.error(f"could not kill {victim.name}: {e}")
+            return None
+        self.events.append(event)
+        self._down = (victim, event)
+        self.log(f"killed {target} {victim.name} (kill #{event.kill})")
+        self.sleep(self.config.downtime)
+        self.restore()
+        return event
+
+    def restore(self) -> None:
+        """Start the container we killed last, if it is still down (a few tries)."""
+        if self._down is None:
+            return
+        victim, event = self._down
+        for attempt in range(3):
+            try:
+                victim.start()
+                break
+            except Exception as e:  # noqa: BLE001
+                self.error(f"could not start {victim.name} again (try {attempt + 1}): {e}")
+                self.sleep(1.0)
+        else:
+            self._down = None
+            return
+        self._down = None
+        event.started_at = self.clock()
+        event.down_s = round(event.started_at - event.killed_at, 3)
+        self.log(f"started {event.target} {victim.name} again after {event.down_s:.1f} s")
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+        self.log(message)
+
+    # -- summary ------------------------------------------------------------------------------
+
+    def summary(self, reason: str) -> dict[str, Any]:
+        ended = self.clock()
+        kills = Counter({t: 0 for t in self.config.targets})
+        kills.update(e.target for e in self.events)
+        return {
+            "project": self.config.project,
+            "targets": list(self.config.targets),
+            "interval_s": self.config.interval,
+            "downtime_s": self.config.downtime,
+            "started_at": self.started_at,
+            "ended_at": ended,
+            "started": stamp(self.started_at),
+            "ended": stamp(ended),
+            "seconds": round(ended - self.started_at, 3),
+            "stopped_because": reason,
+            "client_exit_code": self.client_exit_code,
+            "kills": dict(kills),
+            "total_kills": len(self.events),
+            "events": [asdict(e) for e in self.events],
+            "errors": self.errors,
+        }
+
+    def write(self, summary: dict[str, Any], path: str) -> None:
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            tmp = f"{path}.tmp.{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(summary, f, indent=2)
+                f.write("\n")
+            os.replace(tmp, path)
+            self.log(f"summary written to {path}")
+        except OSError as e:
+            self.log(f"could not write the summary to {path}: {e}")
+
+
+# -- which project we belong to --------------------------------------------------------------
+
+def own_container_ids() -> list[str]:
+    """Ways to name the container we run in: its hostname (docker's default is the short id),
+    then any container id in /proc/self/cgroup (cgroup v1) or /proc/self/mountinfo."""
+    ids = [socket.gethostname()]
+    for path in ("/proc/self/cgroup", "/proc/self/mountinfo"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                ids += re.findall(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])", f.read())
+        except OSError:
+            pass
+    return list(dict.fromkeys(ids))
+
+
+def own_project(docker: Any, env: Mapping[str, str], ids: list[str] | None = None) -> str | None:
+    if env.get("COMPOSE_PROJECT_NAME"):
+        return env["COMPOSE_PROJECT_NAME"]
+    for cid in own_container_ids() if ids is None else ids:
+        try:
+            project = docker.containers.get(cid).labels.get(PROJECT_LABEL)
+        except Exception:  # noqa: BLE001, S112 - not a container id (e.g. a hostname)
+            continue
+        if project:
+            return project
+    return None
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+def _number(args: argparse.Namespace, env: Mapping[str, str], name: str, kind: type,
+            default: float) -> Any:
+    value = getattr(args, name)
+    if value is None:
+        raw = env.get(f"CHAOS_{name.upper()}", "")
+        try:
+            value = kind(raw) if raw.strip() else default
+        except ValueError:
+            raise UsageError(f"CHAOS_{name.upper()}: not a number: {raw!r}") from None
+    if value < 0:
+        raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
+    return value
+
+
+def config_from(args: argparse.Namespace, env: Mapping[str, str], docker: Any) -> Config:
+    """Flags win over CHAOS_* environment variables, which win over the defaults."""
+    targets_text = args.targets or env.get("CHAOS_TARGETS") or "redis"
+    targets = tuple(dict.fromkeys(t.strip() for t in targets_text.split(",") if t.strip()))
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown or not targets:
+        raise UsageError(f"chaos targets must be among {', '.join(TARGETS)}: {targets_text!r}")
+    project = args.project or own_project(docker, env)
+    if not project:
+        raise UsageError("cannot tell which compose project to disrupt: pass --project or set "
+                         "COMPOSE_PROJECT_NAME (inside compose it is read from our own labels)")
+    summary = args.summary if args.summary is not None else env.get("CHAOS_SUMMARY",
+                                                                      "/results/chaos.json")
+    seed = args.seed if args.seed is not None else (
+        int(env["CHAOS_SEED"]) if env.get("CHAOS_SEED", "").strip().isdigit() else None)
+    interval = _number(args, env, "interval", float, 5.0)
+    if interval <= 0:
+        raise UsageError("--interval must be > 0")
+    return Config(project=project, interval=interval,
+                  downtime=_number(args, env, "downtime", float, 2.0), targets=targets,
+                  max_kills=_number(args, env, "max_kills", int, 0),
+                  duration=_number(args, env, "duration", float, 0.0),
+                  summary=summary or None, seed=seed)
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cmd_chaos(args: argparse.Namespace) -> int:
+    try:
+        import docker
+    except ImportError:
+        raise UsageError("wordcount chaos needs the docker SDK: pip install "
+                         "'wordcount[chaos]'") from None
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001 - DockerException, requests errors, ...
+        raise WordcountError(f"cannot reach the Docker engine (is /var/run/docker.sock "
+                             f"mounted?): {e}") from None
+    config = config_from(args, os.environ, client)
+    _stop_on_sigterm()
+    Chaos(client, config).run()
+    return EXIT_OK
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "chaos", help="SIGKILL this compose project's Redis (or workers) every few seconds "
+                      "while a job runs (needs the docker SDK: the chaos extra)",
+        description="Unset options come from CHAOS_INTERVAL, CHAOS_DOWNTIME, CHAOS_TARGETS, "
+                    "CHAOS_MAX_KILLS, CHAOS_DURATION, CHAOS_SUMMARY, CHAOS_SEED, then the "
+                    "defaults.")
+    p.add_argument("--interval", type=float, metavar="S",
+                   help="seconds between starting a target again and the next kill (default 5)")
+    p.add_argument("--downtime", type=float, metavar="S",
+                   help="seconds a killed target stays down (default 2)")
+    p.add_argument("--targets", metavar="LIST",
+                   help="comma-separated services to pick from each time: redis, worker "
+                        "(default redis)")
+    p.add_argument("--max-kills", type=int, metavar="N", help="stop after N kills (default: "
+                   "no limit)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds "
+                   "(default: no limit)")
+    p.add_argument("--project", help="compose project (default: COMPOSE_PROJECT_NAME, else the "
+                                     "project of the container we run in)")
+    p.add_argument("--summary", metavar="PATH",
+                   help="write the JSON summary here (default /results/chaos.json; '' for none)")
+    p.add_argument("--seed", type=int, help="random seed for picking targets")
+    p.set_defaults(handler=cmd_chaos)
+
+
