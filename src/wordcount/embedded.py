@@ -7,6 +7,7 @@ random password), N worker processes, one job; everything stopped at the end.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -126,16 +127,48 @@ class RedisServer:
         self.stop()
 
 
+def _worker_main(env: dict[str, str], args: list[str], log_path: str | None) -> None:
+    """Body of a forked worker process: its own environment, log and Redis connection."""
+    os.environ.update(env)
+    fd = os.open(log_path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    from .cli import main
+
+    sys.exit(main(["worker", "--exit-when-idle", *args]))
+
+
+class WorkerProcess:
+    """A forked ``wordcount worker --exit-when-idle`` (credentials via its environment).
+    Forked rather than exec'd: it starts in milliseconds, with the package already imported."""
+
+    def __init__(self, env: dict[str, str], args: Sequence[str], log_path: str | None) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.proc = ctx.Process(target=_worker_main, args=(env, list(args), log_path),
+                                daemon=False)
+        self.proc.start()
+        self.pid = self.proc.pid
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def terminate(self) -> None:
+        self.proc.terminate()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.proc.join(timeout)
+        if self.proc.exitcode is None:
+            raise subprocess.TimeoutExpired("wordcount worker", timeout or 0)
+        return self.proc.exitcode
+
+
 def spawn_worker(env: dict[str, str], args: Sequence[str] = (), log_path: str | None = None
-                 ) -> subprocess.Popen:
-    """A ``wordcount worker --exit-when-idle`` process (credentials via the environment)."""
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    try:
-        return subprocess.Popen([sys.executable, "-m", "wordcount", "worker", "--exit-when-idle",
-                                 *args], env={**os.environ, **env}, stdout=out, stderr=out)
-    finally:
-        if log_path:
-            out.close()  # type: ignore[union-attr]
+                 ) -> WorkerProcess:
+    return WorkerProcess(env, args, log_path)
 
 
 class WorkerPool:
