@@ -295,3 +295,51 @@ def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["total"] == 1 and doc["dead"] == 1
     assert "escapes the data root" in doc["errors"][0]["error"]
+
+
+def test_interrupted_submission_is_completed_without_duplicates(redis_server, small_corpus,
+                                                                small_oracle, monkeypatch):
+    """A client that died after the first batches; a new client submits the same inputs."""
+    monkeypatch.setattr(client, "SUBMIT_BATCH", 7)
+    conn = connect(redis_server)
+    job = client.plan_job([str(small_corpus)], CHUNK)
+    functions.submit(conn, job.name, job.plan_id, len(job.tasks), job.total_bytes, job.root, 1,
+                     job.tasks[:20])
+    again = client.plan_job([str(small_corpus)], CHUNK)
+    assert again.name == job.name  # same inputs, same job
+    assert client.submit(conn, again) == len(job.tasks) - 20
+    assert client.submit(conn, again) == 0
+    assert conn.client.xlen(keys.tasks(job.name)) == len(job.tasks)
+    pool = WorkerPool(2, redis_server.env(), [], log_path=redis_server.directory + "/w.log")
+    try:
+        waited = client.wait(conn, job, quiet=True, timeout_s=120)
+    finally:
+        pool.stop()
+    result, _ = client.result(conn, job, 0, waited)
+    assert_counts_equal(result.counts, small_oracle)
+
+
+def test_submit_no_wait_status_and_resume(redis_server, tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "a.txt").write_text("alpha beta alpha\n")
+    env = {**os.environ, **redis_server.env()}
+    cmd = [sys.executable, "-m", "wordcount"]
+    first = subprocess.run([*cmd, "submit", str(data), "--no-wait"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    name = first.stdout.strip()
+    status = subprocess.run([*cmd, "status", "--json"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    (doc,) = json.loads(status.stdout)
+    assert doc["job"] == name and doc["state"] == "running" and doc["total"] == 1
+    pool = WorkerPool(1, redis_server.env(), [], log_path=str(tmp_path / "w.log"))
+    try:
+        resumed = subprocess.run([*cmd, "submit", str(data), "--json"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+    finally:
+        pool.stop()
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(0 new)" in resumed.stderr
+    out = json.loads(resumed.stdout)
+    assert out["job"] == name and out["top"] == [["alpha", 2], ["beta", 1]]
