@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint bench redis-server
+.PHONY: help install test test-fast lint bench bench-distributed redis-server
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 install: $(STAMP) ## create .venv with the package and dev tools
 $(STAMP): pyproject.toml
@@ -31,3 +31,9 @@ lint: install ## ruff
 
 bench: install ## tokenizer benchmark: naive vs serial vs threads vs processes (256 MiB)
 	$(BIN)/wordcount bench tokenizer
+
+bench-distributed: install redis-server ## wordcount run (Redis, 2 workers) vs processes (256 MiB)
+	$(BIN)/wordcount bench distributed
+
+# images, up, chaos, logs, down: the compose cluster
+include mk/cluster.mk

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Build build/wheelhouse/ on the host (network to PyPI is allowed here): the
-# project's wheel plus every runtime dependency, including the [chaos] extra,
-# as wheels for CPython 3.11 on manylinux x86_64. The Dockerfiles then install
-# from it with `pip install --no-index`, so `docker build` never needs the
-# network. Layout (deps apart from the project, so that a source change only
-# invalidates docker's cache from the project-wheel step on):
+# project's wheel plus every runtime dependency, including the [chaos] and
+# [fast] extras, as wheels for CPython 3.11 on manylinux x86_64. The
+# Dockerfiles then install from it with `pip install --no-index`, so
+# `docker build` never needs the network. Layout (deps apart from the project,
+# so that a source change only invalidates docker's cache from the
+# project-wheel step on):
 #   build/wheelhouse/deps/*.whl                third-party wheels
 #   build/wheelhouse/requirements.txt          pins of the runtime closure
-#   build/wheelhouse/requirements-chaos.txt    ... plus the [chaos] extra
+#   build/wheelhouse/requirements-chaos.txt    ... plus the [chaos] extra (docker SDK)
+#   build/wheelhouse/requirements-fast.txt     ... plus the [fast] extra (pyarrow)
 #   build/wheelhouse/app/wordcount-*.whl       the project
+# (one requirements-EXTRA.txt per extra in WHEEL_EXTRAS; each image installs
+# exactly one: worker -fast, client the plain one, chaos -chaos)
 #
 # The wheelhouse is rebuilt from scratch each time (pip's cache makes that
 # fast) so wheels of versions no longer pinned don't pile up; the project wheel
@@ -16,7 +20,8 @@
 # change, its bytes don't either and docker's build cache keeps hitting.
 #
 # Env: WHEELHOUSE (default build/wheelhouse), PYTHON (default .venv/bin/python
-#      if it exists, else python3), WHEEL_EXTRAS (default chaos, comma-separated),
+#      if it exists, else python3), WHEEL_EXTRAS (default chaos,fast,
+#      comma-separated),
 #      WHEEL_TARGET_PYTHONS (default 3.11.2: also resolve markers for these)
 set -euo pipefail
 
@@ -26,7 +31,7 @@ die() { echo "wheelhouse: ERROR: $*" >&2; exit 1; }
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 WHEELHOUSE=${WHEELHOUSE:-build/wheelhouse}
-EXTRAS=${WHEEL_EXTRAS:-chaos}
+EXTRAS=${WHEEL_EXTRAS:-chaos,fast}
 # Full versions of the python3 in the images: bookworm's (local bases) and
 # python:3.11-slim's (any recent 3.11.x; the host's own version covers that).
 TARGET_PYTHONS=${WHEEL_TARGET_PYTHONS:-3.11.2}

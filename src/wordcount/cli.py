@@ -206,8 +206,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                     exit_when_idle=args.exit_when_idle, commit_mode=args.commit)
     try:
         worker.run()
-    except exc.ShutdownRequested:
-        return exc.EXIT_INTERRUPTED
+    except exc.ShutdownRequested:  # SIGTERM/SIGINT while idle: a requested, clean stop
+        pass
     return exc.EXIT_OK
 
 
@@ -233,7 +233,8 @@ def _finish(conn, job, args, started: float, extra: dict | None = None,
     result, progress = client.result(conn, job, time.perf_counter() - started, waited)
     doc = {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
            "stolen": progress.stolen, "backups": progress.backups,
-           "duplicates": progress.duplicates, "resubmits": progress.resubmits}
+           "duplicates": progress.duplicates, "resubmits": progress.resubmits,
+           "created_ms": progress.created_ms, "finished_ms": progress.finished_ms}
     report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})})
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 

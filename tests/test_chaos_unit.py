@@ -1,0 +1,337 @@
+"""wordcount.chaos against a fake docker client and a fake clock: no Docker needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from wordcount import chaos as chaos_mod
+from wordcount.chaos import PROJECT_LABEL, SERVICE_LABEL, Chaos, Config, config_from, own_project
+from wordcount.cli import build_parser, main
+from wordcount.exceptions import UsageError
+
+
+class Clock:
+    """time.time and time.sleep in one: sleeping advances the clock, and runs any callbacks
+    scheduled for the new time (e.g. the client container exiting)."""
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+        self.slept = 0.0
+        self.at: list[tuple[float, object]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+        self.slept += seconds
+        for when, action in list(self.at):
+            if self.now >= when:
+                self.at.remove((when, action))
+                action()
+
+
+class FakeContainer:
+    def __init__(self, name: str, service: str, project: str = "proj",
+                 status: str = "running") -> None:
+        self.name = name
+        self.id = f"id-{name}"
+        self.labels = {PROJECT_LABEL: project, SERVICE_LABEL: service}
+        self.status = status
+        self.exit_code = 0
+        self.calls: list[str] = []
+        self.fail_start = 0  # this many start() calls raise
+
+    @property
+    def attrs(self) -> dict:
+        return {"State": {"Status": self.status, "ExitCode": self.exit_code}}
+
+    def kill(self, signal: str = "SIGKILL") -> None:
+        assert self.status == "running", f"killed {self.name} while {self.status}"
+        self.calls.append(f"kill:{signal}")
+        self.status, self.exit_code = "exited", 137
+
+    def wait(self, timeout: float | None = None) -> dict:
+        self.calls.append("wait")
+        return {"StatusCode": self.exit_code}
+
+    def start(self) -> None:
+        self.calls.append("start")
+        if self.fail_start:
+            self.fail_start -= 1
+            raise RuntimeError("500 Server Error: boom")
+        self.status = "running"
+
+    def finish(self, code: int = 0) -> None:
+        self.status, self.exit_code = "exited", code
+
+
+class FakeContainers:
+    def __init__(self, containers: list[FakeContainer]) -> None:
+        self.all = containers
+        self.list_calls: list[dict] = []
+
+    def list(self, all: bool = False, filters: dict | None = None) -> list[FakeContainer]:
+        self.list_calls.append({"all": all, "filters": filters})
+        wanted = dict(label.split("=", 1) for label in (filters or {}).get("label", []))
+        return [c for c in self.all
+                if (all or c.status == "running")
+                and all_labels_match(c.labels, wanted)]
+
+    def get(self, cid: str) -> FakeContainer:
+        for c in self.all:
+            if cid in (c.id, c.name):
+                return c
+        raise LookupError(f"404 no such container: {cid}")
+
+
+def all_labels_match(labels: dict, wanted: dict) -> bool:
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+class FakeDocker:
+    def __init__(self, containers: list[FakeContainer]) -> None:
+        self.containers = FakeContainers(containers)
+
+
+def cluster(project: str = "proj", workers: int = 3) -> dict[str, FakeContainer]:
+    cs = {"redis": FakeContainer(f"{project}-redis-1", "redis", project),
+          "client": FakeContainer(f"{project}-client-1", "client", project)}
+    for i in range(1, workers + 1):
+        cs[f"worker{i}"] = FakeContainer(f"{project}-worker-{i}", "worker", project)
+    return cs
+
+
+def make(cs: dict[str, FakeContainer], clock: Clock, others: list[FakeContainer] = (),
+         **config) -> tuple[Chaos, list[str]]:
+    lines: list[str] = []
+    config.setdefault("summary", None)
+    monkey = Chaos(FakeDocker([*cs.values(), *others]), Config(project="proj", **config),
+                   clock=clock, sleep=clock.sleep, rng=random.Random(1), log=lines.append)
+    return monkey, lines
+
+
+def test_kills_redis_every_interval_and_stops_when_the_client_exits(tmp_path):
+    clock = Clock()
+    cs = cluster()
+    clock.at.append((clock.now + 23.0, lambda: cs["client"].finish(0)))
+    summary_path = tmp_path / "out" / "chaos.json"
+    monkey, lines = make(cs, clock, interval=5, downtime=2, summary=str(summary_path))
+
+    summary = monkey.run()
+
+    # kills at t=5, 12, 19 (5 s up, 2 s down each); the client exits at t=23
+    assert summary["total_kills"] == 3
+    assert summary["kills"] == {"redis": 3}
+    assert summary["stopped_because"] == "client exited"
+    assert summary["client_exit_code"] == 0
+    assert [e["killed_at"] - 1000 for e in summary["events"]] == [5, 12, 19]
+    assert all(e["down_s"] == 2 for e in summary["events"])
+    assert cs["redis"].calls == ["kill:SIGKILL", "wait", "start"] * 3
+    assert cs["redis"].status == "running", "redis must be left running"
+    assert all(c.calls == [] for k, c in cs.items() if k.startswith("worker"))
+    # timestamped log lines in the documented shape
+    kills = [line for line in lines if "killed redis" in line]
+    assert kills[2].endswith("chaos: killed redis proj-redis-1 (kill #3)")
+    assert kills[0].startswith("1970-01-01T00:16:45.000+00:00 ")
+    assert any(line.endswith("started redis proj-redis-1 again after 2.0 s") for line in lines)
+    # the JSON summary on disk (directory created)
+    on_disk = json.loads(summary_path.read_text())
+    assert on_disk["kills"] == {"redis": 3} and len(on_disk["events"]) == 3
+    assert on_disk["started_at"] == 1000 and on_disk["ended_at"] >= 1023
+
+
+def test_client_exiting_mid_downtime_still_starts_the_target_again():
+    clock = Clock()
+    cs = cluster()
+    clock.at.append((clock.now + 6.0, lambda: cs["client"].finish(3)))  # during the downtime
+    monkey, _ = make(cs, clock, interval=5, downtime=2)
+    summary = monkey.run()
+    assert summary["total_kills"] == 1
+    assert summary["client_exit_code"] == 3
+    assert cs["redis"].status == "running"
+
+
+def test_random_worker_targets_only_running_workers_of_its_own_project():
+    clock = Clock()
+    cs = cluster(workers=3)
+    cs["worker2"].status = "exited"  # crashed earlier: not a candidate
+    stranger = FakeContainer("other-worker-1", "worker", project="other")
+    monkey, _ = make(cs, clock, others=[stranger], interval=1, downtime=0.5,
+                     targets=("worker",), max_kills=6)
+    summary = monkey.run()
+    assert summary["kills"] == {"worker": 6}
+    assert summary["stopped_because"] == "max kills (6)"
+    victims = {e["container"] for e in summary["events"]}
+    assert victims <= {"proj-worker-1", "proj-worker-3"}
+    assert stranger.calls == [] and cs["worker2"].calls == [] and cs["redis"].calls == []
+    filters = monkey.docker.containers.list_calls[0]["filters"]["label"]
+    assert f"{PROJECT_LABEL}=proj" in filters
+
+
+def test_mixed_targets_count_kills_by_target():
+    clock = Clock()
+    cs = cluster()
+    monkey, _ = make(cs, clock, interval=1, downtime=0.1, targets=("redis", "worker"),
+                     max_kills=20)
+    summary = monkey.run()
+    assert summary["total_kills"] == 20
+    assert set(summary["kills"]) == {"redis", "worker"}
+    assert summary["kills"]["redis"] > 0 and summary["kills"]["worker"] > 0
+    assert sum(summary["kills"].values()) == 20
+    assert all(c.status == "running" for k, c in cs.items() if k != "client")
+
+
+def test_duration_limit_and_no_client_container_yet():
+    clock = Clock()
+    cs = cluster()
+    del cs["client"]  # not created yet: keep going until the duration is up
+    monkey, _ = make(cs, clock, interval=4, downtime=1, duration=20)
+    summary = monkey.run()
+    assert summary["stopped_because"] == "duration (20 s)"
+    assert summary["total_kills"] == 4  # at 4, 9, 14, 19
+    assert summary["client_exit_code"] is None
+
+
+def test_client_removed_after_it_was_seen_counts_as_exited():
+    """`docker compose run --rm client`: the container disappears when it is done."""
+    clock = Clock()
+    cs = cluster()
+    docker_cs = [*cs.values()]
+    monkey, _ = make(cs, clock, interval=5, downtime=1)
+    monkey.docker = FakeDocker(docker_cs)
+    clock.at.append((clock.now + 8, lambda: docker_cs.remove(cs["client"])))
+    summary = monkey.run()
+    assert summary["stopped_because"] == "client exited"
+    assert summary["total_kills"] == 1
+
+
+def test_no_running_target_is_skipped_not_fatal():
+    clock = Clock()
+    cs = cluster()
+    cs["redis"].status = "exited"
+    monkey, lines = make(cs, clock, interval=1, downtime=1, duration=3.5)
+    summary = monkey.run()
+    assert summary["total_kills"] == 0
+    assert any("no running redis container to kill" in line for line in lines)
+
+
+def test_interrupted_during_downtime_starts_the_target_again(tmp_path):
+    clock = Clock()
+    cs = cluster()
+
+    def interrupt():
+        raise KeyboardInterrupt  # what SIGTERM becomes (docker stop / compose down)
+    clock.at.append((clock.now + 6.0, interrupt))
+    path = tmp_path / "chaos.json"
+    monkey, _ = make(cs, clock, interval=5, downtime=2, summary=str(path))
+    summary = monkey.run()
+    assert summary["stopped_because"] == "interrupted"
+    assert cs["redis"].status == "running"
+    assert summary["events"][0]["started_at"] is not None
+    assert json.loads(path.read_text())["total_kills"] == 1
+
+
+def test_failing_start_is_retried_and_reported():
+    clock = Clock()
+    cs = cluster()
+    cs["redis"].fail_start = 2
+    monkey, _ = make(cs, clock, interval=5, downtime=2, max_kills=1)
+    summary = monkey.run()
+    assert cs["redis"].status == "running"
+    assert cs["redis"].calls.count("start") == 3
+    assert len(summary["errors"]) == 2 and "could not start" in summary["errors"][0]
+
+
+def test_unwritable_summary_is_logged_not_fatal(tmp_path):
+    clock = Clock()
+    cs = cluster()
+    cs["client"].finish(0)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkey, lines = make(cs, clock, summary=str(blocker / "chaos.json"))
+    summary = monkey.run()
+    assert summary["total_kills"] == 0
+    assert any("could not write the summary" in line for line in lines)
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["chaos", *argv])
+
+
+def test_own_project_from_env_then_from_own_labels():
+    me = FakeContainer("abc123", "chaos", project="fromlabels")
+    docker = FakeDocker([me])
+    assert own_project(docker, {"COMPOSE_PROJECT_NAME": "fromenv"}, ids=[me.id]) == "fromenv"
+    assert own_project(docker, {}, ids=["not-a-container", me.id]) == "fromlabels"
+    assert own_project(docker, {}, ids=["nope"]) is None
+
+
+def test_flags_win_over_env_which_wins_over_defaults():
+    docker = FakeDocker([])
+    env = {"CHAOS_INTERVAL": "7.5", "CHAOS_DOWNTIME": "1", "CHAOS_TARGETS": "redis, worker",
+           "CHAOS_MAX_KILLS": "4", "COMPOSE_PROJECT_NAME": "envproj", "CHAOS_SEED": "9"}
+    c = config_from(parse(), env, docker)
+    assert (c.project, c.interval, c.downtime, c.targets, c.max_kills, c.seed) == (
+        "envproj", 7.5, 1.0, ("redis", "worker"), 4, 9)
+    assert c.summary == "/results/chaos.json"
+    c = config_from(parse("--interval", "3", "--targets", "worker", "--project", "p",
+                          "--summary", ""), env, docker)
+    assert (c.project, c.interval, c.targets, c.summary) == ("p", 3.0, ("worker",), None)
+    c = config_from(parse("--project", "p"), {}, docker)
+    assert (c.interval, c.downtime, c.targets, c.max_kills, c.duration) == (
+        5.0, 2.0, ("redis",), 0, 0.0)
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    ([], {"COMPOSE_PROJECT_NAME": "p", "CHAOS_TARGETS": "redis,client"}, "targets"),
+    ([], {"COMPOSE_PROJECT_NAME": "p", "CHAOS_INTERVAL": "soon"}, "not a number"),
+    (["--interval", "0", "--project", "p"], {}, "> 0"),
+    (["--downtime", "-1", "--project", "p"], {}, ">= 0"),
+    ([], {}, "compose project"),
+])
+def test_bad_configuration_is_a_usage_error(argv, env, message):
+    with pytest.raises(UsageError, match=message):
+        config_from(parse(*argv), env, FakeDocker([]))
+
+
+def test_cli_registers_chaos_without_importing_docker(capsys):
+    code = ("import sys, wordcount.cli as c; p = c.build_parser(); "
+            "p.parse_args(['chaos', '--project', 'x']); assert 'docker' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    with pytest.raises(SystemExit) as e:
+        main(["chaos", "--help"])
+    assert e.value.code == 0
+    assert "CHAOS_INTERVAL" in capsys.readouterr().out
+
+
+def test_cli_without_the_docker_sdk_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "docker", None)  # import docker -> ImportError
+    assert main(["chaos", "--project", "p"]) == 2
+    assert "wordcount[chaos]" in capsys.readouterr().err
+
+
+def test_cli_runs_the_monkey_with_a_docker_client(monkeypatch, tmp_path):
+    cs = cluster()
+    cs["client"].finish(0)
+    fake = FakeDocker(list(cs.values()))
+    fake.ping = lambda: True
+
+    class FakeSDK:
+        @staticmethod
+        def from_env():
+            return fake
+    monkeypatch.setitem(sys.modules, "docker", FakeSDK)
+    monkeypatch.setattr(chaos_mod.signal, "signal", lambda *a: None)
+    out = tmp_path / "c.json"
+    assert main(["chaos", "--project", "proj", "--summary", str(out)]) == 0
+    assert json.loads(out.read_text())["stopped_because"] == "client exited"

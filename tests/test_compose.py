@@ -1,0 +1,484 @@
+"""The compose cluster (docker-compose.yml) end to end, on a real Docker engine.
+
+Every test runs its own compose project (own name, network, Redis volume, password, data and
+results directories), lets the client container run one job, and compares the client's full
+counts TSV byte for byte with the serial engine's (``wordcount count`` on the host, same data).
+Each is torn down with ``down --volumes`` whatever happens. Traffic stays on loopback and the
+project's own network: the tests talk to Redis through ``docker exec ... redis-cli``.
+
+Needs: a Docker engine, compose v2 and the images (built once by scripts/build-images.sh when
+missing or older than the sources). Without them every test here is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # compose does the cleanup
+
+from .conftest import build_nasty  # noqa: E402
+
+# The first test may also build the images (minutes, from scratch): a wide timeout; every wait
+# inside a test has its own, shorter one.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ("wordcount/worker:latest", "wordcount/client:latest", "wordcount/chaos:latest",
+          "wordcount/redis:latest")
+# What the images are built from, and the stamp `make images` (mk/cluster.mk) and the images
+# fixture touch after building them: images older than any of these get rebuilt.
+IMAGE_INPUTS = ("pyproject.toml", "src", "redis", "services", "chaos", ".dockerignore",
+                "scripts/build-images.sh", "scripts/wheelhouse.sh", "scripts/base-images.sh")
+IMAGES_STAMP = ROOT / "build" / ".images-stamp"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+JOB_TIMEOUT = 300  # seconds a job may take before the test gives up
+
+
+# -- session: engine, compose, images --------------------------------------------------------
+
+def _run(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _newest_source_mtime() -> float:
+    newest = 0.0
+    for name in IMAGE_INPUTS:
+        path = ROOT / name
+        # (not __pycache__, nor src/*.egg-info: the build itself rewrites that)
+        paths = [path] if path.is_file() else [
+            p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            and not any(part.endswith(".egg-info") for part in p.parts)]
+        newest = max([newest, *(p.stat().st_mtime for p in paths)])
+    return newest
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    if not shutil.which("docker"):
+        pytest.skip("docker CLI not found on PATH")
+    try:
+        import docker
+    except ImportError:
+        pytest.skip("the docker SDK is not installed (pip install -e '.[dev]')")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"no reachable Docker engine: {e}")
+    if _run(["docker", "compose", "version"]).returncode != 0:
+        out = _run(["bash", str(ROOT / "scripts/ensure-compose.sh")], timeout=600)
+        if out.returncode != 0:
+            pytest.skip("docker compose v2 is missing and scripts/ensure-compose.sh could not "
+                        f"install it: {out.stderr.strip()[-500:]}")
+    return client
+
+
+@pytest.fixture(scope="session")
+def images(docker_client) -> None:
+    """The four images, built by scripts/build-images.sh when one is missing or the sources
+    changed since the last build (a stale image would test old code)."""
+    missing = []
+    for image in IMAGES:
+        try:
+            docker_client.images.get(image)
+        except Exception:  # noqa: BLE001 - ImageNotFound, API errors
+            missing.append(image)
+    built = IMAGES_STAMP.stat().st_mtime if IMAGES_STAMP.exists() else 0.0
+    if not missing and _newest_source_mtime() <= built:
+        return
+    why = f"{', '.join(missing)} missing" if missing else "sources changed since the last build"
+    print(f"\nbuilding the images ({why})...", file=sys.stderr)
+    started = time.time()  # the stamp gets this time: a source edited meanwhile stays newer
+    try:
+        out = _run(["bash", str(ROOT / "scripts/build-images.sh")], timeout=1500, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        pytest.skip("the images could not be built: scripts/build-images.sh took > 25 min")
+    if out.returncode != 0:
+        pytest.skip(f"the images could not be built (scripts/build-images.sh exit "
+                    f"{out.returncode}): {(out.stdout + out.stderr).strip()[-1500:]}")
+    IMAGES_STAMP.parent.mkdir(parents=True, exist_ok=True)
+    IMAGES_STAMP.touch()
+    os.utime(IMAGES_STAMP, (started, started))
+
+
+# -- one compose project ----------------------------------------------------------------------
+
+class Cluster:
+    """One compose project of docker-compose.yml, configured through the environment (the
+    compose CLI that testcontainers' DockerCompose runs inherits it)."""
+
+    def __init__(self, name: str, tmp_path: Path, monkeypatch, docker_client, env: dict,
+                 profiles: tuple[str, ...] = ()) -> None:
+        from testcontainers.compose import DockerCompose
+
+        self.project = f"wctest-{name}-{secrets.token_hex(3)}"
+        self.docker = docker_client
+        self.data = tmp_path / "data"
+        self.results = tmp_path / "results"
+        self.data.mkdir(exist_ok=True)
+        self.results.mkdir(exist_ok=True)
+        self.data.chmod(0o755)  # workers (uid 10001) read it; pytest's tmp dirs are 0700
+        self.password = secrets.token_urlsafe(16)
+        self.env = {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "COMPOSE_PROFILES": ",".join(profiles),
+            "WORDCOUNT_DATA": str(self.data),
+            "WORDCOUNT_RESULTS": str(self.results),
+            "WORDCOUNT_UID": str(os.getuid()),
+            "WORDCOUNT_GID": str(os.getgid()),
+            "REDIS_PASSWORD": self.password,
+            # defaults, so that nothing in the caller's environment changes the test
+            "WORKERS": "3", "WORKER_SLOWDOWN": "1", "WORKER_ARGS": "-v", "SUBMIT_ARGS": "",
+            "WORDCOUNT_CLAIM_TIMEOUT_MS": "", "WORDCOUNT_SPECULATE_FACTOR": "",
+            "WORDCOUNT_MAX_ATTEMPTS": "", "REDIS_SAVE": "1 1", "REDIS_APPENDONLY": "no",
+            "CHAOS_TARGETS": "redis", "CHAOS_SEED": "", "CHAOS_MAX_KILLS": "",
+            "CHAOS_DURATION": "",
+            **env,
+        }
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
+        self.compose = DockerCompose(context=str(ROOT), wait=False, profiles=list(profiles))
+        self.started = 0.0
+
+    # lifecycle
+
+    def up(self, *extra: str) -> None:
+        """``docker compose up --detach [extra]``: returns once Redis is healthy and
+        everything else started."""
+        self.started = time.time()
+        if extra:  # e.g. --scale, which DockerCompose.start() can't pass
+            self.compose_cmd("up", "--detach", *extra, timeout=180)
+        else:
+            self.compose.start()  # `up --detach` (wait=False)
+
+    def down(self) -> None:
+        try:
+            self.compose.stop(down=True)  # `down --volumes`, with the profiles we used
+        except subprocess.CalledProcessError:
+            pass
+        leftovers = self.containers(None)
+        if leftovers:  # belt and braces: never leave a project behind
+            for c in leftovers:
+                c.remove(force=True, v=True)
+            self.compose_cmd("--profile", "*", "down", "--volumes", "--remove-orphans",
+                             check=False)
+
+    def compose_cmd(self, *args: str, timeout: float = 120, check: bool = True
+                    ) -> subprocess.CompletedProcess:
+        cmd = [*self.compose.compose_command_property, *args]
+        out = _run(cmd, timeout=timeout, cwd=ROOT)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n"
+                                 f"{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+        return out
+
+    # containers
+
+    def containers(self, service: str | None, all: bool = True) -> list:
+        labels = [f"{PROJECT_LABEL}={self.project}"]
+        if service:
+            labels.append(f"{SERVICE_LABEL}={service}")
+        found = self.docker.containers.list(all=all, filters={"label": labels})
+        return sorted(found, key=lambda c: c.name)
+
+    def container(self, service: str):
+        found = self.containers(service)
+        assert len(found) == 1, f"expected one {service} container, found {[c.name for c in found]}"
+        return found[0]
+
+    def logs(self, service: str) -> str:
+        return "".join(c.logs(timestamps=False).decode("utf-8", "replace")
+                       for c in self.containers(service))
+
+    def wait_client(self, timeout: float = JOB_TIMEOUT) -> int:
+        client = self.container("client")
+        try:
+            status = client.wait(timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - requests' ReadTimeout
+            raise AssertionError(f"the client did not finish within {timeout} s ({e}); its log:\n"
+                                 f"{self.logs('client')[-3000:]}") from None
+        return int(status["StatusCode"])
+
+    def client_window(self) -> tuple[float, float]:
+        """When the client container started and exited (epoch seconds)."""
+        client = self.container("client")
+        client.reload()
+        state = client.attrs["State"]
+        return _epoch(state["StartedAt"]), _epoch(state["FinishedAt"])
+
+    def redis_cli(self, *args: str) -> list[str]:
+        redis = self.container("redis")
+        code, out = redis.exec_run(["redis-cli", "--no-auth-warning", *args],
+                                   environment={"REDISCLI_AUTH": self.password})
+        text = out.decode("utf-8", "replace")
+        if code != 0 or text.startswith(("ERR", "NOAUTH", "WRONGPASS")):
+            raise RuntimeError(f"redis-cli {' '.join(args)}: exit {code}: {text.strip()}")
+        return text.splitlines()
+
+    # results
+
+    def run_job(self, *up_args: str, timeout: float = JOB_TIMEOUT) -> dict:
+        self.up(*up_args)
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = JOB_TIMEOUT) -> dict:
+        rc = self.wait_client(timeout)
+        log = self.logs("client")
+        assert rc == 0, f"the client exited with status {rc}; its log:\n{log[-4000:]}"
+        result = json.loads((self.results / "result.json").read_text())
+        result["_log"] = log
+        return result
+
+    def assert_exact(self, tmp_path: Path) -> None:
+        """counts.tsv from the cluster == the serial engine's, byte for byte."""
+        serial = tmp_path / "serial.tsv"
+        out = _run([sys.executable, "-m", "wordcount", "count", str(self.data), "--counts-out",
+                    str(serial), "--json"], timeout=600)
+        assert out.returncode == 0, f"serial count failed: {out.stderr[-2000:]}"
+        got = (self.results / "counts.tsv").read_bytes()
+        want = serial.read_bytes()
+        if got != want:
+            got_lines, want_lines = got.splitlines(), want.splitlines()
+            pairs = enumerate(zip(got_lines, want_lines, strict=False))
+            first = next((i for i, (a, b) in pairs if a != b),
+                         min(len(got_lines), len(want_lines)))
+            raise AssertionError(
+                f"counts.tsv differs from the serial engine's: {len(got_lines)} vs "
+                f"{len(want_lines)} lines; first difference at line {first + 1}: "
+                f"{got_lines[first:first + 1]!r} vs {want_lines[first:first + 1]!r}")
+
+
+def _epoch(docker_time: str) -> float:
+    head, _, frac = docker_time.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac or '0')[:6]}+00:00").timestamp()
+
+
+@pytest.fixture
+def cluster(request, tmp_path, monkeypatch, docker_client, images) -> Iterator:
+    """A factory: ``cluster(env, profiles)`` -> Cluster; every one made is torn down after
+    the test (``down --volumes``), and on failure its logs are printed."""
+    made: list[Cluster] = []
+
+    def make(env: dict | None = None, profiles: tuple[str, ...] = ()) -> Cluster:
+        c = Cluster(request.node.name.removeprefix("test_")[:20].replace("_", "-"),
+                    tmp_path, monkeypatch, docker_client, env or {}, profiles)
+        made.append(c)
+        return c
+
+    started = time.monotonic()
+    failed_before = request.session.testsfailed
+    yield make
+    for c in made:
+        if request.session.testsfailed > failed_before:  # this test's call phase failed
+            try:
+                out = c.compose_cmd("--profile", "*", "logs", "--no-color", "--tail", "60",
+                                    check=False)
+                print(f"\n--- logs of {c.project} ---\n{out.stdout[-8000:]}", file=sys.stderr)
+            except Exception as e:  # noqa: BLE001
+                print(f"(no logs: {e})", file=sys.stderr)
+        c.down()
+    print(f"\n{request.node.name}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+
+def generate(root: Path, files: int, size: int, skew: int, seed: int = 1,
+             unicode: bool = False) -> None:
+    from wordcount.corpus import generate as corpus
+
+    corpus(root, files, size, skew_size=skew, seed=seed, unicode=unicode)
+
+
+def newest_held_task(c: Cluster):
+    """(worker container, task id) of the task most recently started by a live worker (in the
+    stream's pending list, heartbeat under 1.5 s ago), or (None, None)."""
+    best = (None, None, -1)
+    for job in _try(lambda: c.redis_cli("SMEMBERS", "wc:jobs")) or []:
+        # XPENDING key group - + N: id, consumer, idle ms, deliveries, for each task held
+        flat = _try(lambda j=job: c.redis_cli("XPENDING", f"wc:{{{j}}}:tasks", "workers",
+                                              "-", "+", "100")) or []
+        # leases: task id -> "consumer|started_ms"
+        leases = _try(lambda j=job: c.redis_cli("HGETALL", f"wc:{{{j}}}:leases")) or []
+        started = dict(zip(leases[::2], leases[1::2], strict=True))
+        for i in range(0, len(flat) - 3, 4):
+            task, consumer, idle = flat[i], flat[i + 1], int(flat[i + 2])
+            lease_consumer, _, ms = started.get(task, "|").rpartition("|")
+            if idle < 1500 and lease_consumer == consumer and int(ms or 0) > best[2]:
+                worker = worker_of_consumer(c, consumer)
+                if worker is not None:
+                    best = (worker, task, int(ms))
+    return best[0], best[1]
+
+
+def tasks_done(c: Cluster) -> int:
+    """Tasks committed so far in the (first) active job; 0 if none or Redis is unreachable."""
+    jobs = _try(lambda: c.redis_cli("SMEMBERS", "wc:jobs")) or []
+    if not jobs:
+        return 0
+    done = _try(lambda: c.redis_cli("HGET", f"wc:{{{jobs[0]}}}:meta", "done")) or ["0"]
+    return int(done[0] or 0)
+
+
+def worker_of_consumer(cluster: Cluster, consumer: str):
+    """A worker's consumer name starts with its hostname: docker's short container id."""
+    for c in cluster.containers("worker"):
+        if consumer.startswith(c.id[:12]):
+            return c
+    return None
+
+
+# -- the tests ----------------------------------------------------------------------------------
+
+def test_three_workers_exact_with_ranges(cluster, tmp_path):
+    """redis + 3 workers; a corpus of generated (ASCII and Unicode) and nasty files, one of them
+    big enough to be split into many byte ranges: exact, every word."""
+    c = cluster({"WORKERS": "3", "SUBMIT_ARGS": "--chunk-size 256KiB --timeout 300"})
+    generate(c.data / "gen", 6, 400_000, skew=3_000_000, seed=5, unicode=True)
+    build_nasty(c.data / "nasty")
+
+    result = c.run_job()
+
+    workers = c.containers("worker")
+    assert len(workers) == 3 and all(w.status == "running" for w in workers)
+    files = sum(1 for p in c.data.rglob("*") if p.is_file())
+    assert result["files"] == files
+    assert result["tasks"] > files + 10, "the big files were not split into ranges"
+    assert result["dead"] == 0 and result["errors"] == []
+    c.assert_exact(tmp_path)
+
+
+def test_redis_sigkilled_every_few_seconds(cluster, tmp_path):
+    """The chaos profile SIGKILLs Redis every 4 s (down 1.5 s) during a job of >= 30 s (48
+    tasks of 1 MiB on 4 workers at 1/80 speed: ~2.5 s a task). Redis restarts from its
+    1-second RDB snapshots; the job completes, exactly, and the kills really happened while
+    it ran."""
+    c = cluster({"WORKERS": "4", "WORKER_SLOWDOWN": "80", "CHAOS_INTERVAL": "4",
+                 "CHAOS_DOWNTIME": "1.5", "SUBMIT_ARGS": "--chunk-size 1MiB --timeout 400"},
+                profiles=("chaos",))
+    generate(c.data, 8, 3 << 20, skew=24 << 20, seed=7)
+
+    result = c.run_job(timeout=400)
+    started, finished = c.client_window()
+    chaos = c.container("chaos")
+    chaos.wait(timeout=60)  # it stops by itself once the client has exited
+    summary = json.loads((c.results / "chaos.json").read_text())
+
+    print(f"job {result['seconds']:.1f} s, {summary['total_kills']} Redis kills, "
+          f"{result['stolen']} stolen, {result['backups']} backups, {result['duplicates']} "
+          f"duplicates, {result['resubmits']} resubmits", file=sys.stderr)
+    assert summary["stopped_because"] == "client exited", summary
+    assert result["seconds"] >= 30, f"job too short ({result['seconds']} s) to mean much"
+    mid_job = [e for e in summary["events"] if started < e["killed_at"] < finished]
+    assert len(mid_job) >= 3, (f"only {len(mid_job)} Redis kills between {started} and "
+                               f"{finished}: {summary['events']}")
+    assert summary["kills"]["redis"] == summary["total_kills"] == len(summary["events"])
+    assert all(e["started_at"] for e in summary["events"]), "a killed Redis was left down"
+    assert c.container("redis").status == "running", "chaos left Redis down"
+    assert "killed redis" in c.logs("chaos")
+    c.assert_exact(tmp_path)
+
+
+def test_worker_killed_mid_task_is_stolen(cluster, tmp_path):
+    """SIGKILL a worker container that has just started a task (~4 s each: 4 MiB at 1/20
+    speed): the task is stolen (claim timeout 3 s, no speculative backups) and recounted, and
+    the result is still exact."""
+    c = cluster({"WORKERS": "3", "WORKER_SLOWDOWN": "20", "WORDCOUNT_CLAIM_TIMEOUT_MS": "3000",
+                 "WORDCOUNT_SPECULATE_FACTOR": "0",
+                 "SUBMIT_ARGS": "--chunk-size 4MiB --timeout 300"})
+    generate(c.data, 4, 4 << 20, skew=8 << 20, seed=11)
+    c.up()
+
+    victim, task = None, None
+    deadline = time.monotonic() + 90
+    while victim is None and time.monotonic() < deadline:
+        victim, task = newest_held_task(c)
+        if victim is None:
+            time.sleep(0.2)
+    assert victim is not None, "no worker was seen holding a task within 90 s"
+    victim.kill(signal="SIGKILL")
+
+    result = c.finish()
+    print(f"killed {victim.name} holding task {task}; job {result['seconds']:.1f} s, "
+          f"{result['stolen']} stolen", file=sys.stderr)
+    victim.reload()
+    assert victim.status == "exited", "the killed worker came back (restart policy?)"
+    assert result["stolen"] >= 1, f"task {task} of {victim.name} was not stolen: {result}"
+    assert result["dead"] == 0
+    c.assert_exact(tmp_path)
+
+
+def test_redis_replaced_with_an_empty_volume_mid_job(cluster, tmp_path):
+    """Mid-job, Redis is killed and replaced by a new container on a NEW, empty volume: the
+    Function library and the job are gone. The client reloads the functions, resubmits the
+    job (idempotently) and still gets the exact result."""
+    c = cluster({"WORKERS": "3", "WORKER_SLOWDOWN": "20",
+                 "SUBMIT_ARGS": "--chunk-size 4MiB --timeout 300"})
+    generate(c.data, 6, 4 << 20, skew=12 << 20, seed=13)  # 9 tasks of ~4 s
+    c.up()
+
+    deadline = time.monotonic() + 90
+    while (done := tasks_done(c)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert done >= 1, "the job never got going"
+
+    old = c.container("redis")
+    volume = next(m["Name"] for m in old.attrs["Mounts"] if m["Destination"] == "/data")
+    old.kill(signal="SIGKILL")
+    old.remove(v=False)
+    c.docker.volumes.get(volume).remove()
+    c.compose_cmd("up", "--detach", "--no-deps", "redis")
+    new = c.container("redis")
+    assert new.id != old.id
+
+    result = c.finish()
+    print(f"replaced Redis after {done} tasks; job {result['seconds']:.1f} s, "
+          f"{result['resubmits']} resubmits", file=sys.stderr)
+    assert result["resubmits"] >= 1, f"the job was not resubmitted: {result}"
+    assert "resubmitting" in result["_log"]
+    logs = result["_log"] + c.logs("worker")
+    assert "function (fresh or restarted Redis): loading" in logs, "no one reloaded the functions"
+    assert result["dead"] == 0
+    c.assert_exact(tmp_path)
+
+
+def test_scale_8_workers_share_the_work(cluster, tmp_path):
+    """`up --scale worker=8` runs 8 workers; the client generates the sample into the empty
+    data directory; tasks are counted by several different workers (their -v log lines)."""
+    c = cluster({"WORKERS": "2", "WORKER_SLOWDOWN": "20", "SAMPLE_FILES": "8",
+                 "SAMPLE_SIZE": "1MiB", "SAMPLE_SKEW": "4MiB",
+                 "SUBMIT_ARGS": "--chunk-size 512KiB --timeout 300"})
+    result = c.run_job("--scale", "worker=8")
+
+    workers = c.containers("worker")
+    assert len(workers) == 8, [w.name for w in workers]
+    assert all(w.status == "running" for w in workers)
+    assert "generating 8 files x 1MiB + one 4MiB skew file" in result["_log"]
+    assert sum(1 for p in c.data.iterdir()) == 9
+    applied = {w.name: w.logs().decode("utf-8", "replace").count(" applied in ")
+               for w in workers}
+    busy = [name for name, n in applied.items() if n > 0]
+    print(f"tasks applied per worker: {applied}", file=sys.stderr)
+    assert sum(applied.values()) == result["tasks"], f"not one 'applied' per task: {applied}"
+    assert len(busy) >= 2, f"one worker did all the work: {applied}"
+    c.assert_exact(tmp_path)
+
+
+def _try(fn, retries: int = 1, pause: float = 0.25):
+    """fn(), or None if it raised (Redis restarting, container gone) ``retries`` times."""
+    for attempt in range(retries):
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001
+            if attempt + 1 < retries:
+                time.sleep(pause)
+    return None
