@@ -233,8 +233,8 @@ def test_redis_killed_mid_job_and_restarted(redis_server, small_corpus, small_or
 
     def chaos(elapsed):
         if len(kills) < 2 and elapsed > 1.5 + 1.5 * len(kills):
-            if not wipe:
-                assert os.path.exists(dump), "no snapshot yet: the RDB path would go untested"
+            if not wipe and not os.path.exists(dump):
+                return  # no snapshot yet: kill once there is one, or the RDB path is untested
             redis_server.kill()
             if wipe:
                 redis_server.wipe()

@@ -6,7 +6,14 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wordcount.words import ASCII_WHITESPACE, Tally, count_bytes, last_whitespace, reference_counts
+from wordcount.words import (
+    ASCII_WHITESPACE,
+    Tally,
+    count_bytes,
+    last_whitespace,
+    reference_counts,
+    split_non_ascii,
+)
 
 
 def test_reference_is_the_stated_rule():
@@ -69,3 +76,15 @@ def test_arrow_is_available_in_the_dev_install():
     from wordcount import words
 
     assert words.USE_ARROW, "pyarrow (extra 'fast', part of 'dev') must be active in tests"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"B", b" ", b"\n", b"\t", b".", "é".encode(), b"\xff",
+                                 "Σ".encode(), "😀".encode(), b"_"]), max_size=60).map(b"".join))
+def test_split_non_ascii_tokens(data):
+    rest, tokens = split_non_ascii(data)
+    assert all(part.isascii() for part in rest)
+    assert all(not t.isascii() and not any(ws in t for ws in ASCII_WHITESPACE) for t in tokens)
+    assert sum(map(len, rest)) + sum(map(len, tokens)) == len(data)
+    assert reference_counts(b" ".join(rest)) + reference_counts(b" ".join(tokens)) == \
+        reference_counts(data)

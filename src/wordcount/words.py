@@ -5,14 +5,18 @@
 3. A word is a maximal run of characters for which ``str.isalnum()`` is true.
 
 ``reference_counts`` is that rule written as plainly as possible; it is the oracle the tests
-compare everything against. ``Tally`` is the fast path the engines use: pure-ASCII buffers go
-through ``bytes.translate`` + ``bytes.split`` (no decoding, no regex), anything else through the
-reference rule. ASCII buffers are split and counted by Arrow's compute kernels when pyarrow is
-importable (C++, no Python object per word), else by ``bytes.split`` + ``Counter``. All paths give
-identical results on any bytes, as long as buffers are cut only right
-after ASCII whitespace (see ``planner``): such a cut never splits a word or a UTF-8 sequence and
-never changes lowercasing context (whitespace is neither cased nor case-ignorable, so the Greek
-final-sigma rule sees the same neighbours).
+compare everything against. ``Tally`` is the fast path the engines use:
+
+- ASCII text is mapped with ``bytes.translate`` (letters lowercased, digits kept, everything
+  else a space), then split and counted by Arrow's compute kernels when pyarrow is importable
+  (C++, no Python object per word), else by ``bytes.split`` + ``Counter``;
+- in a buffer holding non-ASCII bytes, only the whitespace-delimited tokens that contain one go
+  through the reference rule; the rest of the buffer still takes the ASCII path.
+
+All paths give identical results on any bytes, as long as buffers (and tokens) are cut only
+right after ASCII whitespace (see ``planner``): such a cut never splits a word or a UTF-8
+sequence and never changes lowercasing context (whitespace is neither cased nor
+case-ignorable, so the Greek final-sigma rule sees the same neighbours).
 """
 
 from __future__ import annotations
@@ -70,12 +74,21 @@ class Tally:
 
     def add(self, data: bytes) -> None:
         self.nbytes += len(data)
-        if data.isascii() and self._arrow:
+        if data.isascii():
+            self._add_ascii(data)
+            return
+        # Only the whitespace-delimited tokens that hold a non-ASCII byte need the full rule;
+        # such a token decodes and lowercases exactly as in context (see the module doc).
+        rest, tokens = split_non_ascii(data)
+        self._add_ascii(b" ".join(rest))
+        joined = b" ".join(tokens).decode("utf-8", "replace").lower()
+        _count_into(self._text, WORD_RE.findall(joined))
+
+    def _add_ascii(self, data: bytes) -> None:
+        if self._arrow:
             _arrow_count_into(self._text, data)
-        elif data.isascii():
-            _count_into(self._ascii, data.translate(_ASCII_TABLE).split())
         else:
-            _count_into(self._text, WORD_RE.findall(data.decode("utf-8", "replace").lower()))
+            _count_into(self._ascii, data.translate(_ASCII_TABLE).split())
 
     def counts(self) -> Counter[str]:
         merged = self._text
@@ -119,6 +132,30 @@ def last_whitespace(data: bytes | memoryview) -> int:
 
 
 _WS_RE = re.compile(rb"[ \t\n\r\v\f]")
+# Marks, one byte per input byte: 0x80 non-ASCII, 0x20 ASCII whitespace, 0x00 anything else;
+# then memchr-speed find/rfind locate tokens without a Python loop over bytes.
+_MARKS = bytes(0x80 if c >= 0x80 else 0x20 if c in ASCII_WHITESPACE else 0 for c in range(256))
+
+
+def split_non_ascii(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """Split ``data`` into pure-ASCII parts and the maximal runs of non-whitespace bytes that
+    contain a non-ASCII byte ("tokens"). Both lists, joined with spaces, count exactly as the
+    whole: every cut is at ASCII whitespace."""
+    marks = data.translate(_MARKS)
+    rest: list[bytes] = []
+    tokens: list[bytes] = []
+    pos = 0
+    hit = marks.find(b"\x80")
+    while hit >= 0:
+        start = marks.rfind(b" ", pos, hit) + 1 or pos
+        stop = marks.find(b" ", hit)
+        stop = len(data) if stop < 0 else stop
+        rest.append(data[pos:start])
+        tokens.append(data[start:stop])
+        pos = stop
+        hit = marks.find(b"\x80", pos)
+    rest.append(data[pos:])
+    return rest, tokens
 
 
 def first_whitespace(data: bytes, pos: int = 0) -> int:

@@ -1,7 +1,8 @@
 """A stateless worker: take a task, count it, commit it; forever, or until no job has work left.
 
 One loop iteration (``work_once``): stop check → take (blocking, bounded) → count (with a
-heartbeat thread keeping the task) → commit. Everything a worker knows is in Redis, so killing
+heartbeat thread keeping the task) → commit, on a committer thread, while the next task is
+taken and counted (at most one commit in flight). Everything a worker knows is in Redis, so killing
 it at any line loses nothing: its task is stolen after the claim timeout and recounted.
 """
 
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import engines, planner
@@ -100,7 +102,9 @@ class Worker:
         self.idle_grace_s = idle_grace_s
         self.stats = Stats()
         self._stop = False
-        self._busy = False  # holding a task: a stop request waits for it to be committed
+        self._busy = False  # counting a task: a stop request waits for it to be committed
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._in_flight: Future | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class Worker:
             if self.exit_when_idle and time.monotonic() - idle_since >= self.idle_grace_s:
                 log.info("no job has work left; exiting")
                 break
+        self.drain()
         log.info("worker %s done: %s", self.consumer, self.stats)
         return self.stats
 
@@ -138,6 +143,7 @@ class Worker:
             return False
         claimed = self.queue.take(jobs)
         if claimed is None:
+            self.drain()
             self.queue.finish_merges(jobs)
             return True
         self._busy = True
@@ -156,6 +162,8 @@ class Worker:
             os._exit(CRASH_EXIT)
 
     def process(self, c: Claimed) -> None:
+        """Claim → count on this thread; the commit goes to the committer thread, so the next
+        task is counted while Redis applies this one (at most one commit in flight)."""
         self.stats.taken += 1
         if c.deliveries > self.settings.max_attempts:
             self._dead(c, f"delivered {c.deliveries} times (max attempts "
@@ -165,32 +173,48 @@ class Worker:
         if not self.queue.keep(c, start=True):
             return  # acknowledged or taken between our read and now
         self.crash_point(armed, "after-claim")
-        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)
+        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)  # runs until committed
         beat.start()
         try:
             started = time.perf_counter()
-            try:
-                counts = self._count(c)
-            except OSError as exc:
-                self._dead(c, f"cannot read {c.task.path} [{c.task.start}:{c.task.end}]: "
-                              f"{planner.describe(exc)}")
-                return
+            counts = self._count(c)
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
+        except OSError as exc:
+            beat.stop()
+            self._dead(c, f"cannot read {c.task.path} [{c.task.start}:{c.task.end}]: "
+                          f"{planner.describe(exc)}")
+            return
+        except BaseException:
+            beat.stop()
+            raise
+        self.drain()  # the previous task's commit, before this one's starts
+        self._in_flight = self._committer.submit(self._commit_and_log, c, counts, busy_ms,
+                                                 armed, beat)
+
+    def drain(self) -> None:
+        """Wait for the commit in flight (re-raising its error, e.g. Redis unavailable)."""
+        if self._in_flight is not None:
+            future, self._in_flight = self._in_flight, None
+            future.result()
+
+    def _commit_and_log(self, c: Claimed, counts: Counter[str], busy_ms: int,
+                        armed: str | None, beat: Heartbeat) -> None:
+        try:
+            self.crash_point(armed, "before-commit")
+            outcome = self._commit(c, counts, busy_ms)
+            self.crash_point(armed, "after-commit")
         finally:
             beat.stop()
         if beat.lost:
             self.stats.lost_leases += 1
-        self.crash_point(armed, "before-commit")
-        outcome = self._commit(c, counts, busy_ms)
-        self.crash_point(armed, "after-commit")
         if outcome is Applied.APPLIED:
             self.stats.applied += 1
         elif outcome is Applied.DUPLICATE:
             self.stats.duplicates += 1
             log.info("task %s %s was already committed by another worker: no-op", c.job, c.id)
-        log.debug("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
-                  outcome.name.lower(), busy_ms)
+        log.debug("task %s %s (%s, %d bytes) %s, counted in %d ms", c.job, c.id, c.how,
+                  c.task.nbytes, outcome.name.lower(), busy_ms)
 
     def _count(self, c: Claimed) -> Counter[str]:
         info = self.queue.info(c.job)
