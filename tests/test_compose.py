@@ -309,7 +309,8 @@ def newest_held_task(c: Cluster):
                                               "-", "+", "100")) or []
         # leases: task id -> "consumer|started_ms"
         leases = _try(lambda j=job: c.redis_cli("HGETALL", f"wc:{{{j}}}:leases")) or []
-        started = dict(zip(leases[::2], leases[1::2], strict=True))
+        # (redis-cli's text output: an odd line count means a partial or odd reply; skip it)
+        started = dict(zip(leases[::2], leases[1::2], strict=False))
         for i in range(0, len(flat) - 3, 4):
             task, consumer, idle = flat[i], flat[i + 1], int(flat[i + 2])
             lease_consumer, _, ms = started.get(task, "|").rpartition("|")

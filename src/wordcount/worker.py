@@ -213,8 +213,8 @@ class Worker:
         elif outcome is Applied.DUPLICATE:
             self.stats.duplicates += 1
             log.info("task %s %s was already committed by another worker: no-op", c.job, c.id)
-        log.debug("task %s %s (%s, %d bytes) %s, counted in %d ms", c.job, c.id, c.how,
-                  c.task.nbytes, outcome.name.lower(), busy_ms)
+        log.debug("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
+                  outcome.name.lower(), busy_ms)
 
     def _count(self, c: Claimed) -> Counter[str]:
         info = self.queue.info(c.job)
