@@ -106,17 +106,21 @@ def _bench_parser(sub) -> None:
 
 # -- distributed: shared options ----------------------------------------------------------------
 
-def add_redis_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--redis-url", help="redis://[:password@]host:port/db (env REDIS_URL); "
-                   "the password may also come from REDIS_PASSWORD")
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms",
                    help="steal a task idle (no heartbeat) this long (default 10000)")
     p.add_argument("--max-attempts", type=_positive_int,
                    help="deliveries before a task is dead-lettered (default 4)")
-    p.add_argument("--data-root", help="directory the job's task paths are relative to")
     p.add_argument("--commit-pairs", type=_positive_int,
                    help="distinct words above which a commit is staged and merged in pieces "
                         "of this many (default 50000)")
+
+
+def add_redis_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", help="redis://[:password@]host:port/db (env REDIS_URL); "
+                   "the password may also come from REDIS_PASSWORD")
+    p.add_argument("--data-root", help="directory the job's task paths are relative to")
+    add_protocol_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -354,12 +358,7 @@ def _run_parser(sub) -> None:
     p.add_argument("--job", help="job name (default: derived from the inputs)")
     p.add_argument("--data-root", help="directory task paths are relative to (default: the "
                                        "inputs' common directory)")
-    p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms",
-                   help="steal a task idle (no heartbeat) this long (default 10000)")
-    p.add_argument("--max-attempts", type=_positive_int,
-                   help="deliveries before a task is dead-lettered (default 4)")
-    p.add_argument("--commit-pairs", type=_positive_int,
-                   help="distinct words above which a commit is staged (default 50000)")
+    add_protocol_args(p)
     p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     p.add_argument("--worker-log", metavar="PATH", help="append the workers' logs here")
     p.add_argument("--stragglers", type=int, metavar="K",
