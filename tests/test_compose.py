@@ -27,6 +27,8 @@ import pytest
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # compose does the cleanup
 
+from wordcount import keys  # noqa: E402
+
 from .conftest import build_nasty  # noqa: E402
 
 # The first test may also build the images (minutes, from scratch): a wide timeout; every wait
@@ -303,12 +305,12 @@ def newest_held_task(c: Cluster):
     """(worker container, task id) of the task most recently started by a live worker (in the
     stream's pending list, heartbeat under 1.5 s ago), or (None, None)."""
     best = (None, None, -1)
-    for job in _try(lambda: c.redis_cli("SMEMBERS", "wc:jobs")) or []:
+    for job in _try(lambda: c.redis_cli("SMEMBERS", keys.jobs())) or []:
         # XPENDING key group - + N: id, consumer, idle ms, deliveries, for each task held
-        flat = _try(lambda j=job: c.redis_cli("XPENDING", f"wc:{{{j}}}:tasks", "workers",
+        flat = _try(lambda j=job: c.redis_cli("XPENDING", keys.tasks(j), keys.GROUP,
                                               "-", "+", "100")) or []
         # leases: task id -> "consumer|started_ms"
-        leases = _try(lambda j=job: c.redis_cli("HGETALL", f"wc:{{{j}}}:leases")) or []
+        leases = _try(lambda j=job: c.redis_cli("HGETALL", keys.leases(j))) or []
         # (redis-cli's text output: an odd line count means a partial or odd reply; skip it)
         started = dict(zip(leases[::2], leases[1::2], strict=False))
         for i in range(0, len(flat) - 3, 4):
@@ -323,10 +325,10 @@ def newest_held_task(c: Cluster):
 
 def tasks_done(c: Cluster) -> int:
     """Tasks committed so far in the (first) active job; 0 if none or Redis is unreachable."""
-    jobs = _try(lambda: c.redis_cli("SMEMBERS", "wc:jobs")) or []
+    jobs = _try(lambda: c.redis_cli("SMEMBERS", keys.jobs())) or []
     if not jobs:
         return 0
-    done = _try(lambda: c.redis_cli("HGET", f"wc:{{{jobs[0]}}}:meta", "done")) or ["0"]
+    done = _try(lambda: c.redis_cli("HGET", keys.meta(jobs[0]), "done")) or ["0"]
     return int(done[0] or 0)
 
 

@@ -104,12 +104,13 @@ class Progress:
 
 
 def progress(conn: Connection, name: str) -> Progress:
-    def run(r) -> tuple[dict, dict | None]:
-        meta = r.hgetall(keys.meta(name))
-        pend = r.xpending(keys.tasks(name), keys.GROUP) if meta else None
-        return meta, pend
+    def run(r) -> list:  # one round trip: this is polled several times a second
+        pipe = r.pipeline(transaction=False)
+        pipe.hgetall(keys.meta(name))
+        pipe.xpending(keys.tasks(name), keys.GROUP)  # NOGROUP when the job is missing
+        return pipe.execute(raise_on_error=False)
     meta, pend = conn.call(run)
-    if not meta:
+    if not meta or isinstance(pend, Exception):
         return Progress()
     ints = {k: int(v) for k, v in meta.items() if k in Progress.__dataclass_fields__
             and k not in ("state", "resubmits")}

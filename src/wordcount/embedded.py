@@ -166,11 +166,6 @@ class WorkerProcess:
         return self.proc.exitcode
 
 
-def spawn_worker(env: dict[str, str], args: Sequence[str] = (), log_path: str | None = None
-                 ) -> WorkerProcess:
-    return WorkerProcess(env, args, log_path)
-
-
 class WorkerPool:
     """N worker processes; ones that end by an injected crash are started again."""
 
@@ -182,7 +177,7 @@ class WorkerPool:
             raise UsageError("--workers must be at least 1")
         self.env, self.respawn, self.log_path = env, respawn, log_path
         self.args = [list(args) + (list(first_args) if i < first else []) for i in range(n)]
-        self.procs = [spawn_worker(env, a, log_path) for a in self.args]
+        self.procs = [WorkerProcess(env, a, log_path) for a in self.args]
         self.crashes = 0
 
     def tend(self) -> None:
@@ -200,7 +195,7 @@ class WorkerPool:
             if code == CRASH_EXIT:
                 self.crashes += 1
             if self.respawn or code == 0:
-                self.procs[i] = spawn_worker(self.env, self.args[i], self.log_path)
+                self.procs[i] = WorkerProcess(self.env, self.args[i], self.log_path)
 
     def stop(self, timeout: float = 10.0) -> None:
         for p in self.procs:

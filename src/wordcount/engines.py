@@ -66,7 +66,7 @@ def execute(tasks: Sequence[Task], engine: str = "serial", workers: int | None =
     """Run tasks on an engine, yielding outcomes as they complete."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if engine in ("serial", "reference") or len(tasks) <= 1 and engine != "processes":
+    if engine in ("serial", "reference"):
         fn = _count_reference if engine == "reference" else _count
         yield from map(fn, tasks)
         return

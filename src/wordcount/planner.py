@@ -185,10 +185,6 @@ def read_range(
             yield carry
 
 
-def relative_to(root: str, path: str) -> str:
-    return os.path.relpath(path, root)
-
-
 def common_root(files: Sequence[str]) -> str:
     if not files:
         return os.getcwd()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sys
@@ -19,8 +20,6 @@ def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
 def top(counts: Counter[str], k: int) -> list[tuple[str, int]]:
     if k <= 0:
         return []
-    import heapq
-
     return heapq.nsmallest(k, counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

@@ -170,7 +170,8 @@ class Worker:
                           f"{self.settings.max_attempts}): workers keep failing on it")
             return
         armed = self.faults.arm()
-        if not self.queue.keep(c, start=True):
+        # A stale or backup claim started its lease atomically in Lua; a new read starts it here.
+        if c.how == "new" and not self.queue.keep(c, start=True):
             return  # acknowledged or taken between our read and now
         self.crash_point(armed, "after-claim")
         beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)  # runs until committed
