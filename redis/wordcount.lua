@@ -4,30 +4,73 @@ The commit protocol, on the server side. Every function runs atomically (Redis e
 command at a time), so each is one step of the protocol that either happens whole or not at all.
 An RDB snapshot therefore always holds a consistent state, and a replayed call changes nothing.
 
-Every key a function touches arrives in KEYS (built by wordcount/keys.py); nothing here
-concatenates key names. Python wrappers, one per function, live in wordcount/functions.py.
+Rules every function keeps (RedisRaft re-executes each call on every node):
+- every key arrives in KEYS (built by wordcount/keys.py); nothing here concatenates key names;
+- deterministic: the caller passes the time (`now`, ms); no TIME, no SCAN family, no SPOP /
+  SRANDMEMBER, and no effect that depends on a key's expiry (no key here has a TTL);
+- ARGV[1] is the caller's protocol version: a caller of another version is refused (WCVERSION),
+  so two versions of the commit logic never write to one job.
+Python wrappers, one per function, live in wordcount/functions.py.
 
-Job meta hash fields: plan, total, bytes, root, submitted, done, dead, words, done_bytes,
+A job incarnation has an epoch (a nonce chosen by the client that created it). Every task entry
+carries it, and every commit, stage, merge and dead letter must name it: a task counted for an
+older incarnation (the job was deleted and re-planned under the same name) is refused, never
+applied to the new one.
+
+A task is settled exactly once: its id enters the `done` hash (with its word total) or the
+`dead` hash, in the same call that applies its counts (or accepts its staged pieces). That hash,
+not the stream's pending list, is the gate: whoever commits first wins, the others are no-ops.
+
+Job meta hash fields: plan, epoch, total, bytes, root, submitted, done, dead, words, done_bytes,
 busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state ("running" | "done").
-The job is done when done + dead == total and no staged task is still being merged.
+The job is done when done + dead == total and no accepted staged piece is still unmerged.
 ]]
 
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local PROTOCOL = '2'
+
+local STALE = -1    -- the job exists under another epoch (re-planned): nothing changed
+local GONE = -2     -- the job does not exist: nothing changed
+local RESTAGE = -3  -- a staged piece is missing (Redis rolled back): stage again, then commit
+
+local function version_error(args)
+  if args[1] ~= PROTOCOL then
+    return redis.error_reply('WCVERSION the wordcount library in Redis speaks protocol ' ..
+      PROTOCOL .. ', this caller ' .. tostring(args[1]))
+  end
+  return nil
 end
 
 local function hget_number(key, field)
   return tonumber(redis.call('HGET', key, field) or '0') or 0
 end
 
+-- nil when the job exists with this epoch; else STALE or GONE.
+local function check_epoch(meta, epoch)
+  local current = redis.call('HGET', meta, 'epoch')
+  if not current then return GONE end
+  if current ~= epoch then return STALE end
+  return nil
+end
+
+-- A task being settled (or found settled) leaves the stream: acknowledged, and deleted so that
+-- no consumer group read can deliver it again (after a rollback the group's last-delivered id
+-- may lie before it: without XDEL a settled task would be read and counted once more).
+local function leave_queue(stream, group, id)
+  redis.call('XACK', stream, group, id)
+  redis.call('XDEL', stream, id)
+end
+
+local function settled(done, dead, id)
+  return redis.call('HEXISTS', done, id) == 1 or redis.call('HEXISTS', dead, id) == 1
+end
+
 -- Mark the job done (and drop it from the active set) once every task is accounted for.
-local function finish_if_complete(meta, jobs, merges, job)
+local function finish_if_complete(meta, jobs, merges, job, now)
   local total = hget_number(meta, 'total')
-  local settled = hget_number(meta, 'done') + hget_number(meta, 'dead')
-  if settled >= total and redis.call('SCARD', merges) == 0 then
+  local settled_n = hget_number(meta, 'done') + hget_number(meta, 'dead')
+  if settled_n >= total and redis.call('SCARD', merges) == 0 then
     if redis.call('HGET', meta, 'state') ~= 'done' then
-      redis.call('HSET', meta, 'state', 'done', 'finished_ms', now_ms())
+      redis.call('HSET', meta, 'state', 'done', 'finished_ms', now)
     end
     redis.call('SREM', jobs, job)
     return 1
@@ -35,150 +78,207 @@ local function finish_if_complete(meta, jobs, merges, job)
   return 0
 end
 
--- Progress of an accepted commit (ARGV 4 job, 5 bytes, 6 words, 7 busy ms), then maybe finish.
-local function record_done(meta, jobs, merges, args)
-  redis.call('HINCRBY', meta, 'done', 1)
-  redis.call('HINCRBY', meta, 'done_bytes', args[5])
-  redis.call('HINCRBY', meta, 'words', args[6])
-  redis.call('HINCRBY', meta, 'busy_ms', args[7])
-  finish_if_complete(meta, jobs, merges, args[4])
+-- Record an accepted task: settle it, count its progress (ARGV 7 bytes, 8 words, 9 busy ms).
+local function record_done(k, args)
+  local id = args[4]
+  redis.call('HSET', k.done, id, args[8])
+  redis.call('ZREM', k.leases, id)
+  redis.call('HINCRBY', k.meta, 'done', 1)
+  redis.call('HINCRBY', k.meta, 'done_bytes', args[7])
+  redis.call('HINCRBY', k.meta, 'words', args[8])
+  redis.call('HINCRBY', k.meta, 'busy_ms', args[9])
 end
 
--- Returns nil when the job exists and was submitted with the same plan, else an error marker.
-local function check_plan(meta, plan)
-  local current = redis.call('HGET', meta, 'plan')
-  if not current then return 'missing' end
-  if current ~= plan then return 'stale' end
-  return nil
+local function apply_pairs(counts, list, first)
+  for i = first, #list, 2 do  -- a loop, not unpack(): unpack fails at ~8000 values
+    redis.call('ZINCRBY', counts, list[i + 1], list[i])
+  end
+end
+
+--[[ wc_version: the protocol version of the loaded library (read-only).
+KEYS: none. ARGV: none. Returns: the version string. ]]
+local function wc_version(keys, args)
+  return PROTOCOL
 end
 
 --[[ wc_submit: create the job (once) and append tasks with deterministic ids 0-<seq>.
 KEYS: 1 stream, 2 meta, 3 jobs (set of active job names)
-ARGV: 1 job, 2 plan id, 3 total tasks, 4 total bytes, 5 data root, 6 group,
-      7 seq of the first task below, then 3 values per task: path, start, end
-Returns: {tasks added by this call, tasks submitted so far}
+ARGV: 1 protocol, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
+      6 total tasks, 7 total bytes, 8 data root, 9 group, 10 seq of the first task below,
+      then 3 values per task: path, start, end
+Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state}
 Idempotent: tasks whose seq is <= meta.submitted are skipped, so replaying a batch or
-re-submitting a whole job after a restart never duplicates a task. ]]
+re-submitting a whole job after a restart never duplicates a task.
+Error WCCONFLICT: the job exists with a different plan (nothing changed). ]]
 local function wc_submit(keys, args)
+  local err = version_error(args)
+  if err then return err end
   local stream, meta, jobs = keys[1], keys[2], keys[3]
-  local job, plan, total = args[1], args[2], tonumber(args[3])
+  local job, plan, total = args[3], args[4], tonumber(args[6])
   local current = redis.call('HGET', meta, 'plan')
   if current and current ~= plan then
     return redis.error_reply('WCCONFLICT job ' .. job .. ' exists with a different plan')
   end
   if not current then
     redis.call('DEL', stream)
-    redis.call('XGROUP', 'CREATE', stream, args[6], '0', 'MKSTREAM')
-    redis.call('HSET', meta, 'plan', plan, 'total', total, 'bytes', args[4], 'root', args[5],
-      'submitted', 0, 'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0,
-      'stolen', 0, 'backups', 0, 'duplicates', 0, 'created_ms', now_ms(), 'state', 'running')
+    redis.call('XGROUP', 'CREATE', stream, args[9], '0', 'MKSTREAM')
+    redis.call('HSET', meta, 'plan', plan, 'epoch', args[5], 'total', total, 'bytes', args[7],
+      'root', args[8], 'submitted', 0, 'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0,
+      'busy_ms', 0, 'stolen', 0, 'backups', 0, 'duplicates', 0, 'created_ms', args[2],
+      'state', 'running')
   end
+  local epoch = redis.call('HGET', meta, 'epoch')
   local submitted = hget_number(meta, 'submitted')
   local added = 0
-  local seq = tonumber(args[7])
-  for i = 8, #args, 3 do
+  local seq = tonumber(args[10])
+  for i = 11, #args, 3 do
     if seq > submitted then
       redis.call('XADD', stream, '0-' .. seq, 'path', args[i], 'start', args[i + 1],
-        'end', args[i + 2])
+        'end', args[i + 2], 'epoch', epoch)
       submitted = seq
       added = added + 1
     end
     seq = seq + 1
   end
   redis.call('HSET', meta, 'submitted', submitted)
-  if redis.call('HGET', meta, 'state') ~= 'done' then
+  local state = redis.call('HGET', meta, 'state')
+  if state ~= 'done' then
     redis.call('SADD', jobs, job)
   end
-  return {added, submitted}
+  return {added, submitted, epoch, state}
 end
 
---[[ wc_commit: acknowledge a task and apply its counts, exactly once.
-KEYS: 1 stream, 2 counts (zset), 3 meta, 4 jobs, 5 merges
-ARGV: 1 group, 2 task id, 3 plan, 4 job, 5 bytes, 6 words, 7 busy ms, then word, count pairs
-Returns: 1 applied; 0 duplicate (the task was already acknowledged: a straggler, a thief, a
-replayed call); -1 the job is gone or was re-planned (nothing changed).
-XACK returns 1 only for the first acknowledgement of a pending entry, and only then are the
-counts added: a task's counts are applied at most once, and (since a task is only
-acknowledged here or in wc_dead) exactly once when the job finishes. ]]
+local function commit_keys(keys)
+  return {stream = keys[1], meta = keys[2], jobs = keys[3], merges = keys[4], done = keys[5],
+          dead = keys[6], leases = keys[7]}
+end
+
+--[[ wc_commit: settle a task and apply its counts, exactly once.
+KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 done, 6 dead, 7 leases, 8 counts (zset)
+ARGV: 1 protocol, 2 now, 3 group, 4 task id, 5 epoch, 6 job, 7 bytes, 8 words, 9 busy ms,
+      then word, count pairs
+Returns: 1 applied; 0 duplicate (already settled: a straggler, a thief, a replayed call);
+-1 stale (the job was re-planned), -2 gone (nothing changed in either case). ]]
 local function wc_commit(keys, args)
-  local stream, counts, meta, jobs, merges = keys[1], keys[2], keys[3], keys[4], keys[5]
-  if check_plan(meta, args[3]) then return -1 end
-  if redis.call('XACK', stream, args[1], args[2]) == 0 then
-    redis.call('HINCRBY', meta, 'duplicates', 1)
+  local err = version_error(args)
+  if err then return err end
+  local k = commit_keys(keys)
+  local bad = check_epoch(k.meta, args[5])
+  if bad then return bad end
+  leave_queue(k.stream, args[3], args[4])
+  if settled(k.done, k.dead, args[4]) then
+    redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
-  for i = 8, #args, 2 do  -- a loop, not unpack(): unpack fails at ~8000 values
-    redis.call('ZINCRBY', counts, args[i + 1], args[i])
-  end
-  record_done(meta, jobs, merges, args)
+  apply_pairs(keys[8], args, 10)
+  record_done(k, args)
+  finish_if_complete(k.meta, k.jobs, k.merges, args[6], args[2])
   return 1
+end
+
+--[[ wc_stage: write one piece of a big task's (word, count) pairs into its own list, for
+wc_commit_staged. The piece is replaced whole (DEL + RPUSH in one call), so a retried or
+replayed call leaves the same list, and a piece either exists complete or not at all.
+KEYS: 1 meta, 2 piece (list)
+ARGV: 1 protocol, 2 epoch, then word, count pairs
+Returns: 1 staged, -1 stale, -2 gone (nothing written). ]]
+local function wc_stage(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local bad = check_epoch(keys[1], args[2])
+  if bad then return bad end
+  redis.call('DEL', keys[2])
+  local step = 1000
+  for i = 3, #args, step do
+    redis.call('RPUSH', keys[2], unpack(args, i, math.min(i + step - 1, #args)))
+  end
+  return 1
+end
+
+-- Delete this attempt's pieces, except any already accepted (a replay of our own commit).
+local function drop_pieces(keys, merges)
+  for i = 8, #keys do
+    if redis.call('SISMEMBER', merges, keys[i]) == 0 then redis.call('DEL', keys[i]) end
+  end
 end
 
 --[[ wc_commit_staged: like wc_commit, for a task whose vocabulary is too big for one call.
-The worker first HSETs its (word, count) pairs into a private stage hash (one per attempt;
-HSET is idempotent, so a retried piece changes nothing). Here the task is acknowledged and,
-only if XACK returned 1, the stage hash becomes the task's apply hash and joins the merge set;
-wc_merge then applies it in bounded pieces.
-KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 stage hash, 6 apply hash
-ARGV: 1 group, 2 task id, 3 plan, 4 job, 5 bytes, 6 words, 7 busy ms
-Returns: 1 accepted, 0 duplicate (stage discarded), -1 job gone or re-planned. ]]
+The worker first wrote its pairs with wc_stage into N piece lists. Here, only if every piece is
+present and together they hold exactly the task's distinct words, the task is settled and its
+pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
+rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
+KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 done, 6 dead, 7 leases, 8.. the pieces
+ARGV: 1 protocol, 2 now, 3 group, 4 task id, 5 epoch, 6 job, 7 bytes, 8 words, 9 busy ms,
+      10 distinct words (pairs) in all pieces
+Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage. ]]
 local function wc_commit_staged(keys, args)
-  local stream, meta, jobs, merges, stage, apply = keys[1], keys[2], keys[3], keys[4], keys[5],
-    keys[6]
-  if check_plan(meta, args[3]) then
-    redis.call('DEL', stage)
-    return -1
+  local err = version_error(args)
+  if err then return err end
+  local k = commit_keys(keys)
+  local bad = check_epoch(k.meta, args[5])
+  if bad then
+    drop_pieces(keys, k.merges)
+    return bad
   end
-  if redis.call('XACK', stream, args[1], args[2]) == 0 then
-    redis.call('DEL', stage)
-    redis.call('HINCRBY', meta, 'duplicates', 1)
+  if settled(k.done, k.dead, args[4]) then
+    leave_queue(k.stream, args[3], args[4])
+    drop_pieces(keys, k.merges)
+    redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
-  if redis.call('EXISTS', stage) == 1 then
-    redis.call('RENAME', stage, apply)
-    redis.call('PERSIST', apply)
-    redis.call('SADD', merges, args[2])
+  local values = 0
+  for i = 8, #keys do
+    if redis.call('EXISTS', keys[i]) == 0 then return RESTAGE end
+    values = values + redis.call('LLEN', keys[i])
   end
-  record_done(meta, jobs, merges, args)
+  if values ~= 2 * tonumber(args[10]) then return RESTAGE end
+  leave_queue(k.stream, args[3], args[4])
+  for i = 8, #keys do redis.call('SADD', k.merges, keys[i]) end
+  record_done(k, args)
+  finish_if_complete(k.meta, k.jobs, k.merges, args[6], args[2])
   return 1
 end
 
---[[ wc_merge: apply the next bounded piece of an accepted staged task.
-Each piece is read, applied and deleted in the same call, so it is applied exactly once,
-whoever drives the merge (the committing worker, or any idle worker after it crashed).
-The caller keeps the HSCAN cursor between calls (restarting at 0 would revisit buckets
-already emptied and stall); fields are deleted as they are applied, so concurrent drivers with
-their own cursors never apply a field twice.
-KEYS: 1 apply hash, 2 counts, 3 meta, 4 jobs, 5 merges
-ARGV: 1 task id, 2 HSCAN cursor, 3 max pairs per call (HSCAN's COUNT, a hint), 4 job
-Returns: {pairs still to apply for this task (0: finished), next cursor}. ]]
+--[[ wc_merge: apply one accepted staged piece. The piece is read, applied and deleted in the
+same call, so it is applied exactly once, whoever drives the merge (the committing worker, or
+any idle worker after it crashed).
+KEYS: 1 piece, 2 counts, 3 meta, 4 jobs, 5 merges
+ARGV: 1 protocol, 2 now, 3 epoch, 4 job
+Returns: 1 applied, 0 nothing to do (already merged), -1 stale, -2 gone.
+Error WCLOST: an accepted piece is missing (never expected: no key here has a TTL). ]]
 local function wc_merge(keys, args)
-  local apply, counts, meta, jobs, merges = keys[1], keys[2], keys[3], keys[4], keys[5]
-  local scan = redis.call('HSCAN', apply, args[2], 'COUNT', tonumber(args[3]))
-  local piece = scan[2]
-  for i = 1, #piece, 2 do
-    redis.call('ZINCRBY', counts, piece[i + 1], piece[i])
-    redis.call('HDEL', apply, piece[i])
+  local err = version_error(args)
+  if err then return err end
+  local piece, counts, meta, jobs, merges = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local bad = check_epoch(meta, args[3])
+  if bad then return bad end
+  if redis.call('SISMEMBER', merges, piece) == 0 then return 0 end
+  if redis.call('EXISTS', piece) == 0 then
+    return redis.error_reply('WCLOST accepted piece ' .. piece .. ' is missing')
   end
-  local left = redis.call('HLEN', apply)
-  if left == 0 then
-    redis.call('SREM', merges, args[1])
-    finish_if_complete(meta, jobs, merges, args[4])
-  end
-  return {left, scan[1]}
+  apply_pairs(counts, redis.call('LRANGE', piece, 0, -1), 1)
+  redis.call('DEL', piece)
+  redis.call('SREM', merges, piece)
+  finish_if_complete(meta, jobs, merges, args[4], args[2])
+  return 1
 end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, escaping the root).
-KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 dead (hash task id -> reason)
-ARGV: 1 group, 2 task id, 3 plan, 4 job, 5 reason
-Returns: 1 recorded, 0 already acknowledged (committed or dead already), -1 job gone. ]]
+KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 done, 6 dead (hash task id -> reason), 7 leases
+ARGV: 1 protocol, 2 now, 3 group, 4 task id, 5 epoch, 6 job, 7 reason
+Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
 local function wc_dead(keys, args)
-  local stream, meta, jobs, merges, dead = keys[1], keys[2], keys[3], keys[4], keys[5]
-  if check_plan(meta, args[3]) then return -1 end
-  if redis.call('XACK', stream, args[1], args[2]) == 0 then return 0 end
-  redis.call('HSET', dead, args[2], args[5])
-  redis.call('HINCRBY', meta, 'dead', 1)
-  finish_if_complete(meta, jobs, merges, args[4])
+  local err = version_error(args)
+  if err then return err end
+  local k = commit_keys(keys)
+  local bad = check_epoch(k.meta, args[5])
+  if bad then return bad end
+  leave_queue(k.stream, args[3], args[4])
+  if settled(k.done, k.dead, args[4]) then return 0 end
+  redis.call('HSET', k.dead, args[4], args[7])
+  redis.call('ZREM', k.leases, args[4])
+  redis.call('HINCRBY', k.meta, 'dead', 1)
+  finish_if_complete(k.meta, k.jobs, k.merges, args[6], args[2])
   return 1
 end
 
@@ -187,77 +287,85 @@ local function pending_entry(stream, group, id)
   return p[1]  -- {id, consumer, idle ms, deliveries} or nil
 end
 
-local function start_lease(leases, id, consumer)
-  redis.call('HSET', leases, id, consumer .. '|' .. now_ms())
-end
-
 --[[ wc_claim_stale: take over one task idle longer than the claim timeout (XAUTOCLAIM).
-KEYS: 1 stream, 2 meta, 3 leases
-ARGV: 1 group, 2 consumer, 3 min idle ms
+KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms)
+ARGV: 1 protocol, 2 now, 3 group, 4 consumer, 5 min idle ms
 Returns: {id, {field, value, ...}, deliveries} or nil when nothing is stale. ]]
 local function wc_claim_stale(keys, args)
+  local err = version_error(args)
+  if err then return err end
   local stream, meta, leases = keys[1], keys[2], keys[3]
-  if redis.call('EXISTS', stream) == 0 then return nil end
-  local res = redis.call('XAUTOCLAIM', stream, args[1], args[2], args[3], '0-0', 'COUNT', 1)
+  if redis.call('EXISTS', stream) == 0 or redis.call('EXISTS', meta) == 0 then return nil end
+  local res = redis.call('XAUTOCLAIM', stream, args[3], args[4], args[5], '0-0', 'COUNT', 1)
   local entry = res[2][1]
   if not entry then return nil end
   local id = entry[1]
-  local p = pending_entry(stream, args[1], id)
-  start_lease(leases, id, args[2])
+  local p = pending_entry(stream, args[3], id)
+  redis.call('ZADD', leases, args[2], id)
   redis.call('HINCRBY', meta, 'stolen', 1)
   return {id, entry[2], p and p[4] or 1}
 end
 
 --[[ wc_heartbeat: keep a task we are still working on (reset its idle time), or start our
-lease on a freshly read task (ARGV 4 = "start").
+lease on a freshly read task (ARGV 6 = "start").
 KEYS: 1 stream, 2 leases
-ARGV: 1 group, 2 consumer, 3 task id, 4 "start" | "beat"
-Returns: 1 still ours, 0 lost (acknowledged, or claimed by another worker). ]]
+ARGV: 1 protocol, 2 now, 3 group, 4 consumer, 5 task id, 6 "start" | "beat"
+Returns: 1 still ours, 0 lost (settled, claimed by another worker, or the job is gone). ]]
 local function wc_heartbeat(keys, args)
+  local err = version_error(args)
+  if err then return err end
   local stream, leases = keys[1], keys[2]
-  local p = pending_entry(stream, args[1], args[3])
-  if not p or p[2] ~= args[2] then return 0 end
-  redis.call('XCLAIM', stream, args[1], args[2], 0, args[3], 'JUSTID')
-  if args[4] == 'start' then start_lease(leases, args[3], args[2]) end
+  if redis.call('EXISTS', stream) == 0 then return 0 end
+  local p = pending_entry(stream, args[3], args[5])
+  if not p or p[2] ~= args[4] then return 0 end
+  redis.call('XCLAIM', stream, args[3], args[4], 0, args[5], 'JUSTID')
+  if args[6] == 'start' then redis.call('ZADD', leases, args[2], args[5]) end
   return 1
 end
 
 --[[ wc_speculate: a backup copy of a straggler's task (MapReduce's backup tasks). An idle
-worker takes over the oldest attempt older than max(min ms, factor * mean task time); the
-straggler keeps counting, and whichever commits first wins (XACK), the other is a duplicate.
+worker takes over the oldest running attempt (lowest start in the leases zset, so the whole
+job is considered, in start order) older than max(min ms, factor * mean task time); the
+straggler keeps counting, and whichever commits first wins, the other is a duplicate.
 KEYS: 1 stream, 2 meta, 3 leases
-ARGV: 1 group, 2 consumer, 3 min age ms, 4 factor
+ARGV: 1 protocol, 2 now, 3 group, 4 consumer, 5 min age ms, 6 factor
 Returns: {id, {field, value, ...}, deliveries} or nil. ]]
 local function wc_speculate(keys, args)
+  local err = version_error(args)
+  if err then return err end
   local stream, meta, leases = keys[1], keys[2], keys[3]
-  if redis.call('EXISTS', stream) == 0 then return nil end
+  if redis.call('EXISTS', stream) == 0 or redis.call('EXISTS', meta) == 0 then return nil end
   local done = hget_number(meta, 'done')
-  local threshold = tonumber(args[3])
+  local threshold = tonumber(args[5])
   if done > 0 then
-    threshold = math.max(threshold, tonumber(args[4]) * hget_number(meta, 'busy_ms') / done)
+    threshold = math.max(threshold, tonumber(args[6]) * hget_number(meta, 'busy_ms') / done)
   end
-  local now = now_ms()
-  local best, best_age = nil, -1
-  for _, p in ipairs(redis.call('XPENDING', stream, args[1], '-', '+', 100)) do
-    local lease = redis.call('HGET', leases, p[1])
-    if p[2] ~= args[2] and lease then
-      local started = tonumber(string.match(lease, '|(%d+)$'))
-      local age = now - started
-      if age >= threshold and age > best_age then best, best_age = p[1], age end
+  local now = tonumber(args[2])
+  -- oldest first; every lease older than the threshold is a candidate, the rest are younger
+  local old = redis.call('ZRANGE', leases, '-inf', now - threshold, 'BYSCORE', 'LIMIT', 0, 64)
+  for _, id in ipairs(old) do
+    local p = pending_entry(stream, args[3], id)
+    if not p then
+      redis.call('ZREM', leases, id)  -- settled meanwhile: no longer running
+    elseif p[2] ~= args[4] then
+      local claimed = redis.call('XCLAIM', stream, args[3], args[4], 0, id)
+      local entry = claimed[1]
+      if entry then
+        redis.call('ZADD', leases, args[2], id)
+        redis.call('HINCRBY', meta, 'backups', 1)
+        local q = pending_entry(stream, args[3], id)
+        return {id, entry[2], q and q[4] or 1}
+      end
     end
   end
-  if not best then return nil end
-  local claimed = redis.call('XCLAIM', stream, args[1], args[2], 0, best)
-  local entry = claimed[1]
-  if not entry then return nil end
-  start_lease(leases, best, args[2])
-  redis.call('HINCRBY', meta, 'backups', 1)
-  local p = pending_entry(stream, args[1], best)
-  return {best, entry[2], p and p[4] or 1}
+  return nil
 end
 
+redis.register_function{function_name = 'wc_version', callback = wc_version,
+  flags = {'no-writes'}}
 redis.register_function('wc_submit', wc_submit)
 redis.register_function('wc_commit', wc_commit)
+redis.register_function('wc_stage', wc_stage)
 redis.register_function('wc_commit_staged', wc_commit_staged)
 redis.register_function('wc_merge', wc_merge)
 redis.register_function('wc_dead', wc_dead)

@@ -4,6 +4,7 @@ Every test compares the full count table with the oracle (every word, every coun
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -181,16 +182,22 @@ def test_commit_is_idempotent_and_handles_more_than_8000_values(redis_server):
     reply = conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("idem"): ">"}, count=2)
     (_, entries), = reply
     claims = [Claimed.from_entry("idem", i, f, 1, "new") for i, f in entries]
+    assert claims[0].epoch == job.epoch
     pairs = []
     for i in range(12_000):  # 24,000 ARGV values: unpack() would fail
         pairs += [f"w{i}", i + 1]
-    assert functions.commit(conn, claims[0], "plan1", pairs, 10, 5, 1) is Applied.APPLIED
-    assert functions.commit(conn, claims[0], "plan1", pairs, 10, 5, 1) is Applied.DUPLICATE
-    assert functions.commit(conn, claims[1], "other-plan", pairs, 10, 5, 1) is Applied.STALE
+    assert functions.commit(conn, claims[0], pairs, 10, 5, 1) is Applied.APPLIED
+    assert functions.commit(conn, claims[0], pairs, 10, 5, 1) is Applied.DUPLICATE
+    other = dataclasses.replace(claims[1], epoch="an-older-incarnation")
+    assert functions.commit(conn, other, pairs, 10, 5, 1) is Applied.STALE
+    gone = dataclasses.replace(claims[1], job="no-such-job")
+    assert functions.commit(conn, gone, pairs, 10, 5, 1) is Applied.GONE
     assert conn.client.zscore(keys.counts("idem"), "w11999") == 12_000
     assert conn.client.zcard(keys.counts("idem")) == 12_000
     meta = conn.client.hgetall(keys.meta("idem"))
     assert meta["done"] == "1" and meta["duplicates"] == "1" and meta["state"] == "running"
+    assert conn.client.hgetall(keys.done("idem")) == {claims[0].id: "5"}
+    assert not conn.client.exists(keys.meta("no-such-job"))  # a refused call creates nothing
 
 
 def test_staged_commit_merges_in_pieces_exactly_once(redis_server, small_corpus, small_oracle):
@@ -198,6 +205,7 @@ def test_staged_commit_merges_in_pieces_exactly_once(redis_server, small_corpus,
                                              ["--commit-pairs", "500"])
     assert_counts_equal(result.counts, small_oracle)
     assert conn.client.scard(keys.merges(job.name)) == 0
+    assert progress.check["ok"] and progress.check["words_in_table"] == progress.words
 
 
 def test_staged_commit_finished_by_another_worker_after_a_crash(redis_server):
@@ -209,14 +217,21 @@ def test_staged_commit_finished_by_another_worker_after_a_crash(redis_server):
     (_, entries), = conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("staged"): ">"})
     c = Claimed.from_entry("staged", entries[0][0], entries[0][1], 1, "new")
     pairs = [x for i in range(10) for x in (f"w{i}", i + 1)]
-    functions.stage(conn, c, "att1", pairs, 3)
+    pieces = functions.stage_keys(c, "att1", 4)
+    for key, k in zip(pieces, range(0, 20, 6), strict=True):
+        assert functions.stage(conn, c, key, pairs[k:k + 6]) is Applied.APPLIED
     # the committing worker dies right after its staged commit, before merging anything
-    assert functions.commit_staged(conn, c, "p", "att1", 1, 55, 1) is Applied.APPLIED
+    assert functions.commit_staged(conn, c, pieces, 10, 1, 55, 1) is Applied.APPLIED
     assert client.progress(conn, "staged").state == "running"  # not done until merged
-    assert functions.commit_staged(conn, c, "p", "att2", 1, 55, 1) is Applied.DUPLICATE
-    StreamQueue(conn, "w2", conn.settings).finish_merges(["staged"])
+    # its reply was lost and the call replayed: a no-op that keeps the accepted pieces
+    assert functions.commit_staged(conn, c, pieces, 10, 1, 55, 1) is Applied.DUPLICATE
+    assert all(conn.client.exists(k) for k in pieces)
+    assert functions.commit_staged(conn, c, functions.stage_keys(c, "att2", 1), 10, 1, 55,
+                                   1) is Applied.DUPLICATE
+    assert StreamQueue(conn, "w2", conn.settings).finish_merges(["staged"]) == 4
     assert client.fetch_counts(conn, "staged") == {f"w{i}": i + 1 for i in range(10)}
     assert client.progress(conn, "staged").finished
+    assert not any(conn.client.exists(k) for k in pieces)
 
 
 def test_per_word_mode_counts_exactly_without_faults(redis_server, small_corpus, small_oracle):
@@ -303,8 +318,8 @@ def test_interrupted_submission_is_completed_without_duplicates(redis_server, sm
     monkeypatch.setattr(client, "SUBMIT_BATCH", 7)
     conn = connect(redis_server)
     job = client.plan_job([str(small_corpus)], CHUNK)
-    functions.submit(conn, job.name, job.plan_id, len(job.tasks), job.total_bytes, job.root, 1,
-                     job.tasks[:20])
+    functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks), job.total_bytes,
+                     job.root, 1, job.tasks[:20])
     again = client.plan_job([str(small_corpus)], CHUNK)
     assert again.name == job.name  # same inputs, same job
     assert client.submit(conn, again) == len(job.tasks) - 20
@@ -340,6 +355,7 @@ def test_submit_no_wait_status_and_resume(redis_server, tmp_path):
     finally:
         pool.stop()
     assert resumed.returncode == 0, resumed.stderr
-    assert "(0 new)" in resumed.stderr
     out = json.loads(resumed.stdout)
+    # the worker may finish the job before the second submit reads it: then it is reused
+    assert ("(0 new)" in resumed.stderr) != out["reused"], resumed.stderr
     assert out["job"] == name and out["top"] == [["alpha", 2], ["beta", 1]]

@@ -144,7 +144,7 @@ def setup_logging(verbose: bool, default: int) -> None:
     import logging
 
     logging.basicConfig(level=logging.DEBUG if verbose else default, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("redis").setLevel(logging.WARNING)
 
 
@@ -238,7 +238,8 @@ def _finish(conn, job, args, started: float, extra: dict | None = None,
     doc = {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
            "stolen": progress.stolen, "backups": progress.backups,
            "duplicates": progress.duplicates, "resubmits": progress.resubmits,
-           "created_ms": progress.created_ms, "finished_ms": progress.finished_ms}
+           "created_ms": progress.created_ms, "finished_ms": progress.finished_ms,
+           "reused": False, "check": progress.check}
     report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})})
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 
@@ -253,18 +254,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, logging.WARNING)
     started = time.perf_counter()
     settings = settings_from(args)
-    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
+                          fingerprint=args.fingerprint)
     conn = Connection(settings, name="wordcount-client")
-    conn.ping()
+    conn.ensure_functions()
     if args.fresh:
+        job.replace = True
         client.forget(conn, job.name)
+    before = client.progress(conn, job.name)
     added = client.submit(conn, job)
-    print(f"job {job.name}: {len(job.tasks)} tasks ({added} new), "
-          f"{job.total_bytes:,} bytes", file=sys.stderr)
+    reused = before.finished and before.plan == job.plan_id
+    if reused:
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(before.finished_ms / 1000).isoformat(" ", "seconds")
+        print(f"job {job.name}: finished at {when} with these unchanged inputs: reusing its "
+              "result (--fresh counts again)", file=sys.stderr)
+    else:
+        print(f"job {job.name}: {len(job.tasks)} tasks ({added} new), "
+              f"{job.total_bytes:,} bytes", file=sys.stderr)
     if args.no_wait:
         print(job.name)
         return exc.EXIT_OK
-    return _finish(conn, job, args, started)
+    return _finish(conn, job, args, started, {"reused": reused})
 
 
 def _submit_parser(sub) -> None:
@@ -273,6 +285,9 @@ def _submit_parser(sub) -> None:
     p.add_argument("--job", help="job name (default: derived from the inputs, so resubmitting "
                                  "the same inputs resumes the same job)")
     p.add_argument("--fresh", action="store_true", help="delete the job's old state first")
+    p.add_argument("--fingerprint", choices=["stat", "content"], default="stat",
+                   help="what identifies an input file: stat (size, mtime, ctime, inode; the "
+                        "default) or content (a hash of every byte: reads the inputs once)")
     p.add_argument("--no-wait", action="store_true", help="print the job name and return")
     p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     add_redis_args(p)
@@ -332,7 +347,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = Settings.from_env({}, redis_url=server.url,
                                      redis_password=server.password)
         conn = Connection(settings, name="wordcount-client")
-        conn.load_functions()
+        conn.ensure_functions()
         log_path = args.worker_log or os.path.join(tmp, "workers.log")
         # Workers start (and import) while the job is planned; they wait for it to appear.
         stragglers = args.stragglers if args.stragglers is not None else (

@@ -1,7 +1,11 @@
-"""The client side of a job: plan it, submit it (idempotently), follow it, read the result.
+"""The client side of a job: plan it, submit it (idempotently), follow it, read the result and
+check it end to end before calling it exact.
 
-A job's name defaults to a hash of its plan, so submitting the same inputs again, after a client
-crash or a Redis restart, continues the same job instead of starting another.
+A job's plan id is a hash of what makes its inputs what they are: the data root, every task's
+path and byte range, and each file's identity (size, mtime, ctime, inode, device; or a hash of
+its content with ``fingerprint="content"``). The default job name is derived from it, so
+submitting the same unchanged inputs again, after a client crash or a Redis restart, continues
+(or reuses) the same job, and changed inputs make a new one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +23,13 @@ from dataclasses import dataclass, field
 from . import functions, keys, planner
 from .connection import Connection
 from .engines import Result
-from .exceptions import JobLostError, UsageError
+from .exceptions import JobConflictError, JobInconsistentError, JobLostError, UsageError
 from .planner import InputError, Task
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
 SUBMIT_BATCH = 1000  # tasks per wc_submit call
+FINGERPRINTS = ("stat", "content")
 
 
 @dataclass
@@ -33,22 +39,53 @@ class Job:
     root: str
     tasks: list[Task]  # paths relative to root
     errors: list[InputError] = field(default_factory=list)  # inputs that could not be planned
+    # This plan replaces whatever job has this name (--fresh), also after a Redis rollback
+    # brought the old plan back.
+    replace: bool = False
+    # The incarnation this client creates when Redis has no such job (a nonce: an older
+    # incarnation's tasks are never applied to a newer one).
+    epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     @property
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self.tasks)
 
 
+def file_identity(path: str, fingerprint: str = "stat") -> str:
+    """What makes a file's bytes what they are, cheaply: size, mtime, ctime (chmod, rename,
+    rewrite all change it), inode and device; or, with "content", a hash of the bytes."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:  # the worker will report it as a dead letter
+        return f"unreadable:{planner.describe(exc)}"
+    ident = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
+    if fingerprint == "content":
+        digest = hashlib.blake2b(digest_size=16)
+        try:
+            with open(path, "rb") as f:
+                while block := f.read(8 << 20):
+                    digest.update(block)
+        except OSError as exc:
+            return f"unreadable:{planner.describe(exc)}"
+        ident = f"{st.st_size}:{digest.hexdigest()}"
+    return ident
+
+
 def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
-             root: str | None = None) -> Job:
+             root: str | None = None, fingerprint: str = "stat") -> Job:
+    if fingerprint not in FINGERPRINTS:
+        raise UsageError(f"--fingerprint must be one of {', '.join(FINGERPRINTS)}")
     files, errors = planner.discover(inputs)
     root = os.path.abspath(root) if root else planner.common_root(files)
     for f in files:
         if os.path.commonpath([root, f]) != root:
             raise UsageError(f"{f} is outside the data root {root}")
     tasks, plan_errors = planner.plan(files, chunk_size)
+    digest = hashlib.sha256(f"root\0{root}\n".encode("utf-8", "surrogateescape"))
+    for path in sorted({t.path for t in tasks}):
+        digest.update(f"file\0{os.path.relpath(path, root)}\0{file_identity(path, fingerprint)}"
+                      "\n".encode("utf-8", "surrogateescape"))
     tasks = [Task(os.path.relpath(t.path, root), t.start, t.end) for t in tasks]
-    digest = hashlib.sha256()
     for t in tasks:
         digest.update(f"{t.path}\0{t.start}\0{t.end}\n".encode("utf-8", "surrogateescape"))
     plan_id = digest.hexdigest()[:16]
@@ -57,25 +94,39 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
 
 
 def submit(conn: Connection, job: Job) -> int:
-    """Submit every task not yet in Redis; safe to repeat at any time. Returns tasks added."""
+    """Submit every task not yet in Redis; safe to repeat at any time. Returns tasks added.
+    A job with ``replace`` set deletes a job of the same name with another plan first."""
     if not job.tasks:
         raise UsageError("nothing to count: no readable input file")
+    try:
+        return _submit_batches(conn, job)
+    except JobConflictError:
+        if not job.replace:
+            raise
+        log.warning("job %s exists with another plan (Redis restarted from a snapshot older "
+                    "than --fresh?): replacing it again", job.name)
+        forget(conn, job.name)
+        return _submit_batches(conn, job)
+
+
+def _submit_batches(conn: Connection, job: Job) -> int:
     added = 0
     for i in range(0, len(job.tasks), SUBMIT_BATCH):
         batch = job.tasks[i:i + SUBMIT_BATCH]
-        n, _ = functions.submit(conn, job.name, job.plan_id, len(job.tasks), job.total_bytes,
-                                job.root, i + 1, batch)
-        added += n
+        added += functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks),
+                                  job.total_bytes, job.root, i + 1, batch).added
     return added
 
 
 def forget(conn: Connection, name: str) -> int:
-    """Delete every key of a job (``--fresh``)."""
+    """Delete every key of a job (``--fresh``). The meta hash goes first: every Function checks
+    the job's epoch there before writing, so once it is gone no in-flight commit, merge or
+    claim can write to (or recreate) any other key of the job while the rest is deleted."""
     def run(r) -> int:
-        n = 0
+        n = r.delete(keys.meta(name))
+        r.srem(keys.jobs(), name)
         for key in r.scan_iter(match=keys.job_pattern(name), count=1000):
             n += r.delete(key)
-        r.srem(keys.jobs(), name)
         return n
     return conn.call(run)
 
@@ -94,13 +145,19 @@ class Progress:
     bytes: int = 0
     words: int = 0
     state: str = "missing"
+    plan: str = ""
+    epoch: str = ""
     created_ms: int = 0
     finished_ms: int = 0
     resubmits: int = 0  # client-side: times the job had to be resubmitted
+    check: dict[str, object] = field(default_factory=dict)  # client-side: the self-check
 
     @property
     def finished(self) -> bool:
         return self.state == "done"
+
+
+_TEXT_FIELDS = ("state", "plan", "epoch")
 
 
 def progress(conn: Connection, name: str) -> Progress:
@@ -112,10 +169,12 @@ def progress(conn: Connection, name: str) -> Progress:
     meta, pend = conn.call(run)
     if not meta or isinstance(pend, Exception):
         return Progress()
-    ints = {k: int(v) for k, v in meta.items() if k in Progress.__dataclass_fields__
-            and k not in ("state", "resubmits")}
-    return Progress(state=meta.get("state", "running"), pending=int(pend["pending"]) if pend
-                    else 0, **ints)
+    fields = Progress.__dataclass_fields__
+    ints = {k: int(v) for k, v in meta.items() if k in fields
+            and k not in (*_TEXT_FIELDS, "resubmits", "check")}
+    texts = {k: meta[k] for k in _TEXT_FIELDS if k in meta}
+    texts.setdefault("state", "running")
+    return Progress(pending=int(pend["pending"]) if pend else 0, **texts, **ints)
 
 
 class Follower:
@@ -168,17 +227,22 @@ def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
     with Follower(job, quiet) as follower:
         while True:
             p = progress(conn, job.name)
-            if p.state == "missing" or p.submitted < len(job.tasks):
+            if p.state != "missing" and p.plan != job.plan_id and not job.replace:
+                raise JobConflictError(f"job {job.name} was replaced by another plan while we "
+                                       "waited for it")
+            if p.state == "missing" or p.submitted < len(job.tasks) or p.plan != job.plan_id:
                 resubmits += 1
                 log.warning("job %s is %s in Redis: resubmitting (idempotent)", job.name,
-                            "missing" if p.state == "missing" else "partly submitted")
+                            "missing" if p.state == "missing" else
+                            "partly submitted" if p.plan == job.plan_id else "another plan")
                 submit(conn, job)
                 continue
             follower.update(p)
             if p.finished:
                 if p.pending:
-                    raise JobLostError(f"job {job.name} marked done with {p.pending} tasks "
-                                       "still pending: protocol violation")
+                    raise JobInconsistentError(
+                        f"job {job.name} marked done with {p.pending} tasks still pending: "
+                        "protocol violation")
                 p.resubmits = resubmits
                 return p
             if on_poll is not None:
@@ -188,19 +252,105 @@ def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
             time.sleep(poll_s)
 
 
-def fetch_counts(conn: Connection, name: str) -> Counter[str]:
-    def run(r) -> Counter[str]:
+@dataclass
+class Snapshot:
+    """Everything a result is made of, read while the job stayed finished and unchanged."""
+
+    progress: Progress
+    counts: Counter[str]
+    done: dict[str, int]  # task id -> word total reported by its accepted commit
+    dead: dict[str, str]  # task id -> reason
+    merges: int  # accepted staged pieces not yet applied
+
+
+def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], dict[str, str], int]:
+    def run(r):
         counts: Counter[str] = Counter()
         for word, score in r.zscan_iter(keys.counts(name), count=5000):
             counts[word] = int(score)
-        return counts
+        pipe = r.pipeline(transaction=False)
+        pipe.hgetall(keys.done(name))
+        pipe.hgetall(keys.dead(name))
+        pipe.scard(keys.merges(name))
+        done, dead, merges = pipe.execute()
+        return counts, {k: int(v) for k, v in done.items()}, dead, int(merges)
     return conn.call(run)
 
 
-def dead_letters(conn: Connection, name: str, job: Job) -> list[InputError]:
-    raw = conn.call(lambda r: r.hgetall(keys.dead(name)))
+def fetch_counts(conn: Connection, name: str) -> Counter[str]:
+    return _read(conn, name)[0]
+
+
+def read_finished(conn: Connection, job: Job, waited: Progress | None = None) -> Snapshot:
+    """Read the finished job. The read is retried (after waiting for the job again) if Redis
+    restarted meanwhile: the job must be finished, and identically so (same epoch, same
+    finish time), before and after everything is read."""
+    resubmits = waited.resubmits if waited else 0
+    for _ in range(5):
+        before = progress(conn, job.name)
+        if not before.finished or before.plan != job.plan_id:
+            before = wait(conn, job, quiet=True)
+            resubmits += before.resubmits
+        counts, done, dead, merges = _read(conn, job.name)
+        after = progress(conn, job.name)
+        if (after.finished and after.finished_ms == before.finished_ms
+                and after.epoch == before.epoch):
+            after.resubmits = resubmits
+            return Snapshot(after, counts, done, dead, merges)
+        log.warning("job %s changed while its result was read (Redis restart?): reading again",
+                    job.name)
+    raise JobLostError(f"could not read a stable result for job {job.name}")
+
+
+def task_ids(job: Job) -> list[str]:
+    """The task ids of a plan, in order (deterministic: 0-<seq>)."""
+    return [f"0-{seq}" for seq in range(1, len(job.tasks) + 1)]
+
+
+def check(job: Job, snap: Snapshot) -> dict[str, object]:
+    """The end-to-end self-check: invariants of the commit protocol that a lost, doubled or
+    partly applied task breaks. Raises JobInconsistentError naming the first broken one;
+    returns the figures checked (they go into the JSON result)."""
+    p, done, dead = snap.progress, snap.done, snap.dead
+    in_table = sum(snap.counts.values())
+    committed = sum(done.values())
+    seq_of = {tid: i for i, tid in enumerate(task_ids(job))}
+    done_bytes = sum(job.tasks[seq_of[t]].nbytes for t in done if t in seq_of)
+    figures: dict[str, object] = {
+        "words_in_table": in_table, "words_committed": committed, "words_meta": p.words,
+        "tasks": len(job.tasks), "tasks_done": len(done), "tasks_dead": len(dead),
+        "bytes_done": done_bytes, "bytes_meta": p.done_bytes}
+    broken: list[str] = []
+    if in_table != p.words:
+        broken.append(f"the result table holds {in_table:,} words but the accepted commits "
+                      f"reported {p.words:,} (a task applied twice, partly, or not at all)")
+    if committed != p.words or len(done) != p.done or len(dead) != p.dead:
+        broken.append(f"settled tasks disagree with the job counters: {len(done)} done "
+                      f"({committed:,} words) and {len(dead)} dead vs {p.done} done "
+                      f"({p.words:,} words) and {p.dead} dead")
+    unknown = sorted((set(done) | set(dead)) - set(seq_of))
+    both = sorted(set(done) & set(dead))
+    missing = sorted(set(seq_of) - set(done) - set(dead), key=lambda t: seq_of[t])
+    if unknown or both or missing:
+        broken.append(f"tasks not settled exactly once: {len(missing)} never settled "
+                      f"{missing[:5]}, {len(both)} both done and dead, {len(unknown)} unknown "
+                      f"{unknown[:5]}")
+    if done_bytes != p.done_bytes:
+        broken.append(f"the done tasks span {done_bytes:,} bytes of the plan but the commits "
+                      f"reported {p.done_bytes:,} (a commit for other task contents)")
+    if snap.merges:
+        broken.append(f"{snap.merges} accepted staged pieces were never applied")
+    figures["ok"] = not broken
+    if broken:
+        raise JobInconsistentError(f"job {job.name} finished, but its result failed the "
+                                   f"self-check: {'; '.join(broken)}. Not reporting it as "
+                                   "exact.")
+    return figures
+
+
+def dead_letters(job: Job, dead: dict[str, str]) -> list[InputError]:
     out = []
-    for task_id, reason in sorted(raw.items(), key=lambda kv: int(kv[0].split("-")[1])):
+    for task_id, reason in sorted(dead.items(), key=lambda kv: int(kv[0].split("-")[1])):
         seq = int(task_id.split("-")[1])
         t = job.tasks[seq - 1]
         out.append(InputError(os.path.join(job.root, t.path), f"task {task_id} "
@@ -210,30 +360,11 @@ def dead_letters(conn: Connection, name: str, job: Job) -> list[InputError]:
 
 def result(conn: Connection, job: Job, seconds: float, waited: Progress | None = None
            ) -> tuple[Result, Progress]:
-    """The finished job as a Result. The read is retried (after waiting for the job again) if
-    Redis restarted meanwhile: the job must be finished, and identically so, before and after
-    the counts are read."""
-    resubmits = waited.resubmits if waited else 0
-    for _ in range(5):
-        before = progress(conn, job.name)
-        if not before.finished:
-            before = wait(conn, job, quiet=True)
-            resubmits += before.resubmits
-        counts = fetch_counts(conn, job.name)
-        dead = dead_letters(conn, job.name, job)
-        after = progress(conn, job.name)
-        if after.finished and after.finished_ms == before.finished_ms:
-            break
-        log.warning("job %s changed while its result was read (Redis restart?): reading again",
-                    job.name)
-    else:
-        raise JobLostError(f"could not read a stable result for job {job.name}")
-    total = sum(counts.values())
-    if total != after.words:
-        log.warning("counted %d words but commits reported %d: per-word commits are not "
-                    "crash-safe (a task was applied twice, or only partly)", total, after.words)
+    """The finished job as a Result, after the self-check (JobInconsistentError if it fails;
+    its figures are in the returned Progress's ``check``)."""
+    snap = read_finished(conn, job, waited)
+    snap.progress.check = check(job, snap)
     files = {t.path for t in job.tasks}
-    res = Result(counts=counts, files=len(files), bytes=after.done_bytes, seconds=seconds,
-                 errors=job.errors + dead)
-    after.resubmits = resubmits
-    return res, after
+    res = Result(counts=snap.counts, files=len(files), bytes=snap.progress.done_bytes,
+                 seconds=seconds, errors=job.errors + dead_letters(job, snap.dead))
+    return res, snap.progress

@@ -4,14 +4,21 @@ Redis Function library.
 - Connection errors, timeouts and "LOADING" (a restarted Redis reading its RDB file) are retried
   with capped exponential backoff (tenacity) for ``settings.retry_seconds``; then
   RedisUnavailableError. Wrong or missing credentials are never retried.
-- ``fcall`` loads the library (FUNCTION LOAD REPLACE) when Redis answers "Function not found"
-  (a fresh Redis that restarted with no data) and tries once more.
+- ``ensure_functions`` (every client and worker, at start) checks the protocol version of the
+  library in Redis: none → load ours; older → replace it with ours (an upgrade; callers of the
+  old version are then refused by every Function); newer → refuse to run (exit 4). Functions
+  persist in RDB/AOF, so without this an upgraded worker would keep running the old commit
+  logic restored from a snapshot.
+- ``fcall`` loads the library when Redis answers "Function not found" (a fresh Redis that
+  restarted with no data) and tries once more; a Function refusing our protocol version
+  (WCVERSION: someone upgraded the library under us) is ProtocolMismatchError.
 Retrying a call whose reply was lost is safe by construction: every Function is idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -37,7 +44,7 @@ from tenacity import (
 import redis
 
 from . import keys
-from .exceptions import RedisUnavailableError
+from .exceptions import ProtocolMismatchError, RedisUnavailableError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,16 @@ T = TypeVar("T")
 
 def library_code() -> str:
     return resources.files("wordcount").joinpath("wordcount.lua").read_text(encoding="utf-8")
+
+
+def _library_protocol(code: str) -> str:
+    found = re.search(r"^local PROTOCOL = '(\d+)'", code, re.M)
+    if not found:
+        raise RuntimeError("wordcount.lua declares no PROTOCOL")
+    return found.group(1)
+
+
+PROTOCOL = _library_protocol(library_code())  # the one version, declared in the .lua file
 
 
 def _auth_failure(exc: BaseException) -> bool:
@@ -120,18 +137,46 @@ class Connection:
         self.call(lambda r: r.function_load(code, replace=True))
         log.info("loaded Redis Function library %r", keys.LIBRARY)
 
+    def ensure_functions(self) -> None:
+        """Make sure Redis runs our protocol version of the library (see the module doc)."""
+        try:
+            loaded = str(self.call(lambda r: r.fcall_ro("wc_version", 0)))
+        except ResponseError as exc:
+            if "Function not found" not in str(exc):
+                raise
+            log.info("Redis has no wordcount Functions yet: loading them")
+            self.load_functions()
+            return
+        if loaded == PROTOCOL:
+            return
+        if loaded.isdigit() and int(loaded) < int(PROTOCOL):
+            log.warning("Redis runs wordcount protocol %s, this is %s: upgrading the library "
+                        "(workers of the old version will stop)", loaded, PROTOCOL)
+            self.load_functions()
+            return
+        raise ProtocolMismatchError(
+            f"Redis runs wordcount Functions of protocol {loaded}, newer than this program's "
+            f"{PROTOCOL}: upgrade this client/worker (it would not understand the job)")
+
     def fcall(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         def attempt(r: redis.Redis) -> Any:
             return r.fcall(name, len(keys_), *keys_, *args)
 
         try:
-            return self.call(attempt)
+            try:
+                return self.call(attempt)
+            except ResponseError as exc:
+                if "Function not found" not in str(exc):
+                    raise
+                log.info("Redis has no %s function (fresh or restarted Redis): loading", name)
+                self.load_functions()
+                return self.call(attempt)
         except ResponseError as exc:
-            if "Function not found" not in str(exc):
-                raise
-            log.warning("Redis has no %s function (fresh or restarted Redis): loading", name)
-            self.load_functions()
-            return self.call(attempt)
+            if str(exc).startswith("WCVERSION"):
+                raise ProtocolMismatchError(
+                    f"{exc}: the library in Redis was replaced by another version; restart "
+                    "with the matching version of wordcount") from None
+            raise
 
     def ping(self, retry_seconds: float | None = None) -> None:
         self.call(lambda r: r.ping(), retry_seconds)

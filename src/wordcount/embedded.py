@@ -134,6 +134,9 @@ def _worker_main(env: dict[str, str], args: list[str], log_path: str | None) -> 
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    # the parent's sys.stdout/err may not write to fds 1/2 (pytest's capture, for one)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     from .cli import main
 
     sys.exit(main(["worker", "--exit-when-idle", *args]))

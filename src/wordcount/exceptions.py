@@ -7,6 +7,7 @@ EXIT_FAILURE = 1  # unexpected error, or a job that finished incomplete
 EXIT_USAGE = 2  # bad arguments, no input matched
 EXIT_INPUT_ERRORS = 3  # some inputs could not be read / tasks were dead-lettered; the rest counted
 EXIT_REDIS = 4  # Redis unreachable, wrong password, protocol mismatch
+EXIT_INCONSISTENT = 5  # the job finished but its result failed the end-to-end self-check
 EXIT_INTERRUPTED = 130
 
 
@@ -26,6 +27,19 @@ class RedisUnavailableError(WordcountError):
     """Redis could not be reached (after retries), or refused our credentials."""
 
     exit_code = EXIT_REDIS
+
+
+class ProtocolMismatchError(WordcountError):
+    """Redis holds a wordcount Function library of another protocol version than ours."""
+
+    exit_code = EXIT_REDIS
+
+
+class JobInconsistentError(WordcountError):
+    """A finished job's result broke an invariant of the commit protocol (a task lost, doubled
+    or partly applied): the result must not be trusted."""
+
+    exit_code = EXIT_INCONSISTENT
 
 
 class JobConflictError(WordcountError):

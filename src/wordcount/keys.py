@@ -4,14 +4,15 @@ A job's keys share the hash tag ``{job}`` so a job lives in one slot (cluster/Re
 friendly), and Lua receives all of them in KEYS.
 
     wc:jobs                      set    names of active (unfinished) jobs
-    wc:{J}:tasks                 stream tasks, id 0-<seq>, fields path/start/end; group "workers"
-    wc:{J}:meta                  hash   plan, totals, progress counters, state
-    wc:{J}:counts                zset   word -> count (the result)
-    wc:{J}:dead                  hash   task id -> reason (dead letters)
-    wc:{J}:leases                hash   task id -> "consumer|claimed_ms" (current attempt)
-    wc:{J}:merges                set    staged task ids accepted but not fully applied
-    wc:{J}:stage:<id>:<attempt>  hash   a big task's word -> count, staged by one attempt
-    wc:{J}:apply:<id>            hash   an accepted big task's word -> count, being merged
+    wc:{J}:tasks                     stream tasks, id 0-<seq>, fields path/start/end/epoch;
+                                            group "workers"
+    wc:{J}:meta                      hash   plan, epoch, totals, progress counters, state
+    wc:{J}:counts                    zset   word -> count (the result)
+    wc:{J}:done                      hash   task id -> its word total (settled: applied)
+    wc:{J}:dead                      hash   task id -> reason (settled: dead letters)
+    wc:{J}:leases                    zset   task id -> start ms of its current attempt
+    wc:{J}:merges                    set    accepted stage pieces not yet applied (key names)
+    wc:{J}:stage:<id>:<attempt>:<k>  list   piece k of a big task's word, count pairs
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def dead(job: str) -> str:
     return _job(job, "dead")
 
 
+def done(job: str) -> str:
+    return _job(job, "done")
+
+
 def leases(job: str) -> str:
     return _job(job, "leases")
 
@@ -53,12 +58,8 @@ def merges(job: str) -> str:
     return _job(job, "merges")
 
 
-def stage(job: str, task_id: str, attempt: str) -> str:
-    return _job(job, f"stage:{task_id}:{attempt}")
-
-
-def apply(job: str, task_id: str) -> str:
-    return _job(job, f"apply:{task_id}")
+def stage(job: str, task_id: str, attempt: str, piece: int) -> str:
+    return _job(job, f"stage:{task_id}:{attempt}:{piece}")
 
 
 def job_pattern(job: str) -> str:

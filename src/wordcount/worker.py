@@ -117,7 +117,7 @@ class Worker:
     def run(self) -> Stats:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        self.conn.ping()
+        self.conn.ensure_functions()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
         idle_since: float | None = None
@@ -169,6 +169,11 @@ class Worker:
             self._dead(c, f"delivered {c.deliveries} times (max attempts "
                           f"{self.settings.max_attempts}): workers keep failing on it")
             return
+        info = self.queue.info(c)
+        if info is None:  # its job was re-planned or deleted since the task was queued
+            log.info("task %s %s belongs to a job incarnation that no longer exists: dropped",
+                     c.job, c.id)
+            return
         armed = self.faults.arm()
         # A stale or backup claim started its lease atomically in Lua; a new read starts it here.
         if c.how == "new" and not self.queue.keep(c, start=True):
@@ -178,7 +183,7 @@ class Worker:
         beat.start()
         try:
             started = time.perf_counter()
-            counts = self._count(c)
+            counts = self._count(c, info.root)
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
         except OSError as exc:
@@ -214,15 +219,21 @@ class Worker:
         elif outcome is Applied.DUPLICATE:
             self.stats.duplicates += 1
             log.info("task %s %s was already committed by another worker: no-op", c.job, c.id)
+        elif outcome is Applied.STALE:
+            log.info("task %s %s was counted for an older plan of the job (re-planned): "
+                     "dropped, never applied to the new plan", c.job, c.id)
+        elif outcome is Applied.GONE:
+            log.info("task %s %s: the job no longer exists: dropped", c.job, c.id)
+        elif outcome is Applied.RESTAGE:
+            log.error("task %s %s: Redis kept losing its staged pieces; left for another "
+                      "attempt", c.job, c.id)
         log.debug("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
                   outcome.name.lower(), busy_ms)
 
-    def _count(self, c: Claimed) -> Counter[str]:
-        info = self.queue.info(c.job)
-        root = self.settings.data_root or (info.root if info else None)
-        if root is None:
-            raise FileNotFoundError(0, "job has no data root", c.task.path)
-        path = planner.resolve_under(root, c.task.path)
+    def _count(self, c: Claimed, job_root: str) -> Counter[str]:
+        """Count the task under the data root of the plan it was claimed under (or this
+        worker's --data-root, where the job's files are mounted)."""
+        path = planner.resolve_under(self.settings.data_root or job_root, c.task.path)
         last = time.perf_counter()
         stall_at = (self.faults.rng.random() < self.faults.stall_prob)
 
@@ -239,14 +250,17 @@ class Worker:
         return engines.count_task(c.task, path, on_buffer=pace)
 
     def _commit(self, c: Claimed, counts: Counter[str], busy_ms: int) -> Applied:
+        """Commit under the epoch the task was claimed with; a stale commit is dropped, never
+        retried under another plan (its counts belong to the plan they were counted for)."""
         complete = (self.queue.complete_per_word if self.commit_mode == "per-word"
                     else self.queue.complete)
-        outcome = complete(c, counts, c.task.nbytes, busy_ms)
-        if outcome is Applied.STALE and self.queue.info(c.job, refresh=True):
-            outcome = complete(c, counts, c.task.nbytes, busy_ms)  # job re-planned: new plan id
-        return outcome
+        return complete(c, counts, c.task.nbytes, busy_ms)
 
     def _dead(self, c: Claimed, reason: str) -> None:
-        log.error("task %s %s set aside: %s", c.job, c.id, reason)
-        if self.queue.fail(c, reason) is Applied.APPLIED:
+        outcome = self.queue.fail(c, reason)
+        if outcome is Applied.APPLIED:
             self.stats.dead += 1
+            log.error("task %s %s set aside: %s", c.job, c.id, reason)
+        else:
+            log.info("task %s %s not set aside (%s): %s", c.job, c.id, outcome.name.lower(),
+                     reason)

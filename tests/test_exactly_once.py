@@ -1,0 +1,391 @@
+"""Exactly-once under the faults that used to break it, reproduced as a user meets them (real
+redis-server and worker processes, the CLI) and at the level of single Function calls.
+
+- staged commits + Redis rolled back to an older snapshot (pieces lost, or partly lost);
+- a job re-planned under the same name while a worker still counts a task of the old plan;
+- resubmitting changed inputs (another directory, a file edited in place, chmod);
+- --fresh while idle workers block on the job's stream;
+- two versions of the Function library; the end-to-end self-check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from wordcount import client, functions, keys
+from wordcount.connection import PROTOCOL, library_code
+from wordcount.embedded import WorkerPool
+from wordcount.exceptions import (
+    EXIT_INCONSISTENT,
+    EXIT_REDIS,
+    JobInconsistentError,
+    ProtocolMismatchError,
+)
+from wordcount.functions import Applied, Claimed
+from wordcount.planner import Task
+
+from .conftest import assert_counts_equal, connect, oracle
+
+LUA = Path(__file__).resolve().parents[1] / "redis" / "wordcount.lua"
+
+
+def cli(env, *args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "wordcount", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def take_one(conn, job: str, consumer: str = "w1") -> Claimed:
+    (_, entries), = conn.client.xreadgroup(keys.GROUP, consumer, {keys.tasks(job): ">"},
+                                           count=1)
+    return Claimed.from_entry(job, entries[0][0], entries[0][1], 1, "new")
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# -- staged commits ---------------------------------------------------------------------------
+
+def test_a_partial_stage_is_never_accepted(redis_server):
+    """A Redis rollback that dropped one piece (or all of them) must not settle the task: the
+    commit answers RESTAGE and changes nothing; once staged again it is accepted whole."""
+    conn = connect(redis_server)
+    job = client.Job("partial", "p", "/x", [Task("a", 0, 1)])
+    client.submit(conn, job)
+    c = take_one(conn, "partial")
+    pairs = [x for i in range(9) for x in (f"w{i}", 1)]
+    pieces = functions.stage_keys(c, "att", 3)
+    for key, k in zip(pieces, range(0, 18, 6), strict=True):
+        functions.stage(conn, c, key, pairs[k:k + 6])
+    conn.client.delete(pieces[1])  # a piece written after the snapshot Redis restarted from
+    assert functions.commit_staged(conn, c, pieces, 9, 1, 9, 1) is Applied.RESTAGE
+    conn.client.delete(*pieces)  # ... or all of them (the old bug settled the task empty)
+    assert functions.commit_staged(conn, c, pieces, 9, 1, 9, 1) is Applied.RESTAGE
+    assert conn.client.hlen(keys.done("partial")) == 0
+    assert conn.client.xpending(keys.tasks("partial"), keys.GROUP)["pending"] == 1
+    # a stage whose pieces all exist but hold fewer pairs than the task has is refused too
+    functions.stage(conn, c, pieces[0], pairs[:6])
+    assert functions.commit_staged(conn, c, pieces[:1], 9, 1, 9, 1) is Applied.RESTAGE
+    for key, k in zip(pieces, range(0, 18, 6), strict=True):
+        functions.stage(conn, c, key, pairs[k:k + 6])
+    assert functions.commit_staged(conn, c, pieces, 9, 1, 9, 1) is Applied.APPLIED
+    for key in pieces:
+        assert functions.merge(conn, "partial", c.epoch, key) is Applied.APPLIED
+        assert functions.merge(conn, "partial", c.epoch, key) is Applied.DUPLICATE
+    assert client.fetch_counts(conn, "partial") == {f"w{i}": 1 for i in range(9)}
+    assert client.progress(conn, "partial").finished
+
+
+@pytest.mark.parametrize("commit_pairs", [None, "300"], ids=["atomic", "staged"])
+def test_redis_restarted_from_older_snapshots_during_big_commits(redis_server, tmp_path,
+                                                                  commit_pairs):
+    """The issue's reproduction, scaled down: tasks with thousands of distinct words, every
+    commit staged in 300-pair pieces, Redis SIGKILLed three times and restarted from an RDB
+    snapshot taken earlier by the test (so the restart really rolls back)."""
+    from wordcount.corpus import generate
+
+    from .test_distributed import run_job
+
+    corpus = tmp_path / "big"
+    generate(corpus, 6, 600_000, seed=11, unicode=True)
+    kills: list[float] = []
+    saves: list[float] = []
+    admin = connect(redis_server).client
+
+    def chaos(elapsed):
+        if len(saves) <= len(kills) and elapsed > 0.8 + 1.6 * len(kills):
+            admin.save()  # the snapshot we will roll back to
+            saves.append(elapsed)
+        elif len(kills) < 3 and elapsed > 1.6 + 1.6 * len(kills):
+            redis_server.kill()
+            redis_server.start()
+            kills.append(elapsed)
+
+    args = ["--slowdown", "60", "--claim-timeout", "1000"]
+    if commit_pairs:
+        args += ["--commit-pairs", commit_pairs]
+    result, progress, _, conn, job = run_job(redis_server, corpus, 2, args, chunk=300_000,
+                                             during=chaos)
+    assert len(kills) == 3, "the job finished before Redis was killed: nothing tested"
+    assert_counts_equal(result.counts, oracle(corpus))
+    assert progress.check["ok"]
+    if commit_pairs:
+        assert "Traceback" not in Path(redis_server.directory, "workers.log").read_text()
+        assert conn.client.scard(keys.merges(job.name)) == 0
+
+
+# -- re-planning ------------------------------------------------------------------------------
+
+def test_replanned_job_never_takes_a_stale_tasks_counts(redis_server, tmp_path):
+    """submit A --job X; a slow worker takes A's task; submit B --job X --fresh; another
+    worker takes B's task of the same id; the first worker's late commit must be dropped, and
+    `submit B --job X` must return B's counts exactly."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    b.mkdir()
+    (a / "t.txt").write_text("alpha1\n" * 200_000)
+    (b / "t.txt").write_text("beta1\n" * 200_000)
+    env = redis_server.env()
+    conn = connect(redis_server)
+    log = str(tmp_path / "workers.log")
+    first = cli(env, "submit", str(a), "--job", "X", "--no-wait")
+    assert first.returncode == 0, first.stderr
+    slow = WorkerPool(1, env, ["--slowdown", "300", "--speculate-factor", "0", "-v"],
+                      log_path=log)
+    try:
+        wait_until(lambda: conn.client.xpending(keys.tasks("X"), keys.GROUP)["pending"] == 1,
+                   30, "the slow worker to take A's task")
+        second = cli(env, "submit", str(b), "--job", "X", "--fresh", "--no-wait")
+        assert second.returncode == 0, second.stderr
+        other = WorkerPool(1, env, ["--slowdown", "100", "--speculate-factor", "0"],
+                           log_path=log)
+        try:
+            done = cli(env, "submit", str(b), "--job", "X", "--json", timeout=240)
+            slow.procs[0].wait(120)  # its stale commit has been sent and refused
+        finally:
+            other.stop()
+    finally:
+        slow.stop()
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["top"] == [["beta1", 200_000]] and doc["total"] == 200_000
+    assert doc["check"]["ok"] is True
+    assert "older plan of the job (re-planned): dropped" in Path(log).read_text()
+
+
+# -- job identity -----------------------------------------------------------------------------
+
+def test_changed_inputs_are_a_new_job_and_unchanged_ones_are_reused(redis_server, tmp_path):
+    env = redis_server.env()
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    (one / "a.txt").write_text("one two\n")
+    (two / "a.txt").write_text("uno dos\n")  # same name, same size, other directory
+    pool = WorkerPool(1, env, [], log_path=str(tmp_path / "w.log"))
+    try:
+        def top(path):
+            proc = cli(env, "submit", str(path), "--json")
+            assert proc.returncode == 0, proc.stderr
+            return json.loads(proc.stdout), proc.stderr
+
+        first, _ = top(one)
+        assert first["top"] == [["one", 1], ["two", 1]] and not first["reused"]
+        second, _ = top(two)
+        assert second["top"] == [["dos", 1], ["uno", 1]] and second["job"] != first["job"]
+        again, err = top(one)
+        assert again["reused"] and again["job"] == first["job"] and "reusing its result" in err
+        st = os.stat(one / "a.txt")
+        (one / "a.txt").write_text("six ten\n")  # edited in place, same size ...
+        os.utime(one / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and same mtime
+        edited, _ = top(one)
+        assert edited["top"] == [["six", 1], ["ten", 1]] and not edited["reused"]
+    finally:
+        pool.stop()
+
+
+def test_plan_identity_follows_file_identity(tmp_path):
+    f = tmp_path / "d" / "a.txt"
+    f.parent.mkdir()
+    f.write_text("words here\n")
+    base = client.plan_job([str(f.parent)], 1 << 20)
+    assert client.plan_job([str(f.parent)], 1 << 20).plan_id == base.plan_id  # unchanged
+    os.chmod(f, 0o600)  # e.g. made readable after a failed run: ctime changes
+    chmodded = client.plan_job([str(f.parent)], 1 << 20)
+    assert chmodded.plan_id != base.plan_id and chmodded.name != base.name
+    content = client.plan_job([str(f.parent)], 1 << 20, fingerprint="content")
+    os.utime(f)  # touched: the content fingerprint ignores times
+    assert client.plan_job([str(f.parent)], 1 << 20, fingerprint="content").plan_id \
+        == content.plan_id
+    f.write_text("words HERE\n")
+    assert client.plan_job([str(f.parent)], 1 << 20, fingerprint="content").plan_id \
+        != content.plan_id
+
+
+# -- --fresh and idle workers -----------------------------------------------------------------
+
+def test_fresh_does_not_kill_workers_blocked_on_the_job(redis_server, tmp_path):
+    """Idle workers block in XREADGROUP on the job's stream; --fresh deletes it under them
+    ("UNBLOCKED the stream key no longer exists" used to end them)."""
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "a.txt").write_text("slow words\n" * 100_000)
+    env = redis_server.env()
+    log = str(tmp_path / "w.log")
+    slow = WorkerPool(1, env, ["--slowdown", "200", "--speculate-factor", "0"], log_path=log)
+    idle = WorkerPool(2, env, ["--speculate-factor", "0"], log_path=log)
+    conn = connect(redis_server)
+    try:
+        first = cli(env, "submit", str(data), "--job", "F", "--no-wait")
+        assert first.returncode == 0, first.stderr
+        wait_until(lambda: conn.client.xpending(keys.tasks("F"), keys.GROUP)["pending"] == 1,
+                   30, "a worker to take the task")
+        time.sleep(0.5)  # the idle workers are now blocked on the stream
+        again = cli(env, "submit", str(data), "--job", "F", "--fresh", "--json", timeout=240)
+        for p in [*slow.procs, *idle.procs]:
+            assert p.poll() in (None, 0), open(log).read()[-3000:]
+    finally:
+        slow.stop()
+        idle.stop()
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["top"] == [["slow", 100_000], ["words", 100_000]]
+    assert "Traceback" not in Path(log).read_text()
+
+
+def test_a_vanished_job_is_harmless_to_every_function(redis_server):
+    conn = connect(redis_server)
+    job = client.Job("gone", "p", "/x", [Task("a", 0, 1)])
+    client.submit(conn, job)
+    c = take_one(conn, "gone")
+    client.forget(conn, "gone")
+    assert functions.heartbeat(conn, c, "w1") is False
+    assert functions.claim_stale(conn, "gone", "w2", 0) is None
+    assert functions.speculate(conn, "gone", "w2", 0, 1.0) is None
+    assert functions.commit(conn, c, ["x", 1], 1, 1, 1) is Applied.GONE
+    assert functions.dead(conn, c, "r") is Applied.GONE
+    assert functions.stage(conn, c, keys.stage("gone", c.id, "a", 0), ["x", 1]) \
+        is Applied.GONE
+    assert conn.client.keys("wc:{gone}:*") == []
+
+
+# -- backups ------------------------------------------------------------------------------------
+
+def test_speculate_backs_up_the_oldest_attempt_beyond_the_first_hundred(redis_server):
+    conn = connect(redis_server)
+    tasks = [Task(f"f{i}", 0, 1) for i in range(150)]
+    client.submit(conn, client.Job("spec", "p", "/x", tasks))
+    conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("spec"): ">"}, count=150)
+    now = functions.now_ms()
+    # every attempt started recently, except task 0-140, which started long ago
+    conn.client.zadd(keys.leases("spec"), {f"0-{s}": now - 1000 for s in range(1, 151)})
+    conn.client.zadd(keys.leases("spec"), {"0-140": now - 60_000})
+    backup = functions.speculate(conn, "spec", "w2", 30_000, 1.0)
+    assert backup is not None and backup.id == "0-140" and backup.how == "backup"
+    assert functions.speculate(conn, "spec", "w2", 30_000, 1.0) is None  # lease restarted
+
+
+# -- protocol versions ----------------------------------------------------------------------------
+
+def _library_with_protocol(version: str) -> str:
+    return re.sub(r"^local PROTOCOL = '\d+'", f"local PROTOCOL = '{version}'", library_code(),
+                  flags=re.M)
+
+
+def test_an_older_library_is_upgraded_and_a_newer_one_refused(redis_server, tmp_path):
+    conn = connect(redis_server)
+    older = str(int(PROTOCOL) - 1)
+    conn.client.function_load(_library_with_protocol(older), replace=True)
+    conn.ensure_functions()
+    assert str(conn.client.fcall("wc_version", 0)) == PROTOCOL
+    conn.client.function_load(_library_with_protocol("99"), replace=True)
+    with pytest.raises(ProtocolMismatchError, match="protocol 99"):
+        conn.ensure_functions()
+    (tmp_path / "a.txt").write_text("x\n")
+    proc = cli(redis_server.env(), "submit", str(tmp_path), "--no-wait")
+    assert proc.returncode == EXIT_REDIS and "upgrade this client" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a caller of another version is refused by every Function (it never writes)
+    with pytest.raises(ProtocolMismatchError, match="WCVERSION"):
+        functions.submit(conn, "v", "p", "e", 1, 1, "/x", 1, [Task("a", 0, 1)])
+    assert not conn.client.exists(keys.meta("v"))
+
+
+def test_every_function_is_deterministic_and_ttl_free():
+    """RedisRaft re-executes each call on every node: no clock, no random or scan order, no
+    expiry. A static look at the library is enough to keep it so."""
+    code = re.sub(r"--\[\[.*?\]\]|--[^\n]*", "", LUA.read_text(), flags=re.S)
+    calls = {c.upper() for c in re.findall(r"redis\.p?call\(\s*['\"]([A-Za-z]+)['\"]", code)}
+    assert {"ZINCRBY", "XACK", "HSET"} <= calls  # the scan sees the library's calls
+    forbidden = {"TIME", "SCAN", "HSCAN", "SSCAN", "ZSCAN", "SPOP", "SRANDMEMBER",
+                 "HRANDFIELD", "ZRANDMEMBER", "RANDOMKEY", "EXPIRE", "PEXPIRE", "EXPIREAT",
+                 "PEXPIREAT", "SETEX", "PSETEX", "KEYS"}
+    assert calls and not calls & forbidden, calls & forbidden
+    assert "math.random" not in code and "os.time" not in code
+
+
+# -- the end-to-end self-check ------------------------------------------------------------
+
+def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(3):
+        (data / f"{i}.txt").write_text(f"word{i} common\n" * 50)
+    env = redis_server.env()
+    pool = WorkerPool(1, env, [], log_path=str(tmp_path / "w.log"))
+    try:
+        ok = cli(env, "submit", str(data), "--json")
+    finally:
+        pool.stop()
+    assert ok.returncode == 0, ok.stderr
+    doc = json.loads(ok.stdout)
+    size = sum(f.stat().st_size for f in data.iterdir())
+    assert doc["check"] == {"words_in_table": 300, "words_committed": 300, "words_meta": 300,
+                            "tasks": 3, "tasks_done": 3, "tasks_dead": 0, "bytes_done": size,
+                            "bytes_meta": size, "ok": True}
+    conn = connect(redis_server)
+    conn.client.zincrby(keys.counts(doc["job"]), 1, "common")  # a task applied 1 word too much
+    bad = cli(env, "submit", str(data), "--json")
+    assert bad.returncode == EXIT_INCONSISTENT, bad.stderr
+    assert "failed the self-check" in bad.stderr and "301 words" in bad.stderr
+    assert bad.stdout == "" and "Traceback" not in bad.stderr
+    conn.client.zincrby(keys.counts(doc["job"]), -1, "common")
+    conn.client.hdel(keys.done(doc["job"]), "0-2")  # a task whose settlement was lost
+    bad = cli(env, "submit", str(data), "--json")
+    assert bad.returncode == EXIT_INCONSISTENT and "never settled ['0-2']" in bad.stderr
+
+
+def test_self_check_catches_a_commit_for_other_task_contents(redis_server):
+    conn = connect(redis_server)
+    job = client.Job("bytes", "p", "/x", [Task("a", 0, 10)])
+    client.submit(conn, job)
+    c = take_one(conn, "bytes")
+    functions.commit(conn, c, ["w", 2], 99, 2, 1)  # counted 99 bytes for a 10-byte task
+    with pytest.raises(JobInconsistentError, match="span 10 bytes"):
+        client.result(conn, job, 0)
+
+
+def test_per_word_mode_double_count_is_caught(redis_server):
+    """per-word commits are not crash-safe: a task applied twice must fail the job loudly."""
+    from wordcount.queue import StreamQueue
+
+    conn = connect(redis_server)
+    job = client.Job("perword", "p", "/x", [Task("a", 0, 3)])
+    client.submit(conn, job)
+    c = take_one(conn, "perword")
+    q = StreamQueue(conn, "w1", conn.settings)
+    conn.client.zincrby(keys.counts("perword"), 2, "ab")  # a crashed earlier attempt's ZINCRBYs
+    assert q.complete_per_word(c, Counter({"ab": 2}), 3, 1) is Applied.APPLIED
+    with pytest.raises(JobInconsistentError, match="4 words but the accepted commits "
+                                                   "reported 2"):
+        client.result(conn, job, 0)
+
+
+def test_a_worker_drops_tasks_of_an_incarnation_it_cannot_find(redis_server, tmp_path):
+    """The worker's data root comes from the incarnation the task was claimed under."""
+    from wordcount.queue import StreamQueue
+
+    conn = connect(redis_server)
+    job = client.Job("inc", "p", str(tmp_path), [Task("a", 0, 1)])
+    client.submit(conn, job)
+    c = take_one(conn, "inc")
+    q = StreamQueue(conn, "w1", conn.settings)
+    assert q.info(c).root == str(tmp_path)
+    client.forget(conn, "inc")
+    client.submit(conn, client.Job("inc", "p", "/elsewhere", [Task("a", 0, 1)]))
+    # the root is the one of the incarnation the task was claimed under, never the new one's
+    assert q.info(c).root == str(tmp_path)
+    assert StreamQueue(conn, "w2", conn.settings).info(c) is None  # not cached: not counted
+    assert functions.commit(conn, c, ["a", 1], 1, 1, 1) is Applied.STALE
