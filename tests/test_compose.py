@@ -309,17 +309,18 @@ def newest_held_task(c: Cluster):
         # XPENDING key group - + N: id, consumer, idle ms, deliveries, for each task held
         flat = _try(lambda j=job: c.redis_cli("XPENDING", keys.tasks(j), keys.GROUP,
                                               "-", "+", "100")) or []
-        # leases: task id -> "consumer|started_ms"
-        leases = _try(lambda j=job: c.redis_cli("HGETALL", keys.leases(j))) or []
+        # leases: task id -> start ms of its current attempt (a zset)
+        leases = _try(lambda j=job: c.redis_cli("ZRANGE", keys.leases(j), "0", "-1",
+                                                "WITHSCORES")) or []
         # (redis-cli's text output: an odd line count means a partial or odd reply; skip it)
         started = dict(zip(leases[::2], leases[1::2], strict=False))
         for i in range(0, len(flat) - 3, 4):
             task, consumer, idle = flat[i], flat[i + 1], int(flat[i + 2])
-            lease_consumer, _, ms = started.get(task, "|").rpartition("|")
-            if idle < 1500 and lease_consumer == consumer and int(ms or 0) > best[2]:
+            ms = int(float(started.get(task, "0") or 0))
+            if idle < 1500 and ms > best[2]:
                 worker = worker_of_consumer(c, consumer)
                 if worker is not None:
-                    best = (worker, task, int(ms))
+                    best = (worker, task, ms)
     return best[0], best[1]
 
 

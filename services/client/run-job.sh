@@ -5,8 +5,8 @@
 #      2 s), writes every word to /results/counts.tsv and the JSON summary to
 #      /results/result.json
 #   3. print the top 10 and a one-line summary; exit with submit's status
-#      (0 = complete and exact, 3 = some tasks were dead-lettered, 4 = Redis
-#      unreachable, ...)
+#      (0 = complete and self-checked, 3 = some tasks were dead-lettered, 4 = Redis
+#      unreachable, 5 = the result failed the self-check, ...)
 # Env (defaults in brackets):
 #   SAMPLE_FILES [16] SAMPLE_SIZE [4MiB] SAMPLE_SKEW [32MiB] SAMPLE_SEED [0]
 #   SAMPLE_UNICODE [empty; 1 = mix in non-ASCII words]   the generated corpus
@@ -58,7 +58,7 @@ print(f"-- {doc['total']:,} words, {doc['files']} files, {doc['bytes']:,} bytes 
       f"{doc['seconds']:.1f} s ({mb_s:.1f} MB/s); {doc['tasks']} tasks: {doc['stolen']} stolen, "
       f"{doc['backups']} backups, {doc['duplicates']} duplicates, {doc['dead']} dead, "
       f"{doc['resubmits']} resubmits")
-print("-- " + ("complete: every task counted exactly once" if rc == 0 else
+print("-- " + ("complete: every task counted exactly once (self-check passed)" if rc == 0 else
                f"INCOMPLETE (exit {rc}): {len(doc['errors'])} errors, see above"))
 PY
 else
