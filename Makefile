@@ -37,3 +37,6 @@ bench-distributed: install redis-server ## wordcount run (Redis, 2 workers) vs p
 
 # images, up, chaos, logs, down: the compose cluster
 include mk/cluster.mk
+
+# raft-sources, raft-image, raft-bin (and `images`/`test` hooks): RedisRaft
+include mk/raft.mk

@@ -3,17 +3,23 @@
 # container registry can be reached here:
 #   wordcount/python-base:bookworm  python3 + venv, ca-certificates, tini, passwd
 #   wordcount/redis-base:bookworm   redis-server + redis-tools
+# and, on request only (the RedisRaft image, redis/raft.Dockerfile):
+#   wordcount/build-base:bookworm   build-essential + cmake: builds Redis and RedisRaft
+#   wordcount/runtime-base:bookworm a bare Debian (+ passwd): runs what build-base built
 # Each is a minimal Debian bookworm rootfs made with mmdebstrap (packages come
 # from the Debian archive through apt) and loaded with `docker import`.
-# Skips an image that already exists; --force rebuilds both.
+# Skips an image that already exists; --force rebuilds the ones asked for.
 #
-# Usage: scripts/base-images.sh [--force] [python|redis ...]
+# Usage: scripts/base-images.sh [--force] [python|redis|build|runtime ...]
+#        (default: python redis)
 # Env:   WORDCOUNT_DEBIAN_MIRROR (default http://deb.debian.org/debian)
 #        WORDCOUNT_DEBIAN_SECURITY_MIRROR (default http://deb.debian.org/debian-security)
 set -euo pipefail
 
 PYTHON_IMAGE=wordcount/python-base:bookworm
 REDIS_IMAGE=wordcount/redis-base:bookworm
+BUILD_IMAGE=wordcount/build-base:bookworm
+RUNTIME_IMAGE=wordcount/runtime-base:bookworm
 SUITE=bookworm
 MIRROR=${WORDCOUNT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${WORDCOUNT_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -26,9 +32,9 @@ wanted=()
 for arg in "$@"; do
     case $arg in
         --force|-f) force=1 ;;
-        python|redis) wanted+=("$arg") ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) die "unknown argument '$arg' (usage: $0 [--force] [python|redis ...])" ;;
+        python|redis|build|runtime) wanted+=("$arg") ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) die "unknown argument '$arg' (usage: $0 [--force] [python|redis|build|runtime ...])" ;;
     esac
 done
 [[ ${#wanted[@]} -gt 0 ]] || wanted=(python redis)
@@ -41,7 +47,10 @@ image_size() { docker image inspect --format '{{.Size}}' "$1" | awk '{printf "%.
 
 todo=()
 for w in "${wanted[@]}"; do
-    case $w in python) img=$PYTHON_IMAGE ;; redis) img=$REDIS_IMAGE ;; esac
+    case $w in
+        python) img=$PYTHON_IMAGE ;; redis) img=$REDIS_IMAGE ;;
+        build) img=$BUILD_IMAGE ;; runtime) img=$RUNTIME_IMAGE ;;
+    esac
     if [[ $force -eq 0 ]] && image_exists "$img"; then
         log "$img already exists ($(image_size "$img")), skipping (--force rebuilds)"
     else
@@ -138,6 +147,16 @@ for w in "${todo[@]}"; do
         redis)
             build_one "$REDIS_IMAGE" redis-server,redis-tools \
                 --change 'CMD ["redis-server"]'
+            ;;
+        build)
+            # compilers and cmake only: the sources come in the build context,
+            # so nothing inside `docker build` needs the network
+            build_one "$BUILD_IMAGE" build-essential,cmake,pkg-config \
+                --change 'CMD ["bash"]'
+            ;;
+        runtime)
+            build_one "$RUNTIME_IMAGE" passwd \
+                --change 'CMD ["sh"]'
             ;;
     esac
 done

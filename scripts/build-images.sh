@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Build the cluster's images: wordcount/worker, wordcount/client,
-# wordcount/chaos, wordcount/redis (tag :latest).
+# wordcount/chaos, wordcount/redis (tag :latest), and on request
+# wordcount/redisraft (compose.raft.yml; from the pinned sources in the source
+# cache, scripts/raft-sources.sh: skipped, with one line saying why, when they
+# are not there).
 #   1. the local base images (scripts/base-images.sh; skipped when present)
 #   2. build/wheelhouse/ on the host (scripts/wheelhouse.sh)
 #   3. the docker builds, with the classic builder and no network inside them
 #
-# Usage: scripts/build-images.sh [worker|client|chaos|redis ...]   (default: all)
-# Env:   WORDCOUNT_REGISTRY_BASES=1  use python:3.11-slim / redis:7.2 from a
+# Usage: scripts/build-images.sh [worker|client|chaos|redis|raft ...]
+#        (default: the four of docker-compose.yml; `make images` adds raft)
+# Env:   WORDCOUNT_REGISTRY_BASES=1  use python:3.11-slim / redis:7.2 (and
+#                                    debian:bookworm{,-slim} for raft) from a
 #                                    registry instead of the local bases
 #        WORDCOUNT_SKIP_WHEELHOUSE=1 reuse the existing build/wheelhouse/
 #        DOCKER_BUILDKIT             default 0 (the classic builder)
@@ -23,9 +28,9 @@ ALL=(worker client chaos redis)
 images=()
 for arg in "$@"; do
     case $arg in
-        worker|client|chaos|redis) images+=("$arg") ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) die "unknown image '$arg' (choose from: ${ALL[*]})" ;;
+        worker|client|chaos|redis|raft) images+=("$arg") ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        *) die "unknown image '$arg' (choose from: ${ALL[*]} raft)" ;;
     esac
 done
 [[ ${#images[@]} -gt 0 ]] || images=("${ALL[@]}")
@@ -33,23 +38,38 @@ done
 command -v docker >/dev/null 2>&1 || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "can't reach the Docker engine"
 
+# raft: only when the pinned sources are in the cache (they are not in the repo)
+if [[ " ${images[*]} " == *" raft "* ]] && ! why=$(bash scripts/raft-sources.sh --check); then
+    log "wordcount/redisraft skipped: $why"
+    mapfile -t images < <(printf '%s\n' "${images[@]}" | grep -vx raft || true)
+    [[ ${#images[@]} -gt 0 && -n ${images[0]} ]] || exit 0
+fi
+
 if [[ ${WORDCOUNT_REGISTRY_BASES:-0} == 1 ]]; then
     PYTHON_BASE=python:3.11-slim
     REDIS_BASE=redis:7.2
+    BUILD_BASE=debian:bookworm
+    RUNTIME_BASE=debian:bookworm-slim
     log "using registry bases $PYTHON_BASE and $REDIS_BASE"
 else
     PYTHON_BASE=wordcount/python-base:bookworm
     REDIS_BASE=wordcount/redis-base:bookworm
+    BUILD_BASE=wordcount/build-base:bookworm
+    RUNTIME_BASE=wordcount/runtime-base:bookworm
     want_bases=()
     for img in "${images[@]}"; do
-        case $img in redis) want_bases+=(redis) ;; *) want_bases+=(python) ;; esac
+        case $img in
+            redis) want_bases+=(redis) ;;
+            raft) want_bases+=(build runtime) ;;
+            *) want_bases+=(python) ;;
+        esac
     done
     mapfile -t want_bases < <(printf '%s\n' "${want_bases[@]}" | sort -u)
     bash scripts/base-images.sh "${want_bases[@]}"
 fi
 
 needs_wheels=0
-for img in "${images[@]}"; do [[ $img == redis ]] || needs_wheels=1; done
+for img in "${images[@]}"; do [[ $img == redis || $img == raft ]] || needs_wheels=1; done
 if [[ $needs_wheels == 1 ]]; then
     if [[ ${WORDCOUNT_SKIP_WHEELHOUSE:-0} == 1 ]] && compgen -G "build/wheelhouse/app/wordcount-*.whl" >/dev/null; then
         log "reusing build/wheelhouse/ (WORDCOUNT_SKIP_WHEELHOUSE=1)"
@@ -61,13 +81,15 @@ fi
 mkdir -p build/logs
 image_size() { docker image inspect --format '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
 
-build() {   # build NAME DOCKERFILE BASE
-    local name=$1 dockerfile=$2 base=$3 tag="wordcount/$1:latest"
+build() {   # build NAME DOCKERFILE BASE [CONTEXT [more docker build args]]
+    local name=$1 dockerfile=$2 base=$3 context=${4:-.} tag="wordcount/$1:latest"
+    shift $(( $# < 4 ? $# : 4 ))
     local logf="build/logs/image-$name.log" old new t0 t1
     old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
-    log "docker build $tag (-f $dockerfile, BASE=$base)"
+    log "docker build $tag (-f $dockerfile, BASE=$base${*:+ $*})"
     t0=$(date +%s)
-    if ! docker build --force-rm --file "$dockerfile" --build-arg "BASE=$base" --tag "$tag" . >"$logf" 2>&1; then
+    if ! docker build --force-rm --file "$dockerfile" --build-arg "BASE=$base" "$@" --tag "$tag" \
+            "$context" >"$logf" 2>&1; then
         tail -n 30 "$logf" >&2
         die "docker build of $tag failed (full log: $logf)"
     fi
@@ -87,5 +109,15 @@ for img in "${images[@]}"; do
         client) build client services/client/Dockerfile "$PYTHON_BASE" ;;
         chaos)  build chaos chaos/Dockerfile "$PYTHON_BASE" ;;
         redis)  build redis redis/Dockerfile "$REDIS_BASE" ;;
+        raft)
+            # the context: the pinned sources (exported from the cache only when
+            # they changed, so docker's layer cache holds) + our three scripts
+            bash scripts/raft-sources.sh --stage build/raft-context
+            mkdir -p build/raft-context/wordcount
+            cp redis/raft-entrypoint.sh redis/raft-healthcheck.sh redis/raft-init.sh \
+                build/raft-context/wordcount/
+            build redisraft redis/raft.Dockerfile "$RUNTIME_BASE" build/raft-context \
+                --build-arg "BUILD_BASE=$BUILD_BASE"
+            ;;
     esac
 done

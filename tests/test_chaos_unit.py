@@ -335,3 +335,149 @@ def test_cli_runs_the_monkey_with_a_docker_client(monkeypatch, tmp_path):
     out = tmp_path / "c.json"
     assert main(["chaos", "--project", "proj", "--summary", str(out)]) == 0
     assert json.loads(out.read_text())["stopped_because"] == "client exited"
+
+
+# -- RedisRaft targets and modes ------------------------------------------------------------------
+
+def raft_cluster(project: str = "proj") -> dict[str, FakeContainer]:
+    """compose.raft.yml's containers: three nodes, the finished one-shot init, a worker, the
+    client."""
+    cs = {f"raft{i}": FakeContainer(f"{project}-raft{i}-1", f"raft{i}", project)
+          for i in (1, 2, 3)}
+    cs["init"] = FakeContainer(f"{project}-raft-init-1", "raft-init", project, status="exited")
+    cs["worker"] = FakeContainer(f"{project}-worker-1", "worker", project)
+    cs["client"] = FakeContainer(f"{project}-client-1", "client", project)
+    return cs
+
+
+def nodes(cs: dict[str, FakeContainer]) -> list[FakeContainer]:
+    return [cs[f"raft{i}"] for i in (1, 2, 3)]
+
+
+def max_down_at_once(events: list[dict]) -> int:
+    """The most containers that were down at the same moment, from the summary's events."""
+    edges = sorted([(e["killed_at"], 1) for e in events]
+                   + [(e["started_at"], -1) for e in events if e["started_at"] is not None],
+                   key=lambda edge: (edge[0], edge[1]))
+    down = most = 0
+    for _, step in edges:
+        down += step
+        most = max(most, down)
+    return most
+
+
+def test_raft_target_kills_one_random_node_at_a_time():
+    clock = Clock()
+    cs = raft_cluster()
+    clock.at.append((clock.now + 41.0, lambda: cs["client"].finish(0)))
+    stranger = FakeContainer("other-raft1-1", "raft1", project="other")
+    monkey, lines = make(cs, clock, others=[stranger], interval=5, downtime=2,
+                         targets=("raft",))
+    summary = monkey.run()
+    assert summary["mode"] == "kill"
+    assert summary["kills"] == {"raft": 6}  # at 5, 12, 19, 26, 33, 40
+    victims = [e["container"] for e in summary["events"]]
+    assert set(victims) <= {c.name for c in nodes(cs)} and len(set(victims)) > 1
+    assert max_down_at_once(summary["events"]) == 1  # a majority always up
+    assert all(c.status == "running" for c in nodes(cs))
+    assert cs["init"].calls == [] and cs["worker"].calls == [] and stranger.calls == []
+    assert any("killed raft proj-raft" in line for line in lines)
+
+
+def test_one_down_keeps_one_node_down_until_the_client_exits(tmp_path):
+    clock = Clock()
+    cs = raft_cluster()
+    clock.at.append((clock.now + 60.0, lambda: cs["client"].finish(0)))
+    path = tmp_path / "chaos.json"
+    monkey, lines = make(cs, clock, interval=5, downtime=2, targets=("raft",),
+                         mode="one-down", summary=str(path))
+    seen_down = []
+    clock.at.append((clock.now + 30.0, lambda: seen_down.append(
+        [c.name for c in nodes(cs) if c.status != "running"])))
+    summary = monkey.run()
+    assert summary["total_kills"] == 1 and summary["stopped_because"] == "client exited"
+    (event,) = summary["events"]
+    assert event["killed_at"] == 1005 and 55 <= event["down_s"] <= 56
+    assert seen_down == [[event["container"]]], "down for the whole job"
+    assert all(c.status == "running" for c in nodes(cs)), "started again at the end"
+    assert json.loads(path.read_text())["mode"] == "one-down"
+    assert any("one raft container goes down until the client exits" in line for line in lines)
+
+
+def test_one_down_waits_until_a_node_is_running():
+    clock = Clock()
+    cs = raft_cluster()
+    for c in nodes(cs):
+        c.status = "created"  # compose has not started them yet
+
+    def boot():
+        for c in nodes(cs):
+            c.status = "running"
+    clock.at.append((clock.now + 12.0, boot))
+    clock.at.append((clock.now + 40.0, lambda: cs["client"].finish(0)))
+    monkey, lines = make(cs, clock, interval=5, targets=("raft",), mode="one-down")
+    summary = monkey.run()
+    assert summary["total_kills"] == 1
+    assert summary["events"][0]["killed_at"] == 1015  # the first strike after the boot
+    assert sum("no running raft container" in line for line in lines) == 2
+
+
+def test_one_down_interrupted_starts_the_node_again():
+    clock = Clock()
+    cs = raft_cluster()
+
+    def interrupt():
+        raise KeyboardInterrupt
+    clock.at.append((clock.now + 20.0, interrupt))
+    monkey, _ = make(cs, clock, interval=5, targets=("raft",), mode="one-down")
+    summary = monkey.run()
+    assert summary["stopped_because"] == "interrupted"
+    assert summary["total_kills"] == 1 and summary["events"][0]["started_at"] is not None
+    assert all(c.status == "running" for c in nodes(cs))
+
+
+def test_majority_down_kills_two_of_three_then_starts_both():
+    clock = Clock()
+    cs = raft_cluster()
+    monkey, lines = make(cs, clock, interval=5, downtime=3, targets=("raft",),
+                         mode="majority-down", max_kills=4)
+    down_during = []
+    clock.at.append((clock.now + 6.0, lambda: down_during.append(
+        sum(c.status != "running" for c in nodes(cs)))))
+    summary = monkey.run()
+    assert summary["stopped_because"] == "max kills (4)"
+    events = summary["events"]
+    assert [e["killed_at"] - 1000 for e in events] == [5, 5, 13, 13]  # 5 up, 3 down, 5 up
+    assert events[0]["container"] != events[1]["container"]
+    assert events[2]["container"] != events[3]["container"]
+    assert all(e["down_s"] == 3 for e in events)
+    assert down_during == [2] and max_down_at_once(events) == 2
+    assert all(c.status == "running" for c in nodes(cs))
+    assert any("killing a majority of the raft containers" in line for line in lines)
+
+
+def test_majority_down_counts_a_node_that_is_already_down():
+    clock = Clock()
+    cs = raft_cluster()
+    cs["raft2"].status = "exited"  # crashed on its own: one more kill loses the quorum
+    monkey, _ = make(cs, clock, interval=5, downtime=1, targets=("raft",),
+                     mode="majority-down", max_kills=1)
+    summary = monkey.run()
+    (event,) = summary["events"]
+    assert event["container"] in {"proj-raft1-1", "proj-raft3-1"}
+    assert cs["raft2"].calls == []
+
+
+def test_mode_and_raft_target_configuration():
+    docker = FakeDocker([])
+    c = config_from(parse("--project", "p", "--targets", "raft"),
+                    {"CHAOS_MODE": "Majority-Down"}, docker)
+    assert (c.mode, c.targets) == ("majority-down", ("raft",))
+    c = config_from(parse("--project", "p", "--mode", "one-down"), {"CHAOS_MODE": "kill"},
+                    docker)
+    assert c.mode == "one-down"
+    assert config_from(parse("--project", "p"), {}, docker).mode == "kill"
+    with pytest.raises(UsageError, match="chaos mode"):
+        config_from(parse("--project", "p"), {"CHAOS_MODE": "all-down"}, docker)
+    with pytest.raises(SystemExit):
+        parse("--mode", "nope")

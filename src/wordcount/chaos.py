@@ -6,11 +6,22 @@ it again, logging both with a timestamp. It stops once the job's client containe
 (or after ``--max-kills`` / ``--duration``) and writes what it did to a JSON summary
 (default /results/chaos.json): kills by target, and when each one happened.
 
+The target ``raft`` is any RedisRaft node of compose.raft.yml (services raft1, raft2, ...), and
+``--mode`` (CHAOS_MODE) says how to disrupt:
+
+- ``kill`` (default): one random container of a target every ``interval`` s, down for
+  ``downtime`` s (with ``--targets raft``: a random node at a time, a majority always up);
+- ``one-down``: after ``interval`` s, one random container goes down and stays down until the
+  client exits (a RedisRaft cluster runs the whole job on two of its three nodes);
+- ``majority-down``: every ``interval`` s, kill a majority of a target's containers at once (two
+  of three RedisRaft nodes: no quorum) for ``downtime`` s, then start them all again.
+
 Victims are found through the Docker API by their compose labels: ``com.docker.compose.project``
 = our own project (``--project``, else COMPOSE_PROJECT_NAME, else read from the labels of the
-container we run in) and ``com.docker.compose.service`` = redis | worker | client. A container
-killed through the Docker API is not restarted by its restart policy, so starting it again is
-our job, and a target still down when we stop (or are stopped) is started before we exit.
+container we run in) and ``com.docker.compose.service`` = redis | worker | client | raft<N>. A
+container killed through the Docker API is not restarted by its restart policy, so starting it
+again is our job, and a target still down when we stop (or are stopped) is started before we
+exit.
 
 The docker client is passed in (``Chaos(client, config)``): only the CLI handler imports the
 docker SDK (the ``chaos`` extra), so the package works without it and the tests use a fake.
@@ -37,7 +48,9 @@ from .exceptions import EXIT_OK, UsageError, WordcountError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-TARGETS = ("redis", "worker")
+TARGETS = ("redis", "worker", "raft")
+RAFT_SERVICE = re.compile(r"raft\d+")  # the target "raft": raft1, raft2, ... (not raft-init)
+MODES = ("kill", "one-down", "majority-down")
 CLIENT = "client"
 # A client container in one of these states has not finished its job yet.
 UNFINISHED = ("created", "running", "restarting", "paused")
@@ -54,6 +67,7 @@ class Config:
     summary: str | None = "/results/chaos.json"
     seed: int | None = None
     poll: float = 0.5  # how often the client's state is checked while waiting
+    mode: str = "kill"  # kill | one-down | majority-down (see the module docstring)
 
 
 @dataclass
@@ -84,7 +98,7 @@ class Chaos:
         self.errors: list[str] = []
         self.client_exit_code: int | None = None
         self._seen_client = False
-        self._down: tuple[Any, Event] | None = None  # killed, not started again yet
+        self._down: list[tuple[Any, Event]] = []  # killed, not started again yet
         self.started_at = 0.0
 
     def log(self, message: str) -> None:
@@ -97,8 +111,14 @@ class Chaos:
     # -- finding containers -------------------------------------------------------------------
 
     def containers(self, service: str, all: bool = False) -> list[Any]:
-        labels = [f"{PROJECT_LABEL}={self.config.project}", f"{SERVICE_LABEL}={service}"]
+        """The project's containers of a service; ``raft``: of every raft<N> service."""
+        labels = [f"{PROJECT_LABEL}={self.config.project}"]
+        if service != "raft":
+            labels.append(f"{SERVICE_LABEL}={service}")
         found = self.docker.containers.list(all=all, filters={"label": labels})
+        if service == "raft":
+            found = [c for c in found
+                     if RAFT_SERVICE.fullmatch(c.labels.get(SERVICE_LABEL, ""))]
         return sorted(found, key=lambda c: c.name)
 
     def client_finished(self) -> bool:
@@ -137,12 +157,28 @@ class Chaos:
     def run(self) -> dict[str, Any]:
         c = self.config
         self.started_at = self.clock()
-        self.log(f"project {c.project}: killing {' or '.join(c.targets)} every {c.interval:g} s "
-                 f"for {c.downtime:g} s until the client exits")
+        what = " or ".join(c.targets)
+        if c.mode == "one-down":
+            self.log(f"project {c.project}: after {c.interval:g} s, one {what} container goes "
+                     f"down until the client exits")
+        elif c.mode == "majority-down":
+            self.log(f"project {c.project}: killing a majority of the {what} containers every "
+                     f"{c.interval:g} s for {c.downtime:g} s until the client exits")
+        else:
+            self.log(f"project {c.project}: killing {what} every {c.interval:g} s for "
+                     f"{c.downtime:g} s until the client exits")
         reason = "interrupted"
         try:
-            while not (reason := self.wait(c.interval)):
-                self.strike()
+            if c.mode == "one-down":
+                # keep trying until one is down (a target may not be running yet), then hold
+                while not (reason := self.wait(c.interval)):
+                    if self.strike(restore=False):
+                        reason = self.wait(float("inf"))
+                        break
+            else:
+                count = None if c.mode == "majority-down" else 1
+                while not (reason := self.wait(c.interval)):
+                    self.strike(count)
         except KeyboardInterrupt:  # SIGINT, or SIGTERM (docker stop) via the CLI's handler
             reason = "interrupted"
         finally:
@@ -154,46 +190,56 @@ class Chaos:
             self.write(summary, c.summary)
         return summary
 
-    def strike(self) -> Event | None:
+    def strike(self, count: int | None = 1, restore: bool = True) -> list[Event]:
+        """Kill ``count`` random running containers of a random target (``None``: as many as
+        it takes to leave only a minority of the target's containers running); then, if
+        ``restore``, wait ``downtime`` s and start them again. Returns the kills."""
         target = self.rng.choice(self.config.targets)
         running = [v for v in self.containers(target) if v.status == "running"]
-        if not running:
-            self.log(f"no running {target} container to kill: skipped")
-            return None
-        victim = self.rng.choice(running)
-        event = Event(len(self.events) + 1, target, victim.name, self.clock())
-        try:
-            victim.kill(signal="SIGKILL")
-            victim.wait(timeout=30)  # really down before the downtime starts
-        except Exception as e:  # noqa: BLE001 - gone meanwhile (compose down), API hiccup
-            self.error(f"could not kill {victim.name}: {e}")
-            return None
-        self.events.append(event)
-        self._down = (victim, event)
-        self.log(f"killed {target} {victim.name} (kill #{event.kill})")
-        self.sleep(self.config.downtime)
-        self.restore()
-        return event
+        if count is None:
+            total = len(self.containers(target, all=True))
+            count = len(running) - (total - (total // 2 + 1))
+        if not running or count <= 0:
+            self.log(f"no running {target} container to kill: skipped" if not running else
+                     f"a majority of the {target} containers is down already: skipped")
+            return []
+        victims = ([self.rng.choice(running)] if count == 1 else
+                   sorted(self.rng.sample(running, min(count, len(running))),
+                          key=lambda c: c.name))
+        killed: list[Event] = []
+        for victim in victims:
+            event = Event(len(self.events) + 1, target, victim.name, self.clock())
+            try:
+                victim.kill(signal="SIGKILL")
+                victim.wait(timeout=30)  # really down before the downtime starts
+            except Exception as e:  # noqa: BLE001 - gone meanwhile (compose down), API hiccup
+                self.error(f"could not kill {victim.name}: {e}")
+                continue
+            self.events.append(event)
+            self._down.append((victim, event))
+            killed.append(event)
+            self.log(f"killed {target} {victim.name} (kill #{event.kill})")
+        if killed and restore:
+            self.sleep(self.config.downtime)
+            self.restore()
+        return killed
 
     def restore(self) -> None:
-        """Start the container we killed last, if it is still down (a few tries)."""
-        if self._down is None:
-            return
-        victim, event = self._down
-        for attempt in range(3):
-            try:
-                victim.start()
-                break
-            except Exception as e:  # noqa: BLE001
-                self.error(f"could not start {victim.name} again (try {attempt + 1}): {e}")
-                self.sleep(1.0)
-        else:
-            self._down = None
-            return
-        self._down = None
-        event.started_at = self.clock()
-        event.down_s = round(event.started_at - event.killed_at, 3)
-        self.log(f"started {event.target} {victim.name} again after {event.down_s:.1f} s")
+        """Start every container we killed and did not start again yet (a few tries each)."""
+        while self._down:
+            victim, event = self._down.pop(0)
+            for attempt in range(3):
+                try:
+                    victim.start()
+                    break
+                except Exception as e:  # noqa: BLE001
+                    self.error(f"could not start {victim.name} again (try {attempt + 1}): {e}")
+                    self.sleep(1.0)
+            else:
+                continue
+            event.started_at = self.clock()
+            event.down_s = round(event.started_at - event.killed_at, 3)
+            self.log(f"started {event.target} {victim.name} again after {event.down_s:.1f} s")
 
     def error(self, message: str) -> None:
         self.errors.append(message)
@@ -207,6 +253,7 @@ class Chaos:
         kills.update(e.target for e in self.events)
         return {
             "project": self.config.project,
+            "mode": self.config.mode,
             "targets": list(self.config.targets),
             "interval_s": self.config.interval,
             "downtime_s": self.config.downtime,
@@ -298,7 +345,10 @@ def config_from(args: argparse.Namespace, env: Mapping[str, str], docker: Any) -
     interval = _number(args, env, "interval", float, 5.0)
     if interval <= 0:
         raise UsageError("--interval must be > 0")
-    return Config(project=project, interval=interval,
+    mode = (args.mode or env.get("CHAOS_MODE", "").strip() or "kill").lower()
+    if mode not in MODES:
+        raise UsageError(f"chaos mode must be one of {', '.join(MODES)}: {mode!r}")
+    return Config(project=project, interval=interval, mode=mode,
                   downtime=_number(args, env, "downtime", float, 2.0), targets=targets,
                   max_kills=_number(args, env, "max_kills", int, 0),
                   duration=_number(args, env, "duration", float, 0.0),
@@ -331,18 +381,23 @@ def cmd_chaos(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "chaos", help="SIGKILL this compose project's Redis (or workers) every few seconds "
-                      "while a job runs (needs the docker SDK: the chaos extra)",
-        description="Unset options come from CHAOS_INTERVAL, CHAOS_DOWNTIME, CHAOS_TARGETS, "
-                    "CHAOS_MAX_KILLS, CHAOS_DURATION, CHAOS_SUMMARY, CHAOS_SEED, then the "
-                    "defaults.")
+        "chaos", help="SIGKILL this compose project's Redis, RedisRaft nodes or workers every "
+                      "few seconds while a job runs (needs the docker SDK: the chaos extra)",
+        description="Unset options come from CHAOS_MODE, CHAOS_INTERVAL, CHAOS_DOWNTIME, "
+                    "CHAOS_TARGETS, CHAOS_MAX_KILLS, CHAOS_DURATION, CHAOS_SUMMARY, CHAOS_SEED, "
+                    "then the defaults.")
+    p.add_argument("--mode", choices=MODES,
+                   help="kill: one container every INTERVAL s for DOWNTIME s (default); "
+                        "one-down: one container down from INTERVAL s on until the client "
+                        "exits; majority-down: a majority of a target's containers (2 of 3 "
+                        "RedisRaft nodes) every INTERVAL s for DOWNTIME s")
     p.add_argument("--interval", type=float, metavar="S",
                    help="seconds between starting a target again and the next kill (default 5)")
     p.add_argument("--downtime", type=float, metavar="S",
                    help="seconds a killed target stays down (default 2)")
     p.add_argument("--targets", metavar="LIST",
-                   help="comma-separated services to pick from each time: redis, worker "
-                        "(default redis)")
+                   help="comma-separated services to pick from each time: redis, worker, "
+                        "raft (any raft<N> node of compose.raft.yml) (default redis)")
     p.add_argument("--max-kills", type=int, metavar="N", help="stop after N kills (default: "
                    "no limit)")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds "

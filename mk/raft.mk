@@ -1,0 +1,44 @@
+# mk/raft.mk — RedisRaft (compose.raft.yml, src/wordcount/raft.py), included by
+# the top-level Makefile. Upstream sources and binaries live outside the repo:
+#   make raft-sources   the pinned Redis 7.2.6 + RedisRaft sources in the source
+#                       cache ($WORDCOUNT_SRC_CACHE, default ~/.cache/wordcount/src);
+#                       without network it says what to put where, and fails
+#   make raft-image     wordcount/redisraft:latest from them (`make images` does
+#                       it too; skipped, in one line saying why, without them)
+#   make raft-bin       redis-server + redisraft.so for the host-side tests, in
+#                       $WORDCOUNT_RAFT_BIN (default ~/.cache/wordcount/raft-bin)
+# `make test` runs raft-bin when it can and never fails for lack of the sources:
+# the raft tests then skip, naming what is missing.
+
+RAFT_IMAGE := wordcount/redisraft:latest
+RAFT_STAMP := build/.raft-image-stamp
+RAFT_INPUTS := redis/raft.Dockerfile redis/raft-entrypoint.sh redis/raft-healthcheck.sh \
+               redis/raft-init.sh scripts/raft-sources.sh scripts/build-images.sh \
+               scripts/base-images.sh
+
+.PHONY: raft-sources raft-image raft-bin raft-bin-if-possible
+
+raft-sources: ## fetch/verify the pinned Redis + RedisRaft sources (cache outside the repo)
+	@bash scripts/raft-sources.sh
+
+raft-image: ## build wordcount/redisraft from the cached sources (skipped when missing)
+	@if ! why=$$(bash scripts/raft-sources.sh --check); then \
+	    echo "images: $(RAFT_IMAGE) skipped: $$why"; \
+	elif [ -f $(RAFT_STAMP) ] && docker image inspect $(RAFT_IMAGE) >/dev/null 2>&1 \
+	    && [ -z "$$(find $(RAFT_INPUTS) -newer $(RAFT_STAMP) -print -quit)" ]; then \
+	    echo "images: $(RAFT_IMAGE) up to date (since $(RAFT_STAMP))"; \
+	else \
+	    mkdir -p build && touch $(RAFT_STAMP).new \
+	        && bash scripts/build-images.sh raft && mv $(RAFT_STAMP).new $(RAFT_STAMP); \
+	fi
+
+images: raft-image
+
+raft-bin: ## redis-server 7.2.6 + redisraft.so on the host, for the raft tests
+	@bash scripts/raft-bin.sh
+
+# (make test) the same, but only a one-line note when the sources are missing
+raft-bin-if-possible:
+	@bash scripts/raft-bin.sh --if-possible
+
+test: raft-bin-if-possible
