@@ -26,7 +26,7 @@ busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state ("running" 
 The job is done when done + dead == total and no accepted staged piece is still unmerged.
 ]]
 
-local PROTOCOL = '2'
+local PROTOCOL = '3'
 
 local STALE = -1    -- the job exists under another epoch (re-planned): nothing changed
 local GONE = -2     -- the job does not exist: nothing changed
@@ -52,14 +52,6 @@ local function check_epoch(meta, epoch)
   return nil
 end
 
--- A task being settled (or found settled) leaves the stream: acknowledged, and deleted so that
--- no consumer group read can deliver it again (after a rollback the group's last-delivered id
--- may lie before it: without XDEL a settled task would be read and counted once more).
-local function leave_queue(stream, group, id)
-  redis.call('XACK', stream, group, id)
-  redis.call('XDEL', stream, id)
-end
-
 local function settled(done, dead, id)
   return redis.call('HEXISTS', done, id) == 1 or redis.call('HEXISTS', dead, id) == 1
 end
@@ -80,13 +72,13 @@ end
 
 -- Record an accepted task: settle it, count its progress (ARGV 7 bytes, 8 words, 9 busy ms).
 local function record_done(k, args)
-  local id = args[4]
-  redis.call('HSET', k.done, id, args[8])
+  local id = args[5]
+  redis.call('HSET', k.done, id, args[9])
   redis.call('ZREM', k.leases, id)
   redis.call('HINCRBY', k.meta, 'done', 1)
-  redis.call('HINCRBY', k.meta, 'done_bytes', args[7])
-  redis.call('HINCRBY', k.meta, 'words', args[8])
-  redis.call('HINCRBY', k.meta, 'busy_ms', args[9])
+  redis.call('HINCRBY', k.meta, 'done_bytes', args[8])
+  redis.call('HINCRBY', k.meta, 'words', args[9])
+  redis.call('HINCRBY', k.meta, 'busy_ms', args[10])
 end
 
 local function apply_pairs(counts, list, first)
@@ -95,13 +87,72 @@ local function apply_pairs(counts, list, first)
   end
 end
 
+--[[ The keys and arguments that settling a task needs, for both queues.
+KEYS: 1 meta, 2 jobs, 3 merges, 4 done, 5 dead, 6 leases, then the queue's own keys:
+      stream queue: 7 stream;  lease queue: 7 expiry (zset), 8 owners (hash)
+ARGV: 1 protocol, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
+      id, 6 epoch, 7 job, then what each function adds.
+Returns the key table, with k.leave(id): the task leaves its queue (it is settled), and the
+index of the first KEYS entry after the queue's own keys. ]]
+local function settle_keys(keys, args)
+  local k = {meta = keys[1], jobs = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
+             leases = keys[6]}
+  if args[3] == 'stream' then
+    -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
+    -- rollback the group's last-delivered id may lie before it)
+    local stream, group = keys[7], args[4]
+    k.leave = function(id)
+      redis.call('XACK', stream, group, id)
+      redis.call('XDEL', stream, id)
+    end
+    return k, 8
+  end
+  local expiry, owners = keys[7], keys[8]
+  k.leave = function(id)
+    redis.call('ZREM', expiry, id)
+    redis.call('HDEL', owners, id)
+  end
+  return k, 9
+end
+
 --[[ wc_version: the protocol version of the loaded library (read-only).
 KEYS: none. ARGV: none. Returns: the version string. ]]
 local function wc_version(keys, args)
   return PROTOCOL
 end
 
---[[ wc_submit: create the job (once) and append tasks with deterministic ids 0-<seq>.
+-- Create the job's meta hash (ARGV of both submit functions: 2 now, 4 plan, 5 epoch, 6 total,
+-- 7 bytes, 8 root) recording which queue it uses.
+local function create_job(meta, args, kind)
+  redis.call('HSET', meta, 'plan', args[4], 'epoch', args[5], 'queue', kind, 'total', args[6],
+    'bytes', args[7], 'root', args[8], 'submitted', 0, 'done', 0, 'dead', 0, 'words', 0,
+    'done_bytes', 0, 'busy_ms', 0, 'stolen', 0, 'backups', 0, 'duplicates', 0,
+    'created_ms', args[2], 'state', 'running')
+end
+
+-- nil if the job can take this plan (and queue kind), else the WCCONFLICT error.
+local function plan_conflict(meta, args, kind)
+  local current = redis.call('HMGET', meta, 'plan', 'queue')
+  if current[1] and current[1] ~= args[4] then
+    return redis.error_reply('WCCONFLICT job ' .. args[3] .. ' exists with a different plan')
+  end
+  if current[2] and current[2] ~= kind then
+    return redis.error_reply('WCCONFLICT job ' .. args[3] .. ' exists on the ' .. current[2] ..
+      ' queue')
+  end
+  return nil
+end
+
+-- After adding tasks: the submitted count, the active-jobs set, the reply.
+local function submitted_reply(meta, jobs, job, added, submitted)
+  redis.call('HSET', meta, 'submitted', submitted)
+  local state = redis.call('HGET', meta, 'state')
+  if state ~= 'done' then redis.call('SADD', jobs, job) end
+  return {added, submitted, redis.call('HGET', meta, 'epoch'), state}
+end
+
+--[[ wc_submit: create the job (once) on the stream queue and append tasks with
+deterministic ids 0-<seq>.
 KEYS: 1 stream, 2 meta, 3 jobs (set of active job names)
 ARGV: 1 protocol, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
       6 total tasks, 7 total bytes, 8 data root, 9 group, 10 seq of the first task below,
@@ -109,23 +160,15 @@ ARGV: 1 protocol, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call cre
 Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state}
 Idempotent: tasks whose seq is <= meta.submitted are skipped, so replaying a batch or
 re-submitting a whole job after a restart never duplicates a task.
-Error WCCONFLICT: the job exists with a different plan (nothing changed). ]]
+Error WCCONFLICT: the job exists with a different plan or queue (nothing changed). ]]
 local function wc_submit(keys, args)
-  local err = version_error(args)
+  local err = version_error(args) or plan_conflict(keys[2], args, 'stream')
   if err then return err end
   local stream, meta, jobs = keys[1], keys[2], keys[3]
-  local job, plan, total = args[3], args[4], tonumber(args[6])
-  local current = redis.call('HGET', meta, 'plan')
-  if current and current ~= plan then
-    return redis.error_reply('WCCONFLICT job ' .. job .. ' exists with a different plan')
-  end
-  if not current then
+  if redis.call('EXISTS', meta) == 0 then
     redis.call('DEL', stream)
     redis.call('XGROUP', 'CREATE', stream, args[9], '0', 'MKSTREAM')
-    redis.call('HSET', meta, 'plan', plan, 'epoch', args[5], 'total', total, 'bytes', args[7],
-      'root', args[8], 'submitted', 0, 'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0,
-      'busy_ms', 0, 'stolen', 0, 'backups', 0, 'duplicates', 0, 'created_ms', args[2],
-      'state', 'running')
+    create_job(meta, args, 'stream')
   end
   local epoch = redis.call('HGET', meta, 'epoch')
   local submitted = hget_number(meta, 'submitted')
@@ -140,39 +183,28 @@ local function wc_submit(keys, args)
     end
     seq = seq + 1
   end
-  redis.call('HSET', meta, 'submitted', submitted)
-  local state = redis.call('HGET', meta, 'state')
-  if state ~= 'done' then
-    redis.call('SADD', jobs, job)
-  end
-  return {added, submitted, epoch, state}
+  return submitted_reply(meta, jobs, args[3], added, submitted)
 end
 
-local function commit_keys(keys)
-  return {stream = keys[1], meta = keys[2], jobs = keys[3], merges = keys[4], done = keys[5],
-          dead = keys[6], leases = keys[7]}
-end
-
---[[ wc_commit: settle a task and apply its counts, exactly once.
-KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 done, 6 dead, 7 leases, 8 counts (zset)
-ARGV: 1 protocol, 2 now, 3 group, 4 task id, 5 epoch, 6 job, 7 bytes, 8 words, 9 busy ms,
-      then word, count pairs
+--[[ wc_commit: settle a task and apply its counts, exactly once (both queues).
+KEYS: settle_keys (6 + the queue's own), then counts (zset)
+ARGV: settle_keys (1-7), 8 bytes, 9 words, 10 busy ms, then word, count pairs
 Returns: 1 applied; 0 duplicate (already settled: a straggler, a thief, a replayed call);
 -1 stale (the job was re-planned), -2 gone (nothing changed in either case). ]]
 local function wc_commit(keys, args)
   local err = version_error(args)
   if err then return err end
-  local k = commit_keys(keys)
-  local bad = check_epoch(k.meta, args[5])
+  local k, next_key = settle_keys(keys, args)
+  local bad = check_epoch(k.meta, args[6])
   if bad then return bad end
-  leave_queue(k.stream, args[3], args[4])
-  if settled(k.done, k.dead, args[4]) then
+  k.leave(args[5])
+  if settled(k.done, k.dead, args[5]) then
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
-  apply_pairs(keys[8], args, 10)
+  apply_pairs(keys[next_key], args, 11)
   record_done(k, args)
-  finish_if_complete(k.meta, k.jobs, k.merges, args[6], args[2])
+  finish_if_complete(k.meta, k.jobs, k.merges, args[7], args[2])
   return 1
 end
 
@@ -196,8 +228,8 @@ local function wc_stage(keys, args)
 end
 
 -- Delete this attempt's pieces, except any already accepted (a replay of our own commit).
-local function drop_pieces(keys, merges)
-  for i = 8, #keys do
+local function drop_pieces(keys, first, merges)
+  for i = first, #keys do
     if redis.call('SISMEMBER', merges, keys[i]) == 0 then redis.call('DEL', keys[i]) end
   end
 end
@@ -207,35 +239,34 @@ The worker first wrote its pairs with wc_stage into N piece lists. Here, only if
 present and together they hold exactly the task's distinct words, the task is settled and its
 pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
 rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
-KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 done, 6 dead, 7 leases, 8.. the pieces
-ARGV: 1 protocol, 2 now, 3 group, 4 task id, 5 epoch, 6 job, 7 bytes, 8 words, 9 busy ms,
-      10 distinct words (pairs) in all pieces
+KEYS: settle_keys (6 + the queue's own), then the pieces
+ARGV: settle_keys (1-7), 8 bytes, 9 words, 10 busy ms, 11 distinct words (pairs) in all pieces
 Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage. ]]
 local function wc_commit_staged(keys, args)
   local err = version_error(args)
   if err then return err end
-  local k = commit_keys(keys)
-  local bad = check_epoch(k.meta, args[5])
+  local k, first = settle_keys(keys, args)
+  local bad = check_epoch(k.meta, args[6])
   if bad then
-    drop_pieces(keys, k.merges)
+    drop_pieces(keys, first, k.merges)
     return bad
   end
-  if settled(k.done, k.dead, args[4]) then
-    leave_queue(k.stream, args[3], args[4])
-    drop_pieces(keys, k.merges)
+  if settled(k.done, k.dead, args[5]) then
+    k.leave(args[5])
+    drop_pieces(keys, first, k.merges)
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
   local values = 0
-  for i = 8, #keys do
+  for i = first, #keys do
     if redis.call('EXISTS', keys[i]) == 0 then return RESTAGE end
     values = values + redis.call('LLEN', keys[i])
   end
-  if values ~= 2 * tonumber(args[10]) then return RESTAGE end
-  leave_queue(k.stream, args[3], args[4])
-  for i = 8, #keys do redis.call('SADD', k.merges, keys[i]) end
+  if values ~= 2 * tonumber(args[11]) then return RESTAGE end
+  k.leave(args[5])
+  for i = first, #keys do redis.call('SADD', k.merges, keys[i]) end
   record_done(k, args)
-  finish_if_complete(k.meta, k.jobs, k.merges, args[6], args[2])
+  finish_if_complete(k.meta, k.jobs, k.merges, args[7], args[2])
   return 1
 end
 
@@ -264,23 +295,26 @@ local function wc_merge(keys, args)
 end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, escaping the root).
-KEYS: 1 stream, 2 meta, 3 jobs, 4 merges, 5 done, 6 dead (hash task id -> reason), 7 leases
-ARGV: 1 protocol, 2 now, 3 group, 4 task id, 5 epoch, 6 job, 7 reason
+KEYS: settle_keys (6 + the queue's own)
+ARGV: settle_keys (1-7), 8 reason
 Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
 local function wc_dead(keys, args)
   local err = version_error(args)
   if err then return err end
-  local k = commit_keys(keys)
-  local bad = check_epoch(k.meta, args[5])
+  local k = settle_keys(keys, args)
+  local bad = check_epoch(k.meta, args[6])
   if bad then return bad end
-  leave_queue(k.stream, args[3], args[4])
-  if settled(k.done, k.dead, args[4]) then return 0 end
-  redis.call('HSET', k.dead, args[4], args[7])
-  redis.call('ZREM', k.leases, args[4])
+  k.leave(args[5])
+  if settled(k.done, k.dead, args[5]) then return 0 end
+  redis.call('HSET', k.dead, args[5], args[8])
+  redis.call('ZREM', k.leases, args[5])
   redis.call('HINCRBY', k.meta, 'dead', 1)
-  finish_if_complete(k.meta, k.jobs, k.merges, args[6], args[2])
+  finish_if_complete(k.meta, k.jobs, k.merges, args[7], args[2])
   return 1
 end
+
+-- ---------------------------------------------------------------------------------------------
+-- The stream queue: a consumer group's pending list holds the leases (XAUTOCLAIM steals).
 
 local function pending_entry(stream, group, id)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -323,6 +357,16 @@ local function wc_heartbeat(keys, args)
   return 1
 end
 
+-- The backup threshold: max(min ms, factor * mean task time so far).
+local function backup_age(meta, min_ms, factor)
+  local done = hget_number(meta, 'done')
+  local threshold = tonumber(min_ms)
+  if done > 0 then
+    threshold = math.max(threshold, tonumber(factor) * hget_number(meta, 'busy_ms') / done)
+  end
+  return threshold
+end
+
 --[[ wc_speculate: a backup copy of a straggler's task (MapReduce's backup tasks). An idle
 worker takes over the oldest running attempt (lowest start in the leases zset, so the whole
 job is considered, in start order) older than max(min ms, factor * mean task time); the
@@ -335,12 +379,8 @@ local function wc_speculate(keys, args)
   if err then return err end
   local stream, meta, leases = keys[1], keys[2], keys[3]
   if redis.call('EXISTS', stream) == 0 or redis.call('EXISTS', meta) == 0 then return nil end
-  local done = hget_number(meta, 'done')
-  local threshold = tonumber(args[5])
-  if done > 0 then
-    threshold = math.max(threshold, tonumber(args[6]) * hget_number(meta, 'busy_ms') / done)
-  end
   local now = tonumber(args[2])
+  local threshold = backup_age(meta, args[5], args[6])
   -- oldest first; every lease older than the threshold is a candidate, the rest are younger
   local old = redis.call('ZRANGE', leases, '-inf', now - threshold, 'BYSCORE', 'LIMIT', 0, 64)
   for _, id in ipairs(old) do
@@ -361,6 +401,127 @@ local function wc_speculate(keys, args)
   return nil
 end
 
+-- ---------------------------------------------------------------------------------------------
+-- The lease queue: no stream command (RedisRaft refuses them). Tasks never taken wait in a
+-- list; a taken task has a deadline in the expiry zset, an owner and a delivery count; an
+-- expired deadline makes it claimable again. Times are the callers' clocks (ARGV now).
+
+-- The task's fields as the stream queue returns them: {path, P, start, S, end, E, epoch, X}.
+local function lease_entry(specs, id, epoch)
+  local spec = cjson.decode(redis.call('HGET', specs, id))
+  return {'path', spec[1], 'start', spec[2], 'end', spec[3], 'epoch', epoch}
+end
+
+-- Start an attempt of task id by consumer: deadline, owner, start time, delivery count.
+local function lease_start(k, id, args)
+  local now = tonumber(args[2])
+  redis.call('ZADD', k.expiry, now + tonumber(args[4]), id)
+  redis.call('HSET', k.owners, id, args[3])
+  redis.call('ZADD', k.leases, now, id)
+  return redis.call('HINCRBY', k.attempts, id, 1)
+end
+
+local function lease_keys(keys)
+  return {meta = keys[1], queue = keys[2], specs = keys[3], expiry = keys[4], owners = keys[5],
+          attempts = keys[6], leases = keys[7], notify = keys[8]}
+end
+
+--[[ wc_lease_submit: create the job (once) on the lease queue and append tasks 0-<seq>.
+KEYS: 1 meta, 2 queue (list of ids never taken), 3 specs (hash id -> [path, start, end]),
+      4 expiry, 5 owners, 6 attempts, 7 leases, 8 notify (list), 9 jobs
+ARGV: as wc_submit (9 unused)
+Returns: as wc_submit. Idempotent the same way. Wakes idle workers (notify). ]]
+local function wc_lease_submit(keys, args)
+  local err = version_error(args) or plan_conflict(keys[1], args, 'lease')
+  if err then return err end
+  local k = lease_keys(keys)
+  if redis.call('EXISTS', k.meta) == 0 then
+    redis.call('DEL', k.queue, k.specs, k.expiry, k.owners, k.attempts, k.leases, k.notify)
+    create_job(k.meta, args, 'lease')
+  end
+  local submitted = hget_number(k.meta, 'submitted')
+  local added = 0
+  local seq = tonumber(args[10])
+  for i = 11, #args, 3 do
+    if seq > submitted then
+      local id = '0-' .. seq
+      redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2]}))
+      redis.call('RPUSH', k.queue, id)
+      submitted = seq
+      added = added + 1
+    end
+    seq = seq + 1
+  end
+  if added > 0 then
+    redis.call('RPUSH', k.notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(added, 8)))
+    redis.call('LTRIM', k.notify, 0, 63)
+  end
+  return submitted_reply(k.meta, keys[9], args[3], added, submitted)
+end
+
+--[[ wc_lease_claim: take the task whose lease expired first (a dead or stalled worker's), else
+the next task never taken.
+KEYS: as wc_lease_submit (1-7)
+ARGV: 1 protocol, 2 now, 3 consumer, 4 lease ms
+Returns: {id, {field, value, ...}, deliveries, "stale" | "new"} or nil. ]]
+local function wc_lease_claim(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local k = lease_keys(keys)
+  local epoch = redis.call('HGET', k.meta, 'epoch')
+  if not epoch then return nil end
+  local how = 'stale'
+  local id = redis.call('ZRANGE', k.expiry, '-inf', args[2], 'BYSCORE', 'LIMIT', 0, 1)[1]
+  if id then
+    redis.call('HINCRBY', k.meta, 'stolen', 1)
+  else
+    id = redis.call('LPOP', k.queue)
+    how = 'new'
+    if not id then return nil end
+  end
+  local deliveries = lease_start(k, id, args)
+  return {id, lease_entry(k.specs, id, epoch), deliveries, how}
+end
+
+--[[ wc_lease_heartbeat: extend our lease (deadline = now + lease ms) if we still own the task.
+KEYS: 1 expiry, 2 owners
+ARGV: 1 protocol, 2 now, 3 consumer, 4 task id, 5 lease ms
+Returns: 1 still ours, 0 lost (settled, taken over, or the job is gone). ]]
+local function wc_lease_heartbeat(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  if redis.call('HGET', keys[2], args[4]) ~= args[3] then return 0 end
+  if not redis.call('ZSCORE', keys[1], args[4]) then return 0 end
+  redis.call('ZADD', keys[1], tonumber(args[2]) + tonumber(args[5]), args[4])
+  return 1
+end
+
+--[[ wc_lease_speculate: a backup copy of a straggler's task, as wc_speculate does.
+KEYS: as wc_lease_submit (1-7)
+ARGV: 1 protocol, 2 now, 3 consumer, 4 lease ms, 5 min age ms, 6 factor
+Returns: {id, {field, value, ...}, deliveries, "backup"} or nil. ]]
+local function wc_lease_speculate(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local k = lease_keys(keys)
+  local epoch = redis.call('HGET', k.meta, 'epoch')
+  if not epoch then return nil end
+  local threshold = backup_age(k.meta, args[5], args[6])
+  local old = redis.call('ZRANGE', k.leases, '-inf', tonumber(args[2]) - threshold, 'BYSCORE',
+    'LIMIT', 0, 64)
+  for _, id in ipairs(old) do
+    local owner = redis.call('HGET', k.owners, id)
+    if not owner then
+      redis.call('ZREM', k.leases, id)  -- settled meanwhile: no longer running
+    elseif owner ~= args[3] then
+      redis.call('HINCRBY', k.meta, 'backups', 1)
+      local deliveries = lease_start(k, id, args)
+      return {id, lease_entry(k.specs, id, epoch), deliveries, 'backup'}
+    end
+  end
+  return nil
+end
+
 redis.register_function{function_name = 'wc_version', callback = wc_version,
   flags = {'no-writes'}}
 redis.register_function('wc_submit', wc_submit)
@@ -372,3 +533,7 @@ redis.register_function('wc_dead', wc_dead)
 redis.register_function('wc_claim_stale', wc_claim_stale)
 redis.register_function('wc_heartbeat', wc_heartbeat)
 redis.register_function('wc_speculate', wc_speculate)
+redis.register_function('wc_lease_submit', wc_lease_submit)
+redis.register_function('wc_lease_claim', wc_lease_claim)
+redis.register_function('wc_lease_heartbeat', wc_lease_heartbeat)
+redis.register_function('wc_lease_speculate', wc_lease_speculate)

@@ -122,3 +122,20 @@ def assert_counts_equal(got: Counter[str], expected: Counter[str]) -> None:
     sample = sorted(diff.items(), key=lambda kv: -abs(kv[1][0] - kv[1][1]))[:8]
     raise AssertionError(f"{len(diff)} words differ (got, expected), e.g. {sample}; totals "
                          f"{sum(got.values())} vs {sum(expected.values())}")
+
+
+@pytest.fixture(params=["stream", "lease"])
+def queue_kind(request, monkeypatch) -> str:
+    """Run a test once per task queue: new jobs (CLI, workers' environment, ``run_job``) go to
+    this queue via WORDCOUNT_QUEUE."""
+    monkeypatch.setenv("WORDCOUNT_QUEUE", request.param)
+    return request.param
+
+
+def take(conn, job: str, consumer: str = "w1"):
+    """One task of ``job`` taken by ``consumer`` (its lease started), on whichever queue."""
+    from wordcount.queue import Queues
+
+    c = Queues(conn, consumer, conn.settings).take([job])
+    assert c is not None, f"no task of {job} to take"
+    return c

@@ -16,10 +16,13 @@ import pytest
 from wordcount import client, functions, keys
 from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_REDIS, EXIT_USAGE
-from wordcount.functions import Applied, Claimed
 from wordcount.planner import Task
+from wordcount.protocol import Applied
 
-from .conftest import assert_counts_equal, connect, oracle, tsv
+from .conftest import assert_counts_equal, connect, oracle, take, tsv
+
+# every test runs on both task queues (stream and lease): see conftest.queue_kind
+pytestmark = pytest.mark.usefixtures("queue_kind")
 
 CHUNK = 200_000  # bytes per task: the skew file and the big nasty files are split into ranges
 
@@ -30,6 +33,7 @@ def run_job(server, corpus, n_workers=2, worker_args=(), chunk=CHUNK, timeout=24
     wait, read the result. ``during(elapsed)`` is called on every poll."""
     conn = connect(server)
     job = client.plan_job([str(corpus)], chunk, job_name)
+    job.queue = os.environ.get("WORDCOUNT_QUEUE", "stream")
     client.submit(conn, job)
     pool = WorkerPool(n_workers, server.env(), list(worker_args),
                       log_path=os.path.join(server.directory, "workers.log"))
@@ -55,7 +59,7 @@ def test_exact_with_ranges(redis_server, small_corpus, small_oracle, workers):
     assert_counts_equal(result.counts, small_oracle)
     assert len(job.tasks) > len({t.path for t in job.tasks})  # some files were split
     assert progress.done == len(job.tasks) and progress.duplicates == 0
-    assert conn.client.xpending(keys.tasks(job.name), keys.GROUP)["pending"] == 0
+    assert progress.pending == 0 and progress.queue == os.environ["WORDCOUNT_QUEUE"]
     assert not conn.client.sismember(keys.jobs(), job.name)
 
 
@@ -91,6 +95,7 @@ def test_straggler_is_backed_up_and_applied_once(redis_server, tmp_path):
     generate(corpus, 8, 1_500_000, seed=5)
     conn = connect(redis_server)
     job = client.plan_job([str(corpus)], 64 << 20)
+    job.queue = os.environ["WORDCOUNT_QUEUE"]
     client.submit(conn, job)
     env = {**redis_server.env(), "WORDCOUNT_SPECULATE_MIN_MS": "300"}
     log = str(tmp_path / "workers.log")
@@ -119,6 +124,7 @@ def test_heartbeat_keeps_a_slow_task(redis_server, tmp_path):
     args = ["--claim-timeout", "300", "--speculate-factor", "0"]
     conn = connect(redis_server)
     job = client.plan_job([str(corpus)], 64 << 20)
+    job.queue = os.environ["WORDCOUNT_QUEUE"]
     client.submit(conn, job)
     log = str(tmp_path / "workers.log")
     slow = WorkerPool(1, redis_server.env(), args + ["--slowdown", "40"], log_path=log)
@@ -143,6 +149,7 @@ def test_poison_missing_and_escaping_tasks_are_dead_lettered(redis_server, tmp_p
     (data / "gone.txt").write_text("vanishing words\n")
     conn = connect(redis_server)
     job = client.plan_job([str(data)], 64 << 20, "poison")
+    job.queue = os.environ["WORDCOUNT_QUEUE"]
     (data / "gone.txt").unlink()
     # a forged task escaping the data root; the client never plans one, a hostile submitter might
     (tmp_path / "secret.txt").write_text("top secret\n")
@@ -173,16 +180,16 @@ def test_task_that_keeps_crashing_is_set_aside(redis_server, tmp_path):
     assert "delivered 3 times" in result.errors[0].error
 
 
-def test_commit_is_idempotent_and_handles_more_than_8000_values(redis_server):
+def test_commit_is_idempotent_and_handles_more_than_8000_values(redis_server, queue_kind):
     conn = connect(redis_server)
-    job = client.Job("idem", "plan1", "/nonexistent", [Task("a", 0, 10), Task("b", 0, 10)])
+    job = client.Job("idem", "plan1", "/nonexistent", [Task("a", 0, 10), Task("b", 0, 10)],
+                     queue=queue_kind)
     client.submit(conn, job)
     client.submit(conn, job)  # replayed submission: no duplicate task
-    assert conn.client.xlen(keys.tasks("idem")) == 2
-    reply = conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("idem"): ">"}, count=2)
-    (_, entries), = reply
-    claims = [Claimed.from_entry("idem", i, f, 1, "new") for i, f in entries]
-    assert claims[0].epoch == job.epoch
+    assert client.progress(conn, "idem").submitted == 2
+    claims = [take(conn, "idem"), take(conn, "idem")]
+    assert {c.id for c in claims} == {"0-1", "0-2"}
+    assert claims[0].epoch == job.epoch and claims[0].kind == queue_kind
     pairs = []
     for i in range(12_000):  # 24,000 ARGV values: unpack() would fail
         pairs += [f"w{i}", i + 1]
@@ -197,6 +204,7 @@ def test_commit_is_idempotent_and_handles_more_than_8000_values(redis_server):
     meta = conn.client.hgetall(keys.meta("idem"))
     assert meta["done"] == "1" and meta["duplicates"] == "1" and meta["state"] == "running"
     assert conn.client.hgetall(keys.done("idem")) == {claims[0].id: "5"}
+    assert client.progress(conn, "idem").pending == 1  # the settled task left the queue
     assert not conn.client.exists(keys.meta("no-such-job"))  # a refused call creates nothing
 
 
@@ -208,14 +216,13 @@ def test_staged_commit_merges_in_pieces_exactly_once(redis_server, small_corpus,
     assert progress.check["ok"] and progress.check["words_in_table"] == progress.words
 
 
-def test_staged_commit_finished_by_another_worker_after_a_crash(redis_server):
-    from wordcount.queue import StreamQueue
+def test_staged_commit_finished_by_another_worker_after_a_crash(redis_server, queue_kind):
+    from wordcount.queue import Queues
 
     conn = connect(redis_server, commit_pairs=3)
-    job = client.Job("staged", "p", "/x", [Task("a", 0, 1)])
+    job = client.Job("staged", "p", "/x", [Task("a", 0, 1)], queue=queue_kind)
     client.submit(conn, job)
-    (_, entries), = conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("staged"): ">"})
-    c = Claimed.from_entry("staged", entries[0][0], entries[0][1], 1, "new")
+    c = take(conn, "staged")
     pairs = [x for i in range(10) for x in (f"w{i}", i + 1)]
     pieces = functions.stage_keys(c, "att1", 4)
     for key, k in zip(pieces, range(0, 20, 6), strict=True):
@@ -228,7 +235,7 @@ def test_staged_commit_finished_by_another_worker_after_a_crash(redis_server):
     assert all(conn.client.exists(k) for k in pieces)
     assert functions.commit_staged(conn, c, functions.stage_keys(c, "att2", 1), 10, 1, 55,
                                    1) is Applied.DUPLICATE
-    assert StreamQueue(conn, "w2", conn.settings).finish_merges(["staged"]) == 4
+    assert Queues(conn, "w2", conn.settings).finish_merges(["staged"]) == 4
     assert client.fetch_counts(conn, "staged") == {f"w{i}": i + 1 for i in range(10)}
     assert client.progress(conn, "staged").finished
     assert not any(conn.client.exists(k) for k in pieces)
@@ -317,14 +324,20 @@ def test_interrupted_submission_is_completed_without_duplicates(redis_server, sm
     """A client that died after the first batches; a new client submits the same inputs."""
     monkeypatch.setattr(client, "SUBMIT_BATCH", 7)
     conn = connect(redis_server)
+    kind = os.environ["WORDCOUNT_QUEUE"]
     job = client.plan_job([str(small_corpus)], CHUNK)
     functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks), job.total_bytes,
-                     job.root, 1, job.tasks[:20])
+                     job.root, 1, job.tasks[:20], kind)
     again = client.plan_job([str(small_corpus)], CHUNK)
+    again.queue = kind
     assert again.name == job.name  # same inputs, same job
     assert client.submit(conn, again) == len(job.tasks) - 20
     assert client.submit(conn, again) == 0
-    assert conn.client.xlen(keys.tasks(job.name)) == len(job.tasks)
+    assert client.progress(conn, job.name).submitted == len(job.tasks)
+    tasks_key = keys.tasks(job.name) if kind == "stream" else keys.queue(job.name)
+    assert conn.client.type(tasks_key) == ("stream" if kind == "stream" else "list")
+    assert (conn.client.xlen(tasks_key) if kind == "stream" else conn.client.llen(tasks_key)) \
+        == len(job.tasks)
     pool = WorkerPool(2, redis_server.env(), [], log_path=redis_server.directory + "/w.log")
     try:
         waited = client.wait(conn, job, quiet=True, timeout_s=120)

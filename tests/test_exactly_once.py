@@ -30,10 +30,14 @@ from wordcount.exceptions import (
     JobInconsistentError,
     ProtocolMismatchError,
 )
-from wordcount.functions import Applied, Claimed
 from wordcount.planner import Task
+from wordcount.protocol import Applied, now_ms
+from wordcount.queue import Queues
 
-from .conftest import assert_counts_equal, connect, oracle
+from .conftest import assert_counts_equal, connect, oracle, take
+
+# every test runs on both task queues (stream and lease): see conftest.queue_kind
+pytestmark = pytest.mark.usefixtures("queue_kind")
 
 LUA = Path(__file__).resolve().parents[1] / "redis" / "wordcount.lua"
 
@@ -41,12 +45,6 @@ LUA = Path(__file__).resolve().parents[1] / "redis" / "wordcount.lua"
 def cli(env, *args, timeout=120):
     return subprocess.run([sys.executable, "-m", "wordcount", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=timeout)
-
-
-def take_one(conn, job: str, consumer: str = "w1") -> Claimed:
-    (_, entries), = conn.client.xreadgroup(keys.GROUP, consumer, {keys.tasks(job): ">"},
-                                           count=1)
-    return Claimed.from_entry(job, entries[0][0], entries[0][1], 1, "new")
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -59,13 +57,13 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 # -- staged commits ---------------------------------------------------------------------------
 
-def test_a_partial_stage_is_never_accepted(redis_server):
+def test_a_partial_stage_is_never_accepted(redis_server, queue_kind):
     """A Redis rollback that dropped one piece (or all of them) must not settle the task: the
     commit answers RESTAGE and changes nothing; once staged again it is accepted whole."""
     conn = connect(redis_server)
-    job = client.Job("partial", "p", "/x", [Task("a", 0, 1)])
+    job = client.Job("partial", "p", "/x", [Task("a", 0, 1)], queue=queue_kind)
     client.submit(conn, job)
-    c = take_one(conn, "partial")
+    c = take(conn, "partial")
     pairs = [x for i in range(9) for x in (f"w{i}", 1)]
     pieces = functions.stage_keys(c, "att", 3)
     for key, k in zip(pieces, range(0, 18, 6), strict=True):
@@ -75,7 +73,7 @@ def test_a_partial_stage_is_never_accepted(redis_server):
     conn.client.delete(*pieces)  # ... or all of them (the old bug settled the task empty)
     assert functions.commit_staged(conn, c, pieces, 9, 1, 9, 1) is Applied.RESTAGE
     assert conn.client.hlen(keys.done("partial")) == 0
-    assert conn.client.xpending(keys.tasks("partial"), keys.GROUP)["pending"] == 1
+    assert client.progress(conn, "partial").pending == 1  # still held, not settled
     # a stage whose pieces all exist but hold fewer pairs than the task has is refused too
     functions.stage(conn, c, pieces[0], pairs[:6])
     assert functions.commit_staged(conn, c, pieces[:1], 9, 1, 9, 1) is Applied.RESTAGE
@@ -146,7 +144,7 @@ def test_replanned_job_never_takes_a_stale_tasks_counts(redis_server, tmp_path):
     slow = WorkerPool(1, env, ["--slowdown", "300", "--speculate-factor", "0", "-v"],
                       log_path=log)
     try:
-        wait_until(lambda: conn.client.xpending(keys.tasks("X"), keys.GROUP)["pending"] == 1,
+        wait_until(lambda: client.progress(conn, "X").pending == 1,
                    30, "the slow worker to take A's task")
         second = cli(env, "submit", str(b), "--job", "X", "--fresh", "--no-wait")
         assert second.returncode == 0, second.stderr
@@ -231,7 +229,7 @@ def test_fresh_does_not_kill_workers_blocked_on_the_job(redis_server, tmp_path):
     try:
         first = cli(env, "submit", str(data), "--job", "F", "--no-wait")
         assert first.returncode == 0, first.stderr
-        wait_until(lambda: conn.client.xpending(keys.tasks("F"), keys.GROUP)["pending"] == 1,
+        wait_until(lambda: client.progress(conn, "F").pending == 1,
                    30, "a worker to take the task")
         time.sleep(0.5)  # the idle workers are now blocked on the stream
         again = cli(env, "submit", str(data), "--job", "F", "--fresh", "--json", timeout=240)
@@ -245,15 +243,18 @@ def test_fresh_does_not_kill_workers_blocked_on_the_job(redis_server, tmp_path):
     assert "Traceback" not in Path(log).read_text()
 
 
-def test_a_vanished_job_is_harmless_to_every_function(redis_server):
+def test_a_vanished_job_is_harmless_to_every_function(redis_server, queue_kind):
     conn = connect(redis_server)
-    job = client.Job("gone", "p", "/x", [Task("a", 0, 1)])
+    job = client.Job("gone", "p", "/x", [Task("a", 0, 1)], queue=queue_kind)
     client.submit(conn, job)
-    c = take_one(conn, "gone")
+    c = take(conn, "gone")
     client.forget(conn, "gone")
-    assert functions.heartbeat(conn, c, "w1") is False
-    assert functions.claim_stale(conn, "gone", "w2", 0) is None
-    assert functions.speculate(conn, "gone", "w2", 0, 1.0) is None
+    q = Queues(conn, "w2", conn.settings)
+    assert q.keep(c) is False
+    backend = q.backends[queue_kind]
+    assert backend._claim_stale(["gone"]) is None if queue_kind == "stream" \
+        else backend._claim(["gone"]) is None
+    assert backend._speculate(["gone"]) is None
     assert functions.commit(conn, c, ["x", 1], 1, 1, 1) is Applied.GONE
     assert functions.dead(conn, c, "r") is Applied.GONE
     assert functions.stage(conn, c, keys.stage("gone", c.id, "a", 0), ["x", 1]) \
@@ -263,18 +264,21 @@ def test_a_vanished_job_is_harmless_to_every_function(redis_server):
 
 # -- backups ------------------------------------------------------------------------------------
 
-def test_speculate_backs_up_the_oldest_attempt_beyond_the_first_hundred(redis_server):
-    conn = connect(redis_server)
+def test_speculate_backs_up_the_oldest_attempt_beyond_the_first_hundred(redis_server,
+                                                                         queue_kind):
+    conn = connect(redis_server, speculate_min_ms=30_000, speculate_factor=1.0)
     tasks = [Task(f"f{i}", 0, 1) for i in range(150)]
-    client.submit(conn, client.Job("spec", "p", "/x", tasks))
-    conn.client.xreadgroup(keys.GROUP, "w1", {keys.tasks("spec"): ">"}, count=150)
-    now = functions.now_ms()
+    client.submit(conn, client.Job("spec", "p", "/x", tasks, queue=queue_kind))
+    for _ in range(150):
+        take(conn, "spec", "w1")
+    now = now_ms()
     # every attempt started recently, except task 0-140, which started long ago
     conn.client.zadd(keys.leases("spec"), {f"0-{s}": now - 1000 for s in range(1, 151)})
     conn.client.zadd(keys.leases("spec"), {"0-140": now - 60_000})
-    backup = functions.speculate(conn, "spec", "w2", 30_000, 1.0)
+    backup = Queues(conn, "w2", conn.settings).backends[queue_kind]._speculate(["spec"])
     assert backup is not None and backup.id == "0-140" and backup.how == "backup"
-    assert functions.speculate(conn, "spec", "w2", 30_000, 1.0) is None  # lease restarted
+    assert Queues(conn, "w2", conn.settings).backends[queue_kind]._speculate(["spec"]) is None
+    assert client.progress(conn, "spec").backups == 1
 
 
 # -- protocol versions ----------------------------------------------------------------------------
@@ -347,45 +351,43 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
     assert bad.returncode == EXIT_INCONSISTENT and "never settled ['0-2']" in bad.stderr
 
 
-def test_self_check_catches_a_commit_for_other_task_contents(redis_server):
+def test_self_check_catches_a_commit_for_other_task_contents(redis_server, queue_kind):
     conn = connect(redis_server)
-    job = client.Job("bytes", "p", "/x", [Task("a", 0, 10)])
+    job = client.Job("bytes", "p", "/x", [Task("a", 0, 10)], queue=queue_kind)
     client.submit(conn, job)
-    c = take_one(conn, "bytes")
+    c = take(conn, "bytes")
     functions.commit(conn, c, ["w", 2], 99, 2, 1)  # counted 99 bytes for a 10-byte task
     with pytest.raises(JobInconsistentError, match="span 10 bytes"):
         client.result(conn, job, 0)
 
 
-def test_per_word_mode_double_count_is_caught(redis_server):
+def test_per_word_mode_double_count_is_caught(redis_server, queue_kind):
     """per-word commits are not crash-safe: a task applied twice must fail the job loudly."""
-    from wordcount.queue import StreamQueue
-
     conn = connect(redis_server)
-    job = client.Job("perword", "p", "/x", [Task("a", 0, 3)])
+    job = client.Job("perword", "p", "/x", [Task("a", 0, 3)], queue=queue_kind)
     client.submit(conn, job)
-    c = take_one(conn, "perword")
-    q = StreamQueue(conn, "w1", conn.settings)
+    c = take(conn, "perword")
     conn.client.zincrby(keys.counts("perword"), 2, "ab")  # a crashed earlier attempt's ZINCRBYs
-    assert q.complete_per_word(c, Counter({"ab": 2}), 3, 1) is Applied.APPLIED
+    conn.client.zincrby(keys.counts("perword"), 2, "ab")  # this attempt's, one per occurrence
+    assert Queues(conn, "w1", conn.settings).complete(c, Counter(), 3, 1, nwords=2) \
+        is Applied.APPLIED
     with pytest.raises(JobInconsistentError, match="4 words but the accepted commits "
                                                    "reported 2"):
         client.result(conn, job, 0)
 
 
-def test_a_worker_drops_tasks_of_an_incarnation_it_cannot_find(redis_server, tmp_path):
+def test_a_worker_drops_tasks_of_an_incarnation_it_cannot_find(redis_server, tmp_path,
+                                                              queue_kind):
     """The worker's data root comes from the incarnation the task was claimed under."""
-    from wordcount.queue import StreamQueue
-
     conn = connect(redis_server)
-    job = client.Job("inc", "p", str(tmp_path), [Task("a", 0, 1)])
+    job = client.Job("inc", "p", str(tmp_path), [Task("a", 0, 1)], queue=queue_kind)
     client.submit(conn, job)
-    c = take_one(conn, "inc")
-    q = StreamQueue(conn, "w1", conn.settings)
+    c = take(conn, "inc")
+    q = Queues(conn, "w1", conn.settings)
     assert q.info(c).root == str(tmp_path)
     client.forget(conn, "inc")
-    client.submit(conn, client.Job("inc", "p", "/elsewhere", [Task("a", 0, 1)]))
+    client.submit(conn, client.Job("inc", "p", "/elsewhere", [Task("a", 0, 1)], queue=queue_kind))
     # the root is the one of the incarnation the task was claimed under, never the new one's
     assert q.info(c).root == str(tmp_path)
-    assert StreamQueue(conn, "w2", conn.settings).info(c) is None  # not cached: not counted
+    assert Queues(conn, "w2", conn.settings).info(c) is None  # not cached: not counted
     assert functions.commit(conn, c, ["a", 1], 1, 1, 1) is Applied.STALE

@@ -129,7 +129,7 @@ def settings_from(args: argparse.Namespace, **extra):
 
     overrides = {k: getattr(args, k, None) for k in
                  ("redis_url", "claim_timeout_ms", "max_attempts", "data_root", "commit_pairs",
-                  "speculate_factor")}
+                  "speculate_factor", "queue")}
     overrides.update(extra)
     settings = Settings.from_env(**overrides)
     from urllib.parse import urlsplit
@@ -195,6 +195,13 @@ def fault_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def add_queue_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--queue", choices=["stream", "lease", "auto"],
+                   help="the task queue a new job goes to (env WORDCOUNT_QUEUE; default auto: "
+                        "lease on RedisRaft, else stream). Workers serve each job on the queue "
+                        "it was submitted to")
+
+
 # -- worker -------------------------------------------------------------------------------------
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -258,6 +265,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
                           fingerprint=args.fingerprint)
     conn = Connection(settings, name="wordcount-client")
     conn.ensure_functions()
+    from .queue import resolve_kind
+
+    job.queue = resolve_kind(conn, settings.queue)
     if args.fresh:
         job.replace = True
         client.forget(conn, job.name)
@@ -285,6 +295,7 @@ def _submit_parser(sub) -> None:
     p.add_argument("--job", help="job name (default: derived from the inputs, so resubmitting "
                                  "the same inputs resumes the same job)")
     p.add_argument("--fresh", action="store_true", help="delete the job's old state first")
+    add_queue_arg(p)
     p.add_argument("--fingerprint", choices=["stat", "content"], default="stat",
                    help="what identifies an input file: stat (size, mtime, ctime, inode; the "
                         "default) or content (a hash of every byte: reads the inputs once)")
@@ -338,14 +349,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import client
     from .connection import Connection
     from .embedded import RedisServer, WorkerPool
+    from .queue import resolve_kind
     from .settings import Settings
 
     setup_logging(args.verbose, logging.WARNING)
     faults_from(args)  # validate before starting anything
     started = time.perf_counter()
     with RedisServer() as server, tempfile.TemporaryDirectory(prefix="wordcount-run-") as tmp:
-        settings = Settings.from_env({}, redis_url=server.url,
-                                     redis_password=server.password)
+        settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
+                                     queue=args.queue or os.environ.get("WORDCOUNT_QUEUE"))
         conn = Connection(settings, name="wordcount-client")
         conn.ensure_functions()
         log_path = args.worker_log or os.path.join(tmp, "workers.log")
@@ -356,6 +368,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           first_args=["--slowdown", str(args.slowdown)], first=stragglers)
         try:
             job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+            job.queue = resolve_kind(conn, settings.queue)
             client.submit(conn, job)
             rc = _finish(conn, job, args, started, {"workers": args.workers},
                          on_poll=pool.tend)
@@ -370,6 +383,7 @@ def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="count on a private Redis with N local worker processes")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    add_queue_arg(p)
     p.add_argument("--job", help="job name (default: derived from the inputs)")
     p.add_argument("--data-root", help="directory task paths are relative to (default: the "
                                        "inputs' common directory)")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from . import functions, keys, planner
+from . import queue as queues
 from .connection import Connection
 from .engines import Result
 from .exceptions import JobConflictError, JobInconsistentError, JobLostError, UsageError
@@ -45,6 +46,7 @@ class Job:
     # The incarnation this client creates when Redis has no such job (a nonce: an older
     # incarnation's tasks are never applied to a newer one).
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    queue: str = "stream"  # the queue kind it is submitted to (see queue.resolve_kind)
 
     @property
     def total_bytes(self) -> int:
@@ -114,7 +116,7 @@ def _submit_batches(conn: Connection, job: Job) -> int:
     for i in range(0, len(job.tasks), SUBMIT_BATCH):
         batch = job.tasks[i:i + SUBMIT_BATCH]
         added += functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks),
-                                  job.total_bytes, job.root, i + 1, batch).added
+                                  job.total_bytes, job.root, i + 1, batch, job.queue).added
     return added
 
 
@@ -147,6 +149,7 @@ class Progress:
     state: str = "missing"
     plan: str = ""
     epoch: str = ""
+    queue: str = ""
     created_ms: int = 0
     finished_ms: int = 0
     resubmits: int = 0  # client-side: times the job had to be resubmitted
@@ -157,24 +160,25 @@ class Progress:
         return self.state == "done"
 
 
-_TEXT_FIELDS = ("state", "plan", "epoch")
+_TEXT_FIELDS = ("state", "plan", "epoch", "queue")
 
 
 def progress(conn: Connection, name: str) -> Progress:
     def run(r) -> list:  # one round trip: this is polled several times a second
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(keys.meta(name))
-        pipe.xpending(keys.tasks(name), keys.GROUP)  # NOGROUP when the job is missing
+        queues.queue_pending(pipe, name)
         return pipe.execute(raise_on_error=False)
-    meta, pend = conn.call(run)
-    if not meta or isinstance(pend, Exception):
+    meta, *pending = conn.call(run)
+    if not meta or isinstance(meta, Exception):
         return Progress()
     fields = Progress.__dataclass_fields__
     ints = {k: int(v) for k, v in meta.items() if k in fields
             and k not in (*_TEXT_FIELDS, "resubmits", "check")}
     texts = {k: meta[k] for k in _TEXT_FIELDS if k in meta}
     texts.setdefault("state", "running")
-    return Progress(pending=int(pend["pending"]) if pend else 0, **texts, **ints)
+    texts.setdefault("queue", "stream")
+    return Progress(pending=queues.pending_count(texts["queue"], *pending), **texts, **ints)
 
 
 class Follower:

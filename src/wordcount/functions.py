@@ -1,18 +1,17 @@
 """The commit protocol, on the client side: one typed wrapper per Redis Function in
 ``redis/wordcount.lua``. Only this module knows argument orders and return codes.
 
-A task's life: ``submit`` → (XREADGROUP | ``claim_stale`` | ``speculate``) → ``heartbeat`` while
-counting → ``commit`` (or ``stage`` × N + ``commit_staged`` + ``merge`` × N for a huge
-vocabulary) or ``dead``. Every call passes the protocol version and the caller's clock (``now``):
-the Functions themselves never read the time.
+A task's life, on either queue: submit → take (stream: XREADGROUP | ``claim_stale`` |
+``speculate``; lease: ``lease_claim`` | ``lease_speculate``) → heartbeat while counting →
+``commit`` (or ``stage`` × N + ``commit_staged`` + ``merge`` × N for a huge vocabulary) or
+``dead``. Settling (commit, commit_staged, dead) is one Function for both queues: the claim's
+``kind`` says which queue keys it passes. Every call passes the protocol version and the
+caller's clock (``now``): the Functions never read the time.
 """
 
 from __future__ import annotations
 
-import enum
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from redis.exceptions import ResponseError
 
@@ -20,59 +19,18 @@ from . import keys
 from .connection import PROTOCOL, Connection
 from .exceptions import JobConflictError
 from .planner import Task
+from .protocol import Applied, Claimed, Submitted, now_ms
 
 
-class Applied(enum.IntEnum):
-    APPLIED = 1  # this call settled the task and its counts were added (or accepted to merge)
-    DUPLICATE = 0  # already settled by someone else: nothing changed
-    STALE = -1  # the job was re-planned (another epoch): nothing changed
-    GONE = -2  # the job does not exist (deleted, or Redis lost it): nothing changed
-    RESTAGE = -3  # a staged piece is missing (Redis rolled back): stage again, then commit
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """A task a worker holds: which job incarnation (epoch) it belongs to, where it came from
-    and how many times it was delivered."""
-
-    job: str
-    id: str
-    task: Task
-    epoch: str
-    deliveries: int
-    how: str  # "new" | "stale" | "backup"
-
-    @classmethod
-    def from_entry(cls, job: str, entry_id: str, fields: dict[str, str] | Sequence[str],
-                   deliveries: int, how: str) -> Claimed:
-        if not isinstance(fields, dict):
-            fields = dict(zip(fields[::2], fields[1::2], strict=True))
-        task = Task(fields["path"], int(fields["start"]), int(fields["end"]))
-        return cls(job, entry_id, task, fields.get("epoch", ""), int(deliveries), how)
-
-
-@dataclass(frozen=True)
-class Submitted:
-    added: int  # tasks added by this call
-    submitted: int  # tasks in Redis so far
-    epoch: str  # the job incarnation in Redis
-    state: str  # "running" | "done"
-
-
-def submit(conn: Connection, job: str, plan_id: str, epoch: str, total: int, total_bytes: int,
-           root: str, first_seq: int, tasks: Iterable[Task]) -> Submitted:
-    """Append tasks first_seq.. of a job (creating it, with ``epoch``, on first call)."""
+def _submit(conn: Connection, name: str, keys_: list[str], job: str, plan_id: str, epoch: str,
+            total: int, total_bytes: int, root: str, first_seq: int,
+            tasks: Iterable[Task]) -> Submitted:
     args: list[object] = [PROTOCOL, now_ms(), job, plan_id, epoch, total, total_bytes, root,
                           keys.GROUP, first_seq]
     for t in tasks:
         args += [t.path, t.start, t.end]
     try:
-        added, submitted, current, state = conn.fcall(
-            "wc_submit", [keys.tasks(job), keys.meta(job), keys.jobs()], args)
+        added, submitted, current, state = conn.fcall(name, keys_, args)
     except ResponseError as exc:
         if "WCCONFLICT" in str(exc):
             raise JobConflictError(f"job {job!r} already exists with different inputs; "
@@ -81,19 +39,39 @@ def submit(conn: Connection, job: str, plan_id: str, epoch: str, total: int, tot
     return Submitted(int(added), int(submitted), current, state)
 
 
-def _commit_keys(job: str) -> list[str]:
-    return [keys.tasks(job), keys.meta(job), keys.jobs(), keys.merges(job), keys.done(job),
-            keys.dead(job), keys.leases(job)]
+def submit(conn: Connection, job: str, plan_id: str, epoch: str, total: int, total_bytes: int,
+           root: str, first_seq: int, tasks: Iterable[Task], kind: str = "stream") -> Submitted:
+    """Append tasks first_seq.. of a job (creating it, with ``epoch``, on the ``kind`` queue,
+    on first call)."""
+    if kind == "stream":
+        keys_ = [keys.tasks(job), keys.meta(job), keys.jobs()]
+        return _submit(conn, "wc_submit", keys_, job, plan_id, epoch, total, total_bytes, root,
+                       first_seq, tasks)
+    return _submit(conn, "wc_lease_submit", [*_lease_keys(job), keys.jobs()], job, plan_id,
+                   epoch, total, total_bytes, root, first_seq, tasks)
+
+
+# -- settling a task (both queues) ----------------------------------------------------------------
+
+def _settle(c: Claimed) -> tuple[list[str], list[object]]:
+    """KEYS and the first ARGV that settling ``c`` needs (see settle_keys in the .lua file)."""
+    job = c.job
+    keys_ = [keys.meta(job), keys.jobs(), keys.merges(job), keys.done(job), keys.dead(job),
+             keys.leases(job)]
+    if c.kind == "stream":
+        keys_.append(keys.tasks(job))
+    else:
+        keys_ += [keys.expiry(job), keys.owners(job)]
+    return keys_, [PROTOCOL, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
 
 
 def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, nwords: int,
            busy_ms: int) -> Applied:
     """Settle the task + apply its counts + progress, in one call. ``pairs`` is a flat
     [word, count, ...] list; the call is refused unless the job still has ``c.epoch``."""
-    return Applied(conn.fcall(
-        "wc_commit", [*_commit_keys(c.job), keys.counts(c.job)],
-        [PROTOCOL, now_ms(), keys.GROUP, c.id, c.epoch, c.job, nbytes, nwords, busy_ms,
-         *pairs]))
+    keys_, args = _settle(c)
+    return Applied(conn.fcall("wc_commit", [*keys_, keys.counts(c.job)],
+                              [*args, nbytes, nwords, busy_ms, *pairs]))
 
 
 def stage_keys(c: Claimed, attempt: str, pieces: int) -> list[str]:
@@ -111,10 +89,9 @@ def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct:
                   nbytes: int, nwords: int, busy_ms: int) -> Applied:
     """Settle the task and accept its staged pieces, only if all of them (``distinct`` pairs in
     all) are there; RESTAGE otherwise."""
-    return Applied(conn.fcall(
-        "wc_commit_staged", [*_commit_keys(c.job), *pieces],
-        [PROTOCOL, now_ms(), keys.GROUP, c.id, c.epoch, c.job, nbytes, nwords, busy_ms,
-         distinct]))
+    keys_, args = _settle(c)
+    return Applied(conn.fcall("wc_commit_staged", [*keys_, *pieces],
+                              [*args, nbytes, nwords, busy_ms, distinct]))
 
 
 def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:
@@ -125,28 +102,30 @@ def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:
 
 
 def dead(conn: Connection, c: Claimed, reason: str) -> Applied:
-    return Applied(conn.fcall("wc_dead", _commit_keys(c.job),
-                              [PROTOCOL, now_ms(), keys.GROUP, c.id, c.epoch, c.job, reason]))
+    keys_, args = _settle(c)
+    return Applied(conn.fcall("wc_dead", keys_, [*args, reason]))
 
 
-def _claimed(job: str, reply: object, how: str) -> Claimed | None:
+# -- the stream queue -----------------------------------------------------------------------------
+
+def _stream_claimed(job: str, reply: object, how: str) -> Claimed | None:
     if not reply:
         return None
     entry_id, fields, deliveries = reply  # type: ignore[misc]
-    return Claimed.from_entry(job, entry_id, fields, deliveries, how)
+    return Claimed.from_fields(job, entry_id, fields, deliveries, how, "stream")
 
 
 def claim_stale(conn: Connection, job: str, consumer: str, min_idle_ms: int) -> Claimed | None:
     reply = conn.fcall("wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job)],
                        [PROTOCOL, now_ms(), keys.GROUP, consumer, min_idle_ms])
-    return _claimed(job, reply, "stale")
+    return _stream_claimed(job, reply, "stale")
 
 
 def speculate(conn: Connection, job: str, consumer: str, min_ms: int, factor: float
               ) -> Claimed | None:
     reply = conn.fcall("wc_speculate", [keys.tasks(job), keys.meta(job), keys.leases(job)],
                        [PROTOCOL, now_ms(), keys.GROUP, consumer, min_ms, factor])
-    return _claimed(job, reply, "backup")
+    return _stream_claimed(job, reply, "backup")
 
 
 def heartbeat(conn: Connection, c: Claimed, consumer: str, start: bool = False) -> bool:
@@ -154,3 +133,38 @@ def heartbeat(conn: Connection, c: Claimed, consumer: str, start: bool = False) 
     return bool(conn.fcall("wc_heartbeat", [keys.tasks(c.job), keys.leases(c.job)],
                            [PROTOCOL, now_ms(), keys.GROUP, consumer, c.id,
                             "start" if start else "beat"]))
+
+
+# -- the lease queue ------------------------------------------------------------------------------
+
+def _lease_keys(job: str) -> list[str]:
+    return [keys.meta(job), keys.queue(job), keys.specs(job), keys.expiry(job),
+            keys.owners(job), keys.attempts(job), keys.leases(job), keys.notify(job)]
+
+
+def _lease_claimed(job: str, reply: object) -> Claimed | None:
+    if not reply:
+        return None
+    task_id, fields, deliveries, how = reply  # type: ignore[misc]
+    return Claimed.from_fields(job, task_id, fields, deliveries, how, "lease")
+
+
+def lease_claim(conn: Connection, job: str, consumer: str, lease_ms: int,
+                now: int | None = None) -> Claimed | None:
+    """The task whose lease expired first (stolen), else the next task never taken."""
+    reply = conn.fcall("wc_lease_claim", _lease_keys(job)[:7],
+                       [PROTOCOL, now_ms() if now is None else now, consumer, lease_ms])
+    return _lease_claimed(job, reply)
+
+
+def lease_speculate(conn: Connection, job: str, consumer: str, lease_ms: int, min_ms: int,
+                    factor: float) -> Claimed | None:
+    reply = conn.fcall("wc_lease_speculate", _lease_keys(job)[:7],
+                       [PROTOCOL, now_ms(), consumer, lease_ms, min_ms, factor])
+    return _lease_claimed(job, reply)
+
+
+def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) -> bool:
+    """Extend our lease to now + lease_ms if we still own the task; False when we lost it."""
+    return bool(conn.fcall("wc_lease_heartbeat", [keys.expiry(c.job), keys.owners(c.job)],
+                           [PROTOCOL, now_ms(), consumer, c.id, lease_ms]))

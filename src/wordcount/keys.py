@@ -13,6 +13,13 @@ friendly), and Lua receives all of them in KEYS.
     wc:{J}:leases                    zset   task id -> start ms of its current attempt
     wc:{J}:merges                    set    accepted stage pieces not yet applied (key names)
     wc:{J}:stage:<id>:<attempt>:<k>  list   piece k of a big task's word, count pairs
+  lease queue only (no streams: RedisRaft refuses them):
+    wc:{J}:queue                     list   ids of tasks never taken, in plan order
+    wc:{J}:specs                     hash   task id -> JSON [path, start, end]
+    wc:{J}:expiry                    zset   task id -> lease deadline ms (taken, unsettled)
+    wc:{J}:owners                    hash   task id -> consumer holding its current lease
+    wc:{J}:attempts                  hash   task id -> deliveries so far
+    wc:{J}:notify                    list   wake-up tokens for idle workers (BLPOP)
 """
 
 from __future__ import annotations
@@ -60,6 +67,30 @@ def merges(job: str) -> str:
 
 def stage(job: str, task_id: str, attempt: str, piece: int) -> str:
     return _job(job, f"stage:{task_id}:{attempt}:{piece}")
+
+
+def queue(job: str) -> str:
+    return _job(job, "queue")
+
+
+def specs(job: str) -> str:
+    return _job(job, "specs")
+
+
+def expiry(job: str) -> str:
+    return _job(job, "expiry")
+
+
+def owners(job: str) -> str:
+    return _job(job, "owners")
+
+
+def attempts(job: str) -> str:
+    return _job(job, "attempts")
+
+
+def notify(job: str) -> str:
+    return _job(job, "notify")
 
 
 def job_pattern(job: str) -> str:

@@ -1,13 +1,26 @@
-"""The task queue a worker sees: which jobs are active, take a task, keep it, finish it.
+"""The task queues: which jobs are active, take a task (its lease started), keep it, settle it.
 
-``StreamQueue`` keeps each job's tasks in a Redis stream read by a consumer group (XREADGROUP,
-XAUTOCLAIM, XACK in Functions). The worker only talks to this interface, so a stream-free
-backend (RedisRaft rejects stream commands) can replace it without touching the worker.
+Two backends run the same protocol (``redis/wordcount.lua``) with the same guarantees:
+
+- ``StreamQueue``: each job's tasks in a Redis stream read by a consumer group; the pending
+  list holds the leases (XREADGROUP, XAUTOCLAIM, XACK/XDEL in Functions).
+- ``LeaseQueue``: no stream command (RedisRaft refuses them): tasks never taken in a list, a
+  taken task's deadline in a sorted set, its owner and delivery count in hashes; idle workers
+  block on a notify list.
+
+A job records the queue it was submitted to (meta ``queue``); ``Queues`` serves every active
+job with the backend it records, so workers and clients with different settings cannot
+disagree. Settling a task (commit, staged commit, merge, dead letter) is the same Functions for
+both backends; only the keys of the queue differ (``functions._settle``).
+
+Client side: ``resolve_kind`` turns the ``queue`` setting (stream | lease | auto) into the kind a
+new job is submitted to; ``pending_count`` reads how many tasks workers hold now.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -17,7 +30,8 @@ from redis.exceptions import ResponseError
 
 from . import functions, keys
 from .connection import Connection
-from .functions import Applied, Claimed
+from .exceptions import UsageError
+from .protocol import QUEUES, Applied, Claimed
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,15 +42,17 @@ class JobInfo:
     plan: str
     epoch: str  # the incarnation of the job: tasks of another epoch are not its tasks
     root: str
+    kind: str  # the queue it was submitted to
 
 
 class TaskQueue(Protocol):
+    """What a worker sees."""
+
     def active_jobs(self) -> list[str]: ...
     def take(self, jobs: list[str]) -> Claimed | None: ...
-    def keep(self, c: Claimed, start: bool = False) -> bool: ...
-    def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int) -> Applied: ...
-    def complete_per_word(self, c: Claimed, counts: Counter[str], nbytes: int,
-                          busy_ms: int) -> Applied: ...
+    def keep(self, c: Claimed) -> bool: ...
+    def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                 nwords: int | None = None) -> Applied: ...
     def fail(self, c: Claimed, reason: str) -> Applied: ...
     def info(self, c: Claimed) -> JobInfo | None: ...
     def finish_merges(self, jobs: list[str]) -> int: ...
@@ -49,89 +65,26 @@ def vanished(exc: ResponseError) -> bool:
     return text.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in text
 
 
-class StreamQueue:
+class _Backend:
+    """What both backends share: settling a task, merging staged pieces."""
+
+    kind = ""
     MAX_RESTAGE = 5  # stage again at most this often when Redis keeps losing our pieces
 
     def __init__(self, conn: Connection, consumer: str, settings: Settings) -> None:
         self.conn = conn
         self.consumer = consumer
         self.settings = settings
-        self._info: dict[str, JobInfo] = {}
 
-    # -- which jobs ---------------------------------------------------------------------------
-
-    def active_jobs(self) -> list[str]:
-        return sorted(self.conn.call(lambda r: r.smembers(keys.jobs())))
-
-    def info(self, c: Claimed) -> JobInfo | None:
-        """The job incarnation a claimed task belongs to, or None if the job no longer has that
-        epoch (it was re-planned or deleted): such a task must not be counted or committed."""
-        info = self._info.get(c.job)
-        if info is None or info.epoch != c.epoch:
-            plan, epoch, root = self.conn.call(
-                lambda r: r.hmget(keys.meta(c.job), "plan", "epoch", "root"))
-            if plan is None:
-                self._info.pop(c.job, None)
-                return None
-            info = self._info[c.job] = JobInfo(plan, epoch, root)
-        return info if info.epoch == c.epoch else None
-
-    # -- take a task ----------------------------------------------------------------------------
-
-    def take(self, jobs: list[str]) -> Claimed | None:
-        """New work first, then tasks of dead or stalled workers, then backup copies of
-        stragglers' tasks; if none of these, wait up to block_ms for new work."""
-        return (self._read_new(jobs, block=False) or self._claim_stale(jobs)
-                or self._speculate(jobs) or self._read_new(jobs, block=True))
-
-    def _read_new(self, jobs: list[str], block: bool) -> Claimed | None:
-        streams = {keys.tasks(job): ">" for job in jobs}
-        wait_ms = self.settings.block_ms if block else None
-        try:
-            reply = self.conn.call(lambda r: r.xreadgroup(
-                keys.GROUP, self.consumer, streams, count=1, block=wait_ms))
-        except ResponseError as exc:
-            if vanished(exc):
-                log.info("a job vanished while we read it (%s): looking again", exc)
-                return None
-            raise
-        for stream, entries in reply or []:
-            job = jobs[[keys.tasks(j) for j in jobs].index(stream)]
-            for entry_id, fields in entries:
-                return Claimed.from_entry(job, entry_id, fields, 1, "new")
-        return None
-
-    def _claim_stale(self, jobs: list[str]) -> Claimed | None:
-        for job in jobs:
-            c = functions.claim_stale(self.conn, job, self.consumer,
-                                      self.settings.claim_timeout_ms)
-            if c:
-                return c
-        return None
-
-    def _speculate(self, jobs: list[str]) -> Claimed | None:
-        if self.settings.speculate_factor <= 0:
-            return None
-        for job in jobs:
-            c = functions.speculate(self.conn, job, self.consumer,
-                                    self.settings.speculate_min_ms,
-                                    self.settings.speculate_factor)
-            if c:
-                return c
-        return None
-
-    # -- keep, finish -------------------------------------------------------------------------
-
-    def keep(self, c: Claimed, start: bool = False) -> bool:
-        return functions.heartbeat(self.conn, c, self.consumer, start)
-
-    def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int) -> Applied:
+    def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                 nwords: int | None = None) -> Applied:
+        """Settle the task with its counts (``nwords`` overrides their total: per-word mode
+        applied them already and commits no pairs)."""
         pairs: list[object] = []
         for word, n in counts.items():
             pairs += (word, n)
-        nwords = sum(counts.values())
-        piece = self.settings.commit_pairs
-        if len(counts) <= piece:
+        nwords = sum(counts.values()) if nwords is None else nwords
+        if len(counts) <= self.settings.commit_pairs:
             return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms)
         return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms)
 
@@ -159,32 +112,158 @@ class StreamQueue:
                 functions.merge(self.conn, c.job, c.epoch, key)
         return outcome
 
-    def complete_per_word(self, c: Claimed, counts: Counter[str], nbytes: int,
-                          busy_ms: int) -> Applied:
-        """The lab's naive variant: one ZINCRBY per word occurrence, then a commit with no
-        pairs. NOT crash-safe: a crash mid-way, or a straggler and a thief both finishing,
-        counts words twice (the client's self-check then fails the job loudly)."""
-        key = keys.counts(c.job)
-        pipe_size = 10_000
+    def fail(self, c: Claimed, reason: str) -> Applied:
+        return functions.dead(self.conn, c, reason)
 
-        def send(batch: list[str]) -> None:
-            def run(r) -> None:
-                pipe = r.pipeline(transaction=False)
-                for w in batch:
-                    pipe.zincrby(key, 1, w)
-                pipe.execute()
-            self.conn.call(run)
 
-        batch: list[str] = []
-        for word, n in counts.items():
-            for _ in range(n):
-                batch.append(word)
-                if len(batch) >= pipe_size:
-                    send(batch)
-                    batch = []
-        if batch:
-            send(batch)
-        return functions.commit(self.conn, c, [], nbytes, sum(counts.values()), busy_ms)
+class StreamQueue(_Backend):
+    kind = "stream"
+
+    def take(self, jobs: list[str], block: bool) -> Claimed | None:
+        """New work first, then tasks of dead or stalled workers, then backup copies of
+        stragglers' tasks; with ``block``, then wait up to block_ms for new work."""
+        c = (self._read_new(jobs, block=False) or self._claim_stale(jobs)
+             or self._speculate(jobs) or (self._read_new(jobs, block=True) if block else None))
+        if c is not None and c.how == "new" and not functions.heartbeat(
+                self.conn, c, self.consumer, start=True):
+            return None  # settled or taken between our read and now
+        return c  # (a stale or backup claim started its lease in its Function)
+
+    def _read_new(self, jobs: list[str], block: bool) -> Claimed | None:
+        streams = {keys.tasks(job): ">" for job in jobs}
+        wait_ms = self.settings.block_ms if block else None
+        try:
+            reply = self.conn.call(lambda r: r.xreadgroup(
+                keys.GROUP, self.consumer, streams, count=1, block=wait_ms))
+        except ResponseError as exc:
+            if vanished(exc):
+                log.info("a job vanished while we read it (%s): looking again", exc)
+                return None
+            raise
+        for stream, entries in reply or []:
+            job = jobs[[keys.tasks(j) for j in jobs].index(stream)]
+            for entry_id, fields in entries:
+                return Claimed.from_fields(job, entry_id, fields, 1, "new", self.kind)
+        return None
+
+    def _claim_stale(self, jobs: list[str]) -> Claimed | None:
+        for job in jobs:
+            c = functions.claim_stale(self.conn, job, self.consumer,
+                                      self.settings.claim_timeout_ms)
+            if c:
+                return c
+        return None
+
+    def _speculate(self, jobs: list[str]) -> Claimed | None:
+        if self.settings.speculate_factor <= 0:
+            return None
+        for job in jobs:
+            c = functions.speculate(self.conn, job, self.consumer,
+                                    self.settings.speculate_min_ms,
+                                    self.settings.speculate_factor)
+            if c:
+                return c
+        return None
+
+    def keep(self, c: Claimed) -> bool:
+        return functions.heartbeat(self.conn, c, self.consumer)
+
+
+class LeaseQueue(_Backend):
+    kind = "lease"
+
+    def take(self, jobs: list[str], block: bool) -> Claimed | None:
+        """An expired lease or a new task (one Function), then a backup copy of a straggler's
+        task; with ``block``, wait on the jobs' notify lists (at most block_ms, and at most half
+        a lease, so expired leases are noticed) and try once more."""
+        c = self._claim(jobs) or self._speculate(jobs)
+        if c is None and block:
+            wait_s = max(min(self.settings.block_ms, self.settings.claim_timeout_ms // 2), 10)
+            self.conn.call(lambda r: r.blpop([keys.notify(j) for j in jobs], wait_s / 1000))
+            c = self._claim(jobs)
+        return c
+
+    def _claim(self, jobs: list[str]) -> Claimed | None:
+        for job in jobs:
+            c = functions.lease_claim(self.conn, job, self.consumer,
+                                      self.settings.claim_timeout_ms)
+            if c:
+                return c
+        return None
+
+    def _speculate(self, jobs: list[str]) -> Claimed | None:
+        if self.settings.speculate_factor <= 0:
+            return None
+        for job in jobs:
+            c = functions.lease_speculate(self.conn, job, self.consumer,
+                                          self.settings.claim_timeout_ms,
+                                          self.settings.speculate_min_ms,
+                                          self.settings.speculate_factor)
+            if c:
+                return c
+        return None
+
+    def keep(self, c: Claimed) -> bool:
+        return functions.lease_heartbeat(self.conn, c, self.consumer,
+                                         self.settings.claim_timeout_ms)
+
+
+class Queues:
+    """The worker's ``TaskQueue``: every active job served by the backend it records."""
+
+    def __init__(self, conn: Connection, consumer: str, settings: Settings) -> None:
+        self.conn = conn
+        self.backends: dict[str, _Backend] = {
+            "stream": StreamQueue(conn, consumer, settings),
+            "lease": LeaseQueue(conn, consumer, settings)}
+        self._info: dict[str, JobInfo] = {}
+
+    def active_jobs(self) -> list[str]:
+        return sorted(self.conn.call(lambda r: r.smembers(keys.jobs())))
+
+    def _read_info(self, job: str) -> JobInfo | None:
+        plan, epoch, root, kind = self.conn.call(
+            lambda r: r.hmget(keys.meta(job), "plan", "epoch", "root", "queue"))
+        if plan is None:
+            self._info.pop(job, None)
+            return None
+        info = self._info[job] = JobInfo(plan, epoch, root, kind or "stream")
+        return info
+
+    def info(self, c: Claimed) -> JobInfo | None:
+        """The job incarnation a claimed task belongs to, or None if the job no longer has that
+        epoch (it was re-planned or deleted): such a task must not be counted or committed."""
+        info = self._info.get(c.job)
+        if info is None or info.epoch != c.epoch:
+            info = self._read_info(c.job)
+        return info if info is not None and info.epoch == c.epoch else None
+
+    def take(self, jobs: list[str]) -> Claimed | None:
+        """A task of any active job, its lease started; blocks (bounded) when there is none."""
+        by_kind: dict[str, list[str]] = {}
+        for job in jobs:
+            info = self._info.get(job) or self._read_info(job)
+            if info is not None:
+                by_kind.setdefault(info.kind, []).append(job)
+        kinds = [k for k in QUEUES if k in by_kind]
+        if not kinds:  # every listed job vanished meanwhile: don't spin
+            time.sleep(self.backends["stream"].settings.block_ms / 1000)
+        for i, kind in enumerate(kinds):
+            last = i == len(kinds) - 1
+            c = self.backends[kind].take(by_kind[kind], block=last)
+            if c is not None:
+                return c
+        return None
+
+    def keep(self, c: Claimed) -> bool:
+        return self.backends[c.kind].keep(c)
+
+    def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                 nwords: int | None = None) -> Applied:
+        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords)
+
+    def fail(self, c: Claimed, reason: str) -> Applied:
+        return self.backends[c.kind].fail(c, reason)
 
     def finish_merges(self, jobs: list[str]) -> int:
         """Drive merges left behind by a worker that died after its staged commit."""
@@ -201,5 +280,38 @@ class StreamQueue:
                     done += 1
         return done
 
-    def fail(self, c: Claimed, reason: str) -> Applied:
-        return functions.dead(self.conn, c, reason)
+
+# -- the client side --------------------------------------------------------------------------
+
+def is_raft(conn: Connection) -> bool:
+    """Whether the server is a RedisRaft node (it refuses every stream command)."""
+    info = conn.call(lambda r: r.info("raft"))
+    return any(k.startswith("raft_") for k in info)
+
+
+def resolve_kind(conn: Connection, setting: str) -> str:
+    """The queue a new job is submitted to: ``auto`` is lease on RedisRaft, else stream."""
+    if setting not in (*QUEUES, "auto"):
+        raise UsageError(f"unknown queue {setting!r}: choose stream, lease or auto")
+    raft = is_raft(conn)
+    if setting == "stream" and raft:
+        raise UsageError("this Redis is a RedisRaft node, which refuses every stream command: "
+                         "use --queue lease (or auto)")
+    if setting == "auto":
+        return "lease" if raft else "stream"
+    return setting
+
+
+def queue_pending(pipe, job: str) -> None:
+    """Queue, on a pipeline, the two reads ``pending_count`` picks from."""
+    pipe.xpending(keys.tasks(job), keys.GROUP)  # an error on the lease queue (no stream)
+    pipe.zcard(keys.expiry(job))
+
+
+def pending_count(kind: str, stream_pending: object, leased: object) -> int:
+    """Tasks held by workers right now, from the replies of ``queue_pending``."""
+    if kind == "lease":
+        return int(leased) if isinstance(leased, int) else 0
+    if isinstance(stream_pending, dict):
+        return int(stream_pending["pending"])
+    return 0

@@ -32,6 +32,7 @@ class Settings:
     speculate_factor: float = 3.0  # backup a task running longer than factor x mean (0: off)
     speculate_min_ms: int = 2_000  # ... and at least this old
     data_root: str | None = None  # where a worker finds the job's files (default: job's root)
+    queue: str = "auto"  # the queue new jobs go to: stream | lease | auto (lease on RedisRaft)
 
     @property
     def heartbeat_s(self) -> float:
@@ -69,6 +70,9 @@ class Settings:
             raise UsageError(f"not a Redis URL: {self.safe_url}")
         if self.claim_timeout_ms < 10 or self.max_attempts < 1 or self.commit_pairs < 1:
             raise UsageError("claim timeout must be >= 10 ms, max attempts and commit pairs >= 1")
+        if self.queue not in ("stream", "lease", "auto"):
+            raise UsageError(f"unknown queue {self.queue!r} (WORDCOUNT_QUEUE / --queue): "
+                             "choose stream, lease or auto")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,70 @@
+"""The vocabulary both task queues share: what a worker holds (``Claimed``), what a commit
+answered (``Applied``), what a submission answered (``Submitted``), and the clock every Redis
+Function is given (the Functions never read the time themselves: RedisRaft replays them).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .planner import Task
+
+QUEUES = ("stream", "lease")  # the task queue kinds; a job records the one it was submitted to
+
+# Added to this process's clock (tests and experiments: a worker whose clock is minutes off).
+CLOCK_SKEW_MS = 0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000) + CLOCK_SKEW_MS
+
+
+class Applied(enum.IntEnum):
+    APPLIED = 1  # this call settled the task and its counts were added (or accepted to merge)
+    DUPLICATE = 0  # already settled by someone else: nothing changed
+    STALE = -1  # the job was re-planned (another epoch): nothing changed
+    GONE = -2  # the job does not exist (deleted, or Redis lost it): nothing changed
+    RESTAGE = -3  # a staged piece is missing (Redis rolled back): stage again, then commit
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task a worker holds, its lease started: which job incarnation (epoch) and queue it
+    belongs to, how it was taken and how many times it was delivered."""
+
+    job: str
+    id: str
+    task: Task
+    epoch: str
+    deliveries: int
+    how: str  # "new" | "stale" (stolen after its lease expired) | "backup"
+    kind: str = "stream"  # the queue it came from
+
+    @classmethod
+    def from_fields(cls, job: str, task_id: str, fields: dict[str, str] | Sequence[str],
+                    deliveries: int, how: str, kind: str) -> Claimed:
+        """From a task's fields as a Function or stream read returns them (flat or a dict)."""
+        if not isinstance(fields, dict):
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        task = Task(fields["path"], int(fields["start"]), int(fields["end"]))
+        return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    added: int  # tasks added by this call
+    submitted: int  # tasks in Redis so far
+    epoch: str  # the job incarnation in Redis
+    state: str  # "running" | "done"
+
+
+def task_seq(task_id: str) -> int:
+    """The plan position (1-based) of a task id ``0-<seq>`` (both queues use these ids)."""
+    return int(task_id.split("-", 1)[1])
+
+
+def task_id(seq: int) -> str:
+    return f"0-{seq}"
