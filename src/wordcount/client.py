@@ -168,9 +168,12 @@ def progress(conn: Connection, name: str) -> Progress:
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(keys.meta(name))
         queues.queue_pending(pipe, name)
-        return pipe.execute(raise_on_error=False)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]  # MOVED, no leader, ...: for the one retry policy
+        return replies
     meta, *pending = conn.call(run)
-    if not meta or isinstance(meta, Exception):
+    if not meta:
         return Progress()
     fields = Progress.__dataclass_fields__
     ints = {k: int(v) for k, v in meta.items() if k in fields

@@ -28,7 +28,10 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
+    ClusterDownError,
+    MovedError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -45,7 +48,7 @@ import redis
 
 from . import keys
 from .exceptions import ProtocolMismatchError, RedisUnavailableError
-from .settings import Settings
+from .settings import RedisUrl, Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,48 +75,124 @@ def _auth_failure(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and text.startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
 
 
+class LeaderMoved(RedisConnectionError):
+    """A RedisRaft follower answered MOVED: retry at once on the leader it named."""
+
+
+class NoLeader(RedisConnectionError):
+    """A RedisRaft node has no leader (an election, or no quorum): wait and retry."""
+
+
 def is_retryable(exc: BaseException) -> bool:
     if _auth_failure(exc):
         return False
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError))
 
 
+def _wait(state: RetryCallState) -> float:
+    """No wait to follow a MOVED; capped exponential backoff (with jitter) otherwise."""
+    exc = state.outcome.exception() if state.outcome else None
+    return 0.0 if isinstance(exc, LeaderMoved) else _BACKOFF(state)
+
+
+_BACKOFF = wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.2)
+_NO_LEADER = ("CLUSTERDOWN", "NOLEADER", "TRYAGAIN")  # should redis-py not parse them
+
+
 class Connection:
+    """The one Redis client. With a URL listing several nodes (a RedisRaft cluster,
+    ``redis://h1:p1,h2:p2,h3:p3/0``) it talks to one node at a time: a MOVED reply switches to
+    the leader it names, a connection error or "no leader" moves on to the next node, all
+    inside the same retry budget."""
+
     def __init__(self, settings: Settings, name: str = "wordcount") -> None:
         self.settings = settings
-        self.client = redis.Redis.from_url(
-            settings.redis_url,
-            password=settings.redis_password,
-            decode_responses=True,
-            socket_timeout=settings.block_ms / 1000 + 10,
-            socket_connect_timeout=5,
-            health_check_interval=10,
-            retry=Retry(NoBackoff(), 0),  # tenacity below is the only retry policy
-            client_name=name,
-        )
+        self.name = name
+        self._clients: dict[tuple[str, int], redis.Redis] = {}
+        url = RedisUrl.parse(settings.redis_url)
+        self._url = url if url.scheme in ("redis", "rediss") else None
+        self._nodes = list(url.nodes) if self._url else []
+        self._node = self._nodes[0] if self._nodes else ("", 0)
         self.reconnects = 0
+
+    def _options(self) -> dict[str, Any]:
+        return dict(decode_responses=True, socket_timeout=self.settings.block_ms / 1000 + 10,
+                    socket_connect_timeout=5, health_check_interval=10,
+                    retry=Retry(NoBackoff(), 0),  # tenacity below is the only retry policy
+                    client_name=self.name)
+
+    @property
+    def client(self) -> redis.Redis:
+        """The client of the node we talk to now (the leader, as far as we know)."""
+        node = self._node
+        if node not in self._clients:
+            if self._url is None:  # unix:// and the like: one server, as the URL says
+                self._clients[node] = redis.Redis.from_url(
+                    self.settings.redis_url, password=self.settings.redis_password,
+                    **self._options())
+            else:
+                self._clients[node] = redis.Redis(
+                    host=node[0], port=node[1], db=self._url.db, username=self._url.username,
+                    password=self._url.password or self.settings.redis_password,
+                    ssl=self._url.scheme == "rediss", **self._options())
+        return self._clients[node]
+
+    def _follow(self, moved: MovedError) -> None:
+        """MOVED <slot> host:port: talk to that node from now on."""
+        self._node = (str(moved.host).strip("[]"), int(moved.port))
+        if self._node not in self._nodes:
+            self._nodes.append(self._node)
+
+    def _next_node(self) -> None:
+        if len(self._nodes) > 1:
+            self._node = self._nodes[(self._nodes.index(self._node) + 1) % len(self._nodes)]
+
+    def _attempt(self, fn: Callable[[redis.Redis], T]) -> T:
+        try:
+            return fn(self.client)
+        except MovedError as exc:  # a RedisRaft follower (redis-py parses MOVED for us)
+            self._follow(exc)
+            raise LeaderMoved(f"MOVED to {exc.host}:{exc.port}") from None
+        except (ClusterDownError, TryAgainError) as exc:  # CLUSTERDOWN No raft leader, ...
+            self._next_node()
+            raise NoLeader(f"{type(exc).__name__}: {exc}") from None
+        except ResponseError as exc:
+            if str(exc).startswith(_NO_LEADER):
+                self._next_node()
+                raise NoLeader(str(exc)) from None
+            raise
+        except (RedisConnectionError, RedisTimeoutError):
+            self._next_node()
+            raise
 
     # -- the one retry policy ---------------------------------------------------------------
 
     def _log_retry(self, state: RetryCallState) -> None:
         self.reconnects += 1
         exc = state.outcome.exception() if state.outcome else None
-        if state.attempt_number in (1, 5) or state.attempt_number % 20 == 0:
-            log.warning("redis unavailable (%s: %s); retrying (attempt %d)",
-                        type(exc).__name__, exc, state.attempt_number)
+        first_no_leader = isinstance(exc, NoLeader) and not getattr(state, "no_leader", False)
+        if isinstance(exc, NoLeader):
+            state.no_leader = True  # type: ignore[attr-defined]
+        if isinstance(exc, LeaderMoved):
+            log.debug("following the Raft leader: %s", exc)
+        elif first_no_leader or state.attempt_number in (1, 5) or state.attempt_number % 20 == 0:
+            what = ("waiting for a Raft leader" if isinstance(exc, NoLeader)
+                    else "redis unavailable")
+            log.warning("%s (%s: %s); retrying (attempt %d)", what, type(exc).__name__, exc,
+                        state.attempt_number)
 
     def call(self, fn: Callable[[redis.Redis], T], retry_seconds: float | None = None) -> T:
-        """Run ``fn(client)``, retrying through outages."""
+        """Run ``fn(client)``, retrying through outages (and following a Raft leader)."""
         budget = self.settings.retry_seconds if retry_seconds is None else retry_seconds
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.2),
+            wait=_wait,
             stop=stop_after_delay(budget),
             before_sleep=self._log_retry,
             reraise=True,
         )
         try:
-            return retrying(fn, self.client)
+            return retrying(self._attempt, fn)
         except (AuthenticationError, AuthorizationError) as exc:
             raise RedisUnavailableError(
                 f"Redis at {self.settings.safe_url} refused our credentials: {exc}") from None
@@ -123,6 +202,10 @@ class Connection:
                     f"Redis at {self.settings.safe_url} requires a (valid) password: "
                     f"set REDIS_PASSWORD or put it in the URL ({exc})") from None
             raise
+        except NoLeader as exc:
+            raise RedisUnavailableError(
+                f"no Raft leader at {self.settings.safe_url} for {budget:.0f} s (no quorum: "
+                f"are a majority of the nodes up?): {exc}") from None
         except Exception as exc:
             if is_retryable(exc):
                 raise RedisUnavailableError(
@@ -182,4 +265,5 @@ class Connection:
         self.call(lambda r: r.ping(), retry_seconds)
 
     def close(self) -> None:
-        self.client.close()
+        for client in self._clients.values():
+            client.close()

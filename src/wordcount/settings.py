@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .exceptions import UsageError
 
@@ -42,11 +42,19 @@ class Settings:
     def safe_url(self) -> str:
         """The URL with any password masked, for logs."""
         parts = urlsplit(self.redis_url)
-        if parts.password is None:
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        if not at or ":" not in userinfo:
             return self.redis_url
-        host = parts.hostname or ""
-        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
         return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
+    def nodes(self) -> list[tuple[str, int]]:
+        """The (host, port) of every node the URL lists: ``redis://[user:pw@]h1:p1,h2:p2/0``
+        names the members of a RedisRaft cluster (any one of them will do to find the
+        leader); a plain URL names one Redis."""
+        return RedisUrl.parse(self.redis_url).nodes
+
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -76,6 +84,39 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RedisUrl:
+    """A Redis URL that may list several nodes (``h1:p1,h2:p2``), split into its parts."""
+
+    scheme: str
+    username: str | None
+    password: str | None
+    nodes: list[tuple[str, int]]
+    db: int
+
+    @classmethod
+    def parse(cls, url: str) -> RedisUrl:
+        parts = urlsplit(url)
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        username = password = None
+        if at:
+            username, _, password = userinfo.partition(":")
+            username, password = (unquote(username) or None), (unquote(password) or None)
+        nodes = []
+        for item in hosts.split(","):
+            host, _, port = item.strip().rpartition(":") if ":" in item else (item, "", "6379")
+            try:
+                nodes.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+            except ValueError:
+                raise UsageError(f"bad Redis node {item!r} in the URL: use host:port") from None
+        path = parts.path.strip("/")
+        try:
+            db = int(path or 0)
+        except ValueError:
+            raise UsageError(f"bad Redis database {path!r} in the URL") from None
+        return cls(parts.scheme, username, password, nodes, db)
 
 
 def _convert(f: dataclasses.Field, raw: str) -> Any:
