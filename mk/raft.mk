@@ -42,3 +42,35 @@ raft-bin-if-possible:
 	@bash scripts/raft-bin.sh --if-possible
 
 test: raft-bin-if-possible
+
+# -- the cluster on three RedisRaft nodes (compose.raft.yml) ---------------------
+RAFT_PROJECT ?= wordcount-raft
+RAFT_CHAOS_MODE ?= kill
+RAFT_COMPOSE_ENV = COMPOSE_FILE=compose.raft.yml COMPOSE_PROJECT_NAME=$(RAFT_PROJECT) \
+                   WORDCOUNT_DATA=$(CLUSTER_DATA) WORDCOUNT_RESULTS=$(CLUSTER_RESULTS) \
+                   WORKERS=$(WORKERS)
+
+.PHONY: up-raft chaos-raft logs-raft down-raft raft-image-present
+
+raft-image-present:
+	@docker image inspect $(RAFT_IMAGE) >/dev/null 2>&1 || { \
+	    echo "no $(RAFT_IMAGE): run \`make raft-sources\` (the pinned sources), then \`make images\`" >&2; \
+	    exit 1; }
+
+up-raft: images raft-image-present ## the sample job on 3 RedisRaft nodes + WORKERS=8 workers
+	@$(RAFT_COMPOSE_ENV) bash scripts/cluster-job.sh
+
+chaos-raft: images raft-image-present install ## the job while RedisRaft nodes are killed (RAFT_CHAOS_MODE=kill|one-down|majority-down): PASS if exact
+	@rc=0; $(RAFT_COMPOSE_ENV) COMPOSE_PROFILES=chaos CHAOS_MODE=$(RAFT_CHAOS_MODE) \
+	    CHAOS_INTERVAL=$(CHAOS_INTERVAL) CHAOS_DOWNTIME=$(CHAOS_DOWNTIME) CHAOS_TARGETS=raft \
+	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
+	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
+	    bash scripts/cluster-job.sh || rc=$$?; \
+	BIN=$(BIN) bash scripts/chaos-check.sh $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
+
+logs-raft: ## logs of the last RedisRaft cluster run
+	@$(RAFT_COMPOSE_ENV) docker compose --profile '*' logs --no-color
+
+down-raft: ## remove the RedisRaft cluster's containers, network and Raft volumes
+	@bash scripts/ensure-compose.sh >/dev/null
+	$(RAFT_COMPOSE_ENV) docker compose --profile '*' down --volumes --remove-orphans

@@ -49,7 +49,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "starting redis, $WORKERS workers, client${COMPOSE_PROFILES:+ + profiles $COMPOSE_PROFILES}"
+log "starting ${COMPOSE_FILE:-docker-compose.yml}: Redis, $WORKERS workers, client${COMPOSE_PROFILES:+ + profiles $COMPOSE_PROFILES}"
 mkdir -p build/logs
 if ! compose up --detach --scale "worker=$WORKERS" >build/logs/compose-up.log 2>&1; then
     cat build/logs/compose-up.log >&2
