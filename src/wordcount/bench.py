@@ -6,6 +6,10 @@ byte-identical to the reference's.
 
 ``wordcount bench distributed``: ``wordcount run`` (private Redis + N worker processes; atomic
 or the lab's per-word commits) against the processes engine with N workers, same corpus.
+``wordcount bench queues``: one job on the stream queue and on the lease queue of a single
+Redis, and on the lease queue of a 3-node RedisRaft cluster (when its binaries are there), with
+Redis CPU per job; then Raft with a node killed every K seconds, and the failover time a client
+sees after the leader is killed.
 """
 
 from __future__ import annotations
@@ -133,6 +137,156 @@ def distributed(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+@dataclass
+class JobRun:
+    label: str
+    seconds: float
+    redis_cpu: float  # CPU seconds of every Redis process (all nodes)
+    kills: int = 0
+    counts: dict | None = None  # the full count table
+
+
+def _redis_cpu(clients) -> float:
+    total = 0.0
+    for c in clients:
+        info = c.info("cpu")
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
+
+
+def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: str,
+             workers: int, chunk: int, admin_clients, nemesis=None) -> JobRun:
+    """Submit one job to a running Redis (or cluster), run it with N worker processes, and
+    measure it (wall time from submit to finished; Redis CPU of the job)."""
+    import threading
+
+    from . import client
+    from .connection import Connection
+    from .embedded import WorkerPool
+    from .settings import Settings
+
+    conn = Connection(Settings.from_env({}, redis_url=url, redis_password=password))
+    conn.ensure_functions()
+    job = client.plan_job([data], chunk, name="bench-" + "".join(
+        ch if ch.isalnum() else "-" for ch in label))
+    job.queue = kind
+    pool = WorkerPool(workers, env, [], log_path=os.devnull)
+    time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
+    cpu0 = _redis_cpu(admin_clients())
+    stop = threading.Event()
+    kills = [0]
+    thread = None
+    if nemesis:
+        thread = threading.Thread(target=nemesis, args=(stop, kills), daemon=True)
+    started = time.perf_counter()
+    try:
+        client.submit(conn, job)
+        if thread:
+            thread.start()
+        waited = client.wait(conn, job, quiet=True, poll_s=0.02, on_poll=pool.tend)
+        seconds = time.perf_counter() - started
+        stop.set()
+        if thread:
+            thread.join(60)
+        result, _ = client.result(conn, job, seconds, waited)
+    finally:
+        stop.set()
+        pool.stop()
+    cpu = _redis_cpu(admin_clients()) - cpu0 if not nemesis else float("nan")
+    return JobRun(label, seconds, cpu, kills[0], dict(result.counts))
+
+
+def queues(args: argparse.Namespace) -> int:
+    """Stream vs lease queue on one Redis, lease on RedisRaft; Raft under node kills."""
+    from .embedded import RedisServer
+    from .raft import RaftCluster, RaftUnavailable, find_binaries
+
+    data = ensure_corpus(args.dir or os.path.join(".cache", f"bench-q-{args.files}x{args.size}"),
+                         args.size * args.files, args.files, args.seed)
+    runs: list[JobRun] = []
+    import redis
+
+    with RedisServer() as server:
+        admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
+        for _ in range(args.repeat):
+            for kind in ("stream", "lease"):
+                runs.append(_one_job(f"{kind} single", server.env(), server.url,
+                                     server.password, data, kind, args.workers,
+                                     args.chunk_size, lambda: [admin]))
+                admin.flushall()
+    try:
+        binaries = find_binaries()
+    except RaftUnavailable as e:
+        binaries = None
+        print(f"(no RedisRaft runs: {e})")
+    failover: list[float] = []
+    if binaries:
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, every in enumerate([0.0] * args.repeat + list(args.kill_every)):
+                with RaftCluster(3, directory=os.path.join(tmp, f"c{i}"),
+                                 binaries=binaries) as cluster:
+                    label = "lease raft" + (f" kill/{every:g}s" if every else "")
+                    runs.append(_one_job(label, cluster.env(), cluster.url, cluster.password,
+                                         data, "lease", args.workers, args.chunk_size,
+                                         lambda c=cluster: [c.client(j) for j in range(3)],
+                                         _raft_nemesis(cluster, every) if every else None))
+            with RaftCluster(3, directory=os.path.join(tmp, "failover"),
+                             binaries=binaries) as cluster:
+                failover = [_failover_seconds(cluster) for _ in range(args.failovers)]
+    base = next(r for r in runs if r.label == "stream single")
+    same = all(r.counts == base.counts for r in runs)
+    print(f"corpus: {data} ({args.files} files x {args.size:,} bytes), {args.workers} "
+          f"workers, {os.cpu_count()} CPUs; each row one job (best of {args.repeat})")
+    print(f"{'run':<22}{'seconds':>9}{'x stream':>10}{'Redis CPU s':>13}{'kills':>7}")
+    best: dict[str, JobRun] = {}
+    for r in runs:
+        if r.label not in best or r.seconds < best[r.label].seconds:
+            best[r.label] = r
+    for r in best.values():
+        print(f"{r.label:<22}{r.seconds:>9.2f}{r.seconds / best['stream single'].seconds:>10.2f}"
+              f"{r.redis_cpu:>13.2f}{r.kills:>7}")
+    if failover:
+        print(f"failover seen by a client after SIGKILL of the leader: "
+              f"{', '.join(f'{f:.2f}' for f in failover)} s")
+    print("count tables: " + ("all identical" if same else "DIFFERENT"))
+    return 0 if same else 1
+
+
+def _raft_nemesis(cluster, every: float):
+    """Kill a random node every ``every`` s, start it again 1 s later."""
+    import random
+
+    def run(stop, kills) -> None:
+        rng = random.Random(7)
+        while not stop.wait(every):
+            victim = rng.randrange(len(cluster.nodes))
+            cluster.kill(victim)
+            kills[0] += 1
+            if stop.wait(1.0):
+                cluster.start(victim)
+                return
+            cluster.start(victim)
+    return run
+
+
+def _failover_seconds(cluster) -> float:
+    """SIGKILL the leader; seconds until a write through our Connection succeeds again."""
+    from .connection import Connection
+    from .settings import Settings
+
+    conn = Connection(Settings.from_env({}, redis_url=cluster.url,
+                                        redis_password=cluster.password))
+    conn.call(lambda r: r.set("wc:bench:failover", 0))
+    leader = cluster.leader()
+    cluster.kill(leader)
+    started = time.perf_counter()
+    conn.call(lambda r: r.set("wc:bench:failover", 1))
+    seconds = time.perf_counter() - started
+    cluster.start(leader)
+    cluster.wait_ready()
+    return seconds
+
+
 def _corpus_args(p: argparse.ArgumentParser, size: int) -> None:
     from .cli import _size
 
@@ -157,7 +311,16 @@ def add_parser(sub) -> None:
     d.add_argument("--variants", default="atomic",
                    help="comma-separated run variants: atomic, per-word (default atomic)")
     d.set_defaults(handler=run)
+    q = kinds.add_parser("queues", help="stream vs lease queue on one Redis, and on RedisRaft "
+                                        "(here --size is per file: default 2000 x 4 KiB)")
+    _corpus_args(q, 4 << 10)
+    q.set_defaults(files=2000)
+    q.add_argument("--kill-every", type=float, nargs="*", default=[5.0, 10.0], metavar="S",
+                   help="Raft runs with a node killed every S seconds (default 5 10)")
+    q.add_argument("--failovers", type=int, default=3, help="leader kills to time")
+    q.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"tokenizer": tokenizer, "distributed": distributed}[args.bench](args)
+    return {"tokenizer": tokenizer, "distributed": distributed, "queues": queues}[args.bench](
+        args)
