@@ -6,6 +6,7 @@ Function is given (the Functions never read the time themselves: RedisRaft repla
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ from .planner import Task
 
 QUEUES = ("stream", "lease")  # the task queue kinds; a job records the one it was submitted to
 
-# Added to this process's clock (tests and experiments: a worker whose clock is minutes off).
-CLOCK_SKEW_MS = 0
+CLOCK_SKEW_ENV = "WORDCOUNT_CLOCK_SKEW_MS"  # experiments: a process whose clock is off
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000) + CLOCK_SKEW_MS
+    """This process's clock in ms (plus $WORDCOUNT_CLOCK_SKEW_MS, to try clock skew). Lease
+    deadlines are computed from the caller's clock; skew between workers only makes leases
+    expire early (a task recounted, applied once) or late (a dead worker's task waits longer
+    before it is stolen), never a wrong count: settling is gated by the done/dead hashes."""
+    return int(time.time() * 1000) + int(os.environ.get(CLOCK_SKEW_ENV) or 0)
 
 
 class Applied(enum.IntEnum):

@@ -1,0 +1,60 @@
+"""The lease queue's clocks: deadlines come from the callers' clocks (``now`` in ARGV), so a
+lease's expiry is tested by passing the time, and workers whose clocks are minutes off must
+still count exactly. (Stream-queue leases expire by the server's idle time instead.)"""
+
+from __future__ import annotations
+
+from wordcount import client, functions
+from wordcount.embedded import WorkerPool
+from wordcount.planner import Task
+
+from .conftest import assert_counts_equal, connect, oracle
+
+# -- leases and clocks (the lease queue computes deadlines from the callers' clocks) ----------
+
+def test_a_lease_expires_by_the_callers_clock(redis_server):
+    """Lease expiry tested by passing the time, as rq's cleanup(timestamp): no sleeping."""
+    conn = connect(redis_server)
+    client.submit(conn, client.Job("exp", "p", "/x", [Task("a", 0, 1), Task("b", 0, 1)],
+                                   queue="lease"))
+    t0 = 1_000_000
+    first = functions.lease_claim(conn, "exp", "w1", 10_000, now=t0)
+    assert (first.id, first.how, first.deliveries) == ("0-1", "new", 1)
+    second = functions.lease_claim(conn, "exp", "w2", 10_000, now=t0 + 9_999)
+    assert (second.id, second.how) == ("0-2", "new")  # 0-1's lease still runs
+    assert functions.lease_claim(conn, "exp", "w2", 10_000, now=t0 + 9_999) is None
+    stolen = functions.lease_claim(conn, "exp", "w3", 10_000, now=t0 + 10_001)
+    assert (stolen.id, stolen.how, stolen.deliveries) == ("0-1", "stale", 2)
+    assert functions.lease_heartbeat(conn, first, "w1", 10_000) is False  # w1 lost it
+    assert client.progress(conn, "exp").stolen == 1
+
+
+def test_workers_with_clocks_minutes_off_still_count_exactly(redis_server, tmp_path,
+                                                             monkeypatch):
+    """Three workers on the lease queue: one on time, one 5 minutes behind (its leases look
+    expired to the others: its tasks get recounted), one 5 minutes ahead (its leases look
+    long to the others). Skew may cost duplicate work, never a wrong count."""
+    from wordcount.corpus import generate
+
+    monkeypatch.setenv("WORDCOUNT_QUEUE", "lease")
+
+    from .test_distributed import run_job
+
+    corpus = tmp_path / "c"
+    generate(corpus, 6, 200_000, seed=17)
+    env = redis_server.env()
+    log = str(tmp_path / "w.log")
+    behind = WorkerPool(1, {**env, "WORDCOUNT_CLOCK_SKEW_MS": "-300000"},
+                        ["--slowdown", "20", "--claim-timeout", "1500"], log_path=log)
+    ahead = WorkerPool(1, {**env, "WORDCOUNT_CLOCK_SKEW_MS": "300000"},
+                       ["--slowdown", "20", "--claim-timeout", "1500"], log_path=log)
+    try:
+        result, progress, _, _, _ = run_job(redis_server, corpus, 1,
+                                            ["--slowdown", "20", "--claim-timeout", "1500"],
+                                            chunk=100_000)
+    finally:
+        behind.stop()
+        ahead.stop()
+    assert_counts_equal(result.counts, oracle(corpus))
+    assert progress.check["ok"] and progress.queue == "lease"
+    assert progress.stolen > 0, "the worker behind never lost a lease: skew not exercised"
