@@ -139,3 +139,17 @@ def take(conn, job: str, consumer: str = "w1"):
     c = Queues(conn, consumer, conn.settings).take([job])
     assert c is not None, f"no task of {job} to take"
     return c
+
+
+@pytest.fixture(scope="session")
+def raft_binaries():
+    """redis-server 7.2.6 + redisraft.so on the host (``make raft-bin``); skip, naming what is
+    missing, without them; fail when they are there but broken."""
+    from wordcount.raft import RaftUnavailable, find_binaries
+
+    try:
+        found = find_binaries()
+    except RaftUnavailable as e:
+        pytest.skip(str(e))
+    found.check()  # there but broken: an error, not a skip
+    return found

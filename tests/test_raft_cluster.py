@@ -18,8 +18,6 @@ from wordcount.raft import (
     FUNCTION_PROBES,
     RaftBinaries,
     RaftCluster,
-    RaftUnavailable,
-    find_binaries,
     format_probe,
     probe_commands,
 )
@@ -32,13 +30,8 @@ REFUSED = (redis.exceptions.ResponseError, redis.exceptions.TimeoutError,
 
 
 @pytest.fixture(scope="module")
-def binaries() -> RaftBinaries:
-    try:
-        found = find_binaries()
-    except RaftUnavailable as e:
-        pytest.skip(str(e))
-    found.check()  # there but broken: an error, not a skip
-    return found
+def binaries(raft_binaries) -> RaftBinaries:
+    return raft_binaries
 
 
 @pytest.fixture

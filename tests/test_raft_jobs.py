@@ -23,7 +23,7 @@ from wordcount import client
 from wordcount.connection import Connection
 from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_REDIS, EXIT_USAGE
-from wordcount.raft import RaftBinaries, RaftCluster, RaftUnavailable, find_binaries
+from wordcount.raft import RaftBinaries, RaftCluster
 from wordcount.settings import Settings
 
 from .conftest import assert_counts_equal, oracle
@@ -32,13 +32,8 @@ pytestmark = [pytest.mark.timeout(400)]
 
 
 @pytest.fixture(scope="module")
-def binaries() -> RaftBinaries:
-    try:
-        found = find_binaries()
-    except RaftUnavailable as e:
-        pytest.skip(str(e))
-    found.check()  # there but broken: an error, not a skip
-    return found
+def binaries(raft_binaries) -> RaftBinaries:
+    return raft_binaries
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,6 +64,15 @@ def vanished(exc: ResponseError) -> bool:
     it: the job is forgotten, the worker goes on."""
     text = str(exc)
     return text.startswith(("NOGROUP", "UNBLOCKED")) or "no such key" in text
+
+
+def _first(jobs: list[str], take: Callable[[str], Claimed | None]) -> Claimed | None:
+    """The first task ``take`` finds, trying the jobs in order."""
+    for job in jobs:
+        c = take(job)
+        if c is not None:
+            return c
+    return None
 
 
 class _Backend:
@@ -147,23 +157,13 @@ class StreamQueue(_Backend):
         return None
 
     def _claim_stale(self, jobs: list[str]) -> Claimed | None:
-        for job in jobs:
-            c = functions.claim_stale(self.conn, job, self.consumer,
-                                      self.settings.claim_timeout_ms)
-            if c:
-                return c
-        return None
+        return _first(jobs, lambda job: functions.claim_stale(
+            self.conn, job, self.consumer, self.settings.claim_timeout_ms))
 
     def _speculate(self, jobs: list[str]) -> Claimed | None:
-        if self.settings.speculate_factor <= 0:
-            return None
-        for job in jobs:
-            c = functions.speculate(self.conn, job, self.consumer,
-                                    self.settings.speculate_min_ms,
-                                    self.settings.speculate_factor)
-            if c:
-                return c
-        return None
+        s = self.settings
+        return None if s.speculate_factor <= 0 else _first(jobs, lambda job: functions.speculate(
+            self.conn, job, self.consumer, s.speculate_min_ms, s.speculate_factor))
 
     def keep(self, c: Claimed) -> bool:
         return functions.heartbeat(self.conn, c, self.consumer)
@@ -184,24 +184,15 @@ class LeaseQueue(_Backend):
         return c
 
     def _claim(self, jobs: list[str]) -> Claimed | None:
-        for job in jobs:
-            c = functions.lease_claim(self.conn, job, self.consumer,
-                                      self.settings.claim_timeout_ms)
-            if c:
-                return c
-        return None
+        return _first(jobs, lambda job: functions.lease_claim(
+            self.conn, job, self.consumer, self.settings.claim_timeout_ms))
 
     def _speculate(self, jobs: list[str]) -> Claimed | None:
-        if self.settings.speculate_factor <= 0:
-            return None
-        for job in jobs:
-            c = functions.lease_speculate(self.conn, job, self.consumer,
-                                          self.settings.claim_timeout_ms,
-                                          self.settings.speculate_min_ms,
-                                          self.settings.speculate_factor)
-            if c:
-                return c
-        return None
+        s = self.settings
+        return None if s.speculate_factor <= 0 else _first(
+            jobs, lambda job: functions.lease_speculate(
+                self.conn, job, self.consumer, s.claim_timeout_ms, s.speculate_min_ms,
+                s.speculate_factor))
 
     def keep(self, c: Claimed) -> bool:
         return functions.lease_heartbeat(self.conn, c, self.consumer,
