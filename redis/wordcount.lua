@@ -26,7 +26,7 @@ busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state ("running" 
 The job is done when done + dead == total and no accepted staged piece is still unmerged.
 ]]
 
-local PROTOCOL = '3'
+local PROTOCOL = '4'
 
 local STALE = -1    -- the job exists under another epoch (re-planned): nothing changed
 local GONE = -2     -- the job does not exist: nothing changed
@@ -423,12 +423,13 @@ end
 
 local function lease_keys(keys)
   return {meta = keys[1], queue = keys[2], specs = keys[3], expiry = keys[4], owners = keys[5],
-          attempts = keys[6], leases = keys[7], notify = keys[8]}
+          attempts = keys[6], leases = keys[7], notify = keys[8], done = keys[9],
+          dead = keys[10]}
 end
 
 --[[ wc_lease_submit: create the job (once) on the lease queue and append tasks 0-<seq>.
 KEYS: 1 meta, 2 queue (list of ids never taken), 3 specs (hash id -> [path, start, end]),
-      4 expiry, 5 owners, 6 attempts, 7 leases, 8 notify (list), 9 jobs
+      4 expiry, 5 owners, 6 attempts, 7 leases, 8 notify (list), 9 done, 10 dead, 11 jobs
 ARGV: as wc_submit (9 unused)
 Returns: as wc_submit. Idempotent the same way. Wakes idle workers (notify). ]]
 local function wc_lease_submit(keys, args)
@@ -456,12 +457,13 @@ local function wc_lease_submit(keys, args)
     redis.call('RPUSH', k.notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(added, 8)))
     redis.call('LTRIM', k.notify, 0, 63)
   end
-  return submitted_reply(k.meta, keys[9], args[3], added, submitted)
+  return submitted_reply(k.meta, keys[11], args[3], added, submitted)
 end
 
 --[[ wc_lease_claim: take the task whose lease expired first (a dead or stalled worker's), else
-the next task never taken.
-KEYS: as wc_lease_submit (1-7)
+the next task never taken. A task already settled is skipped (after a rollback, a worker that
+counted it before can settle it while it still waits in the list: it must not be leased again).
+KEYS: as wc_lease_submit (1-10)
 ARGV: 1 protocol, 2 now, 3 consumer, 4 lease ms
 Returns: {id, {field, value, ...}, deliveries, "stale" | "new"} or nil. ]]
 local function wc_lease_claim(keys, args)
@@ -475,9 +477,11 @@ local function wc_lease_claim(keys, args)
   if id then
     redis.call('HINCRBY', k.meta, 'stolen', 1)
   else
-    id = redis.call('LPOP', k.queue)
     how = 'new'
-    if not id then return nil end
+    repeat
+      id = redis.call('LPOP', k.queue)
+      if not id then return nil end
+    until not settled(k.done, k.dead, id)
   end
   local deliveries = lease_start(k, id, args)
   return {id, lease_entry(k.specs, id, epoch), deliveries, how}
@@ -497,7 +501,7 @@ local function wc_lease_heartbeat(keys, args)
 end
 
 --[[ wc_lease_speculate: a backup copy of a straggler's task, as wc_speculate does.
-KEYS: as wc_lease_submit (1-7)
+KEYS: as wc_lease_submit (1-10)
 ARGV: 1 protocol, 2 now, 3 consumer, 4 lease ms, 5 min age ms, 6 factor
 Returns: {id, {field, value, ...}, deliveries, "backup"} or nil. ]]
 local function wc_lease_speculate(keys, args)

@@ -139,7 +139,8 @@ def heartbeat(conn: Connection, c: Claimed, consumer: str, start: bool = False) 
 
 def _lease_keys(job: str) -> list[str]:
     return [keys.meta(job), keys.queue(job), keys.specs(job), keys.expiry(job),
-            keys.owners(job), keys.attempts(job), keys.leases(job), keys.notify(job)]
+            keys.owners(job), keys.attempts(job), keys.leases(job), keys.notify(job),
+            keys.done(job), keys.dead(job)]
 
 
 def _lease_claimed(job: str, reply: object) -> Claimed | None:
@@ -152,14 +153,14 @@ def _lease_claimed(job: str, reply: object) -> Claimed | None:
 def lease_claim(conn: Connection, job: str, consumer: str, lease_ms: int,
                 now: int | None = None) -> Claimed | None:
     """The task whose lease expired first (stolen), else the next task never taken."""
-    reply = conn.fcall("wc_lease_claim", _lease_keys(job)[:7],
+    reply = conn.fcall("wc_lease_claim", _lease_keys(job),
                        [PROTOCOL, now_ms() if now is None else now, consumer, lease_ms])
     return _lease_claimed(job, reply)
 
 
 def lease_speculate(conn: Connection, job: str, consumer: str, lease_ms: int, min_ms: int,
                     factor: float) -> Claimed | None:
-    reply = conn.fcall("wc_lease_speculate", _lease_keys(job)[:7],
+    reply = conn.fcall("wc_lease_speculate", _lease_keys(job),
                        [PROTOCOL, now_ms(), consumer, lease_ms, min_ms, factor])
     return _lease_claimed(job, reply)
 
