@@ -53,7 +53,11 @@ def test_missing_input_among_good_exits_3(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["count"], ["count", "x", "--engine", "gpu"],
-                                  ["count", "x", "--chunk-size", "lots"], ["frobnicate"]])
+                                  ["count", "x", "--chunk-size", "lots"], ["frobnicate"],
+                                  ["count", "x", "--chunk-size", "0"], ["count", "x", "--top=-1"],
+                                  ["count", "x", "--workers", "0"], ["count", "x", "--top", "--"],
+                                  ["submit", "x", "--timeout", "0"], ["run", "x", "--timeout=-1"],
+                                  ["run", "x", "--crash-prob", "nan"]])
 def test_bad_arguments_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
@@ -69,3 +73,20 @@ def test_module_entry_point_and_corpus_command(tmp_path):
     out = subprocess.run([sys.executable, "-m", "wordcount", "count", str(data), "--json"],
                          capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["files"] == 4
+
+
+def test_version_flag(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"wordcount {metadata.version('wordcount')}"
+
+
+def test_text_output_shortens_very_long_words(tmp_path, capsys):
+    word = "x" * 1000
+    (tmp_path / "a.txt").write_text(f"{word} {word} y\n")
+    assert main(["count", str(tmp_path)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.split() == ["x" * 60 + "…(1,000", "chars)", "2"]

@@ -223,21 +223,24 @@ def test_fresh_does_not_kill_workers_blocked_on_the_job(redis_server, tmp_path):
     (data / "a.txt").write_text("slow words\n" * 100_000)
     env = redis_server.env()
     log = str(tmp_path / "w.log")
-    slow = WorkerPool(1, env, ["--slowdown", "200", "--speculate-factor", "0"], log_path=log)
-    idle = WorkerPool(2, env, ["--speculate-factor", "0"], log_path=log)
     conn = connect(redis_server)
+    first = cli(env, "submit", str(data), "--job", "F", "--no-wait")
+    assert first.returncode == 0, first.stderr
+    slow = WorkerPool(1, env, ["--slowdown", "200", "--speculate-factor", "0"], log_path=log)
+    idle = None
     try:
-        first = cli(env, "submit", str(data), "--job", "F", "--no-wait")
-        assert first.returncode == 0, first.stderr
         wait_until(lambda: client.progress(conn, "F").pending == 1,
-                   30, "a worker to take the task")
-        time.sleep(0.5)  # the idle workers are now blocked on the stream
+                   30, "the slow worker to take the task")
+        # started now, the idle workers find the job active with nothing left to take
+        idle = WorkerPool(2, env, ["--speculate-factor", "0"], log_path=log)
+        time.sleep(1.0)  # ... and block on its stream (or its notify list)
         again = cli(env, "submit", str(data), "--job", "F", "--fresh", "--json", timeout=240)
         for p in [*slow.procs, *idle.procs]:
             assert p.poll() in (None, 0), open(log).read()[-3000:]
     finally:
         slow.stop()
-        idle.stop()
+        if idle is not None:
+            idle.stop()
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["top"] == [["slow", 100_000], ["words", 100_000]]
     assert "Traceback" not in Path(log).read_text()

@@ -5,8 +5,13 @@ Thin: parse arguments, call one module, map errors to exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 from . import exceptions as exc
 from .planner import DEFAULT_CHUNK_SIZE
@@ -23,25 +28,61 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+def _positive_size(text: str) -> int:
+    value = _size(text)
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte: {text!r}")
     return value
 
 
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer within [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}: {text}")
+        return value
+    return parse
+
+
+def _float_in(low: float, high: float = 1e6, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number within [low, high] (``above``: greater than low)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
+            bound = f"greater than {low:g}" if above else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound} and at most {high:g}: {text}")
+        return value
+    return parse
+
+
+_positive_int = _int_in(1)
+_non_negative_int = _int_in(0)
+_workers = _int_in(1, 1024)
+_seconds = _float_in(0, 1e9, above=True)  # --timeout
+_probability = _float_in(0, 1)
+_claim_timeout = _int_in(10, 2**31 - 1)  # ms
+
+
 def add_output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--top", type=int, default=10, metavar="K", help="words to show (default 10)")
+    p.add_argument("--top", type=_non_negative_int, default=10, metavar="K",
+                   help="words to show (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--counts-out", metavar="PATH",
                    help="write every word as word<TAB>count, by count desc then word")
 
 
 def add_chunk_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chunk-size", type=_size, default=DEFAULT_CHUNK_SIZE, metavar="BYTES",
+    p.add_argument("--chunk-size", type=_positive_size, default=DEFAULT_CHUNK_SIZE,
+                   metavar="BYTES",
                    help="split files larger than this into byte-range tasks (default 64MiB; "
                         "suffixes K, M, G)")
 
@@ -51,9 +92,23 @@ def add_chunk_arg(p: argparse.ArgumentParser) -> None:
 def cmd_count(args: argparse.Namespace) -> int:
     from . import engines, report
 
-    result = engines.count_inputs(args.inputs, args.engine, args.workers, args.chunk_size)
+    report.check_output(args.counts_out, "--counts-out")
+    with stop_on_signals(first=_stop_count):
+        result = engines.count_inputs(args.inputs, args.engine, args.workers, args.chunk_size)
     report.emit(result, args.top, args.json, args.counts_out)
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
+
+
+def _stop_count(signum: int) -> None:
+    """``count`` holds nothing to clean up but the processes engine's workers: they are stopped
+    and the process exits at once (unwinding, the pool would count every task left first)."""
+    import multiprocessing
+
+    for p in multiprocessing.active_children():
+        p.terminate()
+    print(f"wordcount: stopped by {signal.Signals(signum).name}; nothing was printed",
+          file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 def _count_parser(sub) -> None:
@@ -62,8 +117,8 @@ def _count_parser(sub) -> None:
     p = sub.add_parser("count", help="count words locally (serial, threads or processes)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
     p.add_argument("--engine", choices=ENGINES, default="serial")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="threads/processes (default: CPU count)")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help="threads/processes, 1-1024 (default: CPU count)")
     add_chunk_arg(p)
     add_output_args(p)
     p.set_defaults(handler=cmd_count)
@@ -74,11 +129,15 @@ def _count_parser(sub) -> None:
 def cmd_corpus(args: argparse.Namespace) -> int:
     from . import corpus
 
+    if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+        raise exc.UsageError(f"{args.outdir}: exists and is not a directory")
     try:
         paths = corpus.generate(args.outdir, args.files, args.size, args.skew_size, args.seed,
                                 unicode=args.unicode)
     except ValueError as e:
         raise exc.UsageError(str(e)) from None
+    except OSError as e:
+        raise exc.WordcountError(f"cannot write the corpus to {args.outdir}: {e}") from None
     total = sum(p.stat().st_size for p in paths)
     print(f"wrote {len(paths)} files, {total:,} bytes to {args.outdir}")
     return exc.EXIT_OK
@@ -87,7 +146,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def _corpus_parser(sub) -> None:
     p = sub.add_parser("corpus", help="generate a deterministic text corpus")
     p.add_argument("outdir")
-    p.add_argument("--files", type=int, required=True)
+    p.add_argument("--files", type=_non_negative_int, required=True)
     p.add_argument("--size", type=_size, required=True, metavar="BYTES", help="bytes per file")
     p.add_argument("--skew-size", type=_size, default=0, metavar="BYTES",
                    help="add one file of this size (skew experiments)")
@@ -107,7 +166,7 @@ def _bench_parser(sub) -> None:
 # -- distributed: shared options ----------------------------------------------------------------
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--claim-timeout", type=int, metavar="MS", dest="claim_timeout_ms",
+    p.add_argument("--claim-timeout", type=_claim_timeout, metavar="MS", dest="claim_timeout_ms",
                    help="steal a task idle (no heartbeat) this long (default 10000)")
     p.add_argument("--max-attempts", type=_positive_int,
                    help="deliveries before a task is dead-lettered (default 4)")
@@ -131,10 +190,19 @@ def settings_from(args: argparse.Namespace, **extra):
                  ("redis_url", "claim_timeout_ms", "max_attempts", "data_root", "commit_pairs",
                   "speculate_factor", "queue")}
     overrides.update(extra)
-    settings = Settings.from_env(**overrides)
     from urllib.parse import urlsplit
 
-    if not settings.redis_password and not urlsplit(settings.redis_url).password:
+    from .settings import RedisUrl
+
+    try:
+        settings = Settings.from_env(**overrides)
+        url = RedisUrl.parse(settings.redis_url)
+        password = urlsplit(settings.redis_url).password
+    except ValueError as e:  # urlsplit: "Invalid IPv6 URL", ...
+        raise exc.UsageError(f"bad Redis URL (--redis-url / REDIS_URL): {e}") from None
+    if url.scheme != "unix" and not all(0 < port < 65536 for _, port in url.nodes):
+        raise exc.UsageError(f"bad Redis URL {settings.safe_url}: a port must be 1-65535")
+    if not settings.redis_password and not password:
         raise exc.UsageError("a Redis password is required: set REDIS_PASSWORD or put it in "
                              "the URL (redis://:PASSWORD@host:port/0)")
     return settings
@@ -154,16 +222,16 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fault injection (experiments and tests)")
     g.add_argument("--crash-at", choices=[*CRASH_POINTS, "any"],
                    help="end the process abruptly (os._exit) at this point of a task")
-    g.add_argument("--crash-prob", type=float, default=1.0, metavar="P",
+    g.add_argument("--crash-prob", type=_probability, default=1.0, metavar="P",
                    help="probability that a task attempt crashes (default 1)")
-    g.add_argument("--stall-prob", type=float, default=0.0, metavar="P",
+    g.add_argument("--stall-prob", type=_probability, default=0.0, metavar="P",
                    help="probability that a task attempt stalls for up to --stall-max s")
-    g.add_argument("--stall-max", type=float, default=2.0, metavar="S")
-    g.add_argument("--slowdown", type=float, default=1.0, metavar="FACTOR",
+    g.add_argument("--stall-max", type=_float_in(0), default=2.0, metavar="S")
+    g.add_argument("--slowdown", type=_float_in(1), default=1.0, metavar="FACTOR",
                    help="run at 1/FACTOR speed (a straggler)")
     g.add_argument("--commit", choices=["atomic", "per-word"], default="atomic",
                    help="per-word: the lab's naive ZINCRBY per occurrence (NOT crash-safe)")
-    g.add_argument("--speculate-factor", type=float, metavar="FACTOR",
+    g.add_argument("--speculate-factor", type=_float_in(0), metavar="FACTOR",
                    help="back up a task running longer than FACTOR x the mean task time "
                         "(default 3; 0 disables)")
 
@@ -217,8 +285,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                     exit_when_idle=args.exit_when_idle, commit_mode=args.commit)
     try:
         worker.run()
-    except exc.ShutdownRequested:  # SIGTERM/SIGINT while idle: a requested, clean stop
-        pass
+    except exc.ShutdownRequested:  # SIGTERM/SIGHUP/SIGINT while idle: a requested, clean stop
+        logging.getLogger("wordcount.worker").info("worker %s stopped", worker.consumer)
     return exc.EXIT_OK
 
 
@@ -233,14 +301,67 @@ def _worker_parser(sub) -> None:
 
 # -- submit / status / run ----------------------------------------------------------------------
 
-def _finish(conn, job, args, started: float, extra: dict | None = None,
-            on_poll=None) -> int:
+@contextlib.contextmanager
+def stop_on_signals(first: Callable[[int], None] | None = None) -> Iterator[None]:
+    """SIGTERM (a supervisor), SIGHUP (a closed terminal) and SIGINT (Ctrl-C) stop the command
+    the way Ctrl-C stops any Python program: SignalReceived is raised in the main thread, so every
+    ``with`` and ``finally`` on the way out runs (``run``: its workers and private Redis are
+    stopped, its temp dir removed), after ``first(signum)``. Signals after the first are
+    ignored: the cleanup is under way, and bounded. A process forked meanwhile (a process pool's)
+    gets the default action instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    owner = os.getpid()
+
+    def handler(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:  # a forked child: as if no handler had been installed
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not received:
+            received.append(signum)
+            if first is not None:
+                first(signum)
+            raise exc.SignalReceived(signum)
+
+    previous = {s: signal.signal(s, handler)
+                for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_DFL if h is None else h)
+
+
+def deadline_of(args: argparse.Namespace) -> float | None:
+    """--timeout S: one deadline (time.monotonic()) for the whole command."""
+    import time
+
+    return None if args.timeout is None else time.monotonic() + args.timeout
+
+
+@contextlib.contextmanager
+def timeout_message(args: argparse.Namespace, after: str) -> Iterator[None]:
+    try:
+        yield
+    except exc.DeadlineExceededError as e:
+        why = str(e)
+        why = "" if why == "the deadline passed" or " did not finish within " in why else f": {why}"
+        raise exc.DeadlineExceededError(f"no result within --timeout {args.timeout:g} s{why}; "
+                                        f"{after}") from None
+
+
+def _finish(conn, job, args, started: float, deadline: float | None = None,
+            extra: dict | None = None, on_poll=None) -> int:
     import time
 
     from . import client, report
 
-    waited = client.wait(conn, job, quiet=args.json and not args.verbose, on_poll=on_poll,
-                         timeout_s=args.timeout)
+    timeout_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+    waited = client.wait(conn, job, quiet=args.quiet or (args.json and not args.verbose),
+                         on_poll=on_poll, timeout_s=timeout_s)
     result, progress = client.result(conn, job, time.perf_counter() - started, waited)
     doc = {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
            "stolen": progress.stolen, "backups": progress.backups,
@@ -251,19 +372,38 @@ def _finish(conn, job, args, started: float, extra: dict | None = None,
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 
 
+def add_timeout_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=_seconds, metavar="S",
+                   help="give up after S seconds in all (Redis unreachable included): exit 6")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress on stderr (errors and the result are still printed)")
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     import logging
     import time
 
+    from . import client, report
+
+    setup_logging(args.verbose, logging.WARNING)
+    deadline = deadline_of(args)
+    started = time.perf_counter()
+    settings = settings_from(args)
+    report.check_output(args.counts_out, "--counts-out")
+    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
+                          fingerprint=args.fingerprint)
+    with stop_on_signals(), timeout_message(
+            args, f"job {job.name} keeps running if it was submitted: submit the same inputs "
+                  "again to wait for its result"):
+        return _submit(args, settings, job, started, deadline)
+
+
+def _submit(args: argparse.Namespace, settings, job, started: float,
+            deadline: float | None) -> int:
     from . import client
     from .connection import Connection
 
-    setup_logging(args.verbose, logging.WARNING)
-    started = time.perf_counter()
-    settings = settings_from(args)
-    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
-                          fingerprint=args.fingerprint)
-    conn = Connection(settings, name="wordcount-client")
+    conn = Connection(settings, name="wordcount-client", deadline=deadline)
     conn.ensure_functions()
     from .queue import resolve_kind
 
@@ -274,7 +414,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     before = client.progress(conn, job.name)
     added = client.submit(conn, job)
     reused = before.finished and before.plan == job.plan_id
-    if reused:
+    if args.quiet:
+        pass
+    elif reused:
         import datetime
 
         when = datetime.datetime.fromtimestamp(before.finished_ms / 1000).isoformat(" ", "seconds")
@@ -286,7 +428,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.no_wait:
         print(job.name)
         return exc.EXIT_OK
-    return _finish(conn, job, args, started, {"reused": reused})
+    return _finish(conn, job, args, started, deadline, {"reused": reused})
 
 
 def _submit_parser(sub) -> None:
@@ -300,7 +442,7 @@ def _submit_parser(sub) -> None:
                    help="what identifies an input file: stat (size, mtime, ctime, inode; the "
                         "default) or content (a hash of every byte: reads the inputs once)")
     p.add_argument("--no-wait", action="store_true", help="print the job name and return")
-    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    add_timeout_args(p)
     add_redis_args(p)
     add_chunk_arg(p)
     add_output_args(p)
@@ -312,7 +454,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from . import client, keys
     from .connection import Connection
+    from .settings import check_job_name
 
+    if args.job:
+        check_job_name(args.job)
     conn = Connection(settings_from(args), name="wordcount-status")
     jobs = [args.job] if args.job else sorted(conn.call(lambda r: r.smembers(keys.jobs())))
     docs = []
@@ -342,39 +487,54 @@ def _status_parser(sub) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
-    import os
-    import tempfile
     import time
 
+    from . import client, report
+
+    setup_logging(args.verbose, logging.WARNING)
+    deadline = deadline_of(args)
+    started = time.perf_counter()
+    # Everything is checked, and the job planned, before anything is started.
+    faults_from(args)
+    stragglers = args.stragglers if args.stragglers is not None else (
+        1 if args.slowdown > 1 else 0)
+    if stragglers > args.workers:
+        raise exc.UsageError(f"--stragglers {stragglers} is more than --workers {args.workers}")
+    report.check_output(args.counts_out, "--counts-out")
+    report.check_output(args.worker_log, "--worker-log")
+    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+    with stop_on_signals(), timeout_message(args, "the local cluster was stopped"):
+        return _run_cluster(args, job, stragglers, started, deadline)
+
+
+def _run_cluster(args: argparse.Namespace, job, stragglers: int, started: float,
+                 deadline: float | None) -> int:
+    """A private redis-server, the workers, the job; all of it stopped (and its temp dir, which
+    holds the workers' log unless --worker-log says otherwise, removed) however this ends."""
     from . import client
     from .connection import Connection
     from .embedded import RedisServer, WorkerPool
     from .queue import resolve_kind
     from .settings import Settings
 
-    setup_logging(args.verbose, logging.WARNING)
-    faults_from(args)  # validate before starting anything
-    started = time.perf_counter()
-    with RedisServer() as server, tempfile.TemporaryDirectory(prefix="wordcount-run-") as tmp:
+    with RedisServer() as server:
         settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
                                      queue=args.queue or os.environ.get("WORDCOUNT_QUEUE"))
-        conn = Connection(settings, name="wordcount-client")
+        conn = Connection(settings, name="wordcount-client", deadline=deadline)
         conn.ensure_functions()
-        log_path = args.worker_log or os.path.join(tmp, "workers.log")
-        # Workers start (and import) while the job is planned; they wait for it to appear.
-        stragglers = args.stragglers if args.stragglers is not None else (
-            1 if args.slowdown > 1 else 0)
-        pool = WorkerPool(args.workers, server.env(), fault_argv(args), log_path=log_path,
-                          first_args=["--slowdown", str(args.slowdown)], first=stragglers)
+        log_path = args.worker_log or os.path.join(server.directory, "workers.log")
+        pool = None
         try:
-            job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+            pool = WorkerPool(args.workers, server.env(), fault_argv(args), log_path=log_path,
+                              first_args=["--slowdown", str(args.slowdown)], first=stragglers)
             job.queue = resolve_kind(conn, settings.queue)
             client.submit(conn, job)
-            rc = _finish(conn, job, args, started, {"workers": args.workers},
+            rc = _finish(conn, job, args, started, deadline, {"workers": args.workers},
                          on_poll=pool.tend)
         finally:
-            pool.stop()
-        if pool.crashes:
+            if pool is not None:
+                pool.stop()
+        if pool.crashes and not args.quiet:
             print(f"-- {pool.crashes} injected worker crashes survived", file=sys.stderr)
         return rc
 
@@ -382,15 +542,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_parser(sub) -> None:
     p = sub.add_parser("run", help="count on a private Redis with N local worker processes")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes")
+    p.add_argument("--workers", type=_workers, default=2, help="worker processes (1-1024)")
     add_queue_arg(p)
     p.add_argument("--job", help="job name (default: derived from the inputs)")
     p.add_argument("--data-root", help="directory task paths are relative to (default: the "
                                        "inputs' common directory)")
     add_protocol_args(p)
-    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    add_timeout_args(p)
     p.add_argument("--worker-log", metavar="PATH", help="append the workers' logs here")
-    p.add_argument("--stragglers", type=int, metavar="K",
+    p.add_argument("--stragglers", type=_non_negative_int, metavar="K",
                    help="how many workers run with --slowdown (default 1 if --slowdown > 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_fault_args(p)
@@ -407,13 +567,41 @@ def _chaos_parser(sub) -> None:
     chaos.add_parser(sub)
 
 
+def _soak_parser(sub) -> None:
+    from . import soak
+
+    soak.add_parser(sub)
+
+
 PARSERS = [_count_parser, _corpus_parser, _bench_parser, _worker_parser, _submit_parser,
-           _status_parser, _run_parser, _chaos_parser]
+           _status_parser, _run_parser, _chaos_parser, _soak_parser]
+
+
+def version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("wordcount")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        from . import __version__
+
+        return __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, less one trap: ``--opt=--`` (or ``--opt --``) would give the option an empty
+    list, skipping its type check (CPython's argparse strips the first '--' of the values)."""
+
+    def _get_values(self, action, arg_strings):
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one argument")
+        return super()._get_values(action, arg_strings)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wordcount", description="Exact word count: local engines and a Redis cluster.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in PARSERS:
         add(sub)
@@ -429,11 +617,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except exc.WordcountError as e:
         print(f"wordcount: error: {e}", file=sys.stderr)
         return e.exit_code
+    except exc.SignalReceived as e:
+        done = "; the local cluster is stopped" if args.command == "run" else ""
+        print(f"wordcount: stopped by {signal.Signals(e.signum).name}{done}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("wordcount: interrupted", file=sys.stderr)
         return exc.EXIT_INTERRUPTED
     except BrokenPipeError:
         return exc.EXIT_OK
+    except Exception as e:
+        code = _redis_failure(e)
+        if code is None:
+            raise
+        return code
+
+
+def _redis_failure(e: Exception) -> int | None:
+    """A Redis error no module turned into one of ours: one line and its exit code."""
+    redis = sys.modules.get("redis")
+    if redis is None or not isinstance(e, redis.exceptions.RedisError):
+        return None
+    if "DB index is out of range" in str(e):
+        print("wordcount: error: Redis has no database of the index in the URL (DB index is "
+              "out of range): the /DB at the end of the Redis URL must be below the server's "
+              "'databases' setting (default 16)", file=sys.stderr)
+        return exc.EXIT_USAGE
+    print(f"wordcount: error: Redis: {type(e).__name__}: {e}", file=sys.stderr)
+    return exc.EXIT_REDIS
 
 
 if __name__ == "__main__":

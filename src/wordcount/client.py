@@ -24,7 +24,13 @@ from . import functions, keys, planner
 from . import queue as queues
 from .connection import Connection
 from .engines import Result
-from .exceptions import JobConflictError, JobInconsistentError, JobLostError, UsageError
+from .exceptions import (
+    DeadlineExceededError,
+    JobConflictError,
+    JobInconsistentError,
+    JobLostError,
+    UsageError,
+)
 from .planner import InputError, Task
 from .settings import check_job_name
 
@@ -255,7 +261,8 @@ def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
             if on_poll is not None:
                 on_poll()
             if deadline is not None and time.monotonic() > deadline:
-                raise JobLostError(f"job {job.name} did not finish within {timeout_s} s")
+                raise DeadlineExceededError(f"job {job.name} did not finish within "
+                                            f"{timeout_s:g} s")
             time.sleep(poll_s)
 
 

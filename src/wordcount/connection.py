@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ from tenacity import (
 import redis
 
 from . import keys
-from .exceptions import ProtocolMismatchError, RedisUnavailableError
+from .exceptions import DeadlineExceededError, ProtocolMismatchError, RedisUnavailableError
 from .settings import RedisUrl, Settings
 
 log = logging.getLogger(__name__)
@@ -105,9 +106,13 @@ class Connection:
     the leader it names, a connection error or "no leader" moves on to the next node, all
     inside the same retry budget."""
 
-    def __init__(self, settings: Settings, name: str = "wordcount") -> None:
+    def __init__(self, settings: Settings, name: str = "wordcount",
+                 deadline: float | None = None) -> None:
         self.settings = settings
         self.name = name
+        # time.monotonic() by which every call must be over (a command's --timeout): the retry
+        # budget of each call is capped by the time left; past it, DeadlineExceededError
+        self.deadline = deadline
         self._clients: dict[tuple[str, int], redis.Redis] = {}
         url = RedisUrl.parse(settings.redis_url)
         self._url = url if url.scheme in ("redis", "rediss") else None
@@ -184,9 +189,19 @@ class Connection:
     def call(self, fn: Callable[[redis.Redis], T], retry_seconds: float | None = None) -> T:
         """Run ``fn(client)``, retrying through outages (and following a Raft leader)."""
         budget = self.settings.retry_seconds if retry_seconds is None else retry_seconds
+        capped, wait = False, _wait
+        if self.deadline is not None:
+            deadline = self.deadline
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceededError("the deadline passed")
+            capped, budget = left < budget, min(budget, left)
+
+            def wait(state: RetryCallState) -> float:  # no sleep past the deadline
+                return min(_wait(state), max(0.0, deadline - time.monotonic()))
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            wait=_wait,
+            wait=wait,
             stop=stop_after_delay(budget),
             before_sleep=self._log_retry,
             reraise=True,
@@ -203,10 +218,17 @@ class Connection:
                     f"set REDIS_PASSWORD or put it in the URL ({exc})") from None
             raise
         except NoLeader as exc:
+            if capped:
+                raise DeadlineExceededError(f"no Raft leader at {self.settings.safe_url} until "
+                                            f"the deadline: {exc}") from None
             raise RedisUnavailableError(
                 f"no Raft leader at {self.settings.safe_url} for {budget:.0f} s (no quorum: "
                 f"are a majority of the nodes up?): {exc}") from None
         except Exception as exc:
+            if is_retryable(exc) and capped:
+                raise DeadlineExceededError(
+                    f"Redis at {self.settings.safe_url} unreachable until the deadline "
+                    f"({type(exc).__name__}: {exc})") from None
             if is_retryable(exc):
                 raise RedisUnavailableError(
                     f"Redis at {self.settings.safe_url} unreachable for {budget:.0f} s: "

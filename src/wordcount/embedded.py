@@ -6,6 +6,7 @@ random password), N worker processes, one job; everything stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -17,13 +18,29 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import redis
 
 from .exceptions import UsageError, WordcountError
 
 log = logging.getLogger(__name__)
+
+
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGHUP, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGTERM, SIGHUP and SIGINT (in this thread) while processes are started or stopped:
+    one arriving meanwhile is delivered right after, so a start or a stop is never cut in half
+    (a redis-server or a worker left running, a temp dir left behind). A process forked inside
+    inherits the mask: ``_worker_main`` lifts it."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def free_port() -> int:
@@ -69,6 +86,13 @@ class RedisServer:
         return path
 
     def start(self, timeout: float = 20.0) -> RedisServer:
+        try:
+            return self._start(timeout)
+        except BaseException:  # a failed or interrupted start leaves no process, no temp dir
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> RedisServer:
         os.makedirs(self.directory, exist_ok=True)
         self.proc = subprocess.Popen([self.binary, self._config()], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
@@ -100,15 +124,16 @@ class RedisServer:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        with signals_held():
+            if self.proc and self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
 
     def wipe(self) -> None:
         """Delete the RDB/AOF files, so the next start begins from nothing."""
@@ -129,6 +154,11 @@ class RedisServer:
 
 def _worker_main(env: dict[str, str], args: list[str], log_path: str | None) -> None:
     """Body of a forked worker process: its own environment, log and Redis connection."""
+    # Not the parent's handlers (``run`` raises on SIGTERM/SIGHUP/SIGINT); the Worker installs
+    # its own. The parent forks with them held (``signals_held``): a pending one lands now.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.environ.update(env)
     fd = os.open(log_path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
@@ -180,8 +210,15 @@ class WorkerPool:
             raise UsageError("--workers must be at least 1")
         self.env, self.respawn, self.log_path = env, respawn, log_path
         self.args = [list(args) + (list(first_args) if i < first else []) for i in range(n)]
-        self.procs = [WorkerProcess(env, a, log_path) for a in self.args]
+        self.procs: list[WorkerProcess] = []
         self.crashes = 0
+        try:
+            with signals_held():  # none forked but not yet in self.procs
+                for a in self.args:
+                    self.procs.append(WorkerProcess(env, a, log_path))
+        except BaseException:
+            self.stop()
+            raise
 
     def tend(self) -> None:
         """Keep N workers while the job runs: start again the ones that crashed (injected) or
@@ -198,16 +235,22 @@ class WorkerPool:
             if code == CRASH_EXIT:
                 self.crashes += 1
             if self.respawn or code == 0:
-                self.procs[i] = WorkerProcess(self.env, self.args[i], self.log_path)
+                with signals_held():
+                    self.procs[i] = WorkerProcess(self.env, self.args[i], self.log_path)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + timeout
-        for p in self.procs:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+    def stop(self, timeout: float = 10.0, grace: float = 1.0) -> None:
+        """SIGTERM every worker (an idle one stops at once, a busy one after its task); after
+        ``grace`` s a second SIGTERM to those still busy (stop now); SIGKILL at ``timeout``."""
+        with signals_held():
+            deadline = time.monotonic() + timeout
+            for when in (time.monotonic() + grace, deadline):
+                alive = [p for p in self.procs if p.poll() is None]
+                for p in alive:
+                    p.terminate()
+                for p in alive:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        p.wait(max(0.01, when - time.monotonic()))
+            for p in self.procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()

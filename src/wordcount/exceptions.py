@@ -8,6 +8,7 @@ EXIT_USAGE = 2  # bad arguments, no input matched
 EXIT_INPUT_ERRORS = 3  # some inputs could not be read / tasks were dead-lettered; the rest counted
 EXIT_REDIS = 4  # Redis unreachable, wrong password, protocol mismatch
 EXIT_INCONSISTENT = 5  # the job finished but its result failed the end-to-end self-check
+EXIT_TIMEOUT = 6  # --timeout passed before the command finished (a submitted job keeps running)
 EXIT_INTERRUPTED = 130
 
 
@@ -48,10 +49,28 @@ class JobConflictError(WordcountError):
     exit_code = EXIT_USAGE
 
 
+class DeadlineExceededError(WordcountError):
+    """The command's ``--timeout`` passed: one deadline for everything it waits for (Redis
+    reachable again, the job done, its result read)."""
+
+    exit_code = EXIT_TIMEOUT
+
+
 class JobLostError(WordcountError):
     """The job disappeared from Redis (restart from an older snapshot, or no snapshot)."""
 
 
 class ShutdownRequested(BaseException):
-    """Raised in a worker on SIGTERM/SIGINT: finish nothing, exit cleanly (BaseException so a
+    """Raised in a worker on SIGTERM/SIGINT/SIGHUP: finish nothing, exit cleanly (BaseException so a
     broad ``except Exception`` never swallows it)."""
+
+
+class SignalReceived(BaseException):
+    """SIGTERM, SIGHUP or SIGINT asked a command to stop. Raised where the main thread is, as
+    KeyboardInterrupt is, so every ``with``/``finally`` on the way out runs (``run`` stops its
+    workers and private Redis); the exit status is 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum

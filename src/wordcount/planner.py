@@ -3,7 +3,9 @@
 A *task* is a byte range ``[start, end)`` of one file. Files larger than the chunk size are split;
 a boundary is only ever placed right after an ASCII whitespace byte, so no word, no UTF-8 sequence
 and no lowercasing context is cut (see ``words``). A range with no whitespace grows until it finds
-one (or the end of the file).
+one (or the end of the file). Inside a task, buffers are cut the same way or, in a stretch with no
+whitespace, right after ASCII punctuation that is just as safe (``CUT_BYTES``); only a single
+word longer than the buffer makes a buffer grow.
 
 Every engine, local or distributed, plans with ``plan`` and reads with ``read_range``.
 """
@@ -20,6 +22,13 @@ from .words import first_whitespace, last_whitespace
 
 DEFAULT_CHUNK_SIZE = 64 << 20  # bytes per task
 READ_BUFFER = 8 << 20  # bytes read at a time inside a task: bounds a worker's memory
+# Bytes a buffer may end with: ASCII (never inside a UTF-8 sequence), not alphanumeric (never
+# inside a word), neither cased nor case-ignorable (so str.lower()'s one context rule, the Greek
+# final sigma, sees the same neighbours on both sides of the cut). ASCII whitespace, and every
+# other ASCII punctuation/control byte except ' . : ^ ` (case-ignorable: "ΑΣ.Β" lowercases to
+# "ασ.β" whole, but "ας." + "β" cut). Proven by a property test (tests/test_bad_input.py).
+CUT_BYTES = bytes(c for c in range(128) if not chr(c).isalnum() and chr(c) not in "'.:^`")
+_CUT_MARKS = bytes(32 if c in CUT_BYTES else 120 for c in range(256))  # cut → " ", else "x"
 _PROBE = 64 << 10  # bytes read at a time while looking for a boundary
 
 
@@ -62,8 +71,9 @@ def _walk(top: str, files: list[str], errors: list[InputError]) -> None:
 def discover(inputs: Sequence[str]) -> tuple[list[str], list[InputError]]:
     """Expand files, directories (recursively) and glob patterns into a sorted list of files.
 
-    Raises NoInputError when nothing at all matched. Inputs that exist but can't be used are
-    returned as errors; the caller counts the rest.
+    Raises NoInputError when nothing at all matched, or the inputs hold no file at all (empty
+    directories: nothing to count). Inputs that exist but can't be used are returned as errors;
+    the caller counts the rest.
     """
     files: list[str] = []
     errors: list[InputError] = []
@@ -90,6 +100,10 @@ def discover(inputs: Sequence[str]) -> tuple[list[str], list[InputError]]:
                 errors.append(InputError(path, "not a regular file"))
     if not matched_any:
         raise NoInputError(f"no input matched: {' '.join(inputs) or '(none given)'}")
+    if not files:
+        why = "; ".join(f"{e.path}: {e.error}" for e in errors[:3])
+        raise NoInputError(f"nothing to count: no file in {' '.join(inputs)}"
+                           + (f" ({why})" if why else ""))
     seen: set[str] = set()
     unique: list[str] = []
     for path in files:  # the same file reached twice (a dir and a glob) is counted once
@@ -155,34 +169,64 @@ class FileChangedError(OSError):
     """The file is shorter than when it was planned."""
 
 
+def last_cut(data: bytes) -> int:
+    """Index of the last byte of ``data`` a buffer may end with (``CUT_BYTES``), or -1:
+    whitespace preferred (the common case, and the cheap search)."""
+    cut = last_whitespace(data)
+    return cut if cut >= 0 else data.translate(_CUT_MARKS).rfind(b" ")
+
+
 def read_range(
     path: str, start: int, end: int, buffer_size: int = READ_BUFFER
 ) -> Iterator[bytes]:
-    """Yield ``[start, end)`` of a file in buffers that each end right after ASCII whitespace
-    (the last one ends at ``end``). Memory is bounded by ``buffer_size`` plus the longest run
-    without whitespace."""
+    """Yield ``[start, end)`` of a file in buffers that each end right after a ``CUT_BYTES``
+    byte (the last one ends at ``end``). Each is at most ``buffer_size`` bytes, unless one word
+    (a run with no such byte) is longer: that word is found first, then read whole, once, and
+    counted as one word however long (memory: the word, plus one buffer)."""
     with open(path, "rb") as f:
         f.seek(start)
-        remaining = end - start
-        carry = b""
-        while remaining > 0:
-            want = buffer_size - len(carry) if len(carry) < buffer_size else buffer_size
-            block = f.read(min(want, remaining))
+        offset = start  # file offset of the first byte not yet yielded
+        tail = b""  # the bytes from offset on that were read but not yet yielded (no cut)
+        while offset + len(tail) < end:
+            block = f.read(min(buffer_size - len(tail), end - offset - len(tail)))
             if not block:
                 raise FileChangedError(0, f"file is shorter than planned ({end} bytes)", path)
-            remaining -= len(block)
-            data = carry + block if carry else block
-            if remaining == 0:
+            data = tail + block if tail else block
+            block = tail = b""
+            if offset + len(data) == end:
                 yield data
                 return
-            cut = last_whitespace(data)
-            if cut < 0:
-                carry = data
-                continue
-            carry = data[cut + 1 :]
-            yield data[: cut + 1] if carry else data
-        if carry:
-            yield carry
+            cut = last_cut(data)
+            if cut >= 0:
+                tail = data[cut + 1 :]
+                yield data[: cut + 1] if tail else data
+                offset += cut + 1
+            elif len(data) < buffer_size:  # a short read
+                tail = data
+            else:  # one word longer than the buffer
+                stop = _word_end(f, offset + len(data), end, buffer_size, path)
+                data = b""
+                f.seek(offset)
+                word = f.read(stop - offset)
+                if len(word) < stop - offset:
+                    raise FileChangedError(0, f"file is shorter than planned ({end} bytes)",
+                                           path)
+                yield word
+                offset = stop
+
+
+def _word_end(f, pos: int, end: int, probe_size: int, path: str) -> int:
+    """Position right after the first ``CUT_BYTES`` byte at or after ``pos`` (or ``end``)."""
+    f.seek(pos)
+    while pos < end:
+        probe = f.read(min(probe_size, end - pos))
+        if not probe:
+            raise FileChangedError(0, f"file is shorter than planned ({end} bytes)", path)
+        i = probe.translate(_CUT_MARKS).find(b" ")
+        if i >= 0:
+            return pos + i + 1
+        pos += len(probe)
+    return end
 
 
 def common_root(files: Sequence[str]) -> str:

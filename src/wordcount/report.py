@@ -10,6 +10,9 @@ from collections import Counter
 from typing import IO, Any
 
 from .engines import Result
+from .exceptions import UsageError, WordcountError
+
+TEXT_WORD_MAX = 60  # characters of a word shown in text output (TSV and JSON: every one)
 
 
 def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
@@ -23,12 +26,58 @@ def top(counts: Counter[str], k: int) -> list[tuple[str, int]]:
     return heapq.nsmallest(k, counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _special(path: str) -> bool:
+    """A symlink, a device or a FIFO (/dev/stdout, a link to one): written in place, never
+    replaced."""
+    return os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)
+                                    and not os.path.isdir(path))
+
+
+def check_output(path: str | None, option: str) -> None:
+    """Refuse, before any work is done, an output file that could not be written: the
+    temporary file the final write goes through is created and removed again."""
+    if path is None:
+        return
+    try:
+        if not path or "\0" in path:
+            raise UsageError(f"{option}: not a file path: {path!r}")
+        if os.path.isdir(path):
+            raise UsageError(f"{option} {path}: is a directory")
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise UsageError(f"{option} {path}: no such directory: {parent}")
+        if _special(path):
+            if not os.access(path, os.W_OK):
+                raise UsageError(f"{option} {path}: not writable")
+            return
+        probe = f"{path}.tmp.{os.getpid()}"
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot be written: "
+                         f"{e.strerror or type(e).__name__}") from None
+
+
 def write_counts(counts: Counter[str], path: str) -> None:
-    """Every distinct word as ``word<TAB>count``, UTF-8, atomically replaced."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(f"{w}\t{n}\n" for w, n in ranked(counts))
-    os.replace(tmp, path)
+    """Every distinct word as ``word<TAB>count``, UTF-8, atomically replaced (a device or a
+    FIFO, such as /dev/stdout, is written in place)."""
+    tmp = path if _special(path) else f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(f"{w}\t{n}\n" for w, n in ranked(counts))
+        if tmp != path:
+            os.replace(tmp, path)
+    except OSError as e:
+        if tmp != path and os.path.exists(tmp):
+            os.remove(tmp)
+        raise WordcountError(f"cannot write the counts to {path}: "
+                             f"{e.strerror or type(e).__name__}") from None
+
+
+def shorten(word: str, limit: int = TEXT_WORD_MAX) -> str:
+    """A word as text output shows it: a very long one cut, with its length."""
+    return word if len(word) <= limit else f"{word[:limit]}…({len(word):,} chars)"
 
 
 def as_json(result: Result, k: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -48,7 +97,7 @@ def as_json(result: Result, k: int, extra: dict[str, Any] | None = None) -> dict
 
 def print_text(result: Result, k: int, out: IO[str] | None = None) -> None:
     out = out or sys.stdout
-    rows = top(result.counts, k)
+    rows = [(shorten(w), n) for w, n in top(result.counts, k)]
     width = max((len(w) for w, _ in rows), default=4)
     for word, n in rows:
         out.write(f"{word:<{width}}  {n:>12,}\n")
@@ -69,10 +118,16 @@ def emit(result: Result, k: int, as_json_doc: bool, counts_out: str | None,
          extra: dict[str, Any] | None = None, out: IO[str] | None = None) -> None:
     out = out or sys.stdout
     print_errors(result)
+    failed: WordcountError | None = None
     if counts_out:
-        write_counts(result.counts, counts_out)
+        try:
+            write_counts(result.counts, counts_out)
+        except WordcountError as e:  # e.g. the disk filled up: still show the result, then fail
+            failed = e
     if as_json_doc:
         json.dump(as_json(result, k, extra), out, ensure_ascii=False)
         out.write("\n")
     else:
         print_text(result, k, out)
+    if failed is not None:
+        raise failed

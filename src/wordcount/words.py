@@ -14,9 +14,10 @@ compare everything against. ``Tally`` is the fast path the engines use:
   through the reference rule; the rest of the buffer still takes the ASCII path.
 
 All paths give identical results on any bytes, as long as buffers (and tokens) are cut only
-right after ASCII whitespace (see ``planner``): such a cut never splits a word or a UTF-8
-sequence and never changes lowercasing context (whitespace is neither cased nor
-case-ignorable, so the Greek final-sigma rule sees the same neighbours).
+right after ASCII whitespace, or after an ASCII byte of ``planner.CUT_BYTES`` (ASCII
+punctuation that is neither cased nor case-ignorable): such a cut never splits a word or a
+UTF-8 sequence and never changes lowercasing context (the Greek final-sigma rule sees the same
+neighbours).
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def reference_counts(data: bytes) -> Counter[str]:
 
 
 class Tally:
-    """Accumulates word counts over buffers cut right after ASCII whitespace.
+    """Accumulates word counts over buffers cut right after ASCII whitespace (or another byte
+    of ``planner.CUT_BYTES``).
 
     ASCII buffers are counted as ``bytes`` keys (cheap), everything else as ``str`` keys; the two
     are merged once, in ``counts()``.

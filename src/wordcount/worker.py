@@ -78,7 +78,8 @@ class Heartbeat(threading.Thread):
             try:
                 if not self.queue.keep(self.claimed):
                     self.lost = True
-                    log.info("task %s %s was taken over; finishing anyway (the commit decides)",
+                    log.info("task %s %s: lease no longer ours (taken over, or just settled); "
+                             "finishing anyway (the commit decides)",
                              self.claimed.job, self.claimed.id)
                     return
             except Exception as exc:  # noqa: BLE001 - a beat failing must not kill the worker
@@ -115,8 +116,12 @@ class Worker:
         self._stop = True
 
     def run(self) -> Stats:
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        def on_signal(signum: int, frame: object) -> None:  # logged: why this worker stops
+            log.info("worker %s: %s received", self.consumer, signal.Signals(signum).name)
+            self.request_stop(signum, frame)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # supervisor, ^C, terminal
+            signal.signal(sig, on_signal)
         self.conn.ensure_functions()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
