@@ -58,3 +58,20 @@ def test_workers_with_clocks_minutes_off_still_count_exactly(redis_server, tmp_p
     assert_counts_equal(result.counts, oracle(corpus))
     assert progress.check["ok"] and progress.queue == "lease"
     assert progress.stolen > 0, "the worker behind never lost a lease: skew not exercised"
+
+
+def test_an_unknown_queue_is_a_usage_error(tmp_path, redis_server):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "a.txt").write_text("x\n")
+    env = {**os.environ, **redis_server.env()}
+    base = [sys.executable, "-m", "wordcount", "submit", str(tmp_path), "--no-wait"]
+    flag = subprocess.run([*base, "--queue", "bogus"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert flag.returncode == 2 and "invalid choice: 'bogus'" in flag.stderr
+    envvar = subprocess.run(base, env={**env, "WORDCOUNT_QUEUE": "bogus"}, capture_output=True,
+                            text=True, timeout=60)
+    assert envvar.returncode == 2 and "unknown queue 'bogus'" in envvar.stderr
+    assert "Traceback" not in flag.stderr + envvar.stderr

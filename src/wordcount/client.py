@@ -32,6 +32,7 @@ from .exceptions import (
     UsageError,
 )
 from .planner import InputError, Task
+from .protocol import task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,7 @@ def read_finished(conn: Connection, job: Job, waited: Progress | None = None) ->
 
 def task_ids(job: Job) -> list[str]:
     """The task ids of a plan, in order (deterministic: 0-<seq>)."""
-    return [f"0-{seq}" for seq in range(1, len(job.tasks) + 1)]
+    return [task_id(seq) for seq in range(1, len(job.tasks) + 1)]
 
 
 def check(job: Job, snap: Snapshot) -> dict[str, object]:
@@ -364,10 +365,10 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
 
 def dead_letters(job: Job, dead: dict[str, str]) -> list[InputError]:
     out = []
-    for task_id, reason in sorted(dead.items(), key=lambda kv: int(kv[0].split("-")[1])):
-        seq = int(task_id.split("-")[1])
+    for tid, reason in sorted(dead.items(), key=lambda kv: task_seq(kv[0])):
+        seq = task_seq(tid)
         t = job.tasks[seq - 1]
-        out.append(InputError(os.path.join(job.root, t.path), f"task {task_id} "
+        out.append(InputError(os.path.join(job.root, t.path), f"task {tid} "
                               f"[{t.start}:{t.end}] set aside: {reason}"))
     return out
 
