@@ -366,10 +366,10 @@ def test_three_workers_exact_with_ranges(cluster, tmp_path):
 
 def test_redis_sigkilled_every_few_seconds(cluster, tmp_path):
     """The chaos profile SIGKILLs Redis every 4 s (down 1.5 s) during a job of >= 30 s (48
-    tasks of 1 MiB on 4 workers at 1/80 speed: ~2.5 s a task). Redis restarts from its
+    tasks of 1 MiB on 4 workers at 1/120 speed: ~3.5 s a task). Redis restarts from its
     1-second RDB snapshots; the job completes, exactly, and the kills really happened while
     it ran."""
-    c = cluster({"WORKERS": "4", "WORKER_SLOWDOWN": "80", "CHAOS_INTERVAL": "4",
+    c = cluster({"WORKERS": "4", "WORKER_SLOWDOWN": "120", "CHAOS_INTERVAL": "4",
                  "CHAOS_DOWNTIME": "1.5", "SUBMIT_ARGS": "--chunk-size 1MiB --timeout 400"},
                 profiles=("chaos",))
     generate(c.data, 8, 3 << 20, skew=24 << 20, seed=7)

@@ -177,7 +177,7 @@ def test_two_nodes_down_stalls_the_job_until_they_are_back(cluster, corpus, corp
 
 def test_a_random_node_killed_every_3_seconds(cluster, corpus, corpus_oracle, tmp_path):
     rng = random.Random(1234)
-    job = Job(cluster, corpus, tmp_path, 3, ["--slowdown", "200", "--claim-timeout", "3000"])
+    job = Job(cluster, corpus, tmp_path, 3, ["--slowdown", "500", "--claim-timeout", "3000"])
     state = {"next": 1.0, "down": None}
 
     def nemesis(elapsed):
