@@ -153,3 +153,14 @@ def raft_binaries():
         pytest.skip(str(e))
     found.check()  # there but broken: an error, not a skip
     return found
+
+
+@pytest.fixture
+def raft_cluster(raft_binaries, tmp_path):
+    """A started 3-node RedisRaft cluster on 127.0.0.1, stopped after the test."""
+    from wordcount.raft import RaftCluster
+
+    c = RaftCluster(3, directory=str(tmp_path / "raft"), binaries=raft_binaries)
+    c.start()
+    yield c
+    c.stop()

@@ -16,7 +16,6 @@ import pytest
 import redis
 from wordcount.raft import (
     FUNCTION_PROBES,
-    RaftBinaries,
     RaftCluster,
     format_probe,
     probe_commands,
@@ -29,17 +28,9 @@ REFUSED = (redis.exceptions.ResponseError, redis.exceptions.TimeoutError,
            redis.exceptions.ConnectionError)
 
 
-@pytest.fixture(scope="module")
-def binaries(raft_binaries) -> RaftBinaries:
-    return raft_binaries
-
-
 @pytest.fixture
-def cluster(binaries, tmp_path):
-    c = RaftCluster(3, directory=str(tmp_path / "raft"), binaries=binaries)
-    c.start()
-    yield c
-    c.stop()
+def cluster(raft_cluster):
+    return raft_cluster
 
 
 def report(capsys, text: str) -> None:

@@ -23,7 +23,7 @@ from wordcount import client
 from wordcount.connection import Connection
 from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_REDIS, EXIT_USAGE
-from wordcount.raft import RaftBinaries, RaftCluster
+from wordcount.raft import RaftCluster
 from wordcount.settings import Settings
 
 from .conftest import assert_counts_equal, oracle
@@ -31,17 +31,9 @@ from .conftest import assert_counts_equal, oracle
 pytestmark = [pytest.mark.timeout(400)]
 
 
-@pytest.fixture(scope="module")
-def binaries(raft_binaries) -> RaftBinaries:
-    return raft_binaries
-
-
 @pytest.fixture
-def cluster(binaries, tmp_path):
-    c = RaftCluster(3, directory=str(tmp_path / "raft"), binaries=binaries)
-    c.start()
-    yield c
-    c.stop()
+def cluster(raft_cluster):
+    return raft_cluster
 
 
 @pytest.fixture(scope="module")
