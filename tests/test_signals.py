@@ -82,6 +82,16 @@ def wait_for(what, timeout: float, proc: subprocess.Popen):
     raise AssertionError("timed out")
 
 
+
+def reap(proc: subprocess.Popen, kids: dict[int, str]) -> None:
+    """Whatever the test left running: the command's process group and its children."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid, start in kids.items():
+        if alive(pid, start):
+            os.kill(pid, signal.SIGKILL)
+
 @pytest.mark.parametrize("signame,target", [
     ("SIGTERM", "pid"), ("SIGHUP", "pid"), ("SIGINT", "pid"),
     ("SIGINT", "group"),  # Ctrl-C: the terminal signals the whole foreground process group
@@ -117,12 +127,7 @@ def test_run_stops_the_whole_local_cluster(slow_corpus, tmp_path, signame, targe
         out, err = proc.communicate(timeout=60)
         elapsed = time.monotonic() - started
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for pid, start in kids.items():
-            if alive(pid, start):
-                os.kill(pid, signal.SIGKILL)
+        reap(proc, kids)
 
     assert proc.returncode == 128 + signum, err
     assert "Traceback" not in err
@@ -162,12 +167,7 @@ def test_count_with_the_processes_engine_stops_its_pool(tmp_path, signame):
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for pid, start in kids.items():
-            if alive(pid, start):
-                os.kill(pid, signal.SIGKILL)
+        reap(proc, kids)
         big.unlink()
     assert proc.returncode == 128 + signum, err
     assert err.strip().splitlines() == [f"wordcount: stopped by {signame}; nothing was printed"]

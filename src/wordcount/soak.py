@@ -500,8 +500,7 @@ def _connect(server: Any) -> Any:
 
     settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password)
     conn = Connection(settings, name="wordcount-soak")
-    ensure = getattr(conn, "ensure_functions", None) or conn.load_functions
-    ensure()
+    conn.ensure_functions()
     return conn
 
 
@@ -522,14 +521,9 @@ def _tail_errors(path: Path, limit: int = 3) -> str:
     return " | ".join(ln[:240] for ln in reversed(unique))
 
 
-def _check_queue(queue: str | None) -> None:
-    if queue is not None and "queue" not in getattr(client.Job, "__dataclass_fields__", {}):
-        raise WordcountError("this client has no task queue choice (Job.queue): drop --queue")
-
-
 def _set_queue(job: client.Job, queue: str | None) -> None:
     if queue is not None:
-        job.queue = queue  # type: ignore[attr-defined]
+        job.queue = queue
 
 
 def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -541,7 +535,6 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
     lease) sets the jobs' task queue, where the client has that choice (else the default)."""
     from .embedded import RedisServer, WorkerPool
 
-    _check_queue(queue)
     plan = plan or draw_plan(seed, commit_path)
     report = RunReport(seed=seed, commit_path=commit_path,
                        faults_planned=len(plan.faults) + int(plan.late_kill))
@@ -603,8 +596,7 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
                 client.forget(conn, JOB_NAME)
                 inputs = rundir / ("b" if plan.replan == "corpus" else "a")
                 job = client.plan_job([str(inputs)], plan.chunk_size2, JOB_NAME)
-                if hasattr(job, "replace"):  # the client knows "this plan replaces that name"
-                    job.replace = True
+                job.replace = True  # this plan replaces that name, also after a rollback
                 _set_queue(job, queue)
                 report.tasks, report.bytes = len(job.tasks), job.total_bytes
                 client.submit(conn, job)
@@ -722,7 +714,6 @@ def run_many(runs: int, seed: int, paths: Sequence[str] = PATHS, workdir: Path |
     for p in paths:
         if p not in PATHS:
             raise ValueError(f"commit path must be one of {', '.join(PATHS)}: {p!r}")
-    _check_queue(queue)
     own = workdir is None
     base = Path(tempfile.mkdtemp(prefix="wordcount-soak-")) if own else Path(workdir)
     base.mkdir(parents=True, exist_ok=True)
