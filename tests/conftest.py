@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections import Counter
@@ -22,6 +23,20 @@ NASTY_TEXTS: dict[str, bytes] = {
     "blank.txt": b" \t\n\r\v\f  \n\n",
     "underscores.txt": b"snake_case_word don't x__y 1_000 _lead trail_\n" * 20,
 }
+
+
+@pytest.fixture(autouse=True)
+def _root_log_handlers():
+    """In-process CLI calls configure the root logger (basicConfig) on the stderr that pytest
+    captured for that test: take their handlers away afterwards, or later tests log into a
+    closed stream ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
 
 
 def binary_noise(seed: int, size: int) -> bytes:

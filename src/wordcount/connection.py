@@ -181,10 +181,17 @@ class Connection:
         if isinstance(exc, LeaderMoved):
             log.debug("following the Raft leader: %s", exc)
         elif first_no_leader or state.attempt_number in (1, 5) or state.attempt_number % 20 == 0:
-            what = ("waiting for a Raft leader" if isinstance(exc, NoLeader)
+            # with several nodes, any failure means no leader answered: a dead leader refuses
+            # connections, a follower names it (MOVED) or has none (CLUSTERDOWN)
+            what = ("waiting for a Raft leader" if self.clustered or isinstance(exc, NoLeader)
                     else "redis unavailable")
             log.warning("%s (%s: %s); retrying (attempt %d)", what, type(exc).__name__, exc,
                         state.attempt_number)
+
+    @property
+    def clustered(self) -> bool:
+        """The URL lists several nodes (a RedisRaft cluster)."""
+        return len(self._nodes) > 1
 
     def call(self, fn: Callable[[redis.Redis], T], retry_seconds: float | None = None) -> T:
         """Run ``fn(client)``, retrying through outages (and following a Raft leader)."""
