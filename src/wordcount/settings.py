@@ -33,6 +33,7 @@ class Settings:
     speculate_min_ms: int = 2_000  # ... and at least this old
     data_root: str | None = None  # where a worker finds the job's files (default: job's root)
     queue: str = "auto"  # the queue new jobs go to: stream | lease | auto (lease on RedisRaft)
+    keep_jobs_s: float = 7 * 86400.0  # a finished job's keys are removed this long after its end
 
     @property
     def heartbeat_s(self) -> float:
@@ -76,6 +77,8 @@ class Settings:
     def validate(self) -> None:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise UsageError(f"not a Redis URL: {self.safe_url}")
+        if self.keep_jobs_s < 0:
+            raise UsageError("WORDCOUNT_KEEP_JOBS_S must be >= 0 (seconds a finished job is kept)")
         if self.claim_timeout_ms < 10 or self.max_attempts < 1 or self.commit_pairs < 1:
             raise UsageError("claim timeout must be >= 10 ms, max attempts and commit pairs >= 1")
         if self.queue not in ("stream", "lease", "auto"):
