@@ -66,16 +66,14 @@ class Tally:
     are merged once, in ``counts()``.
     """
 
-    __slots__ = ("_arrow", "_ascii", "_text", "nbytes")
+    __slots__ = ("_arrow", "_ascii", "_text")
 
     def __init__(self) -> None:
         self._ascii: Counter[bytes] = Counter()
         self._text: Counter[str] = Counter()
-        self.nbytes = 0
         self._arrow = USE_ARROW
 
     def add(self, data: bytes) -> None:
-        self.nbytes += len(data)
         if data.isascii():
             self._add_ascii(data)
             return
