@@ -21,12 +21,15 @@ A task is settled exactly once: its id enters the `done` hash (with its word tot
 `dead` hash, in the same call that applies its counts (or accepts its staged pieces). That hash,
 not the stream's pending list, is the gate: whoever commits first wins, the others are no-ops.
 
-Job meta hash fields: plan, epoch, total, bytes, root, submitted, done, dead, words, done_bytes,
-busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state ("running" | "done").
-The job is done when done + dead == total and no accepted staged piece is still unmerged.
+Job meta hash fields (wordcount/protocol.py Meta names them for Python): plan, epoch, queue,
+total, bytes, root, errors (JSON: inputs the client could not plan), submitted, done, dead,
+words, done_bytes, busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state
+("running" | "done" | "cancelled").
+The job is done when done + dead == total and no accepted staged piece is still unmerged. A
+cancelled job takes no commit, stage, merge or dead letter any more (they answer GONE).
 ]]
 
-local PROTOCOL = '4'
+local PROTOCOL = '5'
 
 local STALE = -1    -- the job exists under another epoch (re-planned): nothing changed
 local GONE = -2     -- the job does not exist: nothing changed
@@ -44,11 +47,11 @@ local function hget_number(key, field)
   return tonumber(redis.call('HGET', key, field) or '0') or 0
 end
 
--- nil when the job exists with this epoch; else STALE or GONE.
+-- nil when the job exists with this epoch and is not cancelled; else STALE or GONE.
 local function check_epoch(meta, epoch)
-  local current = redis.call('HGET', meta, 'epoch')
-  if not current then return GONE end
-  if current ~= epoch then return STALE end
+  local current = redis.call('HMGET', meta, 'epoch', 'state')
+  if not current[1] or current[2] == 'cancelled' then return GONE end
+  if current[1] ~= epoch then return STALE end
   return nil
 end
 
@@ -92,7 +95,8 @@ KEYS: 1 meta, 2 jobs, 3 merges, 4 done, 5 dead, 6 leases, then the queue's own k
       stream queue: 7 stream;  lease queue: 7 expiry (zset), 8 owners (hash)
 ARGV: 1 protocol, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
       id, 6 epoch, 7 job, then what each function adds.
-Returns the key table, with k.leave(id): the task leaves its queue (it is settled), and the
+Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled; a dead
+letter is kept in the stream, acknowledged, so that wc_requeue can deliver it again), and the
 index of the first KEYS entry after the queue's own keys. ]]
 local function settle_keys(keys, args)
   local k = {meta = keys[1], jobs = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
@@ -101,9 +105,9 @@ local function settle_keys(keys, args)
     -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
     -- rollback the group's last-delivered id may lie before it)
     local stream, group = keys[7], args[4]
-    k.leave = function(id)
+    k.leave = function(id, keep)
       redis.call('XACK', stream, group, id)
-      redis.call('XDEL', stream, id)
+      if not keep then redis.call('XDEL', stream, id) end
     end
     return k, 8
   end
@@ -121,13 +125,15 @@ local function wc_version(keys, args)
   return PROTOCOL
 end
 
--- Create the job's meta hash (ARGV of both submit functions: 2 now, 4 plan, 5 epoch, 6 total,
--- 7 bytes, 8 root) recording which queue it uses.
-local function create_job(meta, args, kind)
+-- Create the job's meta hash (ARGV of both submit functions: 2 now, 3 job, 4 plan, 5 epoch,
+-- 6 total, 7 bytes, 8 root, 11 errors) recording which queue it uses, and list it in the
+-- registry of all jobs (zset job -> created ms).
+local function create_job(meta, registry, args, kind)
   redis.call('HSET', meta, 'plan', args[4], 'epoch', args[5], 'queue', kind, 'total', args[6],
-    'bytes', args[7], 'root', args[8], 'submitted', 0, 'done', 0, 'dead', 0, 'words', 0,
-    'done_bytes', 0, 'busy_ms', 0, 'stolen', 0, 'backups', 0, 'duplicates', 0,
-    'created_ms', args[2], 'state', 'running')
+    'bytes', args[7], 'root', args[8], 'errors', args[11], 'submitted', 0, 'done', 0,
+    'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0, 'backups', 0,
+    'duplicates', 0, 'created_ms', args[2], 'state', 'running')
+  redis.call('ZADD', registry, args[2], args[3])
 end
 
 -- nil if the job can take this plan (and queue kind), else the WCCONFLICT error.
@@ -147,15 +153,18 @@ end
 local function submitted_reply(meta, jobs, job, added, submitted)
   redis.call('HSET', meta, 'submitted', submitted)
   local state = redis.call('HGET', meta, 'state')
-  if state ~= 'done' then redis.call('SADD', jobs, job) end
+  if state == 'running' then redis.call('SADD', jobs, job) end
   return {added, submitted, redis.call('HGET', meta, 'epoch'), state}
 end
 
 --[[ wc_submit: create the job (once) on the stream queue and append tasks with
-deterministic ids 0-<seq>.
-KEYS: 1 stream, 2 meta, 3 jobs (set of active job names)
+deterministic ids 0-<seq> (each also recorded in specs, so that the plan can be read back:
+`wordcount result JOB`).
+KEYS: 1 stream, 2 meta, 3 jobs (set of active job names), 4 registry (zset of all jobs),
+      5 specs (hash id -> JSON [path, start, end])
 ARGV: 1 protocol, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
       6 total tasks, 7 total bytes, 8 data root, 9 group, 10 seq of the first task below,
+      11 errors (JSON list of [path, why]: inputs that could not be planned),
       then 3 values per task: path, start, end
 Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state}
 Idempotent: tasks whose seq is <= meta.submitted are skipped, so replaying a batch or
@@ -164,20 +173,21 @@ Error WCCONFLICT: the job exists with a different plan or queue (nothing changed
 local function wc_submit(keys, args)
   local err = version_error(args) or plan_conflict(keys[2], args, 'stream')
   if err then return err end
-  local stream, meta, jobs = keys[1], keys[2], keys[3]
+  local stream, meta, jobs, specs = keys[1], keys[2], keys[3], keys[5]
   if redis.call('EXISTS', meta) == 0 then
-    redis.call('DEL', stream)
+    redis.call('DEL', stream, specs)
     redis.call('XGROUP', 'CREATE', stream, args[9], '0', 'MKSTREAM')
-    create_job(meta, args, 'stream')
+    create_job(meta, keys[4], args, 'stream')
   end
   local epoch = redis.call('HGET', meta, 'epoch')
   local submitted = hget_number(meta, 'submitted')
   local added = 0
   local seq = tonumber(args[10])
-  for i = 11, #args, 3 do
+  for i = 12, #args, 3 do
     if seq > submitted then
       redis.call('XADD', stream, '0-' .. seq, 'path', args[i], 'start', args[i + 1],
         'end', args[i + 2], 'epoch', epoch)
+      redis.call('HSET', specs, '0-' .. seq, cjson.encode({args[i], args[i + 1], args[i + 2]}))
       submitted = seq
       added = added + 1
     end
@@ -304,7 +314,7 @@ local function wc_dead(keys, args)
   local k = settle_keys(keys, args)
   local bad = check_epoch(k.meta, args[6])
   if bad then return bad end
-  k.leave(args[5])
+  k.leave(args[5], true)
   if settled(k.done, k.dead, args[5]) then return 0 end
   redis.call('HSET', k.dead, args[5], args[8])
   redis.call('ZREM', k.leases, args[5])
@@ -429,7 +439,8 @@ end
 
 --[[ wc_lease_submit: create the job (once) on the lease queue and append tasks 0-<seq>.
 KEYS: 1 meta, 2 queue (list of ids never taken), 3 specs (hash id -> [path, start, end]),
-      4 expiry, 5 owners, 6 attempts, 7 leases, 8 notify (list), 9 done, 10 dead, 11 jobs
+      4 expiry, 5 owners, 6 attempts, 7 leases, 8 notify (list), 9 done, 10 dead, 11 jobs,
+      12 registry
 ARGV: as wc_submit (9 unused)
 Returns: as wc_submit. Idempotent the same way. Wakes idle workers (notify). ]]
 local function wc_lease_submit(keys, args)
@@ -438,12 +449,12 @@ local function wc_lease_submit(keys, args)
   local k = lease_keys(keys)
   if redis.call('EXISTS', k.meta) == 0 then
     redis.call('DEL', k.queue, k.specs, k.expiry, k.owners, k.attempts, k.leases, k.notify)
-    create_job(k.meta, args, 'lease')
+    create_job(k.meta, keys[12], args, 'lease')
   end
   local submitted = hget_number(k.meta, 'submitted')
   local added = 0
   local seq = tonumber(args[10])
-  for i = 11, #args, 3 do
+  for i = 12, #args, 3 do
     if seq > submitted then
       local id = '0-' .. seq
       redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2]}))
@@ -526,6 +537,75 @@ local function wc_lease_speculate(keys, args)
   return nil
 end
 
+-- ---------------------------------------------------------------------------------------------
+-- Operating jobs (wordcount cancel / requeue).
+
+--[[ wc_cancel: stop a running job. It leaves the active set (no worker takes its tasks any
+more) and every later commit, stage, merge or dead letter of it answers GONE (check_epoch), so
+its partial counts stay as they are; the job and its keys stay until deleted or expired.
+KEYS: 1 meta, 2 jobs
+ARGV: 1 protocol, 2 now, 3 job
+Returns: 1 cancelled, 0 not running (already done or cancelled: nothing changed), -2 gone. ]]
+local function wc_cancel(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local state = redis.call('HGET', keys[1], 'state')
+  if not state then return GONE end
+  if state ~= 'running' then return 0 end
+  redis.call('HSET', keys[1], 'state', 'cancelled', 'finished_ms', args[2])
+  redis.call('SREM', keys[2], args[3])
+  return 1
+end
+
+--[[ wc_requeue: give dead-lettered tasks new attempts (after their cause was fixed). Each named
+task that is still in the dead hash leaves it, and goes back to its queue: on the lease queue
+to the list of tasks never taken, with its delivery count reset; on the stream queue (where a
+dead letter stays, acknowledged) by moving the group's last-delivered id back to just before
+the first of them, so that the group delivers them again (with any later entry still held by a
+worker: a second attempt of those, whose commit the done hash settles once). The job runs
+again until every task is settled once more.
+KEYS: 1 meta, 2 jobs, 3 dead, then stream queue: 4 stream; lease queue: 4 queue, 5 attempts,
+      6 notify
+ARGV: 1 protocol, 2 now, 3 queue kind, 4 group, 5 job, then task ids in plan order (the
+      caller reads them from the dead hash: no HKEYS here, whose order differs between nodes)
+Returns: tasks requeued. Error WCSTATE: the job is cancelled. ]]
+local function wc_requeue(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local meta, jobs, dead = keys[1], keys[2], keys[3]
+  local state = redis.call('HGET', meta, 'state')
+  if not state then return GONE end
+  if state == 'cancelled' then
+    return redis.error_reply('WCSTATE job ' .. args[5] .. ' is cancelled: submit it again')
+  end
+  local requeued, first = 0, nil
+  for i = 6, #args do
+    local id = args[i]
+    if redis.call('HDEL', dead, id) == 1 then
+      requeued = requeued + 1
+      if args[3] == 'lease' then
+        redis.call('HDEL', keys[5], id)
+        redis.call('RPUSH', keys[4], id)
+      else
+        local seq = tonumber(string.match(id, '^0%-(%d+)$'))
+        if seq and (not first or seq < first) then first = seq end
+      end
+    end
+  end
+  if requeued == 0 then return 0 end
+  if args[3] == 'lease' then
+    redis.call('RPUSH', keys[6], unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(requeued, 8)))
+    redis.call('LTRIM', keys[6], 0, 63)
+  elseif first then
+    redis.call('XGROUP', 'SETID', keys[4], args[4], '0-' .. (first - 1))
+  end
+  redis.call('HINCRBY', meta, 'dead', -requeued)
+  redis.call('HSET', meta, 'state', 'running')
+  redis.call('HDEL', meta, 'finished_ms')
+  redis.call('SADD', jobs, args[5])
+  return requeued
+end
+
 redis.register_function{function_name = 'wc_version', callback = wc_version,
   flags = {'no-writes'}}
 redis.register_function('wc_submit', wc_submit)
@@ -541,3 +621,5 @@ redis.register_function('wc_lease_submit', wc_lease_submit)
 redis.register_function('wc_lease_claim', wc_lease_claim)
 redis.register_function('wc_lease_heartbeat', wc_lease_heartbeat)
 redis.register_function('wc_lease_speculate', wc_lease_speculate)
+redis.register_function('wc_cancel', wc_cancel)
+redis.register_function('wc_requeue', wc_requeue)

@@ -11,6 +11,7 @@ submitting the same unchanged inputs again, after a client crash or a Redis rest
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -26,13 +27,14 @@ from .connection import Connection
 from .engines import Result
 from .exceptions import (
     DeadlineExceededError,
+    JobCancelledError,
     JobConflictError,
     JobInconsistentError,
     JobLostError,
     UsageError,
 )
 from .planner import InputError, Task
-from .protocol import task_id, task_seq
+from .protocol import Meta, task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -120,10 +122,15 @@ def submit(conn: Connection, job: Job) -> int:
 
 def _submit_batches(conn: Connection, job: Job) -> int:
     added = 0
+    errors = json.dumps([[e.path, e.error] for e in job.errors], ensure_ascii=False)
     for i in range(0, len(job.tasks), SUBMIT_BATCH):
         batch = job.tasks[i:i + SUBMIT_BATCH]
-        added += functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks),
-                                  job.total_bytes, job.root, i + 1, batch, job.queue).added
+        reply = functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks),
+                                 job.total_bytes, job.root, i + 1, batch, job.queue, errors)
+        if reply.state == "cancelled" and not job.replace:
+            raise JobCancelledError(f"job {job.name} was cancelled: submit it with --fresh to "
+                                    "count it again")
+        added += reply.added
     return added
 
 
@@ -134,6 +141,7 @@ def forget(conn: Connection, name: str) -> int:
     def run(r) -> int:
         n = r.delete(keys.meta(name))
         r.srem(keys.jobs(), name)
+        r.zrem(keys.registry(), name)
         for key in r.scan_iter(match=keys.job_pattern(name), count=1000):
             n += r.delete(key)
         return n
@@ -162,12 +170,30 @@ class Progress:
     resubmits: int = 0  # client-side: times the job had to be resubmitted
     check: dict[str, object] = field(default_factory=dict)  # client-side: the self-check
 
+    root: str = ""
+    errors: str = "[]"  # JSON [[path, why], ...]: inputs the submitting client could not plan
+
     @property
     def finished(self) -> bool:
         return self.state == "done"
 
+    @property
+    def job_seconds(self) -> float:
+        """The job's own time: from its creation to its end (or to now, while it runs)."""
+        if not self.created_ms:
+            return 0.0
+        end = self.finished_ms or int(time.time() * 1000)
+        return max(0.0, (end - self.created_ms) / 1000)
 
-_TEXT_FIELDS = ("state", "plan", "epoch", "queue")
+
+def parse_meta(meta: dict[str, str]) -> dict[str, object]:
+    """The meta hash's fields as Progress takes them (texts as they are, the rest as ints)."""
+    fields = Progress.__dataclass_fields__
+    out: dict[str, object] = {k: (v if k in Meta.TEXT else int(v)) for k, v in meta.items()
+                              if k in fields and k not in ("resubmits", "check")}
+    out.setdefault(Meta.STATE, "running")
+    out.setdefault(Meta.QUEUE, "stream")
+    return out
 
 
 def progress(conn: Connection, name: str) -> Progress:
@@ -182,13 +208,9 @@ def progress(conn: Connection, name: str) -> Progress:
     meta, *pending = conn.call(run)
     if not meta:
         return Progress()
-    fields = Progress.__dataclass_fields__
-    ints = {k: int(v) for k, v in meta.items() if k in fields
-            and k not in (*_TEXT_FIELDS, "resubmits", "check")}
-    texts = {k: meta[k] for k in _TEXT_FIELDS if k in meta}
-    texts.setdefault("state", "running")
-    texts.setdefault("queue", "stream")
-    return Progress(pending=queues.pending_count(texts["queue"], *pending), **texts, **ints)
+    values = parse_meta(meta)
+    return Progress(pending=queues.pending_count(str(values[Meta.QUEUE]), *pending),
+                    **values)  # type: ignore[arg-type]
 
 
 class Follower:
@@ -201,6 +223,7 @@ class Follower:
         self.started = time.monotonic()
         self._last_line = 0.0
         self._bar = None
+        self._first_bytes: int | None = None  # done when we began following (a resumed job)
 
     def __enter__(self) -> Follower:
         if self.live:
@@ -221,7 +244,10 @@ class Follower:
 
     def update(self, p: Progress) -> None:
         elapsed = time.monotonic() - self.started
-        mb_s = p.done_bytes / elapsed / 1e6 if elapsed > 0 else 0.0
+        if self._first_bytes is None:
+            self._first_bytes = p.done_bytes
+        since = p.done_bytes - self._first_bytes  # what was counted while we watched
+        mb_s = since / elapsed / 1e6 if elapsed > 0.5 else 0.0
         detail = (f"pending {p.pending}, stolen {p.stolen}, backups {p.backups}, dead {p.dead}, "
                   f"{mb_s:.1f} MB/s")
         if self._bar is not None:
@@ -251,6 +277,9 @@ def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
                             "partly submitted" if p.plan == job.plan_id else "another plan")
                 submit(conn, job)
                 continue
+            if p.state == "cancelled":
+                raise JobCancelledError(f"job {job.name} was cancelled (wordcount cancel): "
+                                        f"{p.done + p.dead}/{p.total} tasks had settled")
             follower.update(p)
             if p.finished:
                 if p.pending:

@@ -9,6 +9,8 @@ EXIT_INPUT_ERRORS = 3  # some inputs could not be read / tasks were dead-lettere
 EXIT_REDIS = 4  # Redis unreachable, wrong password, protocol mismatch
 EXIT_INCONSISTENT = 5  # the job finished but its result failed the end-to-end self-check
 EXIT_TIMEOUT = 6  # --timeout passed before the command finished (a submitted job keeps running)
+EXIT_NOT_FINISHED = 7  # `result JOB`: the job is still running (`wait JOB` waits for it)
+EXIT_CANCELLED = 8  # the job was cancelled (`wordcount cancel`)
 EXIT_INTERRUPTED = 130
 
 
@@ -47,6 +49,22 @@ class JobConflictError(WordcountError):
     """A job of that name exists in Redis with a different plan."""
 
     exit_code = EXIT_USAGE
+
+
+class NoSuchJobError(UsageError):
+    """No job of that name in Redis (never submitted, deleted, or expired)."""
+
+
+class JobNotFinishedError(WordcountError):
+    """``result JOB`` of a job that is still running."""
+
+    exit_code = EXIT_NOT_FINISHED
+
+
+class JobCancelledError(WordcountError):
+    """The job was cancelled: it takes no commit any more; its counts are partial."""
+
+    exit_code = EXIT_CANCELLED
 
 
 class DeadlineExceededError(WordcountError):

@@ -17,16 +17,16 @@ from redis.exceptions import ResponseError
 
 from . import keys
 from .connection import PROTOCOL, Connection
-from .exceptions import JobConflictError
+from .exceptions import JobCancelledError, JobConflictError
 from .planner import Task
 from .protocol import Applied, Claimed, Submitted, now_ms
 
 
 def _submit(conn: Connection, name: str, keys_: list[str], job: str, plan_id: str, epoch: str,
-            total: int, total_bytes: int, root: str, first_seq: int,
-            tasks: Iterable[Task]) -> Submitted:
+            total: int, total_bytes: int, root: str, first_seq: int, tasks: Iterable[Task],
+            errors: str) -> Submitted:
     args: list[object] = [PROTOCOL, now_ms(), job, plan_id, epoch, total, total_bytes, root,
-                          keys.GROUP, first_seq]
+                          keys.GROUP, first_seq, errors]
     for t in tasks:
         args += [t.path, t.start, t.end]
     try:
@@ -40,15 +40,17 @@ def _submit(conn: Connection, name: str, keys_: list[str], job: str, plan_id: st
 
 
 def submit(conn: Connection, job: str, plan_id: str, epoch: str, total: int, total_bytes: int,
-           root: str, first_seq: int, tasks: Iterable[Task], kind: str = "stream") -> Submitted:
+           root: str, first_seq: int, tasks: Iterable[Task], kind: str = "stream",
+           errors: str = "[]") -> Submitted:
     """Append tasks first_seq.. of a job (creating it, with ``epoch``, on the ``kind`` queue,
-    on first call)."""
+    on first call; ``errors`` is the JSON list of inputs that could not be planned)."""
     if kind == "stream":
-        keys_ = [keys.tasks(job), keys.meta(job), keys.jobs()]
+        keys_ = [keys.tasks(job), keys.meta(job), keys.jobs(), keys.registry(),
+                 keys.specs(job)]
         return _submit(conn, "wc_submit", keys_, job, plan_id, epoch, total, total_bytes, root,
-                       first_seq, tasks)
-    return _submit(conn, "wc_lease_submit", [*_lease_keys(job), keys.jobs()], job, plan_id,
-                   epoch, total, total_bytes, root, first_seq, tasks)
+                       first_seq, tasks, errors)
+    return _submit(conn, "wc_lease_submit", [*_lease_keys(job), keys.jobs(), keys.registry()],
+                   job, plan_id, epoch, total, total_bytes, root, first_seq, tasks, errors)
 
 
 # -- settling a task (both queues) ----------------------------------------------------------------
@@ -169,3 +171,26 @@ def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) 
     """Extend our lease to now + lease_ms if we still own the task; False when we lost it."""
     return bool(conn.fcall("wc_lease_heartbeat", [keys.expiry(c.job), keys.owners(c.job)],
                            [PROTOCOL, now_ms(), consumer, c.id, lease_ms]))
+
+
+# -- operating jobs -------------------------------------------------------------------------------
+
+def cancel(conn: Connection, job: str) -> Applied:
+    """APPLIED: the running job is cancelled; DUPLICATE: it was not running; GONE: no such job."""
+    return Applied(conn.fcall("wc_cancel", [keys.meta(job), keys.jobs()],
+                              [PROTOCOL, now_ms(), job]))
+
+
+def requeue(conn: Connection, job: str, kind: str, task_ids: Sequence[str]) -> int:
+    """Give these dead-lettered tasks new attempts; returns how many were requeued (a task no
+    longer dead is skipped). JobCancelledError if the job is cancelled."""
+    queue_keys = ([keys.tasks(job)] if kind == "stream" else
+                  [keys.queue(job), keys.attempts(job), keys.notify(job)])
+    try:
+        n = conn.fcall("wc_requeue", [keys.meta(job), keys.jobs(), keys.dead(job), *queue_keys],
+                       [PROTOCOL, now_ms(), kind, keys.GROUP, job, *task_ids])
+    except ResponseError as exc:
+        if str(exc).startswith("WCSTATE"):
+            raise JobCancelledError(str(exc)[len("WCSTATE "):]) from None
+        raise
+    return max(int(n), 0)

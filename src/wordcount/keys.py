@@ -3,7 +3,9 @@
 A job's keys share the hash tag ``{job}`` so a job lives in one slot (cluster/RedisRaft
 friendly), and Lua receives all of them in KEYS.
 
-    wc:jobs                      set    names of active (unfinished) jobs
+    wc:jobs                      set    names of active (running) jobs: what workers serve
+    wc:registry                  zset   every job kept in Redis -> its creation ms
+    wc:workers                   hash   worker name -> JSON of what it does (wordcount workers)
     wc:{J}:tasks                     stream tasks, id 0-<seq>, fields path/start/end/epoch;
                                             group "workers"
     wc:{J}:meta                      hash   plan, epoch, totals, progress counters, state
@@ -11,11 +13,11 @@ friendly), and Lua receives all of them in KEYS.
     wc:{J}:done                      hash   task id -> its word total (settled: applied)
     wc:{J}:dead                      hash   task id -> reason (settled: dead letters)
     wc:{J}:leases                    zset   task id -> start ms of its current attempt
+    wc:{J}:specs                     hash   task id -> JSON [path, start, end] (the plan)
     wc:{J}:merges                    set    accepted stage pieces not yet applied (key names)
     wc:{J}:stage:<id>:<attempt>:<k>  list   piece k of a big task's word, count pairs
   lease queue only (no streams: RedisRaft refuses them):
     wc:{J}:queue                     list   ids of tasks never taken, in plan order
-    wc:{J}:specs                     hash   task id -> JSON [path, start, end]
     wc:{J}:expiry                    zset   task id -> lease deadline ms (taken, unsettled)
     wc:{J}:owners                    hash   task id -> consumer holding its current lease
     wc:{J}:attempts                  hash   task id -> deliveries so far
@@ -31,6 +33,14 @@ LIBRARY = "wordcount"
 
 def jobs() -> str:
     return f"{PREFIX}:jobs"
+
+
+def registry() -> str:
+    return f"{PREFIX}:registry"
+
+
+def workers() -> str:
+    return f"{PREFIX}:workers"
 
 
 def _job(job: str, name: str) -> str:

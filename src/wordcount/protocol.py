@@ -57,12 +57,42 @@ class Claimed:
         return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind)
 
 
+class Meta:
+    """The job meta hash's field names (``wc:{J}:meta``; ``create_job`` in wordcount.lua writes
+    them all, and a test checks that the two lists agree)."""
+
+    PLAN = "plan"  # the plan id: a hash of the inputs' identity and byte ranges
+    EPOCH = "epoch"  # the incarnation: tasks of another epoch are never applied
+    QUEUE = "queue"  # the queue kind the job was submitted to
+    TOTAL = "total"  # tasks in the plan
+    BYTES = "bytes"  # bytes in the plan
+    ROOT = "root"  # the data root task paths are relative to
+    ERRORS = "errors"  # JSON [[path, why], ...]: inputs the submitting client could not plan
+    SUBMITTED = "submitted"  # tasks in Redis so far
+    DONE = "done"  # tasks settled with their counts
+    DEAD = "dead"  # tasks set aside (dead letters)
+    WORDS = "words"  # words the accepted commits reported
+    DONE_BYTES = "done_bytes"
+    BUSY_MS = "busy_ms"  # counting time of the accepted commits
+    STOLEN = "stolen"
+    BACKUPS = "backups"
+    DUPLICATES = "duplicates"
+    CREATED_MS = "created_ms"
+    FINISHED_MS = "finished_ms"  # when it was done or cancelled (absent while running)
+    STATE = "state"  # one of JOB_STATES
+
+    TEXT = (PLAN, EPOCH, QUEUE, ROOT, ERRORS, STATE)  # every other field is an integer
+
+
+JOB_STATES = ("running", "done", "cancelled")
+
+
 @dataclass(frozen=True)
 class Submitted:
     added: int  # tasks added by this call
     submitted: int  # tasks in Redis so far
     epoch: str  # the job incarnation in Redis
-    state: str  # "running" | "done"
+    state: str  # one of JOB_STATES
 
 
 def task_seq(task_id: str) -> int:

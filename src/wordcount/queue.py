@@ -32,7 +32,7 @@ from redis.exceptions import ResponseError
 from . import functions, keys
 from .connection import Connection
 from .exceptions import UsageError
-from .protocol import QUEUES, Applied, Claimed
+from .protocol import QUEUES, Applied, Claimed, Meta
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class Queues:
 
     def _read_info(self, job: str) -> JobInfo | None:
         plan, epoch, root, kind = self.conn.call(
-            lambda r: r.hmget(keys.meta(job), "plan", "epoch", "root", "queue"))
+            lambda r: r.hmget(keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE))
         if plan is None:
             self._info.pop(job, None)
             return None
@@ -262,7 +262,7 @@ class Queues:
         for job in jobs:
             def read(r, job=job):
                 pipe = r.pipeline(transaction=False)
-                pipe.hget(keys.meta(job), "epoch")
+                pipe.hget(keys.meta(job), Meta.EPOCH)
                 pipe.smembers(keys.merges(job))
                 return pipe.execute()
             epoch, pieces = self.conn.call(read)

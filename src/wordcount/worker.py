@@ -18,13 +18,14 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from . import engines, keys, planner
 from .connection import Connection
 from .exceptions import ShutdownRequested
 from .protocol import Applied, Claimed
 from .queue import Queues, TaskQueue
+from .registry import Registration
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,21 @@ def consumer_name() -> str:
 
 
 class Heartbeat(threading.Thread):
-    """Keeps one task alive while it is being counted (every claim_timeout / 3)."""
+    """Keeps one task alive while it is being counted (every claim_timeout / 3), and the
+    worker's registry entry fresh."""
 
-    def __init__(self, queue: TaskQueue, claimed: Claimed, interval: float) -> None:
+    def __init__(self, queue: TaskQueue, claimed: Claimed, interval: float,
+                 registration: Registration | None = None) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{claimed.id}")
         self.queue, self.claimed, self.interval = queue, claimed, interval
+        self.registration = registration
         self.stopped = threading.Event()
         self.lost = False
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
+            if self.registration is not None:
+                self.registration.update()
             try:
                 if not self.queue.keep(self.claimed):
                     self.lost = True
@@ -102,6 +108,8 @@ class Worker:
         self.commit_mode = commit_mode
         self.idle_grace_s = idle_grace_s
         self.stats = Stats()
+        self.registration = Registration(self.conn, self.consumer,
+                                         every_s=max(settings.heartbeat_s, 1.0))
         self._stop = False
         self._busy = False  # counting a task: a stop request waits for it to be committed
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
@@ -114,6 +122,8 @@ class Worker:
             raise ShutdownRequested()
         log.info("stopping after the current task (signal again to stop now)")
         self._stop = True
+        self.registration.report.state = "stopping"  # written by the next update (no I/O in a
+        # signal handler: the main thread may be inside a Redis call)
 
     def run(self) -> Stats:
         def on_signal(signum: int, frame: object) -> None:  # logged: why this worker stops
@@ -125,6 +135,16 @@ class Worker:
         self.conn.ensure_functions()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
+        self.registration.update(force=True)
+        try:
+            self._loop()
+            self.drain()
+        finally:
+            self.registration.remove()
+        log.info("worker %s done: %s", self.consumer, self.stats)
+        return self.stats
+
+    def _loop(self) -> None:
         idle_since: float | None = None
         while not self._stop:
             if self.work_once():
@@ -136,19 +156,18 @@ class Worker:
             if self.exit_when_idle and time.monotonic() - idle_since >= self.idle_grace_s:
                 log.info("no job has work left; exiting")
                 break
-        self.drain()
-        log.info("worker %s done: %s", self.consumer, self.stats)
-        return self.stats
 
     def work_once(self) -> bool:
         """One iteration. False when there is no active job at all."""
         jobs = self.queue.active_jobs()
         if not jobs:
+            self.registration.idle()
             time.sleep(self.settings.block_ms / 1000)
             return False
         claimed = self.queue.take(jobs)
         if claimed is None:
             self.drain()
+            self.registration.idle()
             self.queue.finish_merges(jobs)
             return True
         self._busy = True
@@ -170,6 +189,7 @@ class Worker:
         """Claim → count on this thread; the commit goes to the committer thread, so the next
         task is counted while Redis applies this one (at most one commit in flight)."""
         self.stats.taken += 1
+        self.registration.busy(c)
         if c.deliveries > self.settings.max_attempts:
             self._dead(c, f"delivered {c.deliveries} times (max attempts "
                           f"{self.settings.max_attempts}): workers keep failing on it")
@@ -181,7 +201,8 @@ class Worker:
             return
         armed = self.faults.arm()
         self.crash_point(armed, "after-claim")
-        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)  # runs until committed
+        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s,
+                         self.registration)  # runs until committed
         beat.start()
         try:
             started = time.perf_counter()
@@ -225,12 +246,14 @@ class Worker:
             log.info("task %s %s was counted for an older plan of the job (re-planned): "
                      "dropped, never applied to the new plan", c.job, c.id)
         elif outcome is Applied.GONE:
-            log.info("task %s %s: the job no longer exists: dropped", c.job, c.id)
+            log.info("task %s %s: the job no longer exists or was cancelled: dropped", c.job,
+                     c.id)
         elif outcome is Applied.RESTAGE:
             log.error("task %s %s: Redis kept losing its staged pieces; left for another "
                       "attempt", c.job, c.id)
         log.debug("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
                   outcome.name.lower(), busy_ms)
+        self.registration.update(**asdict(self.stats))
 
     def _count(self, c: Claimed, job_root: str) -> Counter[str]:
         """Count the task under the data root of the plan it was claimed under (or this
@@ -278,6 +301,7 @@ class Worker:
         outcome = self.queue.fail(c, reason)
         if outcome is Applied.APPLIED:
             self.stats.dead += 1
+            self.registration.update(**asdict(self.stats))
             log.error("task %s %s set aside: %s", c.job, c.id, reason)
         else:
             log.info("task %s %s not set aside (%s): %s", c.job, c.id, outcome.name.lower(),

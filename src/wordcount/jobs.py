@@ -1,0 +1,144 @@
+"""Operating jobs in Redis, as an operator does with ``rq info`` or ``celery inspect``: list them
+(running, done and cancelled), read a job's plan back (``result JOB`` / ``wait JOB`` for a job
+submitted with ``--no-wait``), cancel, delete, requeue its dead letters, and remove finished
+jobs after ``Settings.keep_jobs_s``.
+
+Every job created is listed in the registry (``keys.registry()``, written by the submit
+Function in the same call that creates the job, so a snapshot never holds one without the
+other). The plan of a job lives in its specs hash (task id -> [path, start, end]), written in
+the same calls as its tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from . import client, functions, keys
+from .connection import Connection
+from .exceptions import JobCancelledError, JobNotFinishedError, NoSuchJobError, UsageError
+from .planner import InputError, Task
+from .protocol import Applied, Meta, task_seq
+from .settings import check_job_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobRow:
+    """One line of ``wordcount jobs``."""
+
+    name: str
+    progress: client.Progress
+    distinct: int  # words in its table so far
+
+    def as_dict(self) -> dict[str, object]:
+        p = self.progress
+        return {"job": self.name, "state": p.state, "queue": p.queue, "tasks": p.total,
+                "submitted": p.submitted, "done": p.done, "dead": p.dead, "pending": p.pending,
+                "bytes": p.bytes, "done_bytes": p.done_bytes, "words": p.words,
+                "distinct": self.distinct, "stolen": p.stolen, "backups": p.backups,
+                "duplicates": p.duplicates, "created_ms": p.created_ms,
+                "finished_ms": p.finished_ms, "seconds": round(p.job_seconds, 3)}
+
+
+def names(conn: Connection) -> list[str]:
+    """Every job in Redis, oldest first (the registry), and any active job missing from it."""
+    def run(r):
+        pipe = r.pipeline(transaction=False)
+        pipe.zrange(keys.registry(), 0, -1)
+        pipe.smembers(keys.jobs())
+        return pipe.execute()
+    listed, active = conn.call(run)
+    return list(listed) + sorted(set(active) - set(listed))
+
+
+def row(conn: Connection, name: str) -> JobRow:
+    p = client.progress(conn, name)
+    distinct = int(conn.call(lambda r: r.zcard(keys.counts(name)))) if p.state != "missing" else 0
+    return JobRow(name, p, distinct)
+
+
+def rows(conn: Connection, only: str | None = None) -> list[JobRow]:
+    return [row(conn, name) for name in ([only] if only else names(conn))]
+
+
+def require(conn: Connection, name: str) -> client.Progress:
+    """The job's progress; NoSuchJobError (exit 2) when Redis has no such job."""
+    check_job_name(name)
+    p = client.progress(conn, name)
+    if p.state == "missing":
+        raise NoSuchJobError(f"no job {name!r} in Redis (never submitted, deleted, or expired "
+                             "after it finished); `wordcount jobs` lists them")
+    return p
+
+
+def load(conn: Connection, name: str) -> client.Job:
+    """The job as its submitting client planned it, read back from Redis (meta + specs), so
+    that it can be followed, resubmitted after a Redis restart, and checked end to end."""
+    p = require(conn, name)
+    specs = conn.call(lambda r: r.hgetall(keys.specs(name)))
+    if len(specs) != p.total or p.submitted != p.total:
+        raise JobNotFinishedError(
+            f"job {name} is only partly in Redis ({len(specs)} of {p.total} tasks: its "
+            "submission was interrupted, or Redis restarted from an older snapshot): submit "
+            "its inputs again to complete it")
+    tasks = []
+    for tid in sorted(specs, key=task_seq):
+        path, start, end = json.loads(specs[tid])
+        tasks.append(Task(path, int(start), int(end)))
+    errors = [InputError(path, why) for path, why in json.loads(p.errors or "[]")]
+    return client.Job(name, p.plan, p.root, tasks, errors, epoch=p.epoch, queue=p.queue)
+
+
+def cancel(conn: Connection, name: str) -> bool:
+    """Cancel a running job: True if this call cancelled it, False if it was not running."""
+    require(conn, name)
+    outcome = functions.cancel(conn, name)
+    if outcome is Applied.GONE:
+        raise NoSuchJobError(f"no job {name!r} in Redis")
+    return outcome is Applied.APPLIED
+
+
+def delete(conn: Connection, name: str, force: bool = False) -> int:
+    """Delete every key of a job that is not running (``force``: cancel it first). A running
+    job is refused: a client waiting for it would submit it again."""
+    p = require(conn, name)
+    if p.state == "running":
+        if not force:
+            raise UsageError(f"job {name} is running: cancel it first (wordcount cancel "
+                             f"{name}), or delete --force")
+        functions.cancel(conn, name)
+    return client.forget(conn, name)
+
+
+def requeue(conn: Connection, name: str) -> int:
+    """Give the job's dead-lettered tasks new attempts (their cause fixed); returns how many."""
+    p = require(conn, name)
+    if p.state == "cancelled":
+        raise JobCancelledError(f"job {name} was cancelled: submit it again (--fresh)")
+    dead = conn.call(lambda r: r.hkeys(keys.dead(name)))
+    if not dead:
+        return 0
+    return functions.requeue(conn, name, p.queue, sorted(dead, key=task_seq))
+
+
+def expire(conn: Connection, keep_s: float, now_ms: int | None = None) -> list[str]:
+    """Delete the jobs that finished (done or cancelled) more than ``keep_s`` ago; returns
+    their names. A job listed in the registry whose meta is gone is dropped from it."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    removed = []
+    for name in names(conn):
+        state, finished = conn.call(lambda r, name=name: r.hmget(
+            keys.meta(name), Meta.STATE, Meta.FINISHED_MS))
+        if state is None:
+            conn.call(lambda r, name=name: r.zrem(keys.registry(), name))
+        elif state != "running" and finished and now_ms - int(finished) > keep_s * 1000:
+            client.forget(conn, name)
+            removed.append(name)
+    if removed:
+        log.info("removed %d finished jobs older than %g s: %s", len(removed), keep_s,
+                 ", ".join(removed))
+    return removed

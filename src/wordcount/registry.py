@@ -1,0 +1,121 @@
+"""The worker registry (``wordcount workers``): who is working, on what, since when, and how
+much each worker has done, as ``rq info`` / ``celery inspect`` show it.
+
+Each worker keeps one field of ``keys.workers()`` (name -> JSON), written with a plain HSET when
+it starts, takes a task, settles one, on every heartbeat while it counts, and at most every
+``every_s`` while idle; a worker that stops cleanly removes its field. Nothing here decides who
+owns a task (leases do): the registry is for people, so a write that fails is only logged, and
+a worker that died shows as "lost" once its report is older than a few intervals (no TTL: under
+RedisRaft expiry is local to each node). ``wordcount workers`` drops reports older than
+``FORGET_S``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+from . import keys
+from .connection import Connection
+from .protocol import Claimed
+
+log = logging.getLogger(__name__)
+
+FORGET_S = 3600.0  # reports older than this are removed by `wordcount workers`
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Report:
+    """What one worker says of itself (the JSON value of its registry field)."""
+
+    name: str
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    started_ms: int = field(default_factory=_now_ms)
+    beat_ms: int = 0  # when this report was written
+    every_s: float = 5.0  # how often it writes one at least (while alive)
+    state: str = "idle"  # idle | busy | stopping
+    job: str = ""
+    task: str = ""
+    task_since_ms: int = 0
+    taken: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    lost_leases: int = 0
+
+    def age_s(self, now_ms: int) -> float:
+        return max(0.0, (now_ms - self.beat_ms) / 1000)
+
+    def lost(self, now_ms: int) -> bool:
+        """No report for several intervals: the worker died (or cannot reach Redis)."""
+        return self.age_s(now_ms) > 3 * self.every_s + 5
+
+
+class Registration:
+    """A worker's own entry: ``update`` it at will (writes are throttled to ``every_s`` unless
+    something changed), ``remove`` it on a clean stop."""
+
+    def __init__(self, conn: Connection, name: str, every_s: float) -> None:
+        self.conn = conn
+        self.report = Report(name, every_s=every_s)
+        self._lock = threading.RLock()
+        self._written = 0.0
+
+    def update(self, force: bool = False, **changes: object) -> None:
+        with self._lock:
+            changed = any(getattr(self.report, k) != v for k, v in changes.items())
+            for k, v in changes.items():
+                setattr(self.report, k, v)
+            if not (force or changed) and time.monotonic() - self._written < self.report.every_s:
+                return
+            self._written = time.monotonic()
+            self.report.beat_ms = _now_ms()
+            doc = json.dumps(asdict(self.report))
+        try:
+            self.conn.call(lambda r: r.hset(keys.workers(), self.report.name, doc),
+                           retry_seconds=0)
+        except Exception as exc:  # noqa: BLE001 - for people only: never stop the work for it
+            log.debug("worker registry not updated: %s", exc)
+
+    def busy(self, c: Claimed) -> None:
+        self.update(state="busy", job=c.job, task=c.id, task_since_ms=_now_ms())
+
+    def idle(self) -> None:
+        self.update(state="idle", job="", task="", task_since_ms=0)
+
+    def remove(self) -> None:
+        try:
+            self.conn.call(lambda r: r.hdel(keys.workers(), self.report.name), retry_seconds=0)
+        except Exception as exc:  # noqa: BLE001 - shown as lost, then forgotten
+            log.debug("worker registry entry not removed: %s", exc)
+
+
+def reports(conn: Connection, now_ms: int | None = None) -> list[Report]:
+    """Every worker's last report, by name; reports older than FORGET_S are deleted."""
+    now_ms = _now_ms() if now_ms is None else now_ms
+    raw = conn.call(lambda r: r.hgetall(keys.workers()))
+    out, stale = [], []
+    for name, doc in sorted(raw.items()):
+        try:
+            values = json.loads(doc)
+            rep = Report(**{k: v for k, v in values.items() if k in Report.__dataclass_fields__})
+        except (ValueError, TypeError):
+            stale.append(name)  # not ours (or of another version): not a report
+            continue
+        if rep.age_s(now_ms) > FORGET_S:
+            stale.append(name)
+        else:
+            out.append(rep)
+    if stale:
+        conn.call(lambda r: r.hdel(keys.workers(), *stale))
+    return out

@@ -1,0 +1,246 @@
+"""Operating jobs and workers (wordcount.jobs, wordcount.registry): list, read back, wait,
+cancel, delete, requeue, expire; the worker registry. Real redis-server processes and real
+worker processes (`python -m wordcount worker`); every result is compared in full with the
+oracle, on both task queues."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wordcount import client, jobs, keys, registry
+from wordcount.exceptions import JobCancelledError, NoSuchJobError, UsageError
+from wordcount.protocol import Meta
+
+from .conftest import assert_counts_equal, connect, oracle
+
+pytestmark = pytest.mark.usefixtures("queue_kind")  # every test on both queues
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Workers:
+    """N `wordcount worker` processes on the server, stopped (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, server, n: int, *args: str, log: Path) -> None:
+        env = {**os.environ, **server.env()}
+        self.log = open(log, "ab")
+        self.procs = [subprocess.Popen([sys.executable, "-m", "wordcount", "worker", *args],
+                                       env=env, stdout=self.log, stderr=subprocess.STDOUT)
+                      for _ in range(n)]
+
+    def stop(self) -> list[int]:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = []
+        for p in self.procs:
+            try:
+                codes.append(p.wait(20))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes.append(p.wait())
+        self.log.close()
+        return codes
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    from wordcount.corpus import generate
+
+    root = tmp_path / "corpus"
+    generate(root, 4, 120_000, seed=9, unicode=True)
+    return root
+
+
+def submit(conn, corpus, chunk=60_000, name=None):
+    job = client.plan_job([str(corpus)], chunk, name)
+    job.queue = os.environ["WORDCOUNT_QUEUE"]
+    client.submit(conn, job)
+    return job
+
+
+def wait_until(predicate, timeout=60.0, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_meta_field_names_agree_with_the_lua_library():
+    """protocol.Meta is the one Python spelling of the meta hash's fields: create_job in the
+    .lua file writes exactly those (finished_ms is written when the job ends)."""
+    lua = (ROOT / "redis" / "wordcount.lua").read_text()
+    body = lua[lua.index("local function create_job"):lua.index("local function plan_conflict")]
+    written = set(re.findall(r"'([a-z_]+)', (?:args|0|kind|'running')", body))
+    names = {v for k, v in vars(Meta).items() if k.isupper() and isinstance(v, str)}
+    assert written | {"finished_ms"} == names
+
+
+def test_a_no_wait_job_is_read_back_waited_for_and_checked(redis_server, corpus, tmp_path):
+    conn = connect(redis_server)
+    submitted = submit(conn, corpus)
+    assert client.progress(conn, submitted.name).state == "running"  # no worker yet
+    loaded = jobs.load(conn, submitted.name)
+    assert (loaded.plan_id, loaded.root, loaded.tasks, loaded.epoch) == (
+        submitted.plan_id, submitted.root, submitted.tasks, submitted.epoch)
+    workers = Workers(redis_server, 2, log=tmp_path / "w.log")
+    try:
+        waited = client.wait(conn, loaded, quiet=True, timeout_s=120)
+    finally:
+        workers.stop()
+    result, progress = client.result(conn, loaded, 0, waited)
+    assert_counts_equal(result.counts, oracle(corpus))
+    assert progress.check["ok"] and progress.job_seconds > 0
+    listed = {r.name: r.as_dict() for r in jobs.rows(conn)}
+    assert listed[submitted.name]["state"] == "done"
+    assert listed[submitted.name]["done"] == len(submitted.tasks)
+    assert listed[submitted.name]["distinct"] == len(oracle(corpus))
+
+
+def test_an_unknown_job_is_a_clear_error(redis_server):
+    conn = connect(redis_server)
+    with pytest.raises(NoSuchJobError, match="no job 'nope'"):
+        jobs.load(conn, "nope")
+    with pytest.raises(NoSuchJobError):
+        jobs.cancel(conn, "nope")
+
+
+def test_cancel_stops_a_running_job_and_its_table_stays_as_it_was(redis_server, corpus,
+                                                                   tmp_path):
+    conn = connect(redis_server)
+    job = submit(conn, corpus, chunk=20_000)
+    workers = Workers(redis_server, 2, "--slowdown", "40", log=tmp_path / "w.log")
+    try:
+        wait_until(lambda: client.progress(conn, job.name).done >= 2, what="two commits")
+        assert jobs.cancel(conn, job.name) is True
+        assert jobs.cancel(conn, job.name) is False  # not running any more: nothing changes
+        before = client.fetch_counts(conn, job.name)
+        p = client.progress(conn, job.name)
+        assert p.state == "cancelled" and p.done < p.total
+        assert job.name not in conn.call(lambda r: r.smembers(keys.jobs()))
+        with pytest.raises(JobCancelledError):
+            client.wait(conn, job, quiet=True, timeout_s=10)
+        time.sleep(3)  # the tasks in flight finish counting: their commits must be refused
+    finally:
+        workers.stop()
+    assert client.fetch_counts(conn, job.name) == before
+    assert client.progress(conn, job.name).done == p.done
+    with pytest.raises(JobCancelledError, match="--fresh"):  # the same inputs again
+        client.submit(conn, job)
+    again = client.plan_job([str(corpus)], 20_000)  # --fresh: counted again, exactly
+    again.queue, again.replace = job.queue, True
+    client.forget(conn, again.name)
+    client.submit(conn, again)
+    workers = Workers(redis_server, 2, log=tmp_path / "w.log")
+    try:
+        waited = client.wait(conn, again, quiet=True, timeout_s=120)
+    finally:
+        workers.stop()
+    result, _ = client.result(conn, again, 0, waited)
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
+def test_delete_refuses_a_running_job_and_leaves_no_key_of_a_finished_one(redis_server,
+                                                                        corpus, tmp_path):
+    conn = connect(redis_server)
+    job = submit(conn, corpus)
+    with pytest.raises(UsageError, match="cancel it first"):
+        jobs.delete(conn, job.name)
+    workers = Workers(redis_server, 2, log=tmp_path / "w.log")
+    try:
+        client.wait(conn, job, quiet=True, timeout_s=120)
+    finally:
+        workers.stop()
+    assert jobs.delete(conn, job.name) > 0
+    left = conn.call(lambda r: list(r.scan_iter(match=keys.job_pattern(job.name))))
+    assert left == []
+    assert job.name not in jobs.names(conn)
+    with pytest.raises(NoSuchJobError):
+        jobs.delete(conn, job.name)
+    other = submit(conn, corpus, name="forced")
+    assert jobs.delete(conn, other.name, force=True) > 0
+    assert "forced" not in jobs.names(conn)
+
+
+def test_requeue_counts_dead_letters_again_once_their_cause_is_fixed(redis_server, corpus,
+                                                                    tmp_path):
+    conn = connect(redis_server)
+    job = submit(conn, corpus)
+    victim = sorted(corpus.iterdir())[1]
+    hidden = tmp_path / "hidden"
+    shutil.move(victim, hidden)  # its tasks can't be read: dead letters
+    workers = Workers(redis_server, 2, log=tmp_path / "w.log")
+    try:
+        waited = client.wait(conn, job, quiet=True, timeout_s=120)
+        dead = waited.dead
+        assert dead >= 1 and waited.finished
+        result, _ = client.result(conn, job, 0, waited)
+        assert len(result.errors) == dead  # reported, not silently lost
+        shutil.move(hidden, victim)  # the cause is fixed
+        assert jobs.requeue(conn, job.name) == dead
+        assert jobs.requeue(conn, job.name) == 0  # nothing dead any more
+        waited = client.wait(conn, job, quiet=True, timeout_s=120)
+    finally:
+        workers.stop()
+    result, progress = client.result(conn, job, 0, waited)
+    assert progress.dead == 0 and result.errors == []
+    assert progress.check["ok"]
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
+def test_finished_jobs_expire_after_keep_jobs_s_and_running_ones_stay(redis_server, corpus,
+                                                                      tmp_path):
+    conn = connect(redis_server)
+    done_job = submit(conn, corpus, name="old")
+    workers = Workers(redis_server, 1, "--exit-when-idle", log=tmp_path / "w.log")
+    try:
+        waited = client.wait(conn, done_job, quiet=True, timeout_s=120)
+    finally:
+        workers.stop()
+    running = submit(conn, corpus, name="young")
+    assert jobs.expire(conn, keep_s=3600) == []  # finished just now: kept
+    later = waited.finished_ms + 3601 * 1000
+    assert jobs.expire(conn, keep_s=3600, now_ms=later) == ["old"]
+    assert jobs.names(conn) == ["young"]
+    assert client.progress(conn, "old").state == "missing"
+    assert client.progress(conn, running.name).state == "running"
+
+
+def test_the_worker_registry_shows_live_busy_and_lost_workers(redis_server, corpus, tmp_path):
+    conn = connect(redis_server)
+    workers = Workers(redis_server, 2, "--slowdown", "30", log=tmp_path / "w.log")
+    try:
+        wait_until(lambda: len(registry.reports(conn)) == 2, what="two workers registered")
+        assert {r.state for r in registry.reports(conn)} == {"idle"}
+        job = submit(conn, corpus, chunk=30_000)
+        wait_until(lambda: {r.state for r in registry.reports(conn)} == {"busy"},
+                   what="both workers busy")
+        now = registry._now_ms()
+        for r in registry.reports(conn):
+            assert r.job == job.name and r.task.startswith("0-") and not r.lost(now)
+            assert r.pid in {p.pid for p in workers.procs}
+        wait_until(lambda: sum(r.applied for r in registry.reports(conn)) >= 2,
+                   what="tasks done in the reports")
+        killed = workers.procs[0]
+        killed.kill()  # no clean stop: its entry stays, and shows as lost later
+        killed.wait()
+        later = registry._now_ms() + 60_000
+        lost = [r for r in registry.reports(conn, later) if r.lost(later)]
+        assert killed.pid in {r.pid for r in lost}
+    finally:
+        codes = workers.stop()
+    assert codes[1] == 0
+    left = registry.reports(conn)
+    assert [r.pid for r in left] == [killed.pid]  # the clean stop removed its own entry
+    assert registry.reports(conn, registry._now_ms() + 2 * 3600_000) == []  # then forgotten
