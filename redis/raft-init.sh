@@ -8,7 +8,7 @@
 #                                  and rejoins by itself): just wait for a leader
 # Usage: wordcount-raft-init [host:port ...]
 #        (default: $RAFT_NODES, else "raft1:6379 raft2:6379 raft3:6379")
-# Env:   REDIS_PASSWORD or REDIS_PASSWORD_FILE; RAFT_INIT_TIMEOUT (seconds, default 120)
+# Env:   WORDCOUNT_SECRETS (default /run/secrets: redis-admin-password, as the admin user); RAFT_INIT_TIMEOUT (seconds, default 120)
 # A node whose volume was wiped joins as a NEW member: its old identity stays in
 # the configuration (as a dead voter) until someone runs RAFT.NODE REMOVE for it.
 set -eu
@@ -18,16 +18,17 @@ die() { echo "raft-init: ERROR: $*" >&2; exit 1; }
 
 nodes=$*
 [ -n "$nodes" ] || nodes=${RAFT_NODES:-"raft1:6379 raft2:6379 raft3:6379"}
-pw=${REDIS_PASSWORD:-}
-if [ -z "$pw" ] && [ -n "${REDIS_PASSWORD_FILE:-}" ]; then pw=$(cat "$REDIS_PASSWORD_FILE"); fi
-[ -n "$pw" ] || die "no password: set REDIS_PASSWORD (or REDIS_PASSWORD_FILE)"
+f=${WORDCOUNT_SECRETS:-/run/secrets}/redis-admin-password
+[ -r "$f" ] || die "can't read the admin password file $f (a compose secret: run \`make env\`)"
+pw=$(cat "$f")
+[ -n "$pw" ] || die "the admin password file $f is empty"
 export REDISCLI_AUTH="$pw"
 deadline=$(( $(date +%s) + ${RAFT_INIT_TIMEOUT:-120} ))
 time_left() { [ "$(date +%s)" -lt "$deadline" ]; }
 
 cli() {   # cli HOST:PORT ARGS...: the reply, without CRs; never fails
     hp=$1; shift
-    redis-cli --no-auth-warning -h "${hp%:*}" -p "${hp##*:}" "$@" 2>&1 | tr -d '\r' || true
+    redis-cli --no-auth-warning --user admin -h "${hp%:*}" -p "${hp##*:}" "$@" 2>&1 | tr -d '\r' || true
 }
 field() { cli "$1" info raft | sed -n "s/^$2://p"; }
 

@@ -3,16 +3,17 @@
 # The build context is staged by scripts/build-images.sh (`make images`):
 #   build/raft-context/redis/        Redis 7.2.6 sources      } from the source cache,
 #   build/raft-context/redisraft/    RedisRaft ade4aa8e       } scripts/raft-sources.sh
-#   build/raft-context/wordcount/    redis/raft-*.sh (entrypoint, healthcheck, init)
+#   build/raft-context/wordcount/    redis/raft-*.sh (entrypoint, healthcheck, init), acl.sh, *.acl
 # By hand, offline (local bases from scripts/base-images.sh build runtime):
-#   scripts/raft-sources.sh --stage build/raft-context && cp redis/raft-*.sh build/raft-context/wordcount/
+#   scripts/raft-sources.sh --stage build/raft-context && cp redis/raft-*.sh redis/acl.sh redis/*.acl build/raft-context/wordcount/
 #   DOCKER_BUILDKIT=0 docker build -f redis/raft.Dockerfile \
 #       --build-arg BUILD_BASE=wordcount/build-base:bookworm \
 #       --build-arg BASE=wordcount/runtime-base:bookworm -t wordcount/redisraft build/raft-context
 # With a registry, the defaults (debian:bookworm, debian:bookworm-slim) work too;
 # then, and only then, the build stage apt-gets its compilers (a local
 # build-base has them already, so an offline build never touches the network).
-# Runtime env: REDIS_PASSWORD or REDIS_PASSWORD_FILE (required), RAFT_ADDR (default
+# Runtime: the password files of redis/raft-entrypoint.sh in /run/secrets
+# (compose secrets; required), RAFT_ADDR (default
 # $(hostname):6379), REDIS_PORT (6379). The Raft log is /data/raft.db: mount a volume.
 ARG BUILD_BASE=debian:bookworm
 ARG BASE=debian:bookworm-slim
@@ -54,8 +55,11 @@ COPY SOURCES /usr/local/share/wordcount/raft-SOURCES
 COPY wordcount/raft-entrypoint.sh /usr/local/bin/wordcount-raft-entrypoint
 COPY wordcount/raft-healthcheck.sh /usr/local/bin/wordcount-raft-healthcheck
 COPY wordcount/raft-init.sh /usr/local/bin/wordcount-raft-init
+COPY wordcount/acl.sh /usr/local/bin/wordcount-redis-acl
+COPY wordcount/users.acl wordcount/raft-users.acl /etc/wordcount/
 RUN chmod 0755 /usr/local/bin/wordcount-raft-entrypoint /usr/local/bin/wordcount-raft-healthcheck \
-        /usr/local/bin/wordcount-raft-init
+        /usr/local/bin/wordcount-raft-init /usr/local/bin/wordcount-redis-acl \
+ && chmod 0644 /etc/wordcount/users.acl /etc/wordcount/raft-users.acl
 USER redis
 WORKDIR /data
 EXPOSE 6379

@@ -13,6 +13,14 @@ Redis Function library.
   restarted with no data) and tries once more; a Function refusing our protocol version
   (WCVERSION: someone upgraded the library under us) is ProtocolMismatchError.
 Retrying a call whose reply was lost is safe by construction: every Function is idempotent.
+
+Who loads the library: whichever worker or client first finds it missing or older (the ACL of
+redis/users.acl gives both roles FUNCTION LOAD, and only that of FUNCTION's subcommands). That is
+safe because Function code runs with the rights of the user calling FCALL, never more: a library
+loaded by a worker can do only what worker and client can do anyway (read and write wc:* keys),
+and the one user with more rights, admin, may not FCALL at all. So a Redis restarted from nothing
+is repaired by the first caller, without an operator or an extra service. A refused command
+(NOPERM) is RedisUnavailableError (exit 4) naming the user, never retried.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     MovedError,
+    NoPermissionError,
     ResponseError,
     TryAgainError,
 )
@@ -132,12 +141,15 @@ class Connection:
         node = self._node
         if node not in self._clients:
             if self._url is None:  # unix:// and the like: one server, as the URL says
+                extra = ({"username": self.settings.redis_username}
+                         if self.settings.redis_username else {})
                 self._clients[node] = redis.Redis.from_url(
                     self.settings.redis_url, password=self.settings.redis_password,
-                    **self._options())
+                    **extra, **self._options())
             else:
                 self._clients[node] = redis.Redis(
-                    host=node[0], port=node[1], db=self._url.db, username=self._url.username,
+                    host=node[0], port=node[1], db=self._url.db,
+                    username=self._url.username or self.settings.redis_username,
                     password=self._url.password or self.settings.redis_password,
                     ssl=self._url.scheme == "rediss", **self._options())
         return self._clients[node]
@@ -189,6 +201,11 @@ class Connection:
                         state.attempt_number)
 
     @property
+    def username(self) -> str | None:
+        """The ACL user we authenticate as (None: Redis' default user)."""
+        return (self._url.username if self._url else None) or self.settings.redis_username
+
+    @property
     def clustered(self) -> bool:
         """The URL lists several nodes (a RedisRaft cluster)."""
         return len(self._nodes) > 1
@@ -219,10 +236,15 @@ class Connection:
             raise RedisUnavailableError(
                 f"Redis at {self.settings.safe_url} refused our credentials: {exc}") from None
         except ResponseError as exc:
+            if isinstance(exc, NoPermissionError) or str(exc).startswith("NOPERM"):
+                raise RedisUnavailableError(
+                    f"Redis at {self.settings.safe_url} refused a command to user "
+                    f"{self.username or 'default'}: {exc} (see redis/users.acl)") from None
             if _auth_failure(exc):
                 raise RedisUnavailableError(
                     f"Redis at {self.settings.safe_url} requires a (valid) password: "
-                    f"set REDIS_PASSWORD or put it in the URL ({exc})") from None
+                    f"set REDIS_USERNAME and REDIS_PASSWORD (or REDIS_PASSWORD_FILE), or put "
+                    f"them in the URL ({exc})") from None
             raise
         except NoLeader as exc:
             if capped:

@@ -1,8 +1,11 @@
 """Settings for the distributed engine: one frozen dataclass, from flags or the environment.
 
 Every field can be set by ``WORDCOUNT_<FIELD>`` (upper case); the Redis URL by ``REDIS_URL`` (or
-``WORDCOUNT_REDIS_URL``) and the password by ``REDIS_PASSWORD`` (or ``WORDCOUNT_REDIS_PASSWORD``,
-or inside the URL). Flags win over the environment, the environment over the defaults.
+``WORDCOUNT_REDIS_URL``), the ACL user by ``REDIS_USERNAME`` (or ``WORDCOUNT_REDIS_USERNAME``, or
+inside the URL: ``redis://user:pw@host:port/0``) and the password by ``REDIS_PASSWORD`` (or
+``WORDCOUNT_REDIS_PASSWORD``, or inside the URL) or ``REDIS_PASSWORD_FILE`` (or
+``WORDCOUNT_REDIS_PASSWORD_FILE``: a file holding it, e.g. a compose secret in /run/secrets; one
+trailing newline ignored). Flags win over the environment, the environment over the defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str | None = field(default=None, repr=False)
+    redis_username: str | None = None  # the ACL user (None: the URL's, else Redis' default)
     claim_timeout_ms: int = 10_000  # a task idle (no heartbeat) this long is stolen
     max_attempts: int = 4  # deliveries before a task is dead-lettered
     block_ms: int = 1_000  # XREADGROUP BLOCK
@@ -67,8 +71,15 @@ class Settings:
                 raw = env.get("REDIS_URL")
             if raw is None and f.name == "redis_password":
                 raw = env.get("REDIS_PASSWORD")
+            if raw is None and f.name == "redis_username":
+                raw = env.get("REDIS_USERNAME")
             if raw is not None and raw != "":
                 values[f.name] = _convert(f, raw)
+        password_file = env.get("WORDCOUNT_REDIS_PASSWORD_FILE") or env.get("REDIS_PASSWORD_FILE")
+        if password_file and overrides.get("redis_password") is None:
+            if "redis_password" in values:
+                raise UsageError("set REDIS_PASSWORD or REDIS_PASSWORD_FILE, not both")
+            values["redis_password"] = read_password_file(password_file)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.validate()
@@ -120,6 +131,19 @@ class RedisUrl:
         except ValueError:
             raise UsageError(f"bad Redis database {path!r} in the URL") from None
         return cls(parts.scheme, username, password, nodes, db)
+
+
+def read_password_file(path: str) -> str:
+    """The password in ``path`` (REDIS_PASSWORD_FILE), without its trailing newline."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.read().removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise UsageError(f"REDIS_PASSWORD_FILE {path}: cannot be read: {why}") from None
+    if not password:
+        raise UsageError(f"REDIS_PASSWORD_FILE {path}: the file is empty")
+    return password
 
 
 def _convert(f: dataclasses.Field, raw: str) -> Any:

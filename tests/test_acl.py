@@ -1,0 +1,322 @@
+"""Redis is the only gate: the ACL users of redis/users.acl, as the Redis images load them.
+
+Each test renders the image's own template with the image's own script (``sh redis/acl.sh``, run
+on the host exactly as the entrypoints run it in the containers) and starts a real redis-server on
+127.0.0.1 with that aclfile. Then: the worker's and the client's credentials are refused every
+dangerous command and every key outside ``wc:*`` (and the data is still there afterwards), the
+default user is refused, admin may not FCALL, and a whole job still runs with the worker and
+client users, through the CLI (REDIS_USERNAME + REDIS_PASSWORD_FILE), its full table equal to the
+oracle's. The RedisRaft variant (a one-node cluster, the nodes' template and ``--append +raft``)
+runs when the host RedisRaft binaries are there (``make raft-bin``), else it skips saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import redis
+from wordcount.connection import Connection, library_code
+from wordcount.embedded import free_port
+from wordcount.exceptions import EXIT_OK, EXIT_REDIS, RedisUnavailableError
+from wordcount.settings import Settings
+
+from .conftest import assert_counts_equal, tsv
+
+ROOT = Path(__file__).resolve().parents[1]
+ACL_SCRIPT = ROOT / "redis" / "acl.sh"
+USERS = ROOT / "redis" / "users.acl"
+RAFT_USERS = ROOT / "redis" / "raft-users.acl"
+ROLES = ("worker", "client")
+
+# (what, command): each must be refused (NOPERM) to the worker and client users
+REFUSED = [
+    ("FLUSHALL", ("FLUSHALL",)),
+    ("FLUSHDB", ("FLUSHDB",)),
+    ("CONFIG GET", ("CONFIG", "GET", "requirepass")),
+    ("CONFIG SET", ("CONFIG", "SET", "save", "")),
+    ("KEYS", ("KEYS", "*")),
+    ("DEBUG", ("DEBUG", "SLEEP", "0")),
+    ("SHUTDOWN", ("SHUTDOWN", "NOSAVE")),
+    ("FUNCTION DELETE", ("FUNCTION", "DELETE", "wordcount")),
+    ("FUNCTION FLUSH", ("FUNCTION", "FLUSH")),
+    ("FUNCTION RESTORE", ("FUNCTION", "RESTORE", "x")),
+    ("ACL", ("ACL", "SETUSER", "worker", "+@all")),
+    ("EVAL", ("EVAL", "return 1", "0")),
+    ("SET outside wc:*", ("SET", "other:key", "1")),
+    ("GET outside wc:*", ("GET", "secret")),
+    ("DEL outside wc:*", ("DEL", "secret")),
+    ("RENAME out of wc:*", ("RENAME", "wc:probe", "stolen")),
+]
+
+
+def _need(binary: str) -> str:
+    found = shutil.which(binary)
+    if not found:
+        pytest.skip(f"{binary} is not installed (needed to run redis/acl.sh or Redis)")
+    return found
+
+
+class AclRedis:
+    """redis-server on 127.0.0.1 with the aclfile the image would render."""
+
+    def __init__(self, tmp: Path, server: str | None = None, module: str | None = None) -> None:
+        _need("sh")
+        _need("sha256sum")
+        self.server = server or _need("redis-server")
+        self.module = module
+        self.dir = tmp / "redis"
+        self.dir.mkdir()
+        self.secrets = tmp / "secrets"
+        self.secrets.mkdir(mode=0o700)
+        names = ("admin", *ROLES) + (("raft",) if module else ())
+        self.passwords = {u: secrets.token_hex(16) for u in names}
+        for user, pw in self.passwords.items():
+            path = self.secrets / f"redis-{user}-password"
+            path.write_text(pw + "\n")  # a trailing newline, as an editor leaves it: ignored
+            path.chmod(0o600)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def render(self) -> Path:
+        templates = [str(USERS)]
+        extra: list[str] = []
+        if self.module:
+            templates.append(str(RAFT_USERS))
+            extra = ["--append", "worker", "+raft", "--append", "client", "+raft"]
+        out = subprocess.run(["sh", str(ACL_SCRIPT), *extra, *templates], capture_output=True,
+                             text=True, env={**os.environ, "WORDCOUNT_SECRETS": str(self.secrets)},
+                             timeout=30)
+        assert out.returncode == 0, f"redis/acl.sh failed: {out.stderr}"
+        text = out.stdout
+        for pw in self.passwords.values():
+            assert pw not in text, "a password in clear in the aclfile"
+        aclfile = self.dir / "users.acl"
+        aclfile.write_text(text)
+        aclfile.chmod(0o600)
+        return aclfile
+
+    def start(self) -> AclRedis:
+        args = [self.server, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.dir), "--save", "", "--appendonly", "no",
+                # DEBUG allowed by the config, so that the ACL alone refuses it here
+                "--enable-debug-command", "yes",
+                "--aclfile", str(self.render()), "--logfile", str(self.dir / "redis.log")]
+        if self.module:
+            args += ["--loadmodule", self.module, "--raft.addr", f"127.0.0.1:{self.port}",
+                     "--raft.cluster-user", "raft",
+                     "--raft.log-filename", "raft.db"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        admin = self.client("admin")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                admin.ping()
+                break
+            except (redis.ConnectionError, redis.exceptions.BusyLoadingError):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                    raise AssertionError(f"redis-server did not start:\n{log}") from None
+                time.sleep(0.05)
+        if self.module:  # a one-node cluster (no peers: raft.cluster-password unused)
+            assert str(admin.execute_command("RAFT.CLUSTER", "INIT")).startswith("OK")
+            while admin.info("raft").get("raft_role") != "leader":
+                assert time.monotonic() < deadline + 20, "no Raft leader after 20 s"
+                time.sleep(0.1)
+        admin.close()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, user: str | None, password: str | None = None) -> redis.Redis:
+        """A plain redis-py client (no retries: a refusal is final); password "" sends none
+        (and speaks RESP2, so that no HELLO is sent before the first command)."""
+        pw = self.passwords.get(user or "admin") if password is None else password
+        return redis.Redis(host="127.0.0.1", port=self.port, username=user, password=pw or None,
+                           socket_connect_timeout=2, decode_responses=True,
+                           retry=Retry(NoBackoff(), 0), protocol=3 if pw else 2)
+
+    def env(self, user: str) -> dict[str, str]:
+        """The environment a container of this role gets: a user name and a password file."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("REDIS_", "WORDCOUNT_REDIS_"))}
+        env.update(REDIS_URL=self.url, REDIS_USERNAME=user,
+                   REDIS_PASSWORD_FILE=str(self.secrets / f"redis-{user}-password"))
+        return env
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def acl_redis(tmp_path):
+    server = AclRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+def _assert_refused(conn: redis.Redis, what: str, cmd: tuple[str, ...],
+                    raft: bool = False) -> None:
+    """NOPERM; on RedisRaft, a command the module refuses to anyone (DEBUG, SHUTDOWN, ...:
+    "not supported by RedisRaft", checked before the ACL) is refused too."""
+    try:
+        conn.execute_command(*cmd)
+    except redis.exceptions.NoPermissionError:
+        return
+    except redis.exceptions.ResponseError as e:
+        if raft and "not supported by RedisRaft" in str(e):
+            return
+        raise AssertionError(f"{what}: refused, but not by the ACL: {e}") from None
+    raise AssertionError(f"{what} was accepted")
+
+
+def _assert_role_is_gated(server: AclRedis, user: str) -> None:
+    raft = server.module is not None
+    admin = server.client("admin")
+    admin.set("secret", "admin's")
+    admin.set("wc:probe", "1")
+    conn = server.client(user)
+    assert conn.ping()
+    assert conn.set("wc:probe", "2") and conn.get("wc:probe") == "2"  # its own keys: yes
+    for what, cmd in REFUSED:
+        _assert_refused(conn, what, cmd, raft)
+    # nothing happened: the server is up, every key is still there
+    assert admin.ping()
+    assert admin.get("secret") == "admin's" and admin.get("wc:probe") == "2"
+    conn.close()
+    admin.close()
+
+
+@pytest.mark.parametrize("user", ROLES)
+def test_role_is_refused_everything_dangerous(acl_redis, user):
+    _assert_role_is_gated(acl_redis, user)
+
+
+def test_default_user_is_refused(acl_redis):
+    with pytest.raises(redis.exceptions.AuthenticationError, match="[Aa]uthentication required"):
+        acl_redis.client(None, password="").ping()  # NOAUTH
+    for pw in acl_redis.passwords.values():  # AUTH <password> is the default user's: off
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            acl_redis.client(None, password=pw).ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):  # a wrong password
+        acl_redis.client("worker", password="not-it").ping()
+    # and through our own Connection: a clear RedisUnavailableError (exit 4), never retried
+    settings = Settings.from_env({}, redis_url=acl_redis.url,
+                                 redis_password=acl_redis.passwords["admin"], retry_seconds=30)
+    t0 = time.monotonic()
+    with pytest.raises(RedisUnavailableError, match="refused our credentials|password"):
+        Connection(settings).ping()
+    assert time.monotonic() - t0 < 5
+
+
+def test_admin_may_not_call_functions_and_workers_reload_them(acl_redis):
+    """The Functions can be (re)loaded by workers and clients, so admin never runs them: its
+    FCALL is refused. A library flushed away (as by a Redis restarted from nothing) is loaded
+    again by the first worker, whose FUNCTION LOAD is allowed; only admin can flush it."""
+    admin = acl_redis.client("admin")
+    worker = Connection(Settings.from_env(acl_redis.env("worker")))
+    worker.ensure_functions()
+    assert worker.client.fcall_ro("wc_version", 0)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        admin.fcall_ro("wc_version", 0)
+    assert admin.function_flush() is True
+    assert admin.function_list() == []
+    worker.ensure_functions()  # "Function not found" -> FUNCTION LOAD as the worker
+    assert [lib["library_name"] for lib in admin.function_list()] == ["wordcount"]
+    # a NOPERM through our Connection names the user and is exit 4
+    with pytest.raises(RedisUnavailableError, match="user worker") as e:
+        worker.call(lambda r: r.flushall())
+    assert e.value.exit_code == EXIT_REDIS
+    worker.close()
+    admin.close()
+
+
+@pytest.mark.parametrize("queue", ["stream", "lease"])
+def test_a_whole_job_runs_with_worker_and_client_credentials(acl_redis, small_corpus,
+                                                             small_oracle, tmp_path, queue):
+    """Two `wordcount worker` processes as the worker user, `wordcount submit` as the client
+    user, each with REDIS_USERNAME and REDIS_PASSWORD_FILE only (as in the compose cluster):
+    the full table equals the oracle's."""
+    workers = []
+    worker_env = {**acl_redis.env("worker"), "WORDCOUNT_QUEUE": queue}
+    logs = tmp_path / "workers.log"
+    with open(logs, "w") as log:
+        for _ in range(2):
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "wordcount", "worker", "--claim-timeout", "2000"],
+                env=worker_env, stdout=log, stderr=subprocess.STDOUT))
+    counts = tmp_path / "counts.tsv"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "wordcount", "submit", str(small_corpus), "--fresh",
+             "--chunk-size", "200000", "--counts-out", str(counts), "--quiet",
+             "--timeout", "240"],
+            env={**acl_redis.env("client"), "WORDCOUNT_QUEUE": queue},
+            capture_output=True, text=True, timeout=300)
+    finally:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            try:
+                w.wait(20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+    assert out.returncode == EXIT_OK, (f"submit exited {out.returncode}: {out.stderr[-3000:]}\n"
+                                       f"workers: {logs.read_text()[-3000:]}")
+    text = counts.read_text(encoding="utf-8")
+    got = Counter({w: int(n) for w, n in (line.split("\t") for line in text.splitlines())})
+    assert_counts_equal(got, small_oracle)
+    assert text == tsv(small_oracle)  # and written in the documented order
+    assert "NOPERM" not in logs.read_text()  # no worker was refused anything on the way
+
+
+def test_a_missing_password_file_is_a_usage_error(acl_redis, tmp_path):
+    env = {**acl_redis.env("client"), "REDIS_PASSWORD_FILE": str(tmp_path / "nope")}
+    out = subprocess.run([sys.executable, "-m", "wordcount", "submit", str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "REDIS_PASSWORD_FILE" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_renderer_refuses_a_missing_password(tmp_path):
+    _need("sh")
+    _need("sha256sum")
+    out = subprocess.run(["sh", str(ACL_SCRIPT), str(USERS)], capture_output=True, text=True,
+                         env={**os.environ, "WORDCOUNT_SECRETS": str(tmp_path)}, timeout=30)
+    assert out.returncode == 64
+    assert "redis-admin-password" in out.stderr
+
+
+def test_raft_node_gates_the_same_way(raft_binaries, tmp_path):
+    """A one-node RedisRaft cluster with the nodes' aclfile: the worker and client users (with
+    +raft, the wrapper RedisRaft turns every command into) are refused the same commands; the
+    wrapped command is checked against their ACL."""
+    server = AclRedis(tmp_path, server=raft_binaries.redis_server, module=raft_binaries.module)
+    server.start()
+    try:
+        for user in ROLES:
+            _assert_role_is_gated(server, user)
+            conn = server.client(user)
+            _assert_refused(conn, "RAFT.CLUSTER", ("RAFT.CLUSTER", "INIT"))
+            conn.function_load(library_code(), replace=True)  # the reload path works on Raft
+            assert conn.fcall_ro("wc_version", 0)
+            conn.close()
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            server.client(None, password=server.passwords["admin"]).ping()
+    finally:
+        server.stop()
