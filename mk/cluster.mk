@@ -1,7 +1,11 @@
 # mk/cluster.mk — the compose cluster of docker-compose.yml, included by the
 # top-level Makefile (which defines BIN, the venv's bin directory, and the
 # `install` target).
+#   make env                     ./.env with random Redis passwords (once; never
+#                                overwritten; every target below runs it)
 #   make images                  build the four images (skipped when up to date)
+#   make lock                    pin the images' Python dependencies again
+#                                (services/requirements/*.txt, uv pip compile)
 #   make up [WORKERS=8]          the sample job; exits with the client's status
 #   make chaos [CHAOS_INTERVAL=5 CHAOS_DOWNTIME=2 CHAOS_TARGETS=redis]
 #                                the job while Redis is SIGKILLed; PASS if exact
@@ -30,16 +34,23 @@ CLUSTER_IMAGES := wordcount/worker:latest wordcount/client:latest wordcount/chao
                   wordcount/redis:latest
 # (pip wheel, during the build, rewrites src/*.egg-info: not a source)
 CLUSTER_STAMP := build/.images-stamp
-CLUSTER_INPUTS := pyproject.toml src redis services chaos .dockerignore \
-                  scripts/build-images.sh scripts/wheelhouse.sh scripts/base-images.sh
+CLUSTER_INPUTS := pyproject.toml src redis services docker-compose.yml .dockerignore \
+                  scripts/build-images.sh scripts/wheelhouse.sh scripts/lock.sh \
+                  scripts/base-images.sh
 CLUSTER_ENV = COMPOSE_PROJECT_NAME=$(CLUSTER_PROJECT) WORDCOUNT_DATA=$(CLUSTER_DATA) \
               WORDCOUNT_RESULTS=$(CLUSTER_RESULTS) WORKERS=$(WORKERS)
 # every profile, so that logs and down include chaos and straggler containers
 CLUSTER_COMPOSE = $(CLUSTER_ENV) docker compose --profile '*'
 
-.PHONY: images up chaos logs down
+.PHONY: env lock images up chaos logs down
 
-images: ## build the cluster's docker images (skipped while sources are unchanged)
+env: ## ./.env with random Redis passwords for the cluster (never overwrites one)
+	@bash scripts/env.sh
+
+lock: ## pin the images' Python dependencies again (services/requirements/*.txt)
+	@bash scripts/lock.sh
+
+images: env ## build the cluster's docker images (skipped while sources are unchanged)
 	@bash scripts/ensure-compose.sh >/dev/null
 	@if [ -f $(CLUSTER_STAMP) ] && docker image inspect $(CLUSTER_IMAGES) >/dev/null 2>&1 \
 	    && [ -z "$$(find $(CLUSTER_INPUTS) -newer $(CLUSTER_STAMP) -not -name '*.pyc' \
@@ -60,7 +71,7 @@ chaos: images install ## the job while Redis is SIGKILLed every CHAOS_INTERVAL=5
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
 	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \
-	BIN=$(BIN) bash scripts/chaos-check.sh $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
+	$(BIN)/python -m wordcount.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 
 logs: ## logs of the last cluster run (all services)
 	@$(CLUSTER_COMPOSE) logs --no-color

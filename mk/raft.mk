@@ -13,8 +13,8 @@
 RAFT_IMAGE := wordcount/redisraft:latest
 RAFT_STAMP := build/.raft-image-stamp
 RAFT_INPUTS := redis/raft.Dockerfile redis/raft-entrypoint.sh redis/raft-healthcheck.sh \
-               redis/raft-init.sh scripts/raft-sources.sh scripts/build-images.sh \
-               scripts/base-images.sh
+               redis/raft-init.sh redis/acl.sh redis/users.acl redis/raft-users.acl \
+               scripts/raft-sources.sh scripts/build-images.sh scripts/base-images.sh
 
 .PHONY: raft-sources raft-image raft-bin raft-bin-if-possible
 
@@ -66,7 +66,7 @@ chaos-raft: images raft-image-present install ## the job while RedisRaft nodes a
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
 	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \
-	BIN=$(BIN) bash scripts/chaos-check.sh $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
+	$(BIN)/python -m wordcount.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 
 logs-raft: ## logs of the last RedisRaft cluster run
 	@$(RAFT_COMPOSE_ENV) docker compose --profile '*' logs --no-color

@@ -6,7 +6,9 @@
 # are not there).
 #   1. the local base images (scripts/base-images.sh; skipped when present)
 #   2. build/wheelhouse/ on the host (scripts/wheelhouse.sh)
-#   3. the docker builds, with the classic builder and no network inside them
+#   3. `docker compose build` of docker-compose.yml's services (the targets of
+#      services/Dockerfile, and redis/Dockerfile), with the classic builder and
+#      no network inside; redisraft with `docker build` (a staged context)
 #
 # Usage: scripts/build-images.sh [worker|client|chaos|redis|raft ...]
 #        (default: the four of docker-compose.yml; `make images` adds raft)
@@ -80,44 +82,53 @@ fi
 
 mkdir -p build/logs
 image_size() { docker image inspect --format '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1e6}'; }
+image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+# Drop the image a build replaced (if no container still uses it) so rebuilds
+# don't pile up dangling images.
+drop_replaced() {   # drop_replaced TAG OLD_ID
+    local new; new=$(image_id "$1")
+    if [[ -n $2 && $2 != "$new" ]]; then docker rmi "$2" >/dev/null 2>&1 || true; fi
+}
 
-build() {   # build NAME DOCKERFILE BASE [CONTEXT [more docker build args]]
-    local name=$1 dockerfile=$2 base=$3 context=${4:-.} tag="wordcount/$1:latest"
-    shift $(( $# < 4 ? $# : 4 ))
-    local logf="build/logs/image-$name.log" old new t0 t1
-    old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
-    log "docker build $tag (-f $dockerfile, BASE=$base${*:+ $*})"
+services=()
+for img in "${images[@]}"; do [[ $img == raft ]] || services+=("$img"); done
+if [[ ${#services[@]} -gt 0 ]]; then
+    bash scripts/ensure-compose.sh >/dev/null
+    declare -A old=()
+    for svc in "${services[@]}"; do old[$svc]=$(image_id "wordcount/$svc:latest"); done
+    logf=build/logs/compose-build.log
+    log "docker compose build ${services[*]} (BASE=$PYTHON_BASE, redis BASE=$REDIS_BASE)"
     t0=$(date +%s)
-    if ! docker build --force-rm --file "$dockerfile" --build-arg "BASE=$base" "$@" --tag "$tag" \
-            "$context" >"$logf" 2>&1; then
+    if ! WORDCOUNT_PYTHON_BASE=$PYTHON_BASE WORDCOUNT_REDIS_BASE=$REDIS_BASE \
+            docker compose --project-directory "$ROOT" -f "$ROOT/docker-compose.yml" \
+            build "${services[@]}" >"$logf" 2>&1; then
+        tail -n 30 "$logf" >&2
+        die "docker compose build failed (full log: $logf)"
+    fi
+    t1=$(date +%s)
+    for svc in "${services[@]}"; do
+        drop_replaced "wordcount/$svc:latest" "${old[$svc]}"
+        log "built wordcount/$svc:latest ($(image_size "wordcount/$svc:latest"))"
+    done
+    log "compose build took $((t1 - t0)) s"
+fi
+
+if [[ " ${images[*]} " == *" raft "* ]]; then
+    # the context: the pinned sources (exported from the cache only when they
+    # changed, so docker's layer cache holds) + our scripts and ACL templates
+    bash scripts/raft-sources.sh --stage build/raft-context
+    rm -rf build/raft-context/wordcount && mkdir -p build/raft-context/wordcount
+    cp redis/raft-entrypoint.sh redis/raft-healthcheck.sh redis/raft-init.sh redis/acl.sh \
+        redis/users.acl redis/raft-users.acl build/raft-context/wordcount/
+    tag=wordcount/redisraft:latest logf=build/logs/image-redisraft.log
+    old_id=$(image_id "$tag")
+    log "docker build $tag (-f redis/raft.Dockerfile, BASE=$RUNTIME_BASE BUILD_BASE=$BUILD_BASE)"
+    t0=$(date +%s)
+    if ! docker build --force-rm --file redis/raft.Dockerfile --build-arg "BASE=$RUNTIME_BASE" \
+            --build-arg "BUILD_BASE=$BUILD_BASE" --tag "$tag" build/raft-context >"$logf" 2>&1; then
         tail -n 30 "$logf" >&2
         die "docker build of $tag failed (full log: $logf)"
     fi
-    t1=$(date +%s)
-    new=$(docker image inspect --format '{{.Id}}' "$tag")
-    # Drop the image this build replaced (if no container still uses it) so
-    # rebuilds don't pile up dangling images.
-    if [[ -n $old && $old != "$new" ]]; then
-        docker rmi "$old" >/dev/null 2>&1 || true
-    fi
-    log "built $tag in $((t1 - t0)) s ($(image_size "$tag"))"
-}
-
-for img in "${images[@]}"; do
-    case $img in
-        worker) build worker services/worker/Dockerfile "$PYTHON_BASE" ;;
-        client) build client services/client/Dockerfile "$PYTHON_BASE" ;;
-        chaos)  build chaos chaos/Dockerfile "$PYTHON_BASE" ;;
-        redis)  build redis redis/Dockerfile "$REDIS_BASE" ;;
-        raft)
-            # the context: the pinned sources (exported from the cache only when
-            # they changed, so docker's layer cache holds) + our three scripts
-            bash scripts/raft-sources.sh --stage build/raft-context
-            mkdir -p build/raft-context/wordcount
-            cp redis/raft-entrypoint.sh redis/raft-healthcheck.sh redis/raft-init.sh \
-                build/raft-context/wordcount/
-            build redisraft redis/raft.Dockerfile "$RUNTIME_BASE" build/raft-context \
-                --build-arg "BUILD_BASE=$BUILD_BASE"
-            ;;
-    esac
-done
+    drop_replaced "$tag" "$old_id"
+    log "built $tag in $(( $(date +%s) - t0 )) s ($(image_size "$tag"))"
+fi

@@ -27,6 +27,7 @@ export WORDCOUNT_UID=${WORDCOUNT_UID:-$(id -u)}
 export WORDCOUNT_GID=${WORDCOUNT_GID:-$(id -g)}
 
 bash scripts/ensure-compose.sh >/dev/null
+bash scripts/env.sh   # the Redis passwords in ./.env (made once; silent after)
 compose() { docker compose "$@"; }
 
 mkdir -p "$WORDCOUNT_DATA" "$WORDCOUNT_RESULTS"
@@ -53,7 +54,7 @@ log "starting ${COMPOSE_FILE:-docker-compose.yml}: Redis, $WORKERS workers, clie
 mkdir -p build/logs
 if ! compose up --detach --scale "worker=$WORKERS" >build/logs/compose-up.log 2>&1; then
     cat build/logs/compose-up.log >&2
-    die "docker compose up failed (images missing? run: make images)"
+    die "docker compose up failed (see above; images that can't be built? run: make images)"
 fi
 client=$(compose ps --all --quiet client)
 [[ -n $client ]] || die "no client container: see \`docker compose ps -a\`"
@@ -74,8 +75,6 @@ if [[ -n $chaos ]]; then
     wait "$follower" 2>/dev/null || true
 fi
 
-job=$(python3 -c 'import json, sys; print("%.1f" % json.load(open(sys.argv[1]))["seconds"])' \
-      "$WORDCOUNT_RESULTS/result.json" 2>/dev/null || echo "?")
 took=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-log "client exited with status $rc: job $job s, $took s from \`up\` to the result ($WORKERS workers)"
+log "client exited with status $rc: $took s from \`up\` to the result ($WORKERS workers)"
 exit "$rc"

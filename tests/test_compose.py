@@ -40,8 +40,9 @@ IMAGES = ("wordcount/worker:latest", "wordcount/client:latest", "wordcount/chaos
           "wordcount/redis:latest")
 # What the images are built from, and the stamp `make images` (mk/cluster.mk) and the images
 # fixture touch after building them: images older than any of these get rebuilt.
-IMAGE_INPUTS = ("pyproject.toml", "src", "redis", "services", "chaos", ".dockerignore",
-                "scripts/build-images.sh", "scripts/wheelhouse.sh", "scripts/base-images.sh")
+IMAGE_INPUTS = ("pyproject.toml", "src", "redis", "services", "docker-compose.yml",
+                ".dockerignore", "scripts/build-images.sh", "scripts/wheelhouse.sh",
+                "scripts/lock.sh", "scripts/base-images.sh")
 IMAGES_STAMP = ROOT / "build" / ".images-stamp"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -133,7 +134,10 @@ class Cluster:
         self.data.mkdir(exist_ok=True)
         self.results.mkdir(exist_ok=True)
         self.data.chmod(0o755)  # workers (uid 10001) read it; pytest's tmp dirs are 0700
-        self.password = secrets.token_urlsafe(16)
+        # one password per Redis user, as ./.env holds them (compose secrets from these)
+        self.passwords = {u: secrets.token_urlsafe(16) for u in ("admin", "worker", "client",
+                                                                   "raft")}
+        self.password = self.passwords["admin"]
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project,
             "COMPOSE_PROFILES": ",".join(profiles),
@@ -141,7 +145,7 @@ class Cluster:
             "WORDCOUNT_RESULTS": str(self.results),
             "WORDCOUNT_UID": str(os.getuid()),
             "WORDCOUNT_GID": str(os.getgid()),
-            "REDIS_PASSWORD": self.password,
+            **{f"REDIS_{u.upper()}_PASSWORD": pw for u, pw in self.passwords.items()},
             # defaults, so that nothing in the caller's environment changes the test
             "WORKERS": "3", "WORKER_SLOWDOWN": "1", "WORKER_ARGS": "-v", "SUBMIT_ARGS": "",
             "WORDCOUNT_CLAIM_TIMEOUT_MS": "", "WORDCOUNT_SPECULATE_FACTOR": "",
@@ -224,7 +228,7 @@ class Cluster:
 
     def redis_cli(self, *args: str) -> list[str]:
         redis = self.container("redis")
-        code, out = redis.exec_run(["redis-cli", "--no-auth-warning", *args],
+        code, out = redis.exec_run(["redis-cli", "--no-auth-warning", "--user", "admin", *args],
                                    environment={"REDISCLI_AUTH": self.password})
         text = out.decode("utf-8", "replace")
         if code != 0 or text.startswith(("ERR", "NOAUTH", "WRONGPASS")):
@@ -520,3 +524,40 @@ def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, docker_client
     assert len(mid_job) >= 3, f"only {len(mid_job)} node kills while the job ran: {summary}"
     assert result["check"]["ok"] is True and result["dead"] == 0
     c.assert_exact(tmp_path)
+
+
+def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
+    """The running cluster's Redis: no default user, the worker's credentials refused FLUSHALL,
+    CONFIG, KEYS and keys outside wc:* (while its wc:* writes work), the passwords reach the
+    containers only as secret files (no password in any container's environment), and a job
+    still completes exactly with the worker and client users."""
+    c = cluster({"WORKERS": "2"})
+    generate(c.data, 3, 256 << 10, skew=0, seed=5)
+    result = c.run_job("--scale", "worker=2")
+    assert result["check"]["ok"] is True
+    c.assert_exact(tmp_path)
+
+    redis = c.container("redis")
+    worker_pw = c.passwords["worker"]
+
+    def as_user(user: str | None, pw: str, *args: str) -> str:
+        cmd = ["redis-cli", "--no-auth-warning", *(["--user", user] if user else []), *args]
+        code, out = redis.exec_run(cmd, environment={"REDISCLI_AUTH": pw})
+        return out.decode("utf-8", "replace").strip()
+
+    assert as_user("worker", worker_pw, "SET", "wc:probe", "1") == "OK"
+    for cmd in (["FLUSHALL"], ["CONFIG", "GET", "*"], ["KEYS", "*"], ["SET", "x", "1"],
+                ["FUNCTION", "FLUSH"], ["SHUTDOWN", "NOSAVE"]):
+        assert as_user("worker", worker_pw, *cmd).startswith("NOPERM"), cmd
+    assert "WRONGPASS" in as_user(None, c.passwords["admin"], "PING")  # default user: off
+    assert "NOAUTH" in as_user(None, "", "PING")
+    assert c.redis_cli("EXISTS", "wc:probe") == ["1"]  # nothing was flushed
+
+    everyone = [*c.containers("redis"), *c.containers("worker"), *c.containers("client")]
+    for ctr in everyone:
+        ctr.reload()
+        env = "\n".join(ctr.attrs["Config"]["Env"] or [])
+        for pw in c.passwords.values():
+            assert pw not in env, f"a password in the environment of {ctr.name}"
+    code, out = c.containers("worker")[0].exec_run(["ls", "/run/secrets"])
+    assert out.decode().split() == ["redis-worker-password"]  # its own password, nothing else
