@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from wordcount import planner
+from wordcount.argtypes import parse_size
 from wordcount.cli import main
-from wordcount.corpus import parse_size
 from wordcount.embedded import WorkerPool, free_port
 from wordcount.engines import count_task
 from wordcount.exceptions import (
@@ -281,7 +281,7 @@ def test_quiet_run_prints_the_result_and_no_progress(text_file):
 
 def test_quiet_submit_prints_the_result_and_no_progress(redis_server, text_file, tmp_path):
     env = redis_server.env()
-    pool = WorkerPool(1, env, [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
     try:
         proc = wc("submit", str(text_file), "-q", env=env, timeout=60)
     finally:

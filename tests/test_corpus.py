@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from wordcount.corpus import UNICODE_WORDS, generate, parse_size
+from wordcount.argtypes import parse_size
+from wordcount.corpus import UNICODE_WORDS, generate
 
 WORD_RE = re.compile(r"[^\W_]+")
 

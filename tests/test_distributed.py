@@ -18,6 +18,7 @@ from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_REDIS, EXIT_USAGE
 from wordcount.planner import Task
 from wordcount.protocol import Applied
+from wordcount.workeropts import WorkerOptions
 
 from .conftest import assert_counts_equal, connect, oracle, take, tsv
 
@@ -35,7 +36,7 @@ def run_job(server, corpus, n_workers=2, worker_args=(), chunk=CHUNK, timeout=24
     job = client.plan_job([str(corpus)], chunk, job_name)
     job.queue = os.environ.get("WORDCOUNT_QUEUE", "stream")
     client.submit(conn, job)
-    pool = WorkerPool(n_workers, server.env(), list(worker_args),
+    pool = WorkerPool(n_workers, server.env(), WorkerOptions.parse(worker_args),
                       log_path=os.path.join(server.directory, "workers.log"))
     started = time.monotonic()
 
@@ -99,9 +100,9 @@ def test_straggler_is_backed_up_and_applied_once(redis_server, tmp_path):
     client.submit(conn, job)
     env = {**redis_server.env(), "WORDCOUNT_SPECULATE_MIN_MS": "300"}
     log = str(tmp_path / "workers.log")
-    straggler = WorkerPool(1, env, ["--slowdown", "100", "-v"], log_path=log)
+    straggler = WorkerPool(1, env, WorkerOptions.parse(["--slowdown", "100", "-v"]), log_path=log)
     time.sleep(1.5)  # let the straggler take the first task
-    normal = WorkerPool(1, env, [], log_path=log)
+    normal = WorkerPool(1, env, log_path=log)
     try:
         client.wait(conn, job, quiet=True, timeout_s=120)
         straggler.procs[0].wait(120)  # its late commit arrives after the job finished
@@ -127,9 +128,10 @@ def test_heartbeat_keeps_a_slow_task(redis_server, tmp_path):
     job.queue = os.environ["WORDCOUNT_QUEUE"]
     client.submit(conn, job)
     log = str(tmp_path / "workers.log")
-    slow = WorkerPool(1, redis_server.env(), args + ["--slowdown", "40"], log_path=log)
+    slow = WorkerPool(1, redis_server.env(), WorkerOptions.parse(args + ["--slowdown", "40"]),
+                      log_path=log)
     time.sleep(1.0)
-    idle = WorkerPool(2, redis_server.env(), args, log_path=log)
+    idle = WorkerPool(2, redis_server.env(), WorkerOptions.parse(args), log_path=log)
     try:
         client.wait(conn, job, quiet=True, timeout_s=120)
     finally:
@@ -155,7 +157,7 @@ def test_poison_missing_and_escaping_tasks_are_dead_lettered(redis_server, tmp_p
     (tmp_path / "secret.txt").write_text("top secret\n")
     job.tasks.append(Task("../secret.txt", 0, 11))
     client.submit(conn, job)
-    pool = WorkerPool(2, redis_server.env(), [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(2, redis_server.env(), log_path=str(tmp_path / "w.log"))
     try:
         client.wait(conn, job, quiet=True, timeout_s=60, on_poll=pool.tend)
     finally:
@@ -306,7 +308,7 @@ def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
     (data / "ok.txt").write_text("fine\n")
     os.symlink("/etc/hostname", data / "escape.txt")
     env = {**os.environ, **redis_server.env()}
-    pool = WorkerPool(1, redis_server.env(), [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
     try:
         proc = subprocess.run([sys.executable, "-m", "wordcount", "submit", str(data / "ok.txt"),
                                str(data / "escape.txt"), "--json"], env=env,
@@ -338,7 +340,7 @@ def test_interrupted_submission_is_completed_without_duplicates(redis_server, sm
     assert conn.client.type(tasks_key) == ("stream" if kind == "stream" else "list")
     assert (conn.client.xlen(tasks_key) if kind == "stream" else conn.client.llen(tasks_key)) \
         == len(job.tasks)
-    pool = WorkerPool(2, redis_server.env(), [], log_path=redis_server.directory + "/w.log")
+    pool = WorkerPool(2, redis_server.env(), log_path=redis_server.directory + "/w.log")
     try:
         waited = client.wait(conn, job, quiet=True, timeout_s=120)
     finally:
@@ -361,7 +363,7 @@ def test_submit_no_wait_status_and_resume(redis_server, tmp_path):
                             timeout=60)
     (doc,) = json.loads(status.stdout)
     assert doc["job"] == name and doc["state"] == "running" and doc["total"] == 1
-    pool = WorkerPool(1, redis_server.env(), [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
     try:
         resumed = subprocess.run([*cmd, "submit", str(data), "--json"], env=env,
                                  capture_output=True, text=True, timeout=60)

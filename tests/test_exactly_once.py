@@ -33,6 +33,7 @@ from wordcount.exceptions import (
 from wordcount.planner import Task
 from wordcount.protocol import Applied, now_ms
 from wordcount.queue import Queues
+from wordcount.workeropts import WorkerOptions
 
 from .conftest import assert_counts_equal, connect, oracle, take
 
@@ -142,14 +143,14 @@ def test_replanned_job_never_takes_a_stale_tasks_counts(redis_server, tmp_path):
     log = str(tmp_path / "workers.log")
     first = cli(env, "submit", str(a), "--job", "X", "--no-wait")
     assert first.returncode == 0, first.stderr
-    slow = WorkerPool(1, env, ["--slowdown", "300", "--speculate-factor", "0", "-v"],
+    slow = WorkerPool(1, env, WorkerOptions(slowdown=300, speculate_factor=0, verbose=True),
                       log_path=log)
     try:
         wait_until(lambda: client.progress(conn, "X").pending == 1,
                    30, "the slow worker to take A's task")
         second = cli(env, "submit", str(b), "--job", "X", "--fresh", "--no-wait")
         assert second.returncode == 0, second.stderr
-        other = WorkerPool(1, env, ["--slowdown", "100", "--speculate-factor", "0"],
+        other = WorkerPool(1, env, WorkerOptions(slowdown=100, speculate_factor=0),
                            log_path=log)
         try:
             done = cli(env, "submit", str(b), "--job", "X", "--json", timeout=240)
@@ -174,7 +175,7 @@ def test_changed_inputs_are_a_new_job_and_unchanged_ones_are_reused(redis_server
     two.mkdir()
     (one / "a.txt").write_text("one two\n")
     (two / "a.txt").write_text("uno dos\n")  # same name, same size, other directory
-    pool = WorkerPool(1, env, [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
     try:
         def top(path):
             proc = cli(env, "submit", str(path), "--json")
@@ -227,13 +228,13 @@ def test_fresh_does_not_kill_workers_blocked_on_the_job(redis_server, tmp_path):
     conn = connect(redis_server)
     first = cli(env, "submit", str(data), "--job", "F", "--no-wait")
     assert first.returncode == 0, first.stderr
-    slow = WorkerPool(1, env, ["--slowdown", "200", "--speculate-factor", "0"], log_path=log)
+    slow = WorkerPool(1, env, WorkerOptions(slowdown=200, speculate_factor=0), log_path=log)
     idle = None
     try:
         wait_until(lambda: client.progress(conn, "F").pending == 1,
                    30, "the slow worker to take the task")
         # started now, the idle workers find the job active with nothing left to take
-        idle = WorkerPool(2, env, ["--speculate-factor", "0"], log_path=log)
+        idle = WorkerPool(2, env, WorkerOptions(speculate_factor=0), log_path=log)
         time.sleep(1.0)  # ... and block on its stream (or its notify list)
         again = cli(env, "submit", str(data), "--job", "F", "--fresh", "--json", timeout=240)
         for p in [*slow.procs, *idle.procs]:
@@ -332,7 +333,7 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
     for i in range(3):
         (data / f"{i}.txt").write_text(f"word{i} common\n" * 50)
     env = redis_server.env()
-    pool = WorkerPool(1, env, [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
     try:
         ok = cli(env, "submit", str(data), "--json")
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from wordcount import client, functions
 from wordcount.embedded import WorkerPool
 from wordcount.planner import Task
+from wordcount.workeropts import WorkerOptions
 
 from .conftest import assert_counts_equal, connect, oracle
 
@@ -45,9 +46,9 @@ def test_workers_with_clocks_minutes_off_still_count_exactly(redis_server, tmp_p
     env = redis_server.env()
     log = str(tmp_path / "w.log")
     behind = WorkerPool(1, {**env, "WORDCOUNT_CLOCK_SKEW_MS": "-300000"},
-                        ["--slowdown", "20", "--claim-timeout", "1500"], log_path=log)
+                        WorkerOptions(slowdown=20, claim_timeout_ms=1500), log_path=log)
     ahead = WorkerPool(1, {**env, "WORDCOUNT_CLOCK_SKEW_MS": "300000"},
-                       ["--slowdown", "20", "--claim-timeout", "1500"], log_path=log)
+                       WorkerOptions(slowdown=20, claim_timeout_ms=1500), log_path=log)
     try:
         result, progress, _, _, _ = run_job(redis_server, corpus, 1,
                                             ["--slowdown", "20", "--claim-timeout", "1500"],

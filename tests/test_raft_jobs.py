@@ -25,6 +25,7 @@ from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_REDIS, EXIT_USAGE
 from wordcount.raft import RaftCluster
 from wordcount.settings import Settings
+from wordcount.workeropts import WorkerOptions
 
 from .conftest import assert_counts_equal, oracle
 
@@ -68,7 +69,7 @@ class Job:
         self.conn = connect(cluster)
         self.job = client.plan_job([str(corpus)], chunk)
         self.job.queue = "lease"
-        self.pool_args = (workers, cluster.env(), list(args))
+        self.pool_args = (workers, cluster.env(), WorkerOptions.parse(args))
         self.kills_mid_job: list[tuple[float, int]] = []
         self.finished = threading.Event()
 
@@ -231,7 +232,7 @@ def test_a_wrong_address_in_the_node_list_is_survived(cluster, corpus, corpus_or
 
     bad = f"127.0.0.1:{free_port()}"  # nothing listens there
     env = {**cluster.env(), "REDIS_URL": cluster.url.replace("redis://", f"redis://{bad},")}
-    pool = WorkerPool(2, env, [], log_path=str(tmp_path / "w.log"))
+    pool = WorkerPool(2, env, log_path=str(tmp_path / "w.log"))
     try:
         proc = cli(env, "submit", str(corpus), "--json", "--chunk-size", "200K", timeout=240)
     finally:

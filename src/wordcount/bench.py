@@ -18,13 +18,18 @@ import argparse
 import filecmp
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
-from . import corpus
+from . import argtypes, corpus
+
+# The Redis side (redis, client, connection, embedded, raft) is imported inside the benchmarks
+# that use it: this module is imported whenever the CLI builds its parser.
 
 
 @dataclass
@@ -158,8 +163,6 @@ def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: st
              workers: int, chunk: int, admin_clients, nemesis=None) -> JobRun:
     """Submit one job to a running Redis (or cluster), run it with N worker processes, and
     measure it (wall time from submit to finished; Redis CPU of the job)."""
-    import threading
-
     from . import client
     from .connection import Connection
     from .embedded import WorkerPool
@@ -170,7 +173,7 @@ def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: st
     job = client.plan_job([data], chunk, name="bench-" + "".join(
         ch if ch.isalnum() else "-" for ch in label))
     job.queue = kind
-    pool = WorkerPool(workers, env, [], log_path=os.devnull)
+    pool = WorkerPool(workers, env, log_path=os.devnull)
     time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
     cpu0 = _redis_cpu(admin_clients())
     stop = threading.Event()
@@ -198,14 +201,14 @@ def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: st
 
 def queues(args: argparse.Namespace) -> int:
     """Stream vs lease queue on one Redis, lease on RedisRaft; Raft under node kills."""
+    import redis
+
     from .embedded import RedisServer
     from .raft import RaftCluster, RaftUnavailable, find_binaries
 
     data = ensure_corpus(args.dir or os.path.join(".cache", f"bench-q-{args.files}x{args.size}"),
                          args.size * args.files, args.files, args.seed)
     runs: list[JobRun] = []
-    import redis
-
     with RedisServer() as server:
         admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
         for _ in range(args.repeat):
@@ -254,8 +257,6 @@ def queues(args: argparse.Namespace) -> int:
 
 def _raft_nemesis(cluster, every: float):
     """Kill a random node every ``every`` s, start it again 1 s later."""
-    import random
-
     def run(stop, kills) -> None:
         rng = random.Random(7)
         while not stop.wait(every):
@@ -288,14 +289,12 @@ def _failover_seconds(cluster) -> float:
 
 
 def _corpus_args(p: argparse.ArgumentParser, size: int) -> None:
-    from .cli import _size
-
-    p.add_argument("--size", type=_size, default=size, help="corpus bytes")
+    p.add_argument("--size", type=argtypes.size, default=size, help="corpus bytes")
     p.add_argument("--files", type=int, default=8)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--chunk-size", type=_size, default=64 << 20)
+    p.add_argument("--chunk-size", type=argtypes.size, default=64 << 20)
     p.add_argument("--dir", help="corpus directory (default .cache/bench-SIZE, reused)")
 
 

@@ -29,10 +29,8 @@ import itertools
 import os
 import pathlib
 import random
-import re
-from decimal import Decimal, InvalidOperation
 
-__all__ = ["UNICODE_WORDS", "VOCAB_SIZE", "ZIPF_EXPONENT", "generate", "parse_size"]
+__all__ = ["UNICODE_WORDS", "VOCAB_SIZE", "ZIPF_EXPONENT", "generate"]
 
 VOCAB_SIZE = 50_000
 ZIPF_EXPONENT = 1.1
@@ -289,38 +287,3 @@ def generate(outdir: str | os.PathLike, files: int, size: int, skew_size: int = 
     for path, nbytes in jobs:
         _write_file(path, nbytes, pool, starts, _rng(seed, "file", path.name))
     return sorted(path for path, _ in jobs)
-
-
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
-_SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1024, "kib": 1024, "kb": 1000,
-    "m": 1024**2, "mib": 1024**2, "mb": 1000**2,
-    "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
-    "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
-}
-
-
-def parse_size(text: str) -> int:
-    """Parse a byte count: ``"123"``, ``"64K"``, ``"1.5MiB"``, ``"10MB"``, ``"2g"``.
-
-    K/KiB/M/MiB/G/GiB/T/TiB are powers of 1024, KB/MB/GB/TB powers of 1000, B or no suffix is
-    bytes; case-insensitive. Fractions are allowed if the result is a whole number of bytes.
-    Raises ValueError on anything else (including negative numbers).
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"size must be a string, got {text!r}")
-    m = _SIZE_RE.fullmatch(text)
-    unit = _SIZE_UNITS.get(m.group(2).lower()) if m else None
-    if unit is None:
-        raise ValueError(
-            f"invalid size {text!r}: expected a number with an optional unit "
-            "(B, K/KiB, M/MiB, G/GiB, T/TiB = 1024-based; KB, MB, GB, TB = 1000-based)"
-        )
-    try:
-        value = Decimal(m.group(1)) * unit
-    except InvalidOperation:  # pragma: no cover - the regex only admits valid decimals
-        raise ValueError(f"invalid size {text!r}") from None
-    if value != value.to_integral_value():
-        raise ValueError(f"invalid size {text!r}: not a whole number of bytes ({value})")
-    return int(value)

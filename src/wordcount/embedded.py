@@ -1,7 +1,8 @@
 """``wordcount run``: a whole cluster on this machine. A private redis-server on loopback (with a
-random password), N worker processes, one job; everything stopped at the end.
+random password), N worker processes, one job; everything stopped at the end (``run_job``).
 
-``RedisServer`` is also what the tests use to crash and restart Redis for real.
+``RedisServer`` is also what the tests use to crash and restart Redis for real, and
+``WorkerPool`` how they start workers.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import redis
 
-from .exceptions import UsageError, WordcountError
+from . import client
+from .connection import Connection
+from .exceptions import EXIT_REDIS, UsageError, WordcountError
+from .queue import resolve_kind
+from .runtime import setup_logging
+from .settings import Settings
+from .worker import CRASH_EXIT
+from .workeropts import WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +104,13 @@ class RedisServer:
         os.makedirs(self.directory, exist_ok=True)
         self.proc = subprocess.Popen([self.binary, self._config()], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                             socket_connect_timeout=1)
+        probe = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                            socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 try:
-                    if client.ping():
+                    if probe.ping():
                         return self
                 except redis.exceptions.BusyLoadingError:
                     pass
@@ -115,7 +123,7 @@ class RedisServer:
                                          f"{timeout:.0f} s")
                 time.sleep(0.05)
         finally:
-            client.close()
+            probe.close()
 
     def kill(self) -> None:
         """SIGKILL: a crash. Whatever was not snapshotted is lost."""
@@ -152,8 +160,9 @@ class RedisServer:
         self.stop()
 
 
-def _worker_main(env: dict[str, str], args: list[str], log_path: str | None) -> None:
-    """Body of a forked worker process: its own environment, log and Redis connection."""
+def _worker_main(env: dict[str, str], options: WorkerOptions, log_path: str | None) -> None:
+    """Body of a forked worker process: its own environment, log, Redis connection and Faults;
+    ``wordcount worker --exit-when-idle`` with these options."""
     # Not the parent's handlers (``run`` raises on SIGTERM/SIGHUP/SIGINT); the Worker installs
     # its own. The parent forks with them held (``signals_held``): a pending one lands now.
     for signum in STOP_SIGNALS:
@@ -167,18 +176,27 @@ def _worker_main(env: dict[str, str], args: list[str], log_path: str | None) -> 
     # the parent's sys.stdout/err may not write to fds 1/2 (pytest's capture, for one)
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-    from .cli import main
-
-    sys.exit(main(["worker", "--exit-when-idle", *args]))
+    setup_logging(options.verbose, logging.INFO)
+    try:  # errors as ``wordcount worker`` reports them (cli.main)
+        code = options.serve(Settings.from_env(**options.settings_overrides()),
+                             exit_when_idle=True)
+    except WordcountError as e:
+        print(f"wordcount: error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except redis.exceptions.RedisError as e:
+        print(f"wordcount: error: Redis: {type(e).__name__}: {e}", file=sys.stderr)
+        code = EXIT_REDIS
+    sys.exit(code)
 
 
 class WorkerProcess:
-    """A forked ``wordcount worker --exit-when-idle`` (credentials via its environment).
-    Forked rather than exec'd: it starts in milliseconds, with the package already imported."""
+    """A forked worker that exits when idle (credentials via its environment). Forked rather
+    than exec'd: it starts in milliseconds, with the package already imported."""
 
-    def __init__(self, env: dict[str, str], args: Sequence[str], log_path: str | None) -> None:
+    def __init__(self, env: dict[str, str], options: WorkerOptions, log_path: str | None
+                 ) -> None:
         ctx = multiprocessing.get_context("fork")
-        self.proc = ctx.Process(target=_worker_main, args=(env, list(args), log_path),
+        self.proc = ctx.Process(target=_worker_main, args=(env, options, log_path),
                                 daemon=False)
         self.proc.start()
         self.pid = self.proc.pid
@@ -202,20 +220,24 @@ class WorkerProcess:
 class WorkerPool:
     """N worker processes; ones that end by an injected crash are started again."""
 
-    def __init__(self, n: int, env: dict[str, str], args: Sequence[str] = (),
+    def __init__(self, n: int, env: dict[str, str], options: WorkerOptions | None = None,
                  respawn: bool = True, log_path: str | None = None,
-                 first_args: Sequence[str] = (), first: int = 0) -> None:
-        """``first_args`` are added for the first ``first`` workers (e.g. stragglers)."""
+                 first_options: WorkerOptions | None = None, first: int = 0) -> None:
+        """The first ``first`` workers run with ``first_options`` (e.g. stragglers), the others
+        with ``options``. Worker flags as a list: ``WorkerOptions.parse(["--slowdown", "40"])``.
+        """
         if n < 1:
             raise UsageError("--workers must be at least 1")
         self.env, self.respawn, self.log_path = env, respawn, log_path
-        self.args = [list(args) + (list(first_args) if i < first else []) for i in range(n)]
+        options = options or WorkerOptions()
+        self.options = [first_options if first_options is not None and i < first else options
+                        for i in range(n)]
         self.procs: list[WorkerProcess] = []
         self.crashes = 0
         try:
             with signals_held():  # none forked but not yet in self.procs
-                for a in self.args:
-                    self.procs.append(WorkerProcess(env, a, log_path))
+                for o in self.options:
+                    self.procs.append(WorkerProcess(env, o, log_path))
         except BaseException:
             self.stop()
             raise
@@ -223,8 +245,6 @@ class WorkerPool:
     def tend(self) -> None:
         """Keep N workers while the job runs: start again the ones that crashed (injected) or
         exited because they saw no job (Redis lost it); fail on any other exit."""
-        from .worker import CRASH_EXIT
-
         for i, p in enumerate(self.procs):
             code = p.poll()
             if code is None:
@@ -236,7 +256,7 @@ class WorkerPool:
                 self.crashes += 1
             if self.respawn or code == 0:
                 with signals_held():
-                    self.procs[i] = WorkerProcess(self.env, self.args[i], self.log_path)
+                    self.procs[i] = WorkerProcess(self.env, self.options[i], self.log_path)
 
     def stop(self, timeout: float = 10.0, grace: float = 1.0) -> None:
         """SIGTERM every worker (an idle one stops at once, a busy one after its task); after
@@ -254,3 +274,34 @@ class WorkerPool:
                 if p.poll() is None:
                     p.kill()
                     p.wait()
+
+
+def run_job(job: client.Job, workers: int, options: WorkerOptions,
+            finish: Callable[[Connection, Callable[[], None]], int], *, stragglers: int = 0,
+            queue: str | None = None, worker_log: str | None = None,
+            deadline: float | None = None, quiet: bool = False) -> int:
+    """``wordcount run``: a private redis-server, ``workers`` worker processes (the first
+    ``stragglers`` at ``options.slowdown``, the others at full speed), the job submitted on
+    ``queue``; then ``finish(conn, tend)`` waits for it and reports it (calling ``tend`` on
+    every poll keeps the pool) and returns the exit code. All of it is stopped (and its temp
+    dir, which holds the workers' log unless ``worker_log`` says otherwise, removed) however
+    this ends."""
+    with RedisServer() as server:
+        settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
+                                     queue=queue)
+        conn = Connection(settings, name="wordcount-client", deadline=deadline)
+        conn.ensure_functions()
+        log_path = worker_log or os.path.join(server.directory, "workers.log")
+        pool = None
+        try:
+            pool = WorkerPool(workers, server.env(), options.replace(slowdown=1.0),
+                              log_path=log_path, first_options=options, first=stragglers)
+            job.queue = resolve_kind(conn, settings.queue)
+            client.submit(conn, job)
+            rc = finish(conn, pool.tend)
+        finally:
+            if pool is not None:
+                pool.stop()
+        if pool.crashes and not quiet:
+            print(f"-- {pool.crashes} injected worker crashes survived", file=sys.stderr)
+        return rc

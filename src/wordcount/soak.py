@@ -534,6 +534,7 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
     of the system under test: that is the report's ``ok``/``reason``. ``queue`` (stream |
     lease) sets the jobs' task queue, where the client has that choice (else the default)."""
     from .embedded import RedisServer, WorkerPool
+    from .workeropts import WorkerOptions
 
     plan = plan or draw_plan(seed, commit_path)
     report = RunReport(seed=seed, commit_path=commit_path,
@@ -576,8 +577,10 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
         report.tasks, report.bytes = len(job.tasks), job.total_bytes
         client.submit(conn, job)
         env = {**server.env(), "WORDCOUNT_SPECULATE_MIN_MS": str(plan.speculate_min_ms)}
-        pool = WorkerPool(plan.workers, env, plan.worker_args(),
-                          log_path=str(rundir / "workers.log"), first_args=plan.straggler_args(),
+        pool = WorkerPool(plan.workers, env, WorkerOptions.parse(plan.worker_args()),
+                          log_path=str(rundir / "workers.log"),
+                          first_options=WorkerOptions.parse(plan.worker_args()
+                                                            + plan.straggler_args()),
                           first=1 if plan.straggler_slowdown else 0)
         nemesis = Nemesis(plan, server, conn, pool, report, started, raft=raft)
 
