@@ -481,3 +481,71 @@ def test_mode_and_raft_target_configuration():
         config_from(parse("--project", "p"), {"CHAOS_MODE": "all-down"}, docker)
     with pytest.raises(SystemExit):
         parse("--mode", "nope")
+
+
+# -- wordcount.clusterjob: make chaos's verdict and the compose client's report ------------------
+
+def _verdict_dirs(tmp_path, kills_at):
+    import json as _json
+
+    from wordcount import report
+    from wordcount.engines import count_inputs
+
+    data, results = tmp_path / "data", tmp_path / "results"
+    data.mkdir()
+    results.mkdir()
+    (data / "a.txt").write_text("the cat the dog\nthe end\n")
+    report.write_counts(count_inputs([str(data)]).counts, str(results / "counts.tsv"))
+    (results / "result.json").write_text(_json.dumps({"seconds": 10.0}))
+    events = [{"target": "redis", "killed_at": t} for t in kills_at]
+    (results / "chaos.json").write_text(_json.dumps({"ended_at": 100.0, "events": events}))
+    return data, results
+
+
+def test_verdict_passes_only_exact_counts_with_kills_mid_job(tmp_path):
+    import io
+
+    from wordcount.clusterjob import verdict
+
+    data, results = _verdict_dirs(tmp_path, [85.0, 95.0, 99.0])  # one before the job started
+    out = io.StringIO()
+    assert verdict(0, data, results, out) == 0
+    assert out.getvalue().splitlines()[-1] == "PASS: exact counts after 2 Redis kills"
+    out = io.StringIO()
+    assert verdict(3, data, results, out) == 1 and "status 3" in out.getvalue()
+    (results / "counts.tsv").write_text("the\t3\ncat\t1\n")  # a wrong table
+    out = io.StringIO()
+    assert verdict(0, data, results, out) == 1 and "differs" in out.getvalue()
+
+
+def test_verdict_fails_without_kills_during_the_job(tmp_path):
+    import io
+
+    from wordcount.clusterjob import verdict
+
+    data, results = _verdict_dirs(tmp_path, [80.0])
+    out = io.StringIO()
+    assert verdict(0, data, results, out) == 1
+    assert "no container was killed" in out.getvalue()
+
+
+def test_client_report_is_report_py_text_and_says_what_next(tmp_path):
+    import io
+    from collections import Counter
+
+    from wordcount.clusterjob import next_steps, print_report
+
+    counts = Counter({"the": 3, "cat": 1, "dog": 1, "end": 1})
+    doc = {"top": [["the", 3], ["cat", 1]], "distinct": 4, "files": 1, "bytes": 24,
+           "seconds": 0.5, "errors": [], "tasks": 1, "stolen": 0, "backups": 0,
+           "duplicates": 0, "dead": 0, "resubmits": 0}
+    out = io.StringIO()
+    print_report(doc, counts, 0, 2, out)
+    next_steps({"WORDCOUNT_RESULTS_HOST": "/r", "WORDCOUNT_DATA_HOST": "/d",
+                "REDIS_URL": "redis://redis:6379/0"}, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "top 2 of 4 distinct words:"
+    assert lines[1].split() == ["the", "3"] and lines[2].split() == ["cat", "1"]
+    assert lines[3].startswith("-- 6 words, 4 distinct, 1 files, 24 bytes")
+    assert "complete: every task counted exactly once" in out.getvalue()
+    assert "/r/counts.tsv" in lines[-3] and "make up" in lines[-2] and "make down" in lines[-1]
