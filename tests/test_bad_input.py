@@ -273,7 +273,7 @@ def test_quiet_run_prints_the_result_and_no_progress(text_file):
     loud = wc("run", str(text_file))
     quiet = wc("run", str(text_file), "--quiet")
     assert loud.returncode == quiet.returncode == 0
-    assert "tasks done" in loud.stderr
+    assert "tasks settled" in loud.stderr
     assert quiet.stderr == ""
     assert quiet.stdout.splitlines()[:3] == loud.stdout.splitlines()[:3]
     assert quiet.stdout.splitlines()[0].split() == ["b", "3"]
@@ -392,7 +392,15 @@ OPTIONS = {
                "--stall-prob", "--stall-max", "--slowdown", "--speculate-factor",
                "--redis-url", "--data-root", "--crash-at", "--commit"],
     "status": ["--job", "--redis-url"],
+    "jobs": ["--redis-url"],
+    "result": ["--top", "--counts-out", "--redis-url"],
+    "wait": ["--timeout", "--top", "--counts-out", "--redis-url"],
+    "cancel": ["--redis-url"],
+    "delete": ["--redis-url"],
+    "requeue": ["--redis-url"],
+    "workers": ["--redis-url"],
 }
+JOB_COMMANDS = ["result", "wait", "cancel", "delete", "requeue"]  # they take a job name
 CORPUS_OPTIONS = ["--files", "--size", "--skew-size", "--seed"]
 SPECIAL = ["", " ", "0", "-0", "-1", "nan", "-nan", "inf", "-inf", "1e999", "1e-999", "0x10",
            "1_000", "١٢", "1K", "-1K", "1.5", "0.5K", "1e3", "+5", "99999999999999999999999",
@@ -473,7 +481,8 @@ def test_sweep_every_option(sweep, command, option, value, url):
         value = _urls(port)[url % len(_urls(port))]
     base = {"count": ["count", "in.txt"], "submit": ["submit", "in.txt"],
             "run": ["run", "no-such-input"], "worker": ["worker", "--exit-when-idle"],
-            "status": ["status"]}[command]
+            "status": ["status"], "jobs": ["jobs"], "workers": ["workers"],
+            **{c: [c, "some-job"] for c in JOB_COMMANDS}}[command]
     rc, err = invoke([*base, f"{option}={value}"])
     assert rc in DOCUMENTED, (rc, err)
     assert "Traceback" not in err, err
@@ -484,6 +493,16 @@ def test_sweep_every_option(sweep, command, option, value, url):
     assert rc == EXIT_OK or not left  # only a command that succeeded wrote an output
     for p in left:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+@pytest.mark.parametrize("command", JOB_COMMANDS)
+@SWEEP
+@given(name=VALUES)
+def test_sweep_job_names(sweep, command, name):
+    """Any job name: a usage error naming the rule, or (a valid name) Redis unreachable."""
+    rc, err = invoke([command, "--", name])
+    assert rc in (EXIT_USAGE, EXIT_REDIS), (rc, err)
+    assert "Traceback" not in err and re.search(r"^wordcount[^\n]*: error: ", err, re.M), err
 
 
 def _acceptable_corpus_value(option: str, value: str) -> bool:

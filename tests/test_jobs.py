@@ -244,3 +244,59 @@ def test_the_worker_registry_shows_live_busy_and_lost_workers(redis_server, corp
     left = registry.reports(conn)
     assert [r.pid for r in left] == [killed.pid]  # the clean stop removed its own entry
     assert registry.reports(conn, registry._now_ms() + 2 * 3600_000) == []  # then forgotten
+
+
+def wc(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wordcount", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **env})
+
+
+def test_the_operator_commands_as_a_user_types_them(redis_server, corpus, tmp_path):
+    """submit --no-wait; result (exit 7 while it runs); workers; wait; jobs/status; requeue;
+    cancel; delete -- the CLI, real processes; the waited result in full against the oracle."""
+    import json
+
+    from wordcount.exceptions import EXIT_CANCELLED, EXIT_NOT_FINISHED, EXIT_USAGE
+
+    env = redis_server.env()
+    sub = wc("submit", str(corpus), "--no-wait", "--chunk-size", "60000", env=env)
+    assert sub.returncode == 0, sub.stderr
+    name = sub.stdout.strip()
+    assert f"wordcount wait {name}" in sub.stderr
+    early = wc("result", name, env=env)
+    assert early.returncode == EXIT_NOT_FINISHED and "is running" in early.stderr
+    refused = wc("delete", name, env=env)
+    assert refused.returncode == EXIT_USAGE and "cancel it first" in refused.stderr
+    workers = Workers(redis_server, 2, log=tmp_path / "w.log")
+    try:
+        wait_until(lambda: len(json.loads(wc("workers", "--json", env=env).stdout)) == 2,
+                   what="two workers listed")
+        out = tmp_path / "counts.tsv"
+        waited = wc("wait", name, "--json", "--counts-out", str(out), env=env)
+        assert waited.returncode == 0, waited.stderr
+    finally:
+        workers.stop()
+    doc = json.loads(waited.stdout)
+    assert doc["check"]["ok"] and doc["seconds"] > 0 and doc["wait_seconds"] >= 0
+    from .conftest import tsv
+
+    assert out.read_text(encoding="utf-8") == tsv(oracle(corpus))
+    again = wc("result", name, "--json", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["total"] == doc["total"]
+    (listed,) = json.loads(wc("jobs", "--json", env=env).stdout)
+    (status,) = json.loads(wc("status", "--job", name, "--json", env=env).stdout)
+    assert listed == {**status, "seconds": listed["seconds"]}  # one listing, two commands
+    assert listed["state"] == "done" and listed["done"] == listed["total"]
+    assert listed["words"] == doc["total"] and listed["distinct"] == doc["distinct"]
+    text = wc("jobs", env=env).stdout
+    assert name in text and "done" in text
+    assert "no dead-lettered task" in wc("requeue", name, env=env).stdout
+    assert "not running" in wc("cancel", name, env=env).stdout
+    other = wc("submit", str(corpus), "--no-wait", "--job", "other", env=env)
+    assert other.returncode == 0
+    assert "cancelled" in wc("cancel", "other", env=env).stdout
+    gone = wc("wait", "other", env=env)
+    assert gone.returncode == EXIT_CANCELLED and "cancelled" in gone.stderr
+    assert wc("delete", "other", env=env).returncode == 0
+    assert wc("result", "other", env=env).returncode == EXIT_USAGE
+    assert [d["job"] for d in json.loads(wc("jobs", "--json", env=env).stdout)] == [name]

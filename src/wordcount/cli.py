@@ -185,20 +185,27 @@ def add_timeout_args(p: argparse.ArgumentParser) -> None:
 
 def _finish(conn, job, args, started: float, deadline: float | None = None,
             extra: dict | None = None, on_poll=None) -> int:
-    """Wait for the job, read its result, print it (``args``: output options); the exit code."""
+    """Wait for the job, read its result, print it (``args``: output options); the exit code.
+    The result's ``seconds`` is the job's own time (creation to end); ``wait_seconds`` is how
+    long this command waited for it."""
     from . import client, report
 
     timeout_s = None if deadline is None else max(0.0, deadline - time.monotonic())
     waited = client.wait(conn, job, quiet=args.quiet or (args.json and not args.verbose),
                          on_poll=on_poll, timeout_s=timeout_s)
-    result, progress = client.result(conn, job, time.perf_counter() - started, waited)
-    doc = {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
-           "stolen": progress.stolen, "backups": progress.backups,
-           "duplicates": progress.duplicates, "resubmits": progress.resubmits,
-           "created_ms": progress.created_ms, "finished_ms": progress.finished_ms,
-           "reused": False, "check": progress.check}
+    result, progress = client.result(conn, job, waited.job_seconds, waited)
+    doc = {**_result_doc(job, progress), "wait_seconds": round(time.perf_counter() - started, 6)}
     report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})})
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
+
+
+def _result_doc(job, progress) -> dict[str, Any]:
+    """What a distributed result adds to the JSON of ``count``."""
+    return {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
+            "stolen": progress.stolen, "backups": progress.backups,
+            "duplicates": progress.duplicates, "resubmits": progress.resubmits,
+            "created_ms": progress.created_ms, "finished_ms": progress.finished_ms,
+            "reused": False, "check": progress.check}
 
 
 # -- worker -------------------------------------------------------------------------------------
@@ -251,6 +258,9 @@ def _submit(args: argparse.Namespace, settings, job, started: float,
     from .queue import resolve_kind
 
     job.queue = resolve_kind(conn, settings.queue)
+    from . import jobs
+
+    jobs.expire(conn, settings.keep_jobs_s)  # finished jobs past their retention
     if args.fresh:
         job.replace = True
         client.forget(conn, job.name)
@@ -268,6 +278,9 @@ def _submit(args: argparse.Namespace, settings, job, started: float,
               f"{job.total_bytes:,} bytes", file=sys.stderr)
     if args.no_wait:
         print(job.name)
+        if not args.quiet:
+            print(f"`wordcount wait {job.name}` waits for its result, `wordcount jobs` lists "
+                  "the jobs", file=sys.stderr)
         return exc.EXIT_OK
     return _finish(conn, job, args, started, deadline, {"reused": reused})
 
@@ -290,39 +303,197 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-# -- status -------------------------------------------------------------------------------------
+# -- operating jobs and workers: jobs, status, result, wait, cancel, delete, requeue, workers ----
 
-def cmd_status(args: argparse.Namespace) -> int:
-    import json
-
-    from . import client, keys
+def _operator(args: argparse.Namespace, name: str):
+    """A connection for an operator command (with --timeout's deadline when it has one)."""
     from .connection import Connection
+
+    setup_logging(getattr(args, "verbose", False), logging.WARNING)
+    conn = Connection(settings_from(args), name=name,
+                      deadline=deadline_of(args) if hasattr(args, "timeout") else None)
+    conn.ensure_functions()
+    return conn
+
+
+def _job_name(text: str) -> str:
     from .settings import check_job_name
 
-    if args.job:
-        check_job_name(args.job)
-    conn = Connection(settings_from(args), name="wordcount-status")
-    jobs = [args.job] if args.job else sorted(conn.call(lambda r: r.smembers(keys.jobs())))
-    docs = []
-    for name in jobs:
-        p = client.progress(conn, name)
-        docs.append({"job": name, **{k: getattr(p, k) for k in (
-            "state", "total", "submitted", "done", "dead", "pending", "stolen", "backups",
-            "duplicates", "done_bytes", "bytes", "words")}})
+    try:
+        return check_job_name(text)
+    except exc.UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _job_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", metavar="JOB", type=_job_name,
+                   help="the job's name (`wordcount jobs` lists them)")
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    import json
+
+    from . import jobs, report
+
+    conn = _operator(args, "wordcount-jobs")
+    jobs.expire(conn, conn.settings.keep_jobs_s)
+    only = getattr(args, "job", None)
+    if only:
+        jobs.require(conn, only)
+    docs = [r.as_dict() for r in jobs.rows(conn, only)]
     if args.json:
         print(json.dumps(docs))
-    elif not docs:
-        print("no active job")
-    for d in docs if not args.json else []:
-        print(f"{d['job']}: {d['state']}, {d['done'] + d['dead']}/{d['total']} tasks done "
-              f"({d['dead']} dead), {d['pending']} pending, {d['stolen']} stolen, "
-              f"{d['backups']} backups, {d['done_bytes']:,}/{d['bytes']:,} bytes")
-    return exc.EXIT_USAGE if args.job and docs[0]["state"] == "missing" else exc.EXIT_OK
+    else:
+        report.print_jobs(docs, int(time.time() * 1000))
+    return exc.EXIT_OK
+
+
+def _jobs_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("jobs", help="list the jobs in Redis: running, done and cancelled")
+    p.add_argument("--json", action="store_true", help="one JSON list (the same figures)")
+    add_redis_args(p)
+    return p
 
 
 def _status_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("status", help="show active jobs (or one job) in Redis")
-    p.add_argument("--job")
+    p = sub.add_parser("status", help="every job (as `jobs`), or one job with --job")
+    p.add_argument("--job", type=_job_name,
+                   help="only this job (exit 2 if Redis has no such job)")
+    p.add_argument("--json", action="store_true")
+    add_redis_args(p)
+    return p
+
+
+def cmd_result(args: argparse.Namespace) -> int:
+    from . import client, jobs, report
+
+    conn = _operator(args, "wordcount-result")
+    job = jobs.load(conn, args.job)
+    p = client.progress(conn, job.name)
+    if p.state == "cancelled":
+        raise exc.JobCancelledError(f"job {job.name} was cancelled: its counts are partial")
+    if not p.finished:
+        raise exc.JobNotFinishedError(
+            f"job {job.name} is running: {p.done + p.dead}/{p.total} tasks settled; "
+            f"`wordcount wait {job.name}` waits for its result")
+    report.check_output(args.counts_out, "--counts-out")
+    result, progress = client.result(conn, job, p.job_seconds, p)
+    report.emit(result, args.top, args.json, args.counts_out, _result_doc(job, progress))
+    return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
+
+
+def _result_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("result", help="the result of a finished job (self-checked); exit 7 "
+                                      "while it runs")
+    _job_arg(p)
+    add_redis_args(p)
+    add_output_args(p)
+    return p
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from . import jobs, report
+
+    started = time.perf_counter()
+    deadline = deadline_of(args)
+    report.check_output(args.counts_out, "--counts-out")
+    conn = _operator(args, "wordcount-wait")
+    job = jobs.load(conn, args.job)
+    with stop_on_signals(), timeout_message(args, f"job {job.name} keeps running: `wordcount "
+                                                  f"wait {job.name}` again"):
+        return _finish(conn, job, args, started, deadline)
+
+
+def _wait_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("wait", help="wait for a job (submitted with --no-wait), then print "
+                                    "its result")
+    _job_arg(p)
+    add_timeout_args(p)
+    add_redis_args(p)
+    add_output_args(p)
+    return p
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from . import client, jobs
+
+    conn = _operator(args, "wordcount-cancel")
+    cancelled = jobs.cancel(conn, args.job)
+    p = client.progress(conn, args.job)
+    if cancelled:
+        print(f"job {args.job} cancelled: {p.done + p.dead}/{p.total} tasks had settled; "
+              "workers drop its tasks in flight (`wordcount delete` removes it)")
+    else:
+        print(f"job {args.job} is {p.state}, not running: nothing changed")
+    return exc.EXIT_OK
+
+
+def _cancel_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("cancel", help="stop a running job: no task of it is taken or "
+                                      "committed any more")
+    _job_arg(p)
+    add_redis_args(p)
+    return p
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    conn = _operator(args, "wordcount-delete")
+    n = jobs.delete(conn, args.job, force=args.force)
+    print(f"job {args.job} deleted ({n} keys)")
+    return exc.EXIT_OK
+
+
+def _delete_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("delete", help="delete a job that is not running, and all its keys")
+    _job_arg(p)
+    p.add_argument("--force", action="store_true", help="a running job too (cancelled first)")
+    add_redis_args(p)
+    return p
+
+
+def cmd_requeue(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    conn = _operator(args, "wordcount-requeue")
+    n = jobs.requeue(conn, args.job)
+    if n:
+        print(f"job {args.job}: {n} dead-lettered tasks requeued; `wordcount wait {args.job}` "
+              "follows it")
+    else:
+        print(f"job {args.job} has no dead-lettered task: nothing changed")
+    return exc.EXIT_OK
+
+
+def _requeue_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("requeue", help="give a job's dead-lettered tasks new attempts (once "
+                                       "their cause is fixed)")
+    _job_arg(p)
+    add_redis_args(p)
+    return p
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from . import registry, report
+
+    conn = _operator(args, "wordcount-workers")
+    now = int(time.time() * 1000)
+    docs = [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now)}
+            for r in registry.reports(conn, now)]
+    if args.json:
+        print(json.dumps(docs))
+    else:
+        report.print_workers(docs, now)
+    return exc.EXIT_OK
+
+
+def _workers_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("workers", help="the workers: state, current task, heartbeat age, "
+                                       "tasks done")
     p.add_argument("--json", action="store_true")
     add_redis_args(p)
     return p
@@ -409,7 +580,14 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | 
     (_bench_parser, None),
     (_worker_parser, cmd_worker),
     (_submit_parser, cmd_submit),
-    (_status_parser, cmd_status),
+    (_status_parser, cmd_jobs),
+    (_jobs_parser, cmd_jobs),
+    (_result_parser, cmd_result),
+    (_wait_parser, cmd_wait),
+    (_cancel_parser, cmd_cancel),
+    (_delete_parser, cmd_delete),
+    (_requeue_parser, cmd_requeue),
+    (_workers_parser, cmd_workers),
     (_run_parser, cmd_run),
     (_chaos_parser, None),
     (_soak_parser, None),

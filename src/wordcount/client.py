@@ -227,12 +227,16 @@ class Follower:
 
     def __enter__(self) -> Follower:
         if self.live:
+            from rich.console import Console
             from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as Bar
-            self._bar = Bar(TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.completed:,.0f}/{task.total:,.0f} tasks"),
+
+            # on stderr (stdout is the result's), as wide as the terminal: the bar takes what
+            # the figures leave
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(bar_width=None),
+                            TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
                             TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
-                            transient=True)
+                            console=Console(stderr=True), transient=True, expand=True)
             self._bar.start()
             self._task = self._bar.add_task(self.job.name, total=len(self.job.tasks),
                                             detail="")
@@ -242,20 +246,29 @@ class Follower:
         if self._bar is not None:
             self._bar.stop()
 
-    def update(self, p: Progress) -> None:
-        elapsed = time.monotonic() - self.started
+    def detail(self, p: Progress, elapsed: float) -> str:
+        """held (by workers now), then what went wrong if anything did, then the rate of what
+        was counted while we watched (a resumed job's earlier bytes are not ours)."""
         if self._first_bytes is None:
             self._first_bytes = p.done_bytes
-        since = p.done_bytes - self._first_bytes  # what was counted while we watched
-        mb_s = since / elapsed / 1e6 if elapsed > 0.5 else 0.0
-        detail = (f"pending {p.pending}, stolen {p.stolen}, backups {p.backups}, dead {p.dead}, "
-                  f"{mb_s:.1f} MB/s")
+        since = p.done_bytes - self._first_bytes
+        if elapsed > 0.5:
+            mb_s = since / elapsed / 1e6
+        else:  # finished before we watched for long: its own average
+            mb_s = p.done_bytes / p.job_seconds / 1e6 if p.finished and p.job_seconds else 0.0
+        parts = [f"{p.pending} held"] + [f"{n} {what}" for n, what in (
+            (p.stolen, "stolen"), (p.backups, "backups"), (p.dead, "dead")) if n]
+        return ", ".join(parts) + f", {mb_s:.1f} MB/s"
+
+    def update(self, p: Progress) -> None:
+        elapsed = time.monotonic() - self.started
+        detail = self.detail(p, elapsed)
         if self._bar is not None:
             self._bar.update(self._task, completed=p.done + p.dead, detail=detail)
         elif not self.quiet and (time.monotonic() - self._last_line >= 2 or p.finished):
             self._last_line = time.monotonic()
-            print(f"[{elapsed:6.1f}s] {self.job.name}: {p.done + p.dead}/{p.total} tasks done, "
-                  f"{detail}", file=sys.stderr, flush=True)
+            print(f"[{elapsed:6.1f}s] {self.job.name}: {p.done + p.dead}/{p.total} tasks "
+                  f"settled, {detail}", file=sys.stderr, flush=True)
 
 
 def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,

@@ -36,7 +36,7 @@ class JobRow:
 
     def as_dict(self) -> dict[str, object]:
         p = self.progress
-        return {"job": self.name, "state": p.state, "queue": p.queue, "tasks": p.total,
+        return {"job": self.name, "state": p.state, "queue": p.queue, "total": p.total,
                 "submitted": p.submitted, "done": p.done, "dead": p.dead, "pending": p.pending,
                 "bytes": p.bytes, "done_bytes": p.done_bytes, "words": p.words,
                 "distinct": self.distinct, "stolen": p.stolen, "backups": p.backups,

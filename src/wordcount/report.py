@@ -131,3 +131,57 @@ def emit(result: Result, k: int, as_json_doc: bool, counts_out: str | None,
         print_text(result, k, out)
     if failed is not None:
         raise failed
+
+
+# -- operating jobs and workers (wordcount jobs / status / workers) ---------------------------
+
+def _age(seconds: float) -> str:
+    """3.2s, 4m05s, 2h10m, 3d04h: short, for tables."""
+    s = int(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _table(header: list[str], rows: list[list[str]], out: IO[str]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+def print_jobs(docs: list[dict[str, Any]], now_ms: int, out: IO[str] | None = None) -> None:
+    """The rows of ``jobs.JobRow.as_dict``: the same figures as their JSON, as a table."""
+    out = out or sys.stdout
+    if not docs:
+        out.write("no job in Redis\n")
+        return
+    rows = []
+    for d in docs:
+        age = _age((now_ms - d["created_ms"]) / 1000) if d["created_ms"] else "-"
+        rows.append([d["job"], d["state"], f"{d['done']}/{d['total']}", str(d["dead"]),
+                     str(d["pending"]), f"{d['done_bytes']:,}/{d['bytes']:,}",
+                     f"{d['words']:,}", f"{d['distinct']:,}", age, f"{d['seconds']:.1f}s",
+                     d["queue"]])
+    _table(["JOB", "STATE", "DONE", "DEAD", "HELD", "BYTES", "WORDS", "DISTINCT", "AGE",
+            "TIME", "QUEUE"], rows, out)
+
+
+def print_workers(docs: list[dict[str, Any]], now_ms: int, out: IO[str] | None = None) -> None:
+    out = out or sys.stdout
+    if not docs:
+        out.write("no worker has reported (none started, or none reached this Redis)\n")
+        return
+    rows = []
+    for d in docs:
+        task = f"{d['job']} {d['task']}" if d["task"] else "-"
+        held = _age((now_ms - d["task_since_ms"]) / 1000) if d["task_since_ms"] else "-"
+        state = "LOST" if d["lost"] else d["state"]
+        rows.append([d["name"], state, task, held, _age(d["age_s"]), str(d["taken"]),
+                     str(d["applied"]), str(d["duplicates"]), str(d["dead"]),
+                     _age((now_ms - d["started_ms"]) / 1000)])
+    _table(["WORKER", "STATE", "TASK", "FOR", "BEAT", "TAKEN", "APPLIED", "DUPL", "DEAD",
+            "UP"], rows, out)
