@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redis
-from wordcount.connection import Connection, library_code
+from wordcount.connection import LIBRARY, Connection, library_code
 from wordcount.embedded import free_port
 from wordcount.exceptions import EXIT_OK, EXIT_REDIS, RedisUnavailableError
 from wordcount.settings import Settings
@@ -237,7 +237,7 @@ def test_admin_may_not_call_functions_and_workers_reload_them(acl_redis):
     assert admin.function_flush() is True
     assert admin.function_list() == []
     worker.ensure_functions()  # "Function not found" -> FUNCTION LOAD as the worker
-    assert [lib["library_name"] for lib in admin.function_list()] == ["wordcount"]
+    assert [lib["library_name"] for lib in admin.function_list()] == [LIBRARY]
     # a NOPERM through our Connection names the user and is exit 4
     with pytest.raises(RedisUnavailableError, match="user worker") as e:
         worker.call(lambda r: r.flushall())

@@ -56,7 +56,6 @@ from tenacity import (
 
 import redis
 
-from . import keys
 from .exceptions import DeadlineExceededError, ProtocolMismatchError, RedisUnavailableError
 from .settings import RedisUrl, Settings
 
@@ -75,7 +74,15 @@ def _library_protocol(code: str) -> str:
     return found.group(1)
 
 
+def _library_name(code: str) -> str:
+    found = re.match(r"#!lua name=(\w+)", code)
+    if not found:
+        raise RuntimeError("wordcount.lua has no '#!lua name=...' line")
+    return found.group(1)
+
+
 PROTOCOL = _library_protocol(library_code())  # the one version, declared in the .lua file
+LIBRARY = _library_name(library_code())  # and the library's name
 
 
 def _auth_failure(exc: BaseException) -> bool:
@@ -269,7 +276,7 @@ class Connection:
     def load_functions(self) -> None:
         code = library_code()
         self.call(lambda r: r.function_load(code, replace=True))
-        log.info("loaded Redis Function library %r", keys.LIBRARY)
+        log.info("loaded Redis Function library %r", LIBRARY)
 
     def ensure_functions(self) -> None:
         """Make sure Redis runs our protocol version of the library (see the module doc)."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 PREFIX = "wc"
 GROUP = "workers"
-LIBRARY = "wordcount"
 
 
 def jobs() -> str:

@@ -96,9 +96,6 @@ class Settings:
             raise UsageError(f"unknown queue {self.queue!r} (WORDCOUNT_QUEUE / --queue): "
                              "choose stream, lease or auto")
 
-    def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass(frozen=True)
 class RedisUrl:
