@@ -15,9 +15,10 @@ import pytest
 from wordcount import soak
 
 # Run i of the bounded soak: seed FIRST_SEED + i, atomic and staged in turn. Chosen so that the
-# drawn plans hold a re-plan on both paths, aimed kills on the staged path, a wipe and a late
-# kill (asserted below, so a change of the generator cannot make this test quietly weaker).
-# ~90 s on a 2-core machine; before the staged-commit and re-plan fixes most of these failed.
+# drawn plans hold a re-plan on both paths, aimed kills on the staged path, a wipe, a late kill
+# and a hidden file whose dead letters are requeued (asserted below, so a change of the
+# generator cannot make this test quietly weaker). ~90 s on a 2-core machine; before the
+# staged-commit and re-plan fixes most of these failed.
 FIRST_SEED = 11
 RUNS = 10
 
@@ -64,6 +65,16 @@ def test_the_bounded_seeds_schedule_every_kind_of_fault():
     assert any(f.aimed for p in plans if p.commit_path == "staged" for f in p.faults)
     assert any(f.kind == "wipe" for p in plans for f in p.faults)
     assert any(p.late_kill for p in plans)
+    assert any(p.hide_file is not None and not p.replan for p in plans)  # dead letters, requeue
+
+
+def test_a_hidden_file_comes_with_a_requeue_fault():
+    for seed in range(100):
+        plan = soak.draw_plan(seed, "staged")
+        requeues = [f for f in plan.faults if f.kind == "requeue"]
+        assert len(requeues) == (plan.hide_file is not None)
+        if requeues:
+            assert "restored and requeued" in plan.describe()
 
 
 def test_checker_reports_differences():
@@ -127,6 +138,7 @@ def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     assert summary.total("crashes") > 0, text
     assert summary.total("replan") >= 1, text
     assert summary.total("snapshots") > 0, text
+    assert summary.total("requeued") >= 1, text  # dead letters requeued under faults
     assert {r.commit_path for r in summary.reports if r.kills_mid} == set(soak.PATHS), text
     assert not list(tmp_path.iterdir()), "a run left its directory behind"
 

@@ -32,7 +32,11 @@ same plan of faults) and then executed for real:
   name; from then on the expected result is the second plan's. Re-plan runs often snapshot just
   before the re-plan and kill just after it, so the rollback brings the OLD plan back. The new
   plan's ``Job.replace`` is set when the client has that field. Some runs also kill Redis after
-  the job finished and before its result is read.
+  the job finished and before its result is read. Some runs hide one input file right after
+  the submission (its tasks are dead-lettered), and a ``requeue`` fault puts it back and
+  requeues them (``jobs.requeue``: dead letters back in the queue, under the same faults);
+  whatever is still dead once the job is done (the requeue came first, or a rollback undid it)
+  is requeued again, as an operator would, and the table must still be exact.
 - **Checker.** The FULL count table (every word and count, compared byte for byte in the
   ``word<TAB>count`` form of ``--counts-out``) must equal the oracle: ``words.reference_counts``
   over each whole file of the expected plan, read straight from disk (nothing of the distributed
@@ -110,7 +114,7 @@ class CorpusSpec:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "snapshot" | "kill" | "wipe" | "replan"
+    kind: str  # "snapshot" | "kill" | "wipe" | "replan" | "requeue"
     at_fraction: float  # fires once (done + dead) / total of the current plan reaches this ...
     delay_s: float  # ... and at least this long after the previous fault fired (or the start)
     bgsave: bool = False  # snapshot: BGSAVE (a forked child) instead of SAVE
@@ -151,6 +155,12 @@ class RunPlan:
     chunk_size2: int = 0
     late_kill: bool = False  # kill Redis after the job finished, before its result is read
     late_downtime_s: float = 0.0
+    # Dead letters, then requeue: this file of the first corpus (an index into its sorted
+    # files) is hidden once the job is submitted, so its tasks are dead-lettered; the
+    # "requeue" fault puts it back and requeues them (wordcount requeue), and once the job is
+    # done any dead letter left (the requeue came too early, or a rollback undid it) is
+    # requeued again, as an operator would. None: no hidden file.
+    hide_file: int | None = None
 
     def worker_args(self) -> list[str]:
         args = ["--crash-at", "any", "--crash-prob", f"{self.crash_prob:.3f}",
@@ -182,6 +192,9 @@ class RunPlan:
             + "faults: " + ", ".join(f.describe() for f in self.faults)
             + (f"; late kill (down {self.late_downtime_s:.2f}s)" if self.late_kill else ""),
         ]
+        if self.hide_file is not None:
+            lines.append(f"dead letters: file #{self.hide_file} hidden after submit, then "
+                         "restored and requeued")
         if self.replan:
             target = (f"corpus {self.corpus2.files} x {self.corpus2.size:,} B"  # type: ignore
                       if self.replan == "corpus" else "the same corpus")
@@ -257,6 +270,12 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
         events[position:position] = inserted
     late = rng.random() < 0.2
     late_down = round(rng.uniform(0.0, 0.3), 2)
+    hide = None  # drawn last: the draws above are those of seeds before requeue existed
+    if rng.random() < 0.3:
+        hide = rng.randrange(spec.files + (1 if spec.skew_size else 0))
+        at = round(rng.uniform(0.2, 0.9), 3)
+        position = sum(1 for f in events if f.at_fraction <= at)
+        events.insert(position, Fault("requeue", at, round(rng.uniform(0.0, 0.5), 2)))
     return RunPlan(seed=seed, commit_path=commit_path, corpus=spec, chunk_size=chunk,
                    workers=workers, crash_prob=crash_prob, stall_prob=stall_prob,
                    stall_max=stall_max, claim_timeout_ms=claim_timeout,
@@ -264,7 +283,7 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
                    snapshot_every_s=snapshot_every,
                    commit_pairs=pairs if commit_path == "staged" else None,
                    faults=tuple(events), replan=replan, corpus2=corpus2, chunk_size2=chunk2,
-                   late_kill=late, late_downtime_s=late_down)
+                   late_kill=late, late_downtime_s=late_down, hide_file=hide)
 
 
 # -- what a run did ---------------------------------------------------------------------------
@@ -284,6 +303,7 @@ class RunReport:
     wipes: int = 0  # restarts from nothing (a wipe, or no snapshot yet)
     snapshots: int = 0  # SAVE / BGSAVE that Redis accepted
     replan: bool = False  # a re-plan actually happened (forget + submit of another plan)
+    requeued: int = 0  # dead-lettered tasks requeued (wordcount requeue), all rounds
     crashes: int = 0  # injected worker crashes (pool.crashes)
     stolen: int = 0
     backups: int = 0
@@ -301,7 +321,8 @@ class RunReport:
                 f"wipes {self.wipes} snaps {self.snapshots} "
                 f"replan {'yes' if self.replan else 'no '} crashes {self.crashes:3} "
                 f"stolen {self.stolen:3} backups {self.backups:2} "
-                f"dups {self.duplicates:2}")
+                f"dups {self.duplicates:2}"
+                + (f" requeued {self.requeued}" if self.requeued else ""))
         if not self.ok:
             text += f"\n    {self.reason}"
             if self.diff:
@@ -350,9 +371,11 @@ class Nemesis:
     """Fires the plan's faults from client.wait's on_poll, and tends the worker pool."""
 
     def __init__(self, plan: RunPlan, server: Any, conn: Any, pool: Any, report: RunReport,
-                 started: float, raft: bool = False) -> None:
+                 started: float, raft: bool = False,
+                 restore: Callable[[], None] = lambda: None) -> None:
         import redis
 
+        self.restore = restore  # puts the hidden file back (requeue)
         self.raft = raft
         self.victims = random.Random(plan.seed + 1)  # which Raft node a kill hits
         self.faults = list(plan.faults)
@@ -407,7 +430,19 @@ class Nemesis:
             self.event(label)
             self.last = time.monotonic()
             raise _Replan()
+        elif fault.kind == "requeue":
+            self.requeue(label)
         self.last = time.monotonic()
+
+    def requeue(self, label: str) -> int:
+        """The cause fixed (the hidden file back), the dead letters requeued."""
+        from . import jobs
+
+        self.restore()
+        n = jobs.requeue(self.conn, JOB_NAME)
+        self.report.requeued += n
+        self.event(f"{label}: {n} dead-lettered tasks requeued")
+        return n
 
     def snapshot(self, bgsave: bool, label: str, quiet: bool = False) -> bool:
         import redis
@@ -576,13 +611,24 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
         _set_queue(job, queue)
         report.tasks, report.bytes = len(job.tasks), job.total_bytes
         client.submit(conn, job)
+        hidden: list[tuple[Path, Path]] = []  # (where it was, where it is now)
+        if plan.hide_file is not None:
+            victim = sorted(files1)[plan.hide_file % len(files1)]
+            hidden.append((victim, rundir / "hidden"))
+            shutil.move(victim, rundir / "hidden")
+
+        def restore() -> None:
+            while hidden:
+                where, now = hidden.pop()
+                shutil.move(now, where)
         env = {**server.env(), "WORDCOUNT_SPECULATE_MIN_MS": str(plan.speculate_min_ms)}
         pool = WorkerPool(plan.workers, env, WorkerOptions.parse(plan.worker_args()),
                           log_path=str(rundir / "workers.log"),
                           first_options=WorkerOptions.parse(plan.worker_args()
                                                             + plan.straggler_args()),
                           first=1 if plan.straggler_slowdown else 0)
-        nemesis = Nemesis(plan, server, conn, pool, report, started, raft=raft)
+        nemesis = Nemesis(plan, server, conn, pool, report, started, raft=raft,
+                          restore=restore)
 
         def remaining() -> float:
             left = deadline - time.monotonic()
@@ -596,6 +642,7 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
                                      on_poll=lambda job=job: nemesis.poll(job))
                 break
             except _Replan:
+                restore()  # the new plan is over whole corpora
                 client.forget(conn, JOB_NAME)
                 inputs = rundir / ("b" if plan.replan == "corpus" else "a")
                 job = client.plan_job([str(inputs)], plan.chunk_size2, JOB_NAME)
@@ -608,6 +655,12 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
         if plan.late_kill:
             report.faults_fired += 1
             nemesis.crash(False, plan.late_downtime_s, mid_job=False, label="late kill")
+            waited = client.wait(conn, job, poll_s=POLL_S, quiet=True, timeout_s=remaining(),
+                                 on_poll=pool.tend)
+        for _ in range(5 if plan.hide_file is not None else 0):
+            if not waited.dead:  # (a dead letter left without a hidden file fails the run)
+                break
+            nemesis.requeue(f"requeue after the job, {waited.dead} dead")
             waited = client.wait(conn, job, poll_s=POLL_S, quiet=True, timeout_s=remaining(),
                                  on_poll=pool.tend)
         res, progress = client.result(conn, job, time.monotonic() - started, waited)
