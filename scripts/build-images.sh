@@ -73,7 +73,7 @@ fi
 needs_wheels=0
 for img in "${images[@]}"; do [[ $img == redis || $img == raft ]] || needs_wheels=1; done
 if [[ $needs_wheels == 1 ]]; then
-    if [[ ${WORDCOUNT_SKIP_WHEELHOUSE:-0} == 1 ]] && compgen -G "build/wheelhouse/app/wordcount-*.whl" >/dev/null; then
+    if [[ ${WORDCOUNT_SKIP_WHEELHOUSE:-0} == 1 ]] && [[ -f build/wheelhouse/requirements.txt ]]; then
         log "reusing build/wheelhouse/ (WORDCOUNT_SKIP_WHEELHOUSE=1)"
     else
         bash scripts/wheelhouse.sh

@@ -1,20 +1,17 @@
 #!/usr/bin/env bash
 # Build build/wheelhouse/ on the host (network to PyPI is allowed here; none is
 # inside `docker build`): the wheels services/Dockerfile installs with
-# `pip install --no-index`. Layout (deps apart from the project, so that a
-# source change only invalidates docker's cache from the project-wheel step on):
+# `pip install --no-index` (the project itself is copied from src/ by the
+# Dockerfile, so a source change needs no new wheelhouse). Layout:
 #   build/wheelhouse/deps/*.whl                  every pinned dependency, as the
 #                                                CPython 3.11 manylinux x86_64 wheels
 #   build/wheelhouse/requirements.txt            = services/requirements/base.txt  (client)
 #   build/wheelhouse/requirements-fast.txt       = .../fast.txt  (worker: + pyarrow)
 #   build/wheelhouse/requirements-chaos.txt      = .../chaos.txt (chaos: + docker SDK)
-#   build/wheelhouse/app/wordcount-*.whl         the project
 # The pins are the lock files of scripts/lock.sh (uv pip compile); made again
 # first when pyproject.toml changed since. The wheels are a plain `pip download`
 # of them for the images' platform (whatever python runs it), so the result does
-# not depend on the host's python. The project wheel is built with a fixed
-# SOURCE_DATE_EPOCH: while the sources don't change, its bytes don't either and
-# docker's build cache keeps hitting. Rebuilt from scratch each time (pip's cache
+# not depend on the host's python. Rebuilt from scratch each time (pip's cache
 # makes that fast), so wheels no longer pinned don't pile up.
 # Env: WHEELHOUSE (default build/wheelhouse), PYTHON (default .venv/bin/python if
 #      it exists, else python3: any python >= 3.11 with pip)
@@ -36,12 +33,9 @@ command -v "$PYTHON" >/dev/null 2>&1 || die "python not found: $PYTHON"
 bash scripts/lock.sh --check >/dev/null || { log "pyproject.toml changed: pinning again"; bash scripts/lock.sh; }
 
 tmp="$WHEELHOUSE.tmp"
-# setuptools builds in-tree under build/lib: a module deleted from src/ would
-# otherwise live on in the wheel, so start that clean too.
-rm -rf "$tmp" build/lib build/bdist.*
-mkdir -p "$tmp/deps" "$tmp/app"
+rm -rf "$tmp"
+mkdir -p "$tmp/deps"
 trap 'rm -rf "$ROOT/$tmp" "$ROOT/$tmp.log"' EXIT
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}   # 1980-01-01: reproducible zip timestamps
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 run() {   # run WHAT CMD...: quiet unless it fails
@@ -58,10 +52,8 @@ done
 cp "$LOCKS/base.txt" "$tmp/requirements.txt"
 cp "$LOCKS/fast.txt" "$tmp/requirements-fast.txt"
 cp "$LOCKS/chaos.txt" "$tmp/requirements-chaos.txt"
-run "pip wheel ." "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$tmp/app" .
-compgen -G "$tmp/app/wordcount-*.whl" >/dev/null || die "no wordcount-*.whl was built"
 
 rm -rf "$WHEELHOUSE"
 mv "$tmp" "$WHEELHOUSE"
 n=$(ls "$WHEELHOUSE"/deps/*.whl | wc -l)
-log "$WHEELHOUSE/: $(cd "$WHEELHOUSE/app" && ls wordcount-*.whl) + $n dependency wheels ($(du -sh "$WHEELHOUSE" | cut -f1))"
+log "$WHEELHOUSE/: $n dependency wheels ($(du -sh "$WHEELHOUSE" | cut -f1))"
