@@ -2,8 +2,8 @@
 much each worker has done, as ``rq info`` / ``celery inspect`` show it.
 
 Each worker keeps one field of ``keys.workers()`` (name -> JSON), written with a plain HSET when
-it starts, takes a task, settles one, on every heartbeat while it counts, and at most every
-``every_s`` while idle; a worker that stops cleanly removes its field. Nothing here decides who
+it starts, when it goes from idle to busy or back, and otherwise at most every ``every_s`` (its
+heartbeat interval) with what it is doing then; a worker that stops cleanly removes its field. Nothing here decides who
 owns a task (leases do): the registry is for people, so a write that fails is only logged, and
 a worker that died shows as "lost" once its report is older than a few intervals (no TTL: under
 RedisRaft expiry is local to each node). ``wordcount workers`` drops reports older than
@@ -72,11 +72,14 @@ class Registration:
         self._written = 0.0
 
     def update(self, force: bool = False, **changes: object) -> None:
+        """Record the changes; write the report if the state changed (idle, busy, stopping) or
+        ``every_s`` passed since the last write: a stream of small tasks costs one write per
+        interval, not two round trips per task."""
         with self._lock:
-            changed = any(getattr(self.report, k) != v for k, v in changes.items())
+            moved = "state" in changes and changes["state"] != self.report.state
             for k, v in changes.items():
                 setattr(self.report, k, v)
-            if not (force or changed) and time.monotonic() - self._written < self.report.every_s:
+            if not (force or moved) and time.monotonic() - self._written < self.report.every_s:
                 return
             self._written = time.monotonic()
             self.report.beat_ms = _now_ms()
