@@ -29,6 +29,10 @@ CHAOS_CHUNK ?= 4MiB
 # commit goes through stage -> wc_commit_staged -> merge, the path a Redis
 # rollback stresses most (CHAOS_COMMIT_PAIRS=50000 for single-call commits).
 CHAOS_COMMIT_PAIRS ?= 2000
+# A restart from a snapshot can make tasks in flight look stale (their idle time in
+# the restored pending list includes the outage): each steal is a delivery, so with a
+# kill every few seconds a healthy task could reach the default 4 and be set aside.
+CHAOS_MAX_ATTEMPTS ?= 20
 
 CLUSTER_IMAGES := wordcount/worker:latest wordcount/client:latest wordcount/chaos:latest \
                   wordcount/redis:latest
@@ -69,7 +73,7 @@ chaos: images install ## the job while Redis is SIGKILLed every CHAOS_INTERVAL=5
 	@rc=0; $(CLUSTER_ENV) COMPOSE_PROFILES=chaos CHAOS_INTERVAL=$(CHAOS_INTERVAL) \
 	    CHAOS_DOWNTIME=$(CHAOS_DOWNTIME) CHAOS_TARGETS=$(CHAOS_TARGETS) \
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
-	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
+	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) WORDCOUNT_MAX_ATTEMPTS=$(CHAOS_MAX_ATTEMPTS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \
 	$(BIN)/python -m wordcount.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 

@@ -1,9 +1,10 @@
 """The worker registry (``wordcount workers``): who is working, on what, since when, and how
 much each worker has done, as ``rq info`` / ``celery inspect`` show it.
 
-Each worker keeps one field of ``keys.workers()`` (name -> JSON), written with a plain HSET when
-it starts, when it goes from idle to busy or back, and otherwise at most every ``every_s`` (its
-heartbeat interval) with what it is doing then; a worker that stops cleanly removes its field. Nothing here decides who
+Each worker keeps one field of ``keys.workers()`` (name -> JSON), written with a plain HSET by a
+thread of the worker's own: when it starts, when it goes from idle to busy or back, and
+otherwise every ``every_s`` (its heartbeat interval) with what it is doing then; a worker that
+stops cleanly removes its field. Nothing here decides who
 owns a task (leases do): the registry is for people, so a write that fails is only logged, and
 a worker that died shows as "lost" once its report is older than a few intervals (no TTL: under
 RedisRaft expiry is local to each node). ``wordcount workers`` drops reports older than
@@ -62,26 +63,46 @@ class Report:
 
 
 class Registration:
-    """A worker's own entry: ``update`` it at will (writes are throttled to ``every_s`` unless
-    something changed), ``remove`` it on a clean stop."""
+    """A worker's own entry, written by a thread of its own (``start``): once every ``every_s``,
+    and at once when the state changes (idle, busy, stopping). ``update`` only records what
+    changed, with no I/O: it is called on the worker's path from one task to the next, where a
+    slow or unreachable Redis must never delay a lease. The thread has its own connection, so
+    its failures touch nothing of the worker's. ``stop`` ends it and removes the entry."""
 
     def __init__(self, conn: Connection, name: str, every_s: float) -> None:
-        self.conn = conn
+        self.conn = Connection(conn.settings, name=f"{conn.name}-registry")
         self.report = Report(name, every_s=every_s)
-        self._lock = threading.RLock()
-        self._written = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def update(self, force: bool = False, **changes: object) -> None:
-        """Record the changes; write the report if the state changed (idle, busy, stopping) or
-        ``every_s`` passed since the last write: a stream of small tasks costs one write per
-        interval, not two round trips per task."""
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="registry")
+        self._thread.start()
+
+    def update(self, **changes: object) -> None:
         with self._lock:
             moved = "state" in changes and changes["state"] != self.report.state
             for k, v in changes.items():
                 setattr(self.report, k, v)
-            if not (force or moved) and time.monotonic() - self._written < self.report.every_s:
-                return
-            self._written = time.monotonic()
+        if moved:
+            self._wake.set()
+
+    def busy(self, c: Claimed) -> None:
+        self.update(state="busy", job=c.job, task=c.id, task_since_ms=_now_ms())
+
+    def idle(self) -> None:
+        self.update(state="idle", job="", task="", task_since_ms=0)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.clear()
+            self._write()
+            self._wake.wait(self.report.every_s)
+
+    def _write(self) -> None:
+        with self._lock:
             self.report.beat_ms = _now_ms()
             doc = json.dumps(asdict(self.report))
         try:
@@ -90,17 +111,17 @@ class Registration:
         except Exception as exc:  # noqa: BLE001 - for people only: never stop the work for it
             log.debug("worker registry not updated: %s", exc)
 
-    def busy(self, c: Claimed) -> None:
-        self.update(state="busy", job=c.job, task=c.id, task_since_ms=_now_ms())
-
-    def idle(self) -> None:
-        self.update(state="idle", job="", task="", task_since_ms=0)
-
-    def remove(self) -> None:
+    def stop(self) -> None:
+        """End the thread (after its write in flight, if any), then remove the entry."""
+        self._stopped.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
         try:
             self.conn.call(lambda r: r.hdel(keys.workers(), self.report.name), retry_seconds=0)
         except Exception as exc:  # noqa: BLE001 - shown as lost, then forgotten
             log.debug("worker registry entry not removed: %s", exc)
+        self.conn.close()
 
 
 def reports(conn: Connection, now_ms: int | None = None) -> list[Report]:

@@ -66,21 +66,16 @@ def consumer_name() -> str:
 
 
 class Heartbeat(threading.Thread):
-    """Keeps one task alive while it is being counted (every claim_timeout / 3), and the
-    worker's registry entry fresh."""
+    """Keeps one task alive while it is being counted (every claim_timeout / 3)."""
 
-    def __init__(self, queue: TaskQueue, claimed: Claimed, interval: float,
-                 registration: Registration | None = None) -> None:
+    def __init__(self, queue: TaskQueue, claimed: Claimed, interval: float) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{claimed.id}")
         self.queue, self.claimed, self.interval = queue, claimed, interval
-        self.registration = registration
         self.stopped = threading.Event()
         self.lost = False
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
-            if self.registration is not None:
-                self.registration.update()
             try:
                 if not self.queue.keep(self.claimed):
                     self.lost = True
@@ -122,8 +117,8 @@ class Worker:
             raise ShutdownRequested()
         log.info("stopping after the current task (signal again to stop now)")
         self._stop = True
-        self.registration.report.state = "stopping"  # written by the next update (no I/O in a
-        # signal handler: the main thread may be inside a Redis call)
+        # no lock, no I/O in a signal handler: the registry's thread writes it in time
+        self.registration.report.state = "stopping"
 
     def run(self) -> Stats:
         def on_signal(signum: int, frame: object) -> None:  # logged: why this worker stops
@@ -135,12 +130,12 @@ class Worker:
         self.conn.ensure_functions()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
-        self.registration.update(force=True)
+        self.registration.start()
         try:
             self._loop()
             self.drain()
         finally:
-            self.registration.remove()
+            self.registration.stop()
         log.info("worker %s done: %s", self.consumer, self.stats)
         return self.stats
 
@@ -201,8 +196,7 @@ class Worker:
             return
         armed = self.faults.arm()
         self.crash_point(armed, "after-claim")
-        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s,
-                         self.registration)  # runs until committed
+        beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)  # runs until committed
         beat.start()
         try:
             started = time.perf_counter()
