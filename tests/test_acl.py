@@ -320,3 +320,20 @@ def test_raft_node_gates_the_same_way(raft_binaries, tmp_path):
             server.client(None, password=server.passwords["admin"]).ping()
     finally:
         server.stop()
+
+
+def test_operators_read_jobs_and_workers_as_admin_and_change_them_as_client(acl_redis):
+    """admin may not FCALL, so the read-only operator commands must not need a Function
+    (jobs, status, workers, result); cancel and requeue run Functions: the client user's."""
+    def wc(user: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "wordcount", *args],
+                              env=acl_redis.env(user), capture_output=True, text=True,
+                              timeout=60)
+
+    for args in (["jobs"], ["status", "--json"], ["workers"]):
+        out = wc("admin", *args)
+        assert out.returncode == EXIT_OK, (args, out.stderr)
+    assert wc("admin", "result", "nope").returncode == 2  # no such job, not NOPERM
+    refused = wc("admin", "cancel", "nope")
+    assert refused.returncode == EXIT_REDIS and "user admin" in refused.stderr
+    assert wc("client", "cancel", "nope").returncode == 2  # the client user gets that far

@@ -305,14 +305,17 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
 
 # -- operating jobs and workers: jobs, status, result, wait, cancel, delete, requeue, workers ----
 
-def _operator(args: argparse.Namespace, name: str):
-    """A connection for an operator command (with --timeout's deadline when it has one)."""
+def _operator(args: argparse.Namespace, name: str, functions: bool = False):
+    """A connection for an operator command (with --timeout's deadline when it has one).
+    Only a command that runs our Functions (``functions``) checks the library's version: the
+    others only read keys, which the admin user may do (it may not FCALL)."""
     from .connection import Connection
 
     setup_logging(getattr(args, "verbose", False), logging.WARNING)
     conn = Connection(settings_from(args), name=name,
                       deadline=deadline_of(args) if hasattr(args, "timeout") else None)
-    conn.ensure_functions()
+    if functions:
+        conn.ensure_functions()
     return conn
 
 
@@ -325,9 +328,13 @@ def _job_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _job_arg(p: argparse.ArgumentParser) -> None:
+def _job_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
+    """The parser of a command on one job: ``wordcount NAME JOB [--redis-url ...]``."""
+    p = sub.add_parser(name, help=help_)
     p.add_argument("job", metavar="JOB", type=_job_name,
                    help="the job's name (`wordcount jobs` lists them)")
+    add_redis_args(p)
+    return p
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -383,10 +390,8 @@ def cmd_result(args: argparse.Namespace) -> int:
 
 
 def _result_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("result", help="the result of a finished job (self-checked); exit 7 "
-                                      "while it runs")
-    _job_arg(p)
-    add_redis_args(p)
+    p = _job_parser(sub, "result", "the result of a finished job (self-checked); exit 7 while "
+                                   "it runs")
     add_output_args(p)
     return p
 
@@ -397,7 +402,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     deadline = deadline_of(args)
     report.check_output(args.counts_out, "--counts-out")
-    conn = _operator(args, "wordcount-wait")
+    conn = _operator(args, "wordcount-wait", functions=True)  # it may resubmit the job
     job = jobs.load(conn, args.job)
     with stop_on_signals(), timeout_message(args, f"job {job.name} keeps running: `wordcount "
                                                   f"wait {job.name}` again"):
@@ -405,11 +410,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _wait_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("wait", help="wait for a job (submitted with --no-wait), then print "
-                                    "its result")
-    _job_arg(p)
+    p = _job_parser(sub, "wait", "wait for a job (submitted with --no-wait), then print its "
+                                 "result")
     add_timeout_args(p)
-    add_redis_args(p)
     add_output_args(p)
     return p
 
@@ -417,7 +420,7 @@ def _wait_parser(sub) -> argparse.ArgumentParser:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from . import client, jobs
 
-    conn = _operator(args, "wordcount-cancel")
+    conn = _operator(args, "wordcount-cancel", functions=True)
     cancelled = jobs.cancel(conn, args.job)
     p = client.progress(conn, args.job)
     if cancelled:
@@ -429,34 +432,29 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cancel_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("cancel", help="stop a running job: no task of it is taken or "
-                                      "committed any more")
-    _job_arg(p)
-    add_redis_args(p)
-    return p
+    return _job_parser(sub, "cancel", "stop a running job: no task of it is taken or committed "
+                                      "any more")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     from . import jobs
 
-    conn = _operator(args, "wordcount-delete")
+    conn = _operator(args, "wordcount-delete", functions=args.force)  # --force: cancel first
     n = jobs.delete(conn, args.job, force=args.force)
     print(f"job {args.job} deleted ({n} keys)")
     return exc.EXIT_OK
 
 
 def _delete_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("delete", help="delete a job that is not running, and all its keys")
-    _job_arg(p)
+    p = _job_parser(sub, "delete", "delete a job that is not running, and all its keys")
     p.add_argument("--force", action="store_true", help="a running job too (cancelled first)")
-    add_redis_args(p)
     return p
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
     from . import jobs
 
-    conn = _operator(args, "wordcount-requeue")
+    conn = _operator(args, "wordcount-requeue", functions=True)
     n = jobs.requeue(conn, args.job)
     if n:
         print(f"job {args.job}: {n} dead-lettered tasks requeued; `wordcount wait {args.job}` "
@@ -467,11 +465,8 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 
 def _requeue_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("requeue", help="give a job's dead-lettered tasks new attempts (once "
+    return _job_parser(sub, "requeue", "give a job's dead-lettered tasks new attempts (once "
                                        "their cause is fixed)")
-    _job_arg(p)
-    add_redis_args(p)
-    return p
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
