@@ -129,10 +129,15 @@ def expire(conn: Connection, keep_s: float, now_ms: int | None = None) -> list[s
     """Delete the jobs that finished (done or cancelled) more than ``keep_s`` ago; returns
     their names. A job listed in the registry whose meta is gone is dropped from it."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    listed = names(conn)
+
+    def read(r):  # one round trip for all of them: this runs at every submit
+        pipe = r.pipeline(transaction=False)
+        for name in listed:
+            pipe.hmget(keys.meta(name), Meta.STATE, Meta.FINISHED_MS)
+        return pipe.execute()
     removed = []
-    for name in names(conn):
-        state, finished = conn.call(lambda r, name=name: r.hmget(
-            keys.meta(name), Meta.STATE, Meta.FINISHED_MS))
+    for name, (state, finished) in zip(listed, conn.call(read) if listed else [], strict=True):
         if state is None:
             conn.call(lambda r, name=name: r.zrem(keys.registry(), name))
         elif state != "running" and finished and now_ms - int(finished) > keep_s * 1000:
