@@ -61,13 +61,16 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 def _stop_count(signum: int) -> None:
     """``count`` holds nothing to clean up but the processes engine's workers: they are stopped
-    and the process exits at once (unwinding, the pool would count every task left first)."""
+    and the process exits at once (unwinding, the pool would count every task left first).
+    This runs in a signal handler: the line goes out with os.write, not through sys.stderr,
+    whose buffer the main thread may be in the middle of writing ("reentrant call")."""
     import multiprocessing
 
     for p in multiprocessing.active_children():
         p.terminate()
-    print(f"wordcount: stopped by {signal.Signals(signum).name}; nothing was printed",
-          file=sys.stderr, flush=True)
+    line = f"wordcount: stopped by {signal.Signals(signum).name}; nothing was printed\n"
+    with contextlib.suppress(OSError):
+        os.write(2, line.encode())
     os._exit(128 + signum)
 
 

@@ -106,27 +106,27 @@ class Worker:
         self.registration = Registration(self.conn, self.consumer,
                                          every_s=max(settings.heartbeat_s, 1.0))
         self._stop = False
+        self.stopped_by = ""  # the signal that asked this worker to stop
         self._busy = False  # counting a task: a stop request waits for it to be committed
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._in_flight: Future | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def request_stop(self, *_: object) -> None:
-        if self._stop or not self._busy:  # idle, or a second signal: stop now
-            raise ShutdownRequested()
-        log.info("stopping after the current task (signal again to stop now)")
+    def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
+        """The signal handler (SIGTERM, SIGINT, SIGHUP): idle, or a second signal, stop now
+        (ShutdownRequested); busy, stop after the current task. It writes nothing, not even a
+        log line: the main thread may be in the middle of a write to the same stream (a
+        "reentrant call" error). The stop is logged once the worker is out of its loop."""
+        self.stopped_by = signal.Signals(signum).name if signum else "a stop request"
+        if self._stop or not self._busy:
+            raise ShutdownRequested(self.stopped_by)
         self._stop = True
-        # no lock, no I/O in a signal handler: the registry's thread writes it in time
-        self.registration.report.state = "stopping"
+        self.registration.report.state = "stopping"  # (no lock: the registry thread writes it)
 
     def run(self) -> Stats:
-        def on_signal(signum: int, frame: object) -> None:  # logged: why this worker stops
-            log.info("worker %s: %s received", self.consumer, signal.Signals(signum).name)
-            self.request_stop(signum, frame)
-
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # supervisor, ^C, terminal
-            signal.signal(sig, on_signal)
+            signal.signal(sig, self.request_stop)
         self.conn.ensure_functions()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
@@ -136,6 +136,9 @@ class Worker:
             self.drain()
         finally:
             self.registration.stop()
+        if self._stop:
+            log.info("worker %s: %s received; stopped after its current task", self.consumer,
+                     self.stopped_by)
         log.info("worker %s done: %s", self.consumer, self.stats)
         return self.stats
 

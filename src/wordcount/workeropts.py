@@ -126,6 +126,7 @@ class WorkerOptions:
         worker = self.worker(settings, exit_when_idle)
         try:
             worker.run()
-        except ShutdownRequested:  # SIGTERM/SIGHUP/SIGINT while idle: a requested, clean stop
-            logging.getLogger("wordcount.worker").info("worker %s stopped", worker.consumer)
+        except ShutdownRequested as stop:  # a signal while idle: a requested, clean stop
+            logging.getLogger("wordcount.worker").info("worker %s: %s received; stopped",
+                                                       worker.consumer, stop)
         return EXIT_OK
