@@ -1,10 +1,13 @@
 #!/bin/sh
 # Start redis-server with redis/redis.conf, the ACL users of redis/users.acl and
 # settings from the environment:
-#   WORDCOUNT_SECRETS  where the password files are (default /run/secrets, the
-#                      compose secrets): redis-admin-password,
-#                      redis-worker-password, redis-client-password (required:
-#                      refuses to start without them; `make env` makes them)
+#   WORDCOUNT_SECRETS  where the passwords are (default /run/secrets): for each
+#                      user (admin, worker, client) either a directory USER/ (a
+#                      volume of its own, as docker-compose.yml mounts them),
+#                      where a random password is generated the first time
+#                      (USER/redis-USER-password; kept afterwards, never
+#                      printed), or a file redis-USER-password (refuses to
+#                      start without it). See redis/acl.sh.
 #   REDIS_SAVE         RDB schedule, default "1 1" (snapshot every 1 s if >= 1
 #                      write happened); set it to "" to turn snapshots off
 #   REDIS_APPENDONLY   yes|no, default no
@@ -13,7 +16,9 @@
 # The default user is off: every connection names its user (admin, worker,
 # client). Only SHA-256 hashes of the passwords are written, to a 0600 aclfile
 # outside /data (rendered again at every start, so new passwords take effect on
-# a restart); no password is ever in argv, `ps` or the logs.
+# a restart); no password is ever in argv, the environment, `ps` or the logs.
+# Operators: `docker compose exec redis wordcount-redis-cli ...` (redis-cli as
+# admin, the password read from its file).
 set -eu
 
 CONF=${REDIS_CONF:-/etc/wordcount/redis.conf}
@@ -32,7 +37,7 @@ case $appendonly in
 esac
 
 umask 077
-wordcount-redis-acl "$ACL_TEMPLATE" >"$ACLFILE.new" || { rm -f "$ACLFILE.new"; exit 64; }
+wordcount-redis-acl --generate "$ACL_TEMPLATE" >"$ACLFILE.new" || { rm -f "$ACLFILE.new"; exit 64; }
 mv "$ACLFILE.new" "$ACLFILE"
 users=$(cut -d' ' -f2,3 "$ACLFILE" | tr '\n' ',' | sed 's/,$//; s/,/, /g')
 

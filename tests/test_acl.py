@@ -12,7 +12,9 @@ runs when the host RedisRaft binaries are there (``make raft-bin``), else it ski
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -300,6 +302,59 @@ def test_the_renderer_refuses_a_missing_password(tmp_path):
                          env={**os.environ, "WORDCOUNT_SECRETS": str(tmp_path)}, timeout=30)
     assert out.returncode == 64
     assert "redis-admin-password" in out.stderr
+
+
+def test_the_renderer_generates_missing_passwords_once(tmp_path):
+    """--generate, as the entrypoints run it on the compose clusters' password volumes (one
+    directory per user): an empty directory gets a random password; six renderers racing on
+    the same directories (the three RedisRaft nodes start at once) agree on one each and leave
+    nothing else behind; a second run keeps them; a file beside the directory wins; without
+    --generate nothing is made. No password reaches the output."""
+    _need("sh")
+    _need("sha256sum")
+    base = tmp_path / "secrets"
+    modes = {"admin": 0o700, "worker": 0o755, "client": 0o755, "raft": 0o700}
+    for user, mode in modes.items():
+        (base / user).mkdir(parents=True)
+        (base / user).chmod(mode)
+    env = {**os.environ, "WORDCOUNT_SECRETS": str(base)}
+    templates = [str(USERS), str(RAFT_USERS)]
+
+    def render(*args: str) -> subprocess.Popen:
+        return subprocess.Popen(["sh", str(ACL_SCRIPT), *args, *templates], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    plain = render()
+    assert plain.wait(timeout=30) == 64 and not any(base.rglob("*password*"))
+
+    racers = [render("--generate") for _ in range(6)]
+    outputs = [r.communicate(timeout=60) for r in racers]
+    assert [r.returncode for r in racers] == [0] * 6, [e for _, e in outputs]
+    assert len({out for out, _ in outputs}) == 1, "the renderers disagree on a password"
+    passwords = {}
+    for user, mode in modes.items():
+        assert [f.name for f in (base / user).iterdir()] == [f"redis-{user}-password"]
+        path = base / user / f"redis-{user}-password"
+        assert path.stat().st_mode & 0o777 == (0o644 if mode & 0o005 else 0o600), user
+        passwords[user] = path.read_text()
+        assert re.fullmatch(r"[0-9a-f]{48}", passwords[user]), user
+    assert len(set(passwords.values())) == len(modes)
+    text = outputs[0][0]
+    for user, pw in passwords.items():
+        assert pw not in text and not any(pw in err for _, err in outputs)
+        digest = hashlib.sha256(pw.encode()).hexdigest()
+        assert any(line.startswith(f"user {user} ") and line.endswith(f"#{digest}")
+                   for line in text.splitlines()), user
+
+    again = render("--generate")
+    assert again.communicate(timeout=30)[0] == text  # kept, not made again
+
+    (base / "redis-worker-password").write_text("explicit\n")  # a file beside the directory
+    out, _ = render("--generate").communicate(timeout=30)
+    digest = hashlib.sha256(b"explicit").hexdigest()
+    assert any(line.startswith("user worker ") and line.endswith(f"#{digest}")
+               for line in out.splitlines())
+    assert (base / "worker" / "redis-worker-password").read_text() == passwords["worker"]
 
 
 def test_raft_node_gates_the_same_way(raft_binaries, tmp_path):
