@@ -13,7 +13,7 @@
 RAFT_IMAGE := wordcount/redisraft:latest
 RAFT_STAMP := build/.raft-image-stamp
 RAFT_INPUTS := redis/raft.Dockerfile redis/raft-entrypoint.sh redis/raft-healthcheck.sh \
-               redis/raft-init.sh redis/acl.sh redis/users.acl redis/raft-users.acl \
+               redis/raft-init.sh redis/acl.sh redis/cli.sh redis/users.acl redis/raft-users.acl \
                scripts/raft-sources.sh scripts/build-images.sh scripts/base-images.sh
 
 .PHONY: raft-sources raft-image raft-bin raft-bin-if-possible
@@ -71,6 +71,6 @@ chaos-raft: images raft-image-present install ## the job while RedisRaft nodes a
 logs-raft: ## logs of the last RedisRaft cluster run
 	@$(RAFT_COMPOSE_ENV) docker compose --profile '*' logs --no-color
 
-down-raft: ## remove the RedisRaft cluster's containers, network and Raft volumes
+down-raft: ## remove the RedisRaft cluster's containers, network and volumes: Raft logs, passwords
 	@bash scripts/ensure-compose.sh >/dev/null
 	$(RAFT_COMPOSE_ENV) docker compose --profile '*' down --volumes --remove-orphans

@@ -1,96 +1,101 @@
 #!/bin/sh
-# Form the RedisRaft cluster of compose.raft.yml (the one-shot raft-init
-# service), then wait until every node is an up-to-date voter and one of them
-# leads. Safe to run again at any time:
-#   - no node in a cluster yet     RAFT.CLUSTER INIT on the first node, JOIN on the others
-#   - some nodes in one already    JOIN only the uninitialized ones (a new or wiped node)
-#   - all of them in it            nothing to do (a restarted node replays its Raft log
-#                                  and rejoins by itself): just wait for a leader
-# Usage: wordcount-raft-init [host:port ...]
-#        (default: $RAFT_NODES, else "raft1:6379 raft2:6379 raft3:6379")
-# Env:   WORDCOUNT_SECRETS (default /run/secrets: redis-admin-password, as the admin user); RAFT_INIT_TIMEOUT (seconds, default 120)
-# A node whose volume was wiped joins as a NEW member: its old identity stays in
-# the configuration (as a dead voter) until someone runs RAFT.NODE REMOVE for it.
+# Form the RedisRaft cluster of compose.raft.yml from inside its nodes: each
+# node's entrypoint (redis/raft-entrypoint.sh) starts this in the background,
+# detached, when RAFT_NODES is set; it ends once its own node is in the
+# cluster. No separate service (a one-shot container that exits would end
+# `docker compose up --exit-code-from client` as soon as it is done).
+#   - this node is in a cluster already (it replayed its Raft log: a restart)
+#                                   nothing to do: it rejoins by itself
+#   - some other node is in one     RAFT.CLUSTER JOIN through those that are
+#                                   (a new node, or one whose volume was wiped)
+#   - none is, and every node answers as a new one
+#                                   the FIRST node of RAFT_NODES runs
+#                                   RAFT.CLUSTER INIT; the others wait for it
+#                                   and then JOIN
+# It retries until it is done (the others may still be starting), saying every
+# 10 s what it waits for. INIT needs every node to answer and none to be in a
+# cluster, so a node whose volume was wiped while the others are down never
+# starts a second cluster: it waits for them and joins theirs (as a NEW
+# member: its old identity stays in the configuration, as a dead voter, until
+# someone runs RAFT.NODE REMOVE for it).
+# Usage: wordcount-raft-init
+# Env:   RAFT_NODES  every node's host:port, the first forms the cluster
+#                    (default "raft1:6379 raft2:6379 raft3:6379")
+#        RAFT_ADDR   this node's (default $(hostname):$REDIS_PORT), REDIS_PORT (6379)
+#        WORDCOUNT_SECRETS  the admin password as wordcount-redis-cli finds it
+#                    (it talks to every node as admin, through REDISCLI_AUTH)
 set -eu
 
-log() { echo "raft-init: $*"; }
-die() { echo "raft-init: ERROR: $*" >&2; exit 1; }
+port=${REDIS_PORT:-6379}
+self=${RAFT_ADDR:-$(hostname):$port}
+nodes=${RAFT_NODES:-"raft1:6379 raft2:6379 raft3:6379"}
+log() { echo "raft-init ($self): $*"; }
 
-nodes=$*
-[ -n "$nodes" ] || nodes=${RAFT_NODES:-"raft1:6379 raft2:6379 raft3:6379"}
-f=${WORDCOUNT_SECRETS:-/run/secrets}/redis-admin-password
-[ -r "$f" ] || die "can't read the admin password file $f (a compose secret: run \`make env\`)"
-pw=$(cat "$f")
-[ -n "$pw" ] || die "the admin password file $f is empty"
-export REDISCLI_AUTH="$pw"
-deadline=$(( $(date +%s) + ${RAFT_INIT_TIMEOUT:-120} ))
-time_left() { [ "$(date +%s)" -lt "$deadline" ]; }
+d=${WORDCOUNT_SECRETS:-/run/secrets}
+f=$d/redis-admin-password
+[ -e "$f" ] || f=$d/admin/redis-admin-password
+# (the entrypoint made it before starting us; by hand, it may not be there yet)
+until [ -s "$f" ]; do sleep 1; done
+REDISCLI_AUTH=$(cat "$f")
+export REDISCLI_AUTH
 
-cli() {   # cli HOST:PORT ARGS...: the reply, without CRs; never fails
-    hp=$1; shift
-    redis-cli --no-auth-warning --user admin -h "${hp%:*}" -p "${hp##*:}" "$@" 2>&1 | tr -d '\r' || true
+cli() {   # cli SECONDS HOST:PORT ARGS...: the reply, without CRs; never fails
+    t=$1 hp=$2; shift 2
+    timeout "$t" redis-cli --no-auth-warning --user admin -h "${hp%:*}" -p "${hp##*:}" "$@" \
+        2>&1 | tr -d '\r' || true
 }
-field() { cli "$1" info raft | sed -n "s/^$2://p"; }
+state() { cli 5 "$1" info raft | sed -n 's/^raft_state://p'; }
 
-# 1. every node answers (compose starts us once they are healthy; by hand, maybe not)
-for n in $nodes; do
-    until [ "$(cli "$n" ping)" = PONG ]; do
-        time_left || die "$n does not answer PING: $(cli "$n" ping)"
-        sleep 1
-    done
-done
+# 1. our own node answers (it was just started)
+until [ "$(cli 5 "127.0.0.1:$port" ping)" = PONG ]; do sleep 0.5; done
 
-# 2. who is in the cluster already
-members= fresh=
-for n in $nodes; do
-    state=$(field "$n" raft_state)
-    case $state in
-        uninitialized) fresh="$fresh $n" ;;
-        "") die "$n has no 'INFO raft' (is the RedisRaft module loaded?)" ;;
-        *) members="$members $n" ;;
-    esac
-done
-if [ -z "$members" ]; then
-    set -- $fresh
-    first=$1; shift; fresh=$*
-    reply=$(cli "$first" RAFT.CLUSTER INIT)
-    case $reply in
-        OK*) log "RAFT.CLUSTER INIT on $first: $reply" ;;
-        *) die "RAFT.CLUSTER INIT on $first failed: $reply" ;;
-    esac
-    members=$first
-else
-    log "already in the cluster:$members"
-fi
-for n in $fresh; do
-    while :; do
-        # shellcheck disable=SC2086 # one argument per member address
-        reply=$(cli "$n" RAFT.CLUSTER JOIN $members)
-        case $reply in
-            OK*) log "RAFT.CLUSTER JOIN on $n ->$members: OK"; break ;;
-            *[Aa]lready*) log "$n is already a member"; break ;;
-        esac
-        time_left || die "RAFT.CLUSTER JOIN on $n failed: $reply"
-        log "RAFT.CLUSTER JOIN on $n: $reply (retrying)"
-        sleep 1
-    done
-    members="$members $n"
-done
-
-# 3. wait until every node is up and voting, and they agree on a leader
+founder=${nodes%% *}
+peers=
+for n in $nodes; do [ "$n" = "$self" ] || peers="$peers $n"; done
+first=1 said=0 start=$(date +%s)
 while :; do
-    ok=1 leaders= summary=
-    for n in $nodes; do
-        state=$(field "$n" raft_state) voting=$(field "$n" raft_is_voting)
-        role=$(field "$n" raft_role) leader=$(field "$n" raft_leader_id)
-        summary="$summary $n=$state/$role/voting:$voting"
-        [ "$state" = up ] && [ "$voting" = yes ] && [ -n "$leader" ] && [ "$leader" != -1 ] || ok=0
-        leaders="$leaders $leader"
+    mine=$(state "127.0.0.1:$port")
+    case $mine in
+        uninitialized) ;;
+        "") log "ERROR: no 'INFO raft' on this node (is the RedisRaft module loaded?)" >&2; exit 1 ;;
+        *) if [ "$first" = 1 ]; then
+               log "in the cluster already (state $mine): it replays its Raft log and rejoins by itself"
+           else
+               log "in the cluster (state $mine)"
+           fi
+           exit 0 ;;
+    esac
+    members= silent=
+    for p in $peers; do
+        s=$(state "$p")
+        case $s in
+            up) members="$members $p" ;;
+            uninitialized) ;;
+            *) silent="$silent $p${s:+ ($s)}" ;;
+        esac
     done
-    if [ $ok = 1 ] && [ "$(echo $leaders | tr ' ' '\n' | sort -u | wc -l)" = 1 ]; then
-        log "cluster ready:$summary (leader id$(echo $leaders | cut -d' ' -f1 | sed 's/^/ /'))"
-        exit 0
+    if [ -n "$members" ]; then
+        # shellcheck disable=SC2086 # one argument per member address
+        reply=$(cli 60 "127.0.0.1:$port" RAFT.CLUSTER JOIN $members)
+        case $reply in
+            OK*) log "RAFT.CLUSTER JOIN$members: OK"; exit 0 ;;
+        esac
+        why="RAFT.CLUSTER JOIN$members: ${reply:-no reply}"
+    elif [ "$self" = "$founder" ] && [ -z "$silent" ]; then
+        reply=$(cli 30 "127.0.0.1:$port" RAFT.CLUSTER INIT)
+        case $reply in
+            OK*) log "RAFT.CLUSTER INIT: $reply (the others join it)"; exit 0 ;;
+        esac
+        why="RAFT.CLUSTER INIT: ${reply:-no reply}"
+    elif [ -n "$silent" ]; then
+        why="waiting for$silent to answer"
+    else
+        why="waiting for $founder to form the cluster"
     fi
-    time_left || die "cluster not ready after ${RAFT_INIT_TIMEOUT:-120} s:$summary"
+    first=0 now=$(date +%s)
+    if [ $((now - start)) -ge $(((said + 1) * 10)) ]; then
+        log "$why ($((now - start)) s)"
+        said=$((said + 1))
+    fi
     sleep 1
 done

@@ -3,18 +3,22 @@
 # The build context is staged by scripts/build-images.sh (`make images`):
 #   build/raft-context/redis/        Redis 7.2.6 sources      } from the source cache,
 #   build/raft-context/redisraft/    RedisRaft ade4aa8e       } scripts/raft-sources.sh
-#   build/raft-context/wordcount/    redis/raft-*.sh (entrypoint, healthcheck, init), acl.sh, *.acl
+#   build/raft-context/wordcount/    redis/raft-*.sh (entrypoint, healthcheck, init), acl.sh, cli.sh, *.acl
 # By hand, offline (local bases from scripts/base-images.sh build runtime):
-#   scripts/raft-sources.sh --stage build/raft-context && cp redis/raft-*.sh redis/acl.sh redis/*.acl build/raft-context/wordcount/
+#   scripts/raft-sources.sh --stage build/raft-context && cp redis/raft-*.sh redis/acl.sh redis/cli.sh redis/*.acl build/raft-context/wordcount/
 #   DOCKER_BUILDKIT=0 docker build -f redis/raft.Dockerfile \
 #       --build-arg BUILD_BASE=wordcount/build-base:bookworm \
 #       --build-arg BASE=wordcount/runtime-base:bookworm -t wordcount/redisraft build/raft-context
 # With a registry, the defaults (debian:bookworm, debian:bookworm-slim) work too;
 # then, and only then, the build stage apt-gets its compilers (a local
 # build-base has them already, so an offline build never touches the network).
-# Runtime: the password files of redis/raft-entrypoint.sh in /run/secrets
-# (compose secrets; required), RAFT_ADDR (default
-# $(hostname):6379), REDIS_PORT (6379). The Raft log is /data/raft.db: mount a volume.
+# Runtime: the passwords of redis/raft-entrypoint.sh under /run/secrets:
+# compose.raft.yml mounts one volume per user at /run/secrets/{admin,worker,
+# client,raft} (these directories belong to redis here, so docker gives a new
+# volume the same owner and mode), where the nodes generate them the first
+# time; RAFT_ADDR (default $(hostname):6379), RAFT_NODES (set: the nodes form
+# the cluster by themselves), REDIS_PORT (6379). The Raft log is
+# /data/raft.db: mount a volume. `wordcount-redis-cli ARGS`: redis-cli as admin.
 ARG BUILD_BASE=debian:bookworm
 ARG BASE=debian:bookworm-slim
 
@@ -56,10 +60,18 @@ COPY wordcount/raft-entrypoint.sh /usr/local/bin/wordcount-raft-entrypoint
 COPY wordcount/raft-healthcheck.sh /usr/local/bin/wordcount-raft-healthcheck
 COPY wordcount/raft-init.sh /usr/local/bin/wordcount-raft-init
 COPY wordcount/acl.sh /usr/local/bin/wordcount-redis-acl
+COPY wordcount/cli.sh /usr/local/bin/wordcount-redis-cli
 COPY wordcount/users.acl wordcount/raft-users.acl /etc/wordcount/
+# (admin's and raft's directories: only redis may enter them; the worker's and
+# the client's are read by those containers, as other uids)
 RUN chmod 0755 /usr/local/bin/wordcount-raft-entrypoint /usr/local/bin/wordcount-raft-healthcheck \
         /usr/local/bin/wordcount-raft-init /usr/local/bin/wordcount-redis-acl \
- && chmod 0644 /etc/wordcount/users.acl /etc/wordcount/raft-users.acl
+        /usr/local/bin/wordcount-redis-cli \
+ && chmod 0644 /etc/wordcount/users.acl /etc/wordcount/raft-users.acl \
+ && mkdir -p /run/secrets/admin /run/secrets/worker /run/secrets/client /run/secrets/raft \
+ && chown redis:redis /run/secrets/admin /run/secrets/worker /run/secrets/client /run/secrets/raft \
+ && chmod 0700 /run/secrets/admin /run/secrets/raft \
+ && chmod 0755 /run/secrets/worker /run/secrets/client
 USER redis
 WORKDIR /data
 EXPOSE 6379

@@ -119,7 +119,7 @@ if [[ " ${images[*]} " == *" raft "* ]]; then
     bash scripts/raft-sources.sh --stage build/raft-context
     rm -rf build/raft-context/wordcount && mkdir -p build/raft-context/wordcount
     cp redis/raft-entrypoint.sh redis/raft-healthcheck.sh redis/raft-init.sh redis/acl.sh \
-        redis/users.acl redis/raft-users.acl build/raft-context/wordcount/
+        redis/cli.sh redis/users.acl redis/raft-users.acl build/raft-context/wordcount/
     tag=wordcount/redisraft:latest logf=build/logs/image-redisraft.log
     old_id=$(image_id "$tag")
     log "docker build $tag (-f redis/raft.Dockerfile, BASE=$RUNTIME_BASE BUILD_BASE=$BUILD_BASE)"

@@ -27,7 +27,7 @@ export WORDCOUNT_UID=${WORDCOUNT_UID:-$(id -u)}
 export WORDCOUNT_GID=${WORDCOUNT_GID:-$(id -g)}
 
 bash scripts/ensure-compose.sh >/dev/null
-bash scripts/env.sh   # the Redis passwords in ./.env (made once; silent after)
+# (no passwords to prepare: Redis generates them into the project's volumes)
 compose() { docker compose "$@"; }
 
 mkdir -p "$WORDCOUNT_DATA" "$WORDCOUNT_RESULTS"

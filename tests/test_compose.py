@@ -1,10 +1,13 @@
 """The compose cluster (docker-compose.yml) end to end, on a real Docker engine.
 
-Every test runs its own compose project (own name, network, Redis volume, password, data and
-results directories), lets the client container run one job, and compares the client's full
-counts TSV byte for byte with the serial engine's (``wordcount count`` on the host, same data).
-Each is torn down with ``down --volumes`` whatever happens. Traffic stays on loopback and the
-project's own network: the tests talk to Redis through ``docker exec ... redis-cli``.
+Every test runs its own compose project (own name, network, Redis volume, password volumes,
+data and results directories), lets the client container run one job, and compares the client's
+full counts TSV byte for byte with the serial engine's (``wordcount count`` on the host, same
+data). Each is torn down with ``down --volumes`` whatever happens. Traffic stays on loopback and
+the project's own network: the tests talk to Redis through ``docker exec ... wordcount-redis-cli``
+(redis-cli as admin inside the Redis container, the password read there from its volume).
+The last tests type the README's by-hand commands, ``docker compose [-f compose.raft.yml] up
+--scale worker=8 --exit-code-from client``, in a copy of the checkout that has no ./.env.
 
 Needs: a Docker engine, compose v2 and the images (built once by scripts/build-images.sh when
 missing or older than the sources). Without them every test here is skipped, saying why.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -44,6 +48,17 @@ IMAGE_INPUTS = ("pyproject.toml", "src", "redis", "services", "docker-compose.ym
                 ".dockerignore", "scripts/build-images.sh", "scripts/wheelhouse.sh",
                 "scripts/lock.sh", "scripts/base-images.sh")
 IMAGES_STAMP = ROOT / "build" / ".images-stamp"
+RAFT_IMAGE = "wordcount/redisraft:latest"
+# What wordcount/redisraft is built from besides the pinned sources (mk/raft.mk's RAFT_INPUTS),
+# and the stamp `make images` touches after building it.
+RAFT_INPUTS = ("redis/raft.Dockerfile", "redis/raft-entrypoint.sh", "redis/raft-healthcheck.sh",
+               "redis/raft-init.sh", "redis/acl.sh", "redis/cli.sh", "redis/users.acl",
+               "redis/raft-users.acl", "scripts/raft-sources.sh", "scripts/build-images.sh",
+               "scripts/base-images.sh")
+RAFT_STAMP = ROOT / "build" / ".raft-image-stamp"
+# Each compose file's Redis users: one password volume each (<project>_<user>-password).
+USERS = ("admin", "worker", "client")
+RAFT_USERS = (*USERS, "raft")
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 JOB_TIMEOUT = 300  # seconds a job may take before the test gives up
@@ -55,9 +70,9 @@ def _run(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProce
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
-def _newest_source_mtime() -> float:
+def _newest_source_mtime(inputs: tuple[str, ...] = IMAGE_INPUTS) -> float:
     newest = 0.0
-    for name in IMAGE_INPUTS:
+    for name in inputs:
         path = ROOT / name
         # (not __pycache__, nor src/*.egg-info: the build itself rewrites that)
         paths = [path] if path.is_file() else [
@@ -116,6 +131,49 @@ def images(docker_client) -> None:
     os.utime(IMAGES_STAMP, (started, started))
 
 
+@pytest.fixture(scope="session")
+def raft_image(docker_client, images) -> None:
+    """wordcount/redisraft, rebuilt (scripts/build-images.sh raft: docker's cache makes it quick)
+    when the scripts baked into it changed since `make images` or this fixture built it; skips
+    without the image and without the pinned sources to build it."""
+    try:
+        docker_client.images.get(RAFT_IMAGE)
+        present = True
+    except Exception:  # noqa: BLE001 - ImageNotFound
+        present = False
+    built = RAFT_STAMP.stat().st_mtime if RAFT_STAMP.exists() else 0.0
+    if present and _newest_source_mtime(RAFT_INPUTS) <= built:
+        return
+    sources = _run(["bash", str(ROOT / "scripts/raft-sources.sh"), "--check"], cwd=ROOT)
+    if sources.returncode != 0:
+        if present:  # can't rebuild it: test what there is
+            return
+        pytest.skip(f"no {RAFT_IMAGE}: `make raft-sources` (pinned Redis + RedisRaft sources) "
+                    f"then `make images` build it ({sources.stdout.strip()[-300:]})")
+    print(f"\nbuilding {RAFT_IMAGE} ({'stale' if present else 'missing'})...", file=sys.stderr)
+    started = time.time()
+    out = _run(["bash", str(ROOT / "scripts/build-images.sh"), "raft"], timeout=1500, cwd=ROOT)
+    if out.returncode != 0:
+        pytest.fail(f"{RAFT_IMAGE} could not be built (scripts/build-images.sh raft exit "
+                    f"{out.returncode}): {(out.stdout + out.stderr).strip()[-1500:]}")
+    RAFT_STAMP.parent.mkdir(parents=True, exist_ok=True)
+    RAFT_STAMP.touch()
+    os.utime(RAFT_STAMP, (started, started))
+
+
+def volume_passwords(project: str, users: tuple[str, ...]) -> dict[str, str]:
+    """{user: password} from the project's password volumes (<project>_<user>-password), read
+    by a throwaway container (the cluster's own may be stopped); only for assertions."""
+    mounts = [arg for u in users for arg in ("-v", f"{project}_{u}-password:/s/{u}:ro")]
+    script = 'for u in "$@"; do printf "%s=" "$u"; cat "/s/$u/redis-$u-password"; echo; done'
+    out = _run(["docker", "run", "--rm", "--user", "0", "--network", "none", *mounts,
+                "--entrypoint", "sh", "wordcount/redis:latest", "-c", script, "sh", *users])
+    assert out.returncode == 0, f"can't read the password volumes of {project}: {out.stderr}"
+    found = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    assert set(found) == set(users), f"passwords of {sorted(found)}, not of {users}"
+    return found
+
+
 # -- one compose project ----------------------------------------------------------------------
 
 class Cluster:
@@ -134,10 +192,8 @@ class Cluster:
         self.data.mkdir(exist_ok=True)
         self.results.mkdir(exist_ok=True)
         self.data.chmod(0o755)  # workers (uid 10001) read it; pytest's tmp dirs are 0700
-        # one password per Redis user, as ./.env holds them (compose secrets from these)
-        self.passwords = {u: secrets.token_urlsafe(16) for u in ("admin", "worker", "client",
-                                                                   "raft")}
-        self.password = self.passwords["admin"]
+        self.raft = compose_file == "compose.raft.yml"
+        self._passwords: dict[str, str] | None = None
         self.env = {
             "COMPOSE_PROJECT_NAME": self.project,
             "COMPOSE_PROFILES": ",".join(profiles),
@@ -145,7 +201,6 @@ class Cluster:
             "WORDCOUNT_RESULTS": str(self.results),
             "WORDCOUNT_UID": str(os.getuid()),
             "WORDCOUNT_GID": str(os.getgid()),
-            **{f"REDIS_{u.upper()}_PASSWORD": pw for u, pw in self.passwords.items()},
             # defaults, so that nothing in the caller's environment changes the test
             "WORKERS": "3", "WORKER_SLOWDOWN": "1", "WORKER_ARGS": "-v", "SUBMIT_ARGS": "",
             "WORDCOUNT_CLAIM_TIMEOUT_MS": "", "WORDCOUNT_SPECULATE_FACTOR": "",
@@ -226,10 +281,18 @@ class Cluster:
         state = client.attrs["State"]
         return _epoch(state["StartedAt"]), _epoch(state["FinishedAt"])
 
+    @property
+    def passwords(self) -> dict[str, str]:
+        """{user: password}, as the cluster generated them into its volumes (once it ran)."""
+        if self._passwords is None:
+            self._passwords = volume_passwords(self.project, RAFT_USERS if self.raft else USERS)
+        return self._passwords
+
     def redis_cli(self, *args: str) -> list[str]:
+        """redis-cli as admin inside the Redis container (wordcount-redis-cli reads the password
+        there: it never reaches the test)."""
         redis = self.container("redis")
-        code, out = redis.exec_run(["redis-cli", "--no-auth-warning", "--user", "admin", *args],
-                                   environment={"REDISCLI_AUTH": self.password})
+        code, out = redis.exec_run(["wordcount-redis-cli", *args])
         text = out.decode("utf-8", "replace")
         if code != 0 or text.startswith(("ERR", "NOAUTH", "WRONGPASS")):
             raise RuntimeError(f"redis-cli {' '.join(args)}: exit {code}: {text.strip()}")
@@ -251,21 +314,26 @@ class Cluster:
 
     def assert_exact(self, tmp_path: Path) -> None:
         """counts.tsv from the cluster == the serial engine's, byte for byte."""
-        serial = tmp_path / "serial.tsv"
-        out = _run([sys.executable, "-m", "wordcount", "count", str(self.data), "--counts-out",
-                    str(serial), "--json"], timeout=600)
-        assert out.returncode == 0, f"serial count failed: {out.stderr[-2000:]}"
-        got = (self.results / "counts.tsv").read_bytes()
-        want = serial.read_bytes()
-        if got != want:
-            got_lines, want_lines = got.splitlines(), want.splitlines()
-            pairs = enumerate(zip(got_lines, want_lines, strict=False))
-            first = next((i for i, (a, b) in pairs if a != b),
-                         min(len(got_lines), len(want_lines)))
-            raise AssertionError(
-                f"counts.tsv differs from the serial engine's: {len(got_lines)} vs "
-                f"{len(want_lines)} lines; first difference at line {first + 1}: "
-                f"{got_lines[first:first + 1]!r} vs {want_lines[first:first + 1]!r}")
+        assert_exact(self.data, self.results / "counts.tsv", tmp_path)
+
+
+def assert_exact(data: Path, counts: Path, tmp_path: Path) -> None:
+    """counts (a cluster's counts.tsv) == the serial engine's over data, byte for byte."""
+    serial = tmp_path / "serial.tsv"
+    out = _run([sys.executable, "-m", "wordcount", "count", str(data), "--counts-out",
+                str(serial), "--json"], timeout=600)
+    assert out.returncode == 0, f"serial count failed: {out.stderr[-2000:]}"
+    got = counts.read_bytes()
+    want = serial.read_bytes()
+    if got != want:
+        got_lines, want_lines = got.splitlines(), want.splitlines()
+        pairs = enumerate(zip(got_lines, want_lines, strict=False))
+        first = next((i for i, (a, b) in pairs if a != b),
+                     min(len(got_lines), len(want_lines)))
+        raise AssertionError(
+            f"counts.tsv differs from the serial engine's: {len(got_lines)} vs "
+            f"{len(want_lines)} lines; first difference at line {first + 1}: "
+            f"{got_lines[first:first + 1]!r} vs {want_lines[first:first + 1]!r}")
 
 
 def _epoch(docker_time: str) -> float:
@@ -499,19 +567,12 @@ def _try(fn, retries: int = 1, pause: float = 0.25):
     return None
 
 
-RAFT_IMAGE = "wordcount/redisraft:latest"
-
-
-def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, docker_client):
+def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, raft_image):
     """compose.raft.yml: three RedisRaft nodes, the lease queue, 4 workers at 1/80 speed with
     every commit staged (2,000-pair pieces), while the chaos profile SIGKILLs a random Raft
     node every 4 s (down 1.5 s): the job completes, exactly, and the kills happened while it
-    ran. (Needs the RedisRaft image: `make raft-sources`, then `make images`.)"""
-    try:
-        docker_client.images.get(RAFT_IMAGE)
-    except Exception:  # noqa: BLE001 - ImageNotFound
-        pytest.skip(f"no {RAFT_IMAGE}: `make raft-sources` (pinned Redis + RedisRaft sources) "
-                    "then `make images` build it")
+    ran; a killed node came back by itself (it replays its Raft log and rejoins: no init
+    service). (Needs the RedisRaft image: `make raft-sources`, then `make images`.)"""
     c = cluster({"WORKERS": "4", "WORKER_SLOWDOWN": "80", "WORDCOUNT_COMMIT_PAIRS": "2000",
                  "CHAOS_MODE": "kill", "CHAOS_TARGETS": "raft", "CHAOS_INTERVAL": "4",
                  "CHAOS_DOWNTIME": "1.5", "SUBMIT_ARGS": "--chunk-size 1MiB --timeout 400"},
@@ -528,6 +589,10 @@ def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, docker_client
     assert len(mid_job) >= 3, f"only {len(mid_job)} node kills while the job ran: {summary}"
     assert result["check"]["ok"] is True and result["dead"] == 0
     c.assert_exact(tmp_path)
+    logs = "".join(c.logs(f"raft{i}") for i in (1, 2, 3))
+    assert "RAFT.CLUSTER INIT: OK" in logs, logs[-3000:]
+    assert len(re.findall(r"RAFT\.CLUSTER JOIN[^\n]*: OK", logs)) == 2, logs[-3000:]
+    assert "in the cluster already" in logs, "no killed node restarted from its Raft log"
 
 
 def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
@@ -543,6 +608,8 @@ def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
 
     redis = c.container("redis")
     worker_pw = c.passwords["worker"]
+    assert len(set(c.passwords.values())) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{48}", pw) for pw in c.passwords.values())
 
     def as_user(user: str | None, pw: str, *args: str) -> str:
         cmd = ["redis-cli", "--no-auth-warning", *(["--user", user] if user else []), *args]
@@ -565,3 +632,104 @@ def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
             assert pw not in env, f"a password in the environment of {ctr.name}"
     code, out = c.containers("worker")[0].exec_run(["ls", "/run/secrets"])
     assert out.decode().split() == ["redis-worker-password"]  # its own password, nothing else
+    for ctr in (*c.containers("worker"), *c.containers("client")):
+        service = ctr.labels[SERVICE_LABEL]
+        volumes = [m["Name"] for m in ctr.attrs["Mounts"] if m["Type"] == "volume"]
+        assert volumes == [f"{c.project}_{service}-password"], (ctr.name, volumes)
+
+
+# -- the by-hand commands, typed as the README has them --------------------------------------
+
+# What a shell may hold that compose or the client would read: not in a user's typed command.
+_SETTINGS = re.compile(r"(COMPOSE|REDIS|WORDCOUNT|SAMPLE|CHAOS|SUBMIT|STRAGGLER)_|WORKER")
+
+
+def checkout_copy(dest: Path) -> Path:
+    """The repository as a clone of this working tree has it: every file git tracks or would
+    add (not ignored), as it is now; so no ./.env, build/, data/ or results/."""
+    listed = _run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                  cwd=ROOT)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout (git ls-files: {listed.stderr.strip()[-200:]})")
+    for name in filter(None, listed.stdout.split("\0")):
+        src = ROOT / name
+        if src.is_file():  # (not a file deleted in the working tree)
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    assert not (dest / ".env").exists()
+    return dest
+
+
+def by_hand(tmp_path: Path, compose_args: list[str], users: tuple[str, ...]) -> None:
+    """`docker compose [compose_args] up --scale worker=8 --exit-code-from client` in a copy of
+    the checkout without ./.env, with nothing set but a project name of its own and a small
+    sample: exit 0 (the client's status), the results in ./results exact, the client's next
+    steps printed, and no password generated for the run anywhere docker shows a container
+    (inspect: environment, command, labels, ...) nor in the output."""
+    repo = checkout_copy(tmp_path / "clone")
+    project = f"wctest-byhand-{secrets.token_hex(3)}"
+    env = {k: v for k, v in os.environ.items() if not _SETTINGS.match(k)}
+    env.update(COMPOSE_PROJECT_NAME=project, SAMPLE_FILES="4", SAMPLE_SIZE="256KiB",
+               SAMPLE_SKEW="1MiB")
+    command = ["docker", "compose", *compose_args, "up", "--scale", "worker=8",
+               "--exit-code-from", "client"]
+    started = time.monotonic()
+    try:
+        try:
+            out = _run(command, timeout=JOB_TIMEOUT, cwd=repo, env=env)
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(f"{' '.join(command)} still running after {JOB_TIMEOUT} s: "
+                                 f"{str(e.stdout or '')[-3000:]}") from None
+        took = time.monotonic() - started
+        output = out.stdout + out.stderr
+        assert out.returncode == 0, (f"{' '.join(command)}: exit {out.returncode}\n"
+                                     f"{output[-5000:]}")
+        print(f"{' '.join(command)}: {took:.1f} s", file=sys.stderr)
+        assert "-- complete: every task counted exactly once" in output
+        assert f"(or `{' '.join(command)}`)" in output, \
+            "the client's 'another job' line is not the command that ran"
+        result = json.loads((repo / "results" / "result.json").read_text())
+        assert result["check"]["ok"] is True and result["dead"] == 0
+        assert result["files"] == 5 == sum(1 for p in (repo / "data").iterdir())
+        assert_exact(repo / "data", repo / "results" / "counts.tsv", tmp_path)
+        assert not (repo / ".env").exists()
+
+        passwords = volume_passwords(project, users)
+        assert len(set(passwords.values())) == len(users)
+        assert all(re.fullmatch(r"[0-9a-f]{48}", pw) for pw in passwords.values())
+        ids = _run(["docker", "ps", "--all", "--quiet", "--filter",
+                    f"label={PROJECT_LABEL}={project}"]).stdout.split()
+        assert len(ids) >= 10, ids  # Redis node(s), 8 workers, the client
+        inspect = _run(["docker", "inspect", *ids])
+        assert inspect.returncode == 0, inspect.stderr
+        for user, pw in passwords.items():
+            assert pw not in inspect.stdout, f"{user}'s password in `docker inspect`"
+            assert pw not in output, f"{user}'s password in the output of `up`"
+        for ctr in json.loads(inspect.stdout):
+            service = ctr["Config"]["Labels"][SERVICE_LABEL]
+            volumes = {m["Name"].removeprefix(f"{project}_") for m in ctr["Mounts"]
+                       if m["Type"] == "volume" and m["Name"].endswith("-password")}
+            if service in ("worker", "client"):  # its own password and no other
+                assert volumes == {f"{service}-password"}, (ctr["Name"], volumes)
+    finally:
+        _run(["docker", "compose", *compose_args, "--profile", "*", "down", "--volumes",
+              "--remove-orphans", "--timeout", "5"], timeout=180, cwd=repo, env=env)
+        if os.getuid() != 0:  # ./data and ./results were made by docker, as root
+            _run(["docker", "run", "--rm", "--user", "0", "--network", "none", "-v",
+                  f"{repo}:/repo", "--entrypoint", "rm", "wordcount/redis:latest", "-rf",
+                  "/repo/data", "/repo/results"], timeout=120)
+        print(f"by hand ({' '.join(compose_args) or 'docker-compose.yml'}): "
+              f"{time.monotonic() - started:.1f} s with teardown", file=sys.stderr)
+
+
+def test_by_hand_up_without_env(images, tmp_path):
+    """README: `docker compose up --scale worker=8 --exit-code-from client` works on a checkout
+    where `make env` never ran (Redis generates the passwords into the project's volumes)."""
+    by_hand(tmp_path, [], USERS)
+
+
+def test_by_hand_raft_up_without_env(images, raft_image, tmp_path):
+    """README: `docker compose -f compose.raft.yml up --scale worker=8 --exit-code-from client`
+    runs the job to the end: the nodes form the cluster themselves (no one-shot init service
+    whose exit would abort `up`), and the passwords are generated as for one Redis."""
+    by_hand(tmp_path, ["-f", "compose.raft.yml"], RAFT_USERS)
