@@ -32,6 +32,36 @@ def count_task(task: Task, path: str | None = None, buffer_size: int = planner.R
     return tally.counts()
 
 
+def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planner.READ_BUFFER,
+                  on_buffer: Callable[[int], None] | None = None) -> tuple[Counter[str], int]:
+    """Count one task of a planned job, checking that the file at ``path`` is the one the plan
+    recorded (``task.ident``: see wordcount.identity) before and after its range is read;
+    ``mapped``: read under a worker's own data root. Returns the counts and the bytes actually
+    read. Raises FileChangedError (the file is not what was planned) or another OSError."""
+    from . import identity
+
+    expected = identity.Identity.parse(task.ident) if task.ident else None
+    digest = identity.range_hash() if expected is not None and expected.digest else None
+    tally, nbytes = Tally(), 0
+    with open(path, "rb") as f:
+        identity.check(expected, os.fstat(f.fileno()), mapped, path)
+        for data in planner.read_range(path, task.start, task.end, buffer_size, f):
+            tally.add(data)
+            nbytes += len(data)
+            if digest is not None:
+                digest.update(data)
+            if on_buffer is not None:
+                on_buffer(len(data))
+        identity.check(expected, os.fstat(f.fileno()), mapped, path)
+    if digest is not None and digest.hexdigest() != expected.digest:  # type: ignore[union-attr]
+        raise planner.FileChangedError(0, "the bytes of the range differ from the plan's "
+                                          "(content fingerprint)", path)
+    if nbytes != task.nbytes:
+        raise planner.FileChangedError(0, f"read {nbytes} bytes, the plan has {task.nbytes}",
+                                       path)
+    return tally.counts(), nbytes
+
+
 def _reference_task(task: Task) -> Counter[str]:
     """The naive way: read the whole range at once, regex, Counter."""
     with open(task.path, "rb") as f:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .exceptions import NoInputError
 from .words import first_whitespace, last_whitespace
@@ -37,6 +37,8 @@ class Task:
     path: str  # as given to the planner (absolute for local jobs, root-relative in Redis)
     start: int
     end: int
+    # the identity of its file when it was planned (wordcount.identity; "" for local tasks)
+    ident: str = field(default="", compare=False)
 
     @property
     def nbytes(self) -> int:
@@ -166,7 +168,8 @@ def plan(
 
 
 class FileChangedError(OSError):
-    """The file is shorter than when it was planned."""
+    """The file is not what the plan recorded: shorter than planned, or another identity
+    (wordcount.identity)."""
 
 
 def last_cut(data: bytes) -> int:
@@ -177,42 +180,46 @@ def last_cut(data: bytes) -> int:
 
 
 def read_range(
-    path: str, start: int, end: int, buffer_size: int = READ_BUFFER
+    path: str, start: int, end: int, buffer_size: int = READ_BUFFER, f=None
 ) -> Iterator[bytes]:
     """Yield ``[start, end)`` of a file in buffers that each end right after a ``CUT_BYTES``
     byte (the last one ends at ``end``). Each is at most ``buffer_size`` bytes, unless one word
     (a run with no such byte) is longer: that word is found first, then read whole, once, and
-    counted as one word however long (memory: the word, plus one buffer)."""
-    with open(path, "rb") as f:
-        f.seek(start)
-        offset = start  # file offset of the first byte not yet yielded
-        tail = b""  # the bytes from offset on that were read but not yet yielded (no cut)
-        while offset + len(tail) < end:
-            block = f.read(min(buffer_size - len(tail), end - offset - len(tail)))
-            if not block:
-                raise FileChangedError(0, f"file is shorter than planned ({end} bytes)", path)
-            data = tail + block if tail else block
-            block = tail = b""
-            if offset + len(data) == end:
-                yield data
-                return
-            cut = last_cut(data)
-            if cut >= 0:
-                tail = data[cut + 1 :]
-                yield data[: cut + 1] if tail else data
-                offset += cut + 1
-            elif len(data) < buffer_size:  # a short read
-                tail = data
-            else:  # one word longer than the buffer
-                stop = _word_end(f, offset + len(data), end, buffer_size, path)
-                data = b""
-                f.seek(offset)
-                word = f.read(stop - offset)
-                if len(word) < stop - offset:
-                    raise FileChangedError(0, f"file is shorter than planned ({end} bytes)",
-                                           path)
-                yield word
-                offset = stop
+    counted as one word however long (memory: the word, plus one buffer). ``f``: the file,
+    already open (binary) at ``path``; else it is opened here."""
+    if f is None:
+        with open(path, "rb") as opened:
+            yield from read_range(path, start, end, buffer_size, opened)
+        return
+    f.seek(start)
+    offset = start  # file offset of the first byte not yet yielded
+    tail = b""  # the bytes from offset on that were read but not yet yielded (no cut)
+    while offset + len(tail) < end:
+        block = f.read(min(buffer_size - len(tail), end - offset - len(tail)))
+        if not block:
+            raise FileChangedError(0, f"file is shorter than planned ({end} bytes)", path)
+        data = tail + block if tail else block
+        block = tail = b""
+        if offset + len(data) == end:
+            yield data
+            return
+        cut = last_cut(data)
+        if cut >= 0:
+            tail = data[cut + 1 :]
+            yield data[: cut + 1] if tail else data
+            offset += cut + 1
+        elif len(data) < buffer_size:  # a short read
+            tail = data
+        else:  # one word longer than the buffer
+            stop = _word_end(f, offset + len(data), end, buffer_size, path)
+            data = b""
+            f.seek(offset)
+            word = f.read(stop - offset)
+            if len(word) < stop - offset:
+                raise FileChangedError(0, f"file is shorter than planned ({end} bytes)",
+                                       path)
+            yield word
+            offset = stop
 
 
 def _word_end(f, pos: int, end: int, probe_size: int, path: str) -> int:
