@@ -8,8 +8,9 @@ Rules every function keeps (RedisRaft re-executes each call on every node):
 - every key arrives in KEYS (built by wordcount/keys.py); nothing here concatenates key names;
 - deterministic: the caller passes the time (`now`, ms); no TIME, no SCAN family, no SPOP /
   SRANDMEMBER, and no effect that depends on a key's expiry (no key here has a TTL);
-- ARGV[1] is the caller's protocol version: a caller of another version is refused (WCVERSION),
-  so two versions of the commit logic never write to one job.
+- ARGV[1] is the caller's library identity (protocol version and build, a hash of this file's
+  text): a caller of another identity is refused (WCVERSION), so two versions or builds of the
+  commit logic never write to one job.
 Python wrappers, one per function, live in wordcount/functions.py.
 
 A job incarnation has an epoch (a nonce chosen by the client that created it). Every task entry
@@ -22,23 +23,33 @@ A task is settled exactly once: its id enters the `done` hash (with its word tot
 not the stream's pending list, is the gate: whoever commits first wins, the others are no-ops.
 
 Job meta hash fields (wordcount/protocol.py Meta names them for Python): plan, epoch, queue,
-total, bytes, root, errors (JSON: inputs the client could not plan), submitted, done, dead,
-words, done_bytes, busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state
+total, bytes, root, mount, errors (JSON: inputs the client could not plan), submitted, done,
+dead, words, done_bytes, busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state
 ("running" | "done" | "cancelled").
 The job is done when done + dead == total and no accepted staged piece is still unmerged. A
 cancelled job takes no commit, stage, merge or dead letter any more (they answer GONE).
+
+A job is created and deleted whole: every fixed key of it (JOB_KEYS, in the order of
+wordcount/keys.py job_keys) is deleted in the one call that creates it and in the one call that
+deletes it, so no half-deleted job can leave settled tasks, counts or merges to a new one. Stage
+pieces carry the epoch in their name and are swept later (wc_sweep): unreferenced, they are
+harmless. An operator's delete leaves a tombstone (the deleted epoch) in the `deleted` hash: that
+incarnation is never created again by a late submission (WCDELETED), whereas a job that Redis
+lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '5'
+local PROTOCOL = '6'
+local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
+local IDENTITY = PROTOCOL .. '/' .. BUILD
 
 local STALE = -1    -- the job exists under another epoch (re-planned): nothing changed
 local GONE = -2     -- the job does not exist: nothing changed
 local RESTAGE = -3  -- a staged piece is missing (Redis rolled back): stage again, then commit
 
 local function version_error(args)
-  if args[1] ~= PROTOCOL then
-    return redis.error_reply('WCVERSION the wordcount library in Redis speaks protocol ' ..
-      PROTOCOL .. ', this caller ' .. tostring(args[1]))
+  if args[1] ~= IDENTITY then
+    return redis.error_reply('WCVERSION the wordcount library in Redis is ' .. IDENTITY ..
+      ' (protocol/build), this caller ' .. tostring(args[1]))
   end
   return nil
 end
@@ -55,25 +66,34 @@ local function check_epoch(meta, epoch)
   return nil
 end
 
+-- 'done' or 'dead' when the task is settled, else nil.
 local function settled(done, dead, id)
-  return redis.call('HEXISTS', done, id) == 1 or redis.call('HEXISTS', dead, id) == 1
+  if redis.call('HEXISTS', done, id) == 1 then return 'done' end
+  if redis.call('HEXISTS', dead, id) == 1 then return 'dead' end
+  return nil
 end
 
--- Mark the job done (and drop it from the active set) once every task is accounted for.
-local function finish_if_complete(meta, jobs, merges, job, now)
+-- The active-jobs hash: job -> "<queue kind> <epoch>", what workers serve (and how).
+local function activate(active, job, kind, epoch)
+  redis.call('HSET', active, job, kind .. ' ' .. epoch)
+end
+
+-- Mark the job done (and drop it from the active jobs) once every task is accounted for.
+local function finish_if_complete(meta, active, merges, job, now)
   local total = hget_number(meta, 'total')
   local settled_n = hget_number(meta, 'done') + hget_number(meta, 'dead')
   if settled_n >= total and redis.call('SCARD', merges) == 0 then
     if redis.call('HGET', meta, 'state') ~= 'done' then
       redis.call('HSET', meta, 'state', 'done', 'finished_ms', now)
     end
-    redis.call('SREM', jobs, job)
+    redis.call('HDEL', active, job)
     return 1
   end
   return 0
 end
 
--- Record an accepted task: settle it, count its progress (ARGV 7 bytes, 8 words, 9 busy ms).
+-- Record an accepted task: settle it, count its progress (ARGV 8 bytes read, 9 words, 10 busy
+-- ms).
 local function record_done(k, args)
   local id = args[5]
   redis.call('HSET', k.done, id, args[9])
@@ -91,15 +111,16 @@ local function apply_pairs(counts, list, first)
 end
 
 --[[ The keys and arguments that settling a task needs, for both queues.
-KEYS: 1 meta, 2 jobs, 3 merges, 4 done, 5 dead, 6 leases, then the queue's own keys:
+KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, then the queue's own keys:
       stream queue: 7 stream;  lease queue: 7 expiry (zset), 8 owners (hash)
-ARGV: 1 protocol, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
+ARGV: 1 identity, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
       id, 6 epoch, 7 job, then what each function adds.
-Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled; a dead
-letter is kept in the stream, acknowledged, so that wc_requeue can deliver it again), and the
-index of the first KEYS entry after the queue's own keys. ]]
+Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled). A
+dead letter's stream entry is kept (acknowledged), so that wc_requeue can deliver it again:
+`keep` is true for a task settled in `dead`, whoever calls. Also returns the index of the first
+KEYS entry after the queue's own keys. ]]
 local function settle_keys(keys, args)
-  local k = {meta = keys[1], jobs = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
+  local k = {meta = keys[1], active = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
              leases = keys[6]}
   if args[3] == 'stream' then
     -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
@@ -119,86 +140,199 @@ local function settle_keys(keys, args)
   return k, 9
 end
 
---[[ wc_version: the protocol version of the loaded library (read-only).
-KEYS: none. ARGV: none. Returns: the version string. ]]
+--[[ wc_version: the identity (protocol/build) of the loaded library (read-only).
+KEYS: none. ARGV: none. Returns: the identity string. ]]
 local function wc_version(keys, args)
-  return PROTOCOL
+  return IDENTITY
 end
 
--- Create the job's meta hash (ARGV of both submit functions: 2 now, 3 job, 4 plan, 5 epoch,
--- 6 total, 7 bytes, 8 root, 11 errors) recording which queue it uses, and list it in the
--- registry of all jobs (zset job -> created ms).
-local function create_job(meta, registry, args, kind)
-  redis.call('HSET', meta, 'plan', args[4], 'epoch', args[5], 'queue', kind, 'total', args[6],
-    'bytes', args[7], 'root', args[8], 'errors', args[11], 'submitted', 0, 'done', 0,
-    'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0, 'backups', 0,
-    'duplicates', 0, 'created_ms', args[2], 'state', 'running')
-  redis.call('ZADD', registry, args[2], args[3])
+-- ---------------------------------------------------------------------------------------------
+-- A job as a whole: created, replaced, deleted in one call each.
+
+-- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-13), then the
+-- shared ones (14 active, 15 registry, 16 deleted).
+local JOB_KEYS = {'meta', 'tasks', 'specs', 'counts', 'done', 'dead', 'leases', 'merges',
+                  'queue', 'expiry', 'owners', 'attempts', 'notify'}
+
+local function job_keys(keys)
+  local k = {}
+  for i, name in ipairs(JOB_KEYS) do k[name] = keys[i] end
+  k.active, k.registry, k.deleted = keys[14], keys[15], keys[16]
+  return k
 end
 
--- nil if the job can take this plan (and queue kind), else the WCCONFLICT error.
-local function plan_conflict(meta, args, kind)
-  local current = redis.call('HMGET', meta, 'plan', 'queue')
-  if current[1] and current[1] ~= args[4] then
-    return redis.error_reply('WCCONFLICT job ' .. args[3] .. ' exists with a different plan')
+-- Delete every fixed key of the job and unlist it (its stage pieces stay: see wc_sweep).
+local function drop_job(k, job)
+  for _, name in ipairs(JOB_KEYS) do redis.call('DEL', k[name]) end
+  redis.call('HDEL', k.active, job)
+  redis.call('ZREM', k.registry, job)
+end
+
+-- A tombstone: "<epoch> <ms> <how>" (how: deleted | expired).
+local function tombstone_epoch(deleted, job)
+  local t = redis.call('HGET', deleted, job)
+  return t and string.match(t, '^(%S+)') or nil
+end
+
+--[[ Create the job (ARGV of wc_submit): every fixed key deleted first (whatever a crash or an
+older version left behind), its tombstone removed, the meta hash written, the job listed in
+the registry (zset job -> created ms); on the stream queue, the stream and its group. ]]
+local function create_job(k, args, kind)
+  drop_job(k, args[3])
+  redis.call('HDEL', k.deleted, args[3])
+  redis.call('HSET', k.meta, 'plan', args[4], 'epoch', args[5], 'queue', kind, 'total', args[6],
+    'bytes', args[7], 'root', args[8], 'mount', args[12], 'errors', args[11], 'submitted', 0,
+    'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0,
+    'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running')
+  redis.call('ZADD', k.registry, args[2], args[3])
+  if kind == 'stream' then
+    redis.call('XGROUP', 'CREATE', k.tasks, args[14], '0', 'MKSTREAM')
   end
-  if current[2] and current[2] ~= kind then
-    return redis.error_reply('WCCONFLICT job ' .. args[3] .. ' exists on the ' .. current[2] ..
+end
+
+-- Whether the replace mode (ARGV 13) lets this call replace the incarnation `epoch`: '*' any
+-- other than ours (the first call of `submit --fresh`), or a list ",e1,e2," of incarnations this
+-- client replaced before (a rollback brought one back).
+local function may_replace(mode, epoch, ours)
+  if epoch == ours or mode == '' then return false end
+  return mode == '*' or string.find(mode, ',' .. epoch .. ',', 1, true) ~= nil
+end
+
+--[[ wc_submit: create the job (once) on its queue and append a batch of its tasks, in plan
+order and without a gap. Task seq has id 0-<seq>; its spec [path, start, end, identity] goes to
+specs (the plan, read back by `wordcount result JOB`); stream queue: an entry 0-<seq> with the
+same fields and the epoch; lease queue: the id in the list of tasks never taken.
+KEYS: 1-16 as job_keys
+ARGV: 1 identity, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
+      6 total tasks, 7 total bytes, 8 data root, 9 queue kind, 10 seq of the first task below,
+      11 errors (JSON list of [path, why]: inputs that could not be planned), 12 mount (the
+      client's data root: what a worker's data root stands for), 13 replace mode (see
+      may_replace), 14 consumer group, then 4 values per task: path, start, end, identity
+Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state, epoch this
+call replaced or ''}.
+Gap-free and idempotent: a task is added only if it is the next one (seq == submitted + 1), so
+replaying a batch adds nothing, and a batch that does not continue the job's sequence (the job
+vanished and came back, a snapshot older than the batches before) adds nothing either: the
+caller resumes at submitted + 1.
+Errors: WCCONFLICT (the job exists with another plan or queue, nothing changed), WCDELETED
+(this incarnation was deleted by an operator: it is not created again). ]]
+local function wc_submit(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local k, job, kind = job_keys(keys), args[3], args[9]
+  local cur = redis.call('HMGET', k.meta, 'plan', 'queue', 'epoch')
+  local replaced = ''
+  if cur[1] and may_replace(args[13], cur[3], args[5]) then
+    replaced = cur[3]
+    drop_job(k, job)
+    cur = {}
+  elseif cur[1] and cur[1] ~= args[4] then
+    return redis.error_reply('WCCONFLICT job ' .. job .. ' exists with a different plan')
+  elseif cur[1] and cur[2] ~= kind then
+    return redis.error_reply('WCCONFLICT job ' .. job .. ' exists on the ' .. cur[2] ..
       ' queue')
   end
-  return nil
-end
-
--- After adding tasks: the submitted count, the active-jobs set, the reply.
-local function submitted_reply(meta, jobs, job, added, submitted)
-  redis.call('HSET', meta, 'submitted', submitted)
-  local state = redis.call('HGET', meta, 'state')
-  if state == 'running' then redis.call('SADD', jobs, job) end
-  return {added, submitted, redis.call('HGET', meta, 'epoch'), state}
-end
-
---[[ wc_submit: create the job (once) on the stream queue and append tasks with
-deterministic ids 0-<seq> (each also recorded in specs, so that the plan can be read back:
-`wordcount result JOB`).
-KEYS: 1 stream, 2 meta, 3 jobs (set of active job names), 4 registry (zset of all jobs),
-      5 specs (hash id -> JSON [path, start, end])
-ARGV: 1 protocol, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
-      6 total tasks, 7 total bytes, 8 data root, 9 group, 10 seq of the first task below,
-      11 errors (JSON list of [path, why]: inputs that could not be planned),
-      then 3 values per task: path, start, end
-Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state}
-Idempotent: tasks whose seq is <= meta.submitted are skipped, so replaying a batch or
-re-submitting a whole job after a restart never duplicates a task.
-Error WCCONFLICT: the job exists with a different plan or queue (nothing changed). ]]
-local function wc_submit(keys, args)
-  local err = version_error(args) or plan_conflict(keys[2], args, 'stream')
-  if err then return err end
-  local stream, meta, jobs, specs = keys[1], keys[2], keys[3], keys[5]
-  if redis.call('EXISTS', meta) == 0 then
-    redis.call('DEL', stream, specs)
-    redis.call('XGROUP', 'CREATE', stream, args[9], '0', 'MKSTREAM')
-    create_job(meta, keys[4], args, 'stream')
+  if not cur[1] then
+    if tombstone_epoch(k.deleted, job) == args[5] then
+      return redis.error_reply('WCDELETED job ' .. job .. ' was deleted')
+    end
+    create_job(k, args, kind)
   end
-  local epoch = redis.call('HGET', meta, 'epoch')
-  local submitted = hget_number(meta, 'submitted')
-  local added = 0
-  local seq = tonumber(args[10])
-  for i = 12, #args, 3 do
-    if seq > submitted then
-      redis.call('XADD', stream, '0-' .. seq, 'path', args[i], 'start', args[i + 1],
-        'end', args[i + 2], 'epoch', epoch)
-      redis.call('HSET', specs, '0-' .. seq, cjson.encode({args[i], args[i + 1], args[i + 2]}))
+  local epoch = redis.call('HGET', k.meta, 'epoch')
+  local submitted = hget_number(k.meta, 'submitted')
+  local added, seq = 0, tonumber(args[10])
+  for i = 15, #args, 4 do
+    if seq == submitted + 1 then
+      local id = '0-' .. seq
+      redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2],
+                                                    args[i + 3]}))
+      if kind == 'stream' then
+        redis.call('XADD', k.tasks, id, 'path', args[i], 'start', args[i + 1], 'end',
+          args[i + 2], 'epoch', epoch, 'ident', args[i + 3])
+      else
+        redis.call('RPUSH', k.queue, id)
+      end
       submitted = seq
       added = added + 1
     end
     seq = seq + 1
   end
-  return submitted_reply(meta, jobs, args[3], added, submitted)
+  if added > 0 then
+    redis.call('HSET', k.meta, 'submitted', submitted)
+    if kind == 'lease' then  -- wake idle workers (BLPOP on notify)
+      redis.call('RPUSH', k.notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(added, 8)))
+      redis.call('LTRIM', k.notify, 0, 63)
+    end
+  end
+  local state = redis.call('HGET', k.meta, 'state')
+  if state == 'running' then activate(k.active, job, kind, epoch) end
+  return {added, submitted, epoch, state, replaced}
 end
+
+--[[ wc_delete: delete a job whole, leaving a tombstone of its epoch (an operator's delete, or
+the expiry of a finished job).
+KEYS: 1-16 as job_keys
+ARGV: 1 identity, 2 now, 3 job, 4 epoch the caller saw ('' any: then the current one), 5 force
+      ('1': a running job too), 6 how ('deleted' | 'expired'), 7 finished before (ms; '' any):
+      delete only a job done or cancelled before then
+Returns: 1 deleted, 0 not deleted (running, or finished too recently, with ARGV 7), -2 gone (no
+such job, or another incarnation than the caller saw: nothing changed, so a replayed delete never
+deletes a job created after it). Error WCSTATE: the job is running and force is not set. ]]
+local function wc_delete(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local k, job = job_keys(keys), args[3]
+  local cur = redis.call('HMGET', k.meta, 'epoch', 'state', 'finished_ms')
+  if not cur[1] or (args[4] ~= '' and cur[1] ~= args[4]) then return GONE end
+  if args[7] ~= '' then
+    if cur[2] == 'running' or tonumber(cur[3] or '0') > tonumber(args[7]) then return 0 end
+  elseif cur[2] == 'running' and args[5] ~= '1' then
+    return redis.error_reply('WCSTATE job ' .. job .. ' is running')
+  end
+  drop_job(k, job)
+  redis.call('HSET', k.deleted, job, cur[1] .. ' ' .. args[2] .. ' ' .. args[6])
+  return 1
+end
+
+--[[ wc_sweep: delete stage pieces of incarnations that no longer exist (a deleted or replaced
+job's, never the current one's: those may be part of a commit under way).
+KEYS: 1 meta, then the pieces
+ARGV: 1 identity, then the epoch of each piece (from its name), in the order of KEYS 2..
+Returns: the number of pieces deleted. ]]
+local function wc_sweep(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local current = redis.call('HGET', keys[1], 'epoch')
+  local n = 0
+  for i = 2, #keys do
+    if args[i] ~= current then n = n + redis.call('DEL', keys[i]) end
+  end
+  return n
+end
+
+--[[ wc_prune: forget old tombstones (jobs.expire), each only if it is still the one the caller
+read (a newer delete's tombstone stays).
+KEYS: 1 deleted
+ARGV: 1 identity, then job, tombstone pairs
+Returns: the number of tombstones removed. ]]
+local function wc_prune(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local n = 0
+  for i = 2, #args, 2 do
+    if redis.call('HGET', keys[1], args[i]) == args[i + 1] then
+      n = n + redis.call('HDEL', keys[1], args[i])
+    end
+  end
+  return n
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Settling a task (both queues).
 
 --[[ wc_commit: settle a task and apply its counts, exactly once (both queues).
 KEYS: settle_keys (6 + the queue's own), then counts (zset)
-ARGV: settle_keys (1-7), 8 bytes, 9 words, 10 busy ms, then word, count pairs
+ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, then word, count pairs
 Returns: 1 applied; 0 duplicate (already settled: a straggler, a thief, a replayed call);
 -1 stale (the job was re-planned), -2 gone (nothing changed in either case). ]]
 local function wc_commit(keys, args)
@@ -207,14 +341,15 @@ local function wc_commit(keys, args)
   local k, next_key = settle_keys(keys, args)
   local bad = check_epoch(k.meta, args[6])
   if bad then return bad end
-  k.leave(args[5])
-  if settled(k.done, k.dead, args[5]) then
+  local already = settled(k.done, k.dead, args[5])
+  k.leave(args[5], already == 'dead')
+  if already then
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
   apply_pairs(keys[next_key], args, 11)
   record_done(k, args)
-  finish_if_complete(k.meta, k.jobs, k.merges, args[7], args[2])
+  finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
   return 1
 end
 
@@ -222,7 +357,7 @@ end
 wc_commit_staged. The piece is replaced whole (DEL + RPUSH in one call), so a retried or
 replayed call leaves the same list, and a piece either exists complete or not at all.
 KEYS: 1 meta, 2 piece (list)
-ARGV: 1 protocol, 2 epoch, then word, count pairs
+ARGV: 1 identity, 2 epoch, then word, count pairs
 Returns: 1 staged, -1 stale, -2 gone (nothing written). ]]
 local function wc_stage(keys, args)
   local err = version_error(args)
@@ -250,7 +385,8 @@ present and together they hold exactly the task's distinct words, the task is se
 pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
 rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
 KEYS: settle_keys (6 + the queue's own), then the pieces
-ARGV: settle_keys (1-7), 8 bytes, 9 words, 10 busy ms, 11 distinct words (pairs) in all pieces
+ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 distinct words (pairs) in all
+      pieces
 Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage. ]]
 local function wc_commit_staged(keys, args)
   local err = version_error(args)
@@ -261,8 +397,9 @@ local function wc_commit_staged(keys, args)
     drop_pieces(keys, first, k.merges)
     return bad
   end
-  if settled(k.done, k.dead, args[5]) then
-    k.leave(args[5])
+  local already = settled(k.done, k.dead, args[5])
+  if already then
+    k.leave(args[5], already == 'dead')
     drop_pieces(keys, first, k.merges)
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
@@ -276,21 +413,21 @@ local function wc_commit_staged(keys, args)
   k.leave(args[5])
   for i = first, #keys do redis.call('SADD', k.merges, keys[i]) end
   record_done(k, args)
-  finish_if_complete(k.meta, k.jobs, k.merges, args[7], args[2])
+  finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
   return 1
 end
 
 --[[ wc_merge: apply one accepted staged piece. The piece is read, applied and deleted in the
 same call, so it is applied exactly once, whoever drives the merge (the committing worker, or
 any idle worker after it crashed).
-KEYS: 1 piece, 2 counts, 3 meta, 4 jobs, 5 merges
-ARGV: 1 protocol, 2 now, 3 epoch, 4 job
+KEYS: 1 piece, 2 counts, 3 meta, 4 active, 5 merges
+ARGV: 1 identity, 2 now, 3 epoch, 4 job
 Returns: 1 applied, 0 nothing to do (already merged), -1 stale, -2 gone.
 Error WCLOST: an accepted piece is missing (never expected: no key here has a TTL). ]]
 local function wc_merge(keys, args)
   local err = version_error(args)
   if err then return err end
-  local piece, counts, meta, jobs, merges = keys[1], keys[2], keys[3], keys[4], keys[5]
+  local piece, counts, meta, active, merges = keys[1], keys[2], keys[3], keys[4], keys[5]
   local bad = check_epoch(meta, args[3])
   if bad then return bad end
   if redis.call('SISMEMBER', merges, piece) == 0 then return 0 end
@@ -300,11 +437,12 @@ local function wc_merge(keys, args)
   apply_pairs(counts, redis.call('LRANGE', piece, 0, -1), 1)
   redis.call('DEL', piece)
   redis.call('SREM', merges, piece)
-  finish_if_complete(meta, jobs, merges, args[4], args[2])
+  finish_if_complete(meta, active, merges, args[4], args[2])
   return 1
 end
 
---[[ wc_dead: set a task aside (poison: too many attempts, unreadable, escaping the root).
+--[[ wc_dead: set a task aside (poison: too many attempts, unreadable, changed since planning,
+escaping the root).
 KEYS: settle_keys (6 + the queue's own)
 ARGV: settle_keys (1-7), 8 reason
 Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
@@ -314,12 +452,13 @@ local function wc_dead(keys, args)
   local k = settle_keys(keys, args)
   local bad = check_epoch(k.meta, args[6])
   if bad then return bad end
-  k.leave(args[5], true)
-  if settled(k.done, k.dead, args[5]) then return 0 end
+  local already = settled(k.done, k.dead, args[5])
+  k.leave(args[5], already ~= 'done')
+  if already then return 0 end
   redis.call('HSET', k.dead, args[5], args[8])
   redis.call('ZREM', k.leases, args[5])
   redis.call('HINCRBY', k.meta, 'dead', 1)
-  finish_if_complete(k.meta, k.jobs, k.merges, args[7], args[2])
+  finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
   return 1
 end
 
@@ -331,15 +470,24 @@ local function pending_entry(stream, group, id)
   return p[1]  -- {id, consumer, idle ms, deliveries} or nil
 end
 
---[[ wc_claim_stale: take over one task idle longer than the claim timeout (XAUTOCLAIM).
+-- The meta epoch when the job runs on the stream queue, else nil (deleted, or re-created on the
+-- lease queue meanwhile).
+local function stream_job(stream, meta)
+  local cur = redis.call('HMGET', meta, 'epoch', 'queue')
+  if not cur[1] or cur[2] ~= 'stream' or redis.call('EXISTS', stream) == 0 then return nil end
+  return cur[1]
+end
+
+--[[ wc_claim_stale: take over one task idle longer than the claim timeout (XAUTOCLAIM): its
+holder died or froze. A delivery: it counts towards --max-attempts.
 KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms)
-ARGV: 1 protocol, 2 now, 3 group, 4 consumer, 5 min idle ms
+ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 min idle ms
 Returns: {id, {field, value, ...}, deliveries} or nil when nothing is stale. ]]
 local function wc_claim_stale(keys, args)
   local err = version_error(args)
   if err then return err end
   local stream, meta, leases = keys[1], keys[2], keys[3]
-  if redis.call('EXISTS', stream) == 0 or redis.call('EXISTS', meta) == 0 then return nil end
+  if not stream_job(stream, meta) then return nil end
   local res = redis.call('XAUTOCLAIM', stream, args[3], args[4], args[5], '0-0', 'COUNT', 1)
   local entry = res[2][1]
   if not entry then return nil end
@@ -353,7 +501,7 @@ end
 --[[ wc_heartbeat: keep a task we are still working on (reset its idle time), or start our
 lease on a freshly read task (ARGV 6 = "start").
 KEYS: 1 stream, 2 leases
-ARGV: 1 protocol, 2 now, 3 group, 4 consumer, 5 task id, 6 "start" | "beat"
+ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 task id, 6 "start" | "beat"
 Returns: 1 still ours, 0 lost (settled, claimed by another worker, or the job is gone). ]]
 local function wc_heartbeat(keys, args)
   local err = version_error(args)
@@ -380,15 +528,17 @@ end
 --[[ wc_speculate: a backup copy of a straggler's task (MapReduce's backup tasks). An idle
 worker takes over the oldest running attempt (lowest start in the leases zset, so the whole
 job is considered, in start order) older than max(min ms, factor * mean task time); the
-straggler keeps counting, and whichever commits first wins, the other is a duplicate.
+straggler keeps counting, and whichever commits first wins, the other is a duplicate. A backup
+is not a delivery: the entry keeps its delivery count (RETRYCOUNT), since only failed or expired
+attempts are evidence of a poison task.
 KEYS: 1 stream, 2 meta, 3 leases
-ARGV: 1 protocol, 2 now, 3 group, 4 consumer, 5 min age ms, 6 factor
+ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 min age ms, 6 factor
 Returns: {id, {field, value, ...}, deliveries} or nil. ]]
 local function wc_speculate(keys, args)
   local err = version_error(args)
   if err then return err end
   local stream, meta, leases = keys[1], keys[2], keys[3]
-  if redis.call('EXISTS', stream) == 0 or redis.call('EXISTS', meta) == 0 then return nil end
+  if not stream_job(stream, meta) then return nil end
   local now = tonumber(args[2])
   local threshold = backup_age(meta, args[5], args[6])
   -- oldest first; every lease older than the threshold is a candidate, the rest are younger
@@ -398,13 +548,12 @@ local function wc_speculate(keys, args)
     if not p then
       redis.call('ZREM', leases, id)  -- settled meanwhile: no longer running
     elseif p[2] ~= args[4] then
-      local claimed = redis.call('XCLAIM', stream, args[3], args[4], 0, id)
+      local claimed = redis.call('XCLAIM', stream, args[3], args[4], 0, id, 'RETRYCOUNT', p[4])
       local entry = claimed[1]
       if entry then
         redis.call('ZADD', leases, args[2], id)
         redis.call('HINCRBY', meta, 'backups', 1)
-        local q = pending_entry(stream, args[3], id)
-        return {id, entry[2], q and q[4] or 1}
+        return {id, entry[2], p[4]}
       end
     end
   end
@@ -414,20 +563,24 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- The lease queue: no stream command (RedisRaft refuses them). Tasks never taken wait in a
 -- list; a taken task has a deadline in the expiry zset, an owner and a delivery count; an
--- expired deadline makes it claimable again. Times are the callers' clocks (ARGV now).
+-- expired deadline makes it claimable again. Times are the callers' clocks (ARGV now), which
+-- every caller keeps in step with the server's (wordcount/protocol.py Clock).
 
--- The task's fields as the stream queue returns them: {path, P, start, S, end, E, epoch, X}.
+-- The task's fields as the stream queue returns them: {path, P, start, S, end, E, epoch, X,
+-- ident, I}.
 local function lease_entry(specs, id, epoch)
   local spec = cjson.decode(redis.call('HGET', specs, id))
-  return {'path', spec[1], 'start', spec[2], 'end', spec[3], 'epoch', epoch}
+  return {'path', spec[1], 'start', spec[2], 'end', spec[3], 'epoch', epoch, 'ident', spec[4]}
 end
 
--- Start an attempt of task id by consumer: deadline, owner, start time, delivery count.
-local function lease_start(k, id, args)
+-- Start an attempt of task id by consumer: deadline, owner, start time; a delivery (counted
+-- towards --max-attempts) unless it is a backup copy. Returns the deliveries so far.
+local function lease_start(k, id, args, delivery)
   local now = tonumber(args[2])
   redis.call('ZADD', k.expiry, now + tonumber(args[4]), id)
   redis.call('HSET', k.owners, id, args[3])
   redis.call('ZADD', k.leases, now, id)
+  if not delivery then return tonumber(redis.call('HGET', k.attempts, id) or '1') end
   return redis.call('HINCRBY', k.attempts, id, 1)
 end
 
@@ -437,51 +590,25 @@ local function lease_keys(keys)
           dead = keys[10]}
 end
 
---[[ wc_lease_submit: create the job (once) on the lease queue and append tasks 0-<seq>.
-KEYS: 1 meta, 2 queue (list of ids never taken), 3 specs (hash id -> [path, start, end]),
-      4 expiry, 5 owners, 6 attempts, 7 leases, 8 notify (list), 9 done, 10 dead, 11 jobs,
-      12 registry
-ARGV: as wc_submit (9 unused)
-Returns: as wc_submit. Idempotent the same way. Wakes idle workers (notify). ]]
-local function wc_lease_submit(keys, args)
-  local err = version_error(args) or plan_conflict(keys[1], args, 'lease')
-  if err then return err end
-  local k = lease_keys(keys)
-  if redis.call('EXISTS', k.meta) == 0 then
-    redis.call('DEL', k.queue, k.specs, k.expiry, k.owners, k.attempts, k.leases, k.notify)
-    create_job(k.meta, keys[12], args, 'lease')
-  end
-  local submitted = hget_number(k.meta, 'submitted')
-  local added = 0
-  local seq = tonumber(args[10])
-  for i = 12, #args, 3 do
-    if seq > submitted then
-      local id = '0-' .. seq
-      redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2]}))
-      redis.call('RPUSH', k.queue, id)
-      submitted = seq
-      added = added + 1
-    end
-    seq = seq + 1
-  end
-  if added > 0 then
-    redis.call('RPUSH', k.notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(added, 8)))
-    redis.call('LTRIM', k.notify, 0, 63)
-  end
-  return submitted_reply(k.meta, keys[11], args[3], added, submitted)
+-- The meta epoch when the job runs on the lease queue, else nil.
+local function lease_job(meta)
+  local cur = redis.call('HMGET', meta, 'epoch', 'queue')
+  if cur[2] ~= 'lease' then return nil end
+  return cur[1]
 end
 
 --[[ wc_lease_claim: take the task whose lease expired first (a dead or stalled worker's), else
 the next task never taken. A task already settled is skipped (after a rollback, a worker that
 counted it before can settle it while it still waits in the list: it must not be leased again).
-KEYS: as wc_lease_submit (1-10)
-ARGV: 1 protocol, 2 now, 3 consumer, 4 lease ms
+KEYS: 1 meta, 2 queue (list of ids never taken), 3 specs, 4 expiry, 5 owners, 6 attempts,
+      7 leases, 8 notify (list), 9 done, 10 dead
+ARGV: 1 identity, 2 now, 3 consumer, 4 lease ms
 Returns: {id, {field, value, ...}, deliveries, "stale" | "new"} or nil. ]]
 local function wc_lease_claim(keys, args)
   local err = version_error(args)
   if err then return err end
   local k = lease_keys(keys)
-  local epoch = redis.call('HGET', k.meta, 'epoch')
+  local epoch = lease_job(k.meta)
   if not epoch then return nil end
   local how = 'stale'
   local id = redis.call('ZRANGE', k.expiry, '-inf', args[2], 'BYSCORE', 'LIMIT', 0, 1)[1]
@@ -494,13 +621,13 @@ local function wc_lease_claim(keys, args)
       if not id then return nil end
     until not settled(k.done, k.dead, id)
   end
-  local deliveries = lease_start(k, id, args)
+  local deliveries = lease_start(k, id, args, true)
   return {id, lease_entry(k.specs, id, epoch), deliveries, how}
 end
 
 --[[ wc_lease_heartbeat: extend our lease (deadline = now + lease ms) if we still own the task.
 KEYS: 1 expiry, 2 owners
-ARGV: 1 protocol, 2 now, 3 consumer, 4 task id, 5 lease ms
+ARGV: 1 identity, 2 now, 3 consumer, 4 task id, 5 lease ms
 Returns: 1 still ours, 0 lost (settled, taken over, or the job is gone). ]]
 local function wc_lease_heartbeat(keys, args)
   local err = version_error(args)
@@ -511,15 +638,16 @@ local function wc_lease_heartbeat(keys, args)
   return 1
 end
 
---[[ wc_lease_speculate: a backup copy of a straggler's task, as wc_speculate does.
-KEYS: as wc_lease_submit (1-10)
-ARGV: 1 protocol, 2 now, 3 consumer, 4 lease ms, 5 min age ms, 6 factor
+--[[ wc_lease_speculate: a backup copy of a straggler's task, as wc_speculate does (not a
+delivery).
+KEYS: as wc_lease_claim (1-10)
+ARGV: 1 identity, 2 now, 3 consumer, 4 lease ms, 5 min age ms, 6 factor
 Returns: {id, {field, value, ...}, deliveries, "backup"} or nil. ]]
 local function wc_lease_speculate(keys, args)
   local err = version_error(args)
   if err then return err end
   local k = lease_keys(keys)
-  local epoch = redis.call('HGET', k.meta, 'epoch')
+  local epoch = lease_job(k.meta)
   if not epoch then return nil end
   local threshold = backup_age(k.meta, args[5], args[6])
   local old = redis.call('ZRANGE', k.leases, '-inf', tonumber(args[2]) - threshold, 'BYSCORE',
@@ -530,7 +658,7 @@ local function wc_lease_speculate(keys, args)
       redis.call('ZREM', k.leases, id)  -- settled meanwhile: no longer running
     elseif owner ~= args[3] then
       redis.call('HINCRBY', k.meta, 'backups', 1)
-      local deliveries = lease_start(k, id, args)
+      local deliveries = lease_start(k, id, args, false)
       return {id, lease_entry(k.specs, id, epoch), deliveries, 'backup'}
     end
   end
@@ -538,55 +666,79 @@ local function wc_lease_speculate(keys, args)
 end
 
 -- ---------------------------------------------------------------------------------------------
--- Operating jobs (wordcount cancel / requeue).
+-- Operating jobs (wordcount cancel / requeue). Each names the incarnation (epoch) the operator
+-- saw: a replayed call never acts on a job created after it.
 
---[[ wc_cancel: stop a running job. It leaves the active set (no worker takes its tasks any
+-- nil when the job exists as the incarnation the caller saw ('' any), else GONE.
+local function operated(meta, epoch)
+  local current = redis.call('HGET', meta, 'epoch')
+  if not current or (epoch ~= '' and current ~= epoch) then return GONE end
+  return nil
+end
+
+--[[ wc_cancel: stop a running job. It leaves the active jobs (no worker takes its tasks any
 more) and every later commit, stage, merge or dead letter of it answers GONE (check_epoch), so
 its partial counts stay as they are; the job and its keys stay until deleted or expired.
-KEYS: 1 meta, 2 jobs
-ARGV: 1 protocol, 2 now, 3 job
+KEYS: 1 meta, 2 active
+ARGV: 1 identity, 2 now, 3 job, 4 epoch the caller saw ('' any)
 Returns: 1 cancelled, 0 not running (already done or cancelled: nothing changed), -2 gone. ]]
 local function wc_cancel(keys, args)
-  local err = version_error(args)
+  local err = version_error(args) or operated(keys[1], args[4])
   if err then return err end
   local state = redis.call('HGET', keys[1], 'state')
-  if not state then return GONE end
   if state ~= 'running' then return 0 end
   redis.call('HSET', keys[1], 'state', 'cancelled', 'finished_ms', args[2])
-  redis.call('SREM', keys[2], args[3])
+  redis.call('HDEL', keys[2], args[3])
   return 1
+end
+
+-- The seq of the stream group's last-delivered id (XINFO GROUPS), or nil.
+local function last_delivered_seq(stream, group)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local fields = {}
+    for i = 1, #g, 2 do fields[g[i]] = g[i + 1] end
+    if fields['name'] == group then
+      return tonumber(string.match(fields['last-delivered-id'], '^%d+%-(%d+)$'))
+    end
+  end
+  return nil
 end
 
 --[[ wc_requeue: give dead-lettered tasks new attempts (after their cause was fixed). Each named
 task that is still in the dead hash leaves it, and goes back to its queue: on the lease queue
 to the list of tasks never taken, with its delivery count reset; on the stream queue (where a
-dead letter stays, acknowledged) by moving the group's last-delivered id back to just before
-the first of them, so that the group delivers them again (with any later entry still held by a
-worker: a second attempt of those, whose commit the done hash settles once). The job runs
-again until every task is settled once more.
-KEYS: 1 meta, 2 jobs, 3 dead, then stream queue: 4 stream; lease queue: 4 queue, 5 attempts,
+dead letter's entry stays, acknowledged: no call ever deletes it) by moving the group's
+last-delivered id back to just before the first of them -- never forward, which would skip
+entries not delivered yet -- so that the group delivers them again (with any later entry still
+held by a worker: a second attempt of those, whose commit the done hash settles once). A dead
+letter whose stream entry is missing is left dead (never a task that no read can deliver).
+The job runs again until every task is settled once more.
+KEYS: 1 meta, 2 active, 3 dead, then stream queue: 4 stream; lease queue: 4 queue, 5 attempts,
       6 notify
-ARGV: 1 protocol, 2 now, 3 queue kind, 4 group, 5 job, then task ids in plan order (the
-      caller reads them from the dead hash: no HKEYS here, whose order differs between nodes)
-Returns: tasks requeued. Error WCSTATE: the job is cancelled. ]]
+ARGV: 1 identity, 2 now, 3 queue kind, 4 group, 5 job, 6 epoch the caller saw ('' any), then
+      task ids in plan order (the caller reads them from the dead hash: no HKEYS here, whose
+      order differs between nodes)
+Returns: tasks requeued, or -2 gone. Error WCSTATE: the job is cancelled. ]]
 local function wc_requeue(keys, args)
-  local err = version_error(args)
+  local err = version_error(args) or operated(keys[1], args[6])
   if err then return err end
-  local meta, jobs, dead = keys[1], keys[2], keys[3]
+  local meta, active, dead = keys[1], keys[2], keys[3]
   local state = redis.call('HGET', meta, 'state')
-  if not state then return GONE end
   if state == 'cancelled' then
     return redis.error_reply('WCSTATE job ' .. args[5] .. ' is cancelled: submit it again')
   end
   local requeued, first = 0, nil
-  for i = 6, #args do
+  for i = 7, #args do
     local id = args[i]
-    if redis.call('HDEL', dead, id) == 1 then
-      requeued = requeued + 1
+    if redis.call('HEXISTS', dead, id) == 1 then
       if args[3] == 'lease' then
+        redis.call('HDEL', dead, id)
         redis.call('HDEL', keys[5], id)
         redis.call('RPUSH', keys[4], id)
-      else
+        requeued = requeued + 1
+      elseif #redis.call('XRANGE', keys[4], id, id) == 1 then
+        redis.call('HDEL', dead, id)
+        requeued = requeued + 1
         local seq = tonumber(string.match(id, '^0%-(%d+)$'))
         if seq and (not first or seq < first) then first = seq end
       end
@@ -597,18 +749,24 @@ local function wc_requeue(keys, args)
     redis.call('RPUSH', keys[6], unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(requeued, 8)))
     redis.call('LTRIM', keys[6], 0, 63)
   elseif first then
-    redis.call('XGROUP', 'SETID', keys[4], args[4], '0-' .. (first - 1))
+    local last = last_delivered_seq(keys[4], args[4])
+    if last and first - 1 < last then
+      redis.call('XGROUP', 'SETID', keys[4], args[4], '0-' .. (first - 1))
+    end
   end
   redis.call('HINCRBY', meta, 'dead', -requeued)
   redis.call('HSET', meta, 'state', 'running')
   redis.call('HDEL', meta, 'finished_ms')
-  redis.call('SADD', jobs, args[5])
+  activate(active, args[5], args[3], redis.call('HGET', meta, 'epoch'))
   return requeued
 end
 
 redis.register_function{function_name = 'wc_version', callback = wc_version,
   flags = {'no-writes'}}
 redis.register_function('wc_submit', wc_submit)
+redis.register_function('wc_delete', wc_delete)
+redis.register_function('wc_sweep', wc_sweep)
+redis.register_function('wc_prune', wc_prune)
 redis.register_function('wc_commit', wc_commit)
 redis.register_function('wc_stage', wc_stage)
 redis.register_function('wc_commit_staged', wc_commit_staged)
@@ -617,7 +775,6 @@ redis.register_function('wc_dead', wc_dead)
 redis.register_function('wc_claim_stale', wc_claim_stale)
 redis.register_function('wc_heartbeat', wc_heartbeat)
 redis.register_function('wc_speculate', wc_speculate)
-redis.register_function('wc_lease_submit', wc_lease_submit)
 redis.register_function('wc_lease_claim', wc_lease_claim)
 redis.register_function('wc_lease_heartbeat', wc_lease_heartbeat)
 redis.register_function('wc_lease_speculate', wc_lease_speculate)

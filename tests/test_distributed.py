@@ -61,7 +61,7 @@ def test_exact_with_ranges(redis_server, small_corpus, small_oracle, workers):
     assert len(job.tasks) > len({t.path for t in job.tasks})  # some files were split
     assert progress.done == len(job.tasks) and progress.duplicates == 0
     assert progress.pending == 0 and progress.queue == os.environ["WORDCOUNT_QUEUE"]
-    assert not conn.client.sismember(keys.jobs(), job.name)
+    assert not conn.client.hexists(keys.active(), job.name)
 
 
 @pytest.mark.parametrize("point", ["after-claim", "after-count", "before-commit", "after-commit"])
@@ -322,14 +322,14 @@ def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
 
 
 def test_interrupted_submission_is_completed_without_duplicates(redis_server, small_corpus,
-                                                                small_oracle, monkeypatch):
+                                                                small_oracle):
     """A client that died after the first batches; a new client submits the same inputs."""
-    monkeypatch.setattr(client, "SUBMIT_BATCH", 7)
-    conn = connect(redis_server)
+    conn = connect(redis_server, submit_batch=7)
     kind = os.environ["WORDCOUNT_QUEUE"]
     job = client.plan_job([str(small_corpus)], CHUNK)
-    functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks), job.total_bytes,
-                     job.root, 1, job.tasks[:20], kind)
+    functions.submit(conn, job.name, plan_id=job.plan_id, epoch=job.epoch,
+                     total=len(job.tasks), total_bytes=job.total_bytes, root=job.root,
+                     mount=job.mount, kind=kind, first_seq=1, tasks=job.tasks[:20])
     again = client.plan_job([str(small_corpus)], CHUNK)
     again.queue = kind
     assert again.name == job.name  # same inputs, same job

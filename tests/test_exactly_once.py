@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from wordcount import client, functions, keys
-from wordcount.connection import PROTOCOL, library_code
+from wordcount import client, functions, jobs, keys
+from wordcount.connection import IDENTITY, PROTOCOL, library_code
 from wordcount.embedded import WorkerPool
 from wordcount.exceptions import (
     EXIT_INCONSISTENT,
@@ -253,7 +253,7 @@ def test_a_vanished_job_is_harmless_to_every_function(redis_server, queue_kind):
     job = client.Job("gone", "p", "/x", [Task("a", 0, 1)], queue=queue_kind)
     client.submit(conn, job)
     c = take(conn, "gone")
-    client.forget(conn, "gone")
+    jobs.delete(conn, "gone", force=True)
     q = Queues(conn, "w2", conn.settings)
     assert q.keep(c) is False
     backend = q.backends[queue_kind]
@@ -262,7 +262,7 @@ def test_a_vanished_job_is_harmless_to_every_function(redis_server, queue_kind):
     assert backend._speculate(["gone"]) is None
     assert functions.commit(conn, c, ["x", 1], 1, 1, 1) is Applied.GONE
     assert functions.dead(conn, c, "r") is Applied.GONE
-    assert functions.stage(conn, c, keys.stage("gone", c.id, "a", 0), ["x", 1]) \
+    assert functions.stage(conn, c, keys.stage("gone", c.epoch, c.id, "a", 0), ["x", 1]) \
         is Applied.GONE
     assert conn.client.keys("wc:{gone}:*") == []
 
@@ -298,7 +298,7 @@ def test_an_older_library_is_upgraded_and_a_newer_one_refused(redis_server, tmp_
     older = str(int(PROTOCOL) - 1)
     conn.client.function_load(_library_with_protocol(older), replace=True)
     conn.ensure_functions()
-    assert str(conn.client.fcall("wc_version", 0)) == PROTOCOL
+    assert str(conn.client.fcall("wc_version", 0)) == IDENTITY
     conn.client.function_load(_library_with_protocol("99"), replace=True)
     with pytest.raises(ProtocolMismatchError, match="protocol 99"):
         conn.ensure_functions()
@@ -308,8 +308,25 @@ def test_an_older_library_is_upgraded_and_a_newer_one_refused(redis_server, tmp_
     assert "Traceback" not in proc.stderr
     # a caller of another version is refused by every Function (it never writes)
     with pytest.raises(ProtocolMismatchError, match="WCVERSION"):
-        functions.submit(conn, "v", "p", "e", 1, 1, "/x", 1, [Task("a", 0, 1)])
+        functions.submit(conn, "v", plan_id="p", epoch="e", total=1, total_bytes=1, root="/x",
+                         mount="/x", kind="stream", first_seq=1, tasks=[Task("a", 0, 1)])
     assert not conn.client.exists(keys.meta("v"))
+
+
+def test_another_build_of_the_same_protocol_is_replaced_and_its_callers_refused(redis_server):
+    """The identity is the protocol AND a hash of the code: a hot fix, a build that forgot to
+    bump the protocol, an old snapshot's library -- same number, other code -- is replaced at
+    start, and a caller of another build is refused (WCVERSION), never served by it."""
+    conn = connect(redis_server)
+    other = library_code().replace("local BUILD = '", "local BUILD = 'x", 1) + "\n-- a hot fix\n"
+    conn.client.function_load(other, replace=True)
+    assert str(conn.client.fcall("wc_version", 0)) != IDENTITY
+    assert str(conn.client.fcall("wc_version", 0)).startswith(PROTOCOL + "/")
+    with pytest.raises(ProtocolMismatchError, match="WCVERSION"):
+        functions.cancel(conn, "any")
+    conn.ensure_functions()
+    assert str(conn.client.fcall("wc_version", 0)) == IDENTITY
+    assert functions.cancel(conn, "any") is Applied.GONE
 
 
 def test_every_function_is_deterministic_and_ttl_free():
@@ -390,7 +407,7 @@ def test_a_worker_drops_tasks_of_an_incarnation_it_cannot_find(redis_server, tmp
     c = take(conn, "inc")
     q = Queues(conn, "w1", conn.settings)
     assert q.info(c).root == str(tmp_path)
-    client.forget(conn, "inc")
+    jobs.delete(conn, "inc", force=True)
     client.submit(conn, client.Job("inc", "p", "/elsewhere", [Task("a", 0, 1)], queue=queue_kind))
     # the root is the one of the incarnation the task was claimed under, never the new one's
     assert q.info(c).root == str(tmp_path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from wordcount import client, jobs, keys, registry
-from wordcount.exceptions import JobCancelledError, NoSuchJobError, UsageError
+from wordcount.exceptions import JobCancelledError, JobRunningError, NoSuchJobError
 from wordcount.protocol import Meta
 
 from .conftest import assert_counts_equal, connect, oracle
@@ -81,10 +81,25 @@ def test_meta_field_names_agree_with_the_lua_library():
     """protocol.Meta is the one Python spelling of the meta hash's fields: create_job in the
     .lua file writes exactly those (finished_ms is written when the job ends)."""
     lua = (ROOT / "redis" / "wordcount.lua").read_text()
-    body = lua[lua.index("local function create_job"):lua.index("local function plan_conflict")]
+    body = lua[lua.index("local function create_job"):lua.index("local function may_replace")]
     written = set(re.findall(r"'([a-z_]+)', (?:args|0|kind|'running')", body))
     names = {v for k, v in vars(Meta).items() if k.isupper() and isinstance(v, str)}
     assert written | {"finished_ms"} == names
+
+
+def test_job_keys_agree_with_the_lua_library():
+    """The fixed keys a job is created and deleted with: keys.JOB_KEYS and JOB_KEYS in the .lua
+    file, in the same order (the Functions take them by position); every fixed key of the key
+    layout is one of them."""
+    lua = (ROOT / "redis" / "wordcount.lua").read_text()
+    block = lua[lua.index("local JOB_KEYS = {"):]
+    block = block[:block.index("}")]
+    assert tuple(re.findall(r"'([a-z]+)'", block)) == keys.JOB_KEYS
+    fixed = {name for name in dir(keys) if getattr(keys, name) is not None
+             and callable(getattr(keys, name)) and name in keys.JOB_KEYS}
+    assert fixed == set(keys.JOB_KEYS)
+    assert keys.job_keys("j")[:len(keys.JOB_KEYS)] == [getattr(keys, n)("j")
+                                                       for n in keys.JOB_KEYS]
 
 
 def test_a_no_wait_job_is_read_back_waited_for_and_checked(redis_server, corpus, tmp_path):
@@ -128,7 +143,7 @@ def test_cancel_stops_a_running_job_and_its_table_stays_as_it_was(redis_server, 
         before = client.fetch_counts(conn, job.name)
         p = client.progress(conn, job.name)
         assert p.state == "cancelled" and p.done < p.total
-        assert job.name not in conn.call(lambda r: r.smembers(keys.jobs()))
+        assert not conn.call(lambda r: r.hexists(keys.active(), job.name))
         with pytest.raises(JobCancelledError):
             client.wait(conn, job, quiet=True, timeout_s=10)
         time.sleep(3)  # the tasks in flight finish counting: their commits must be refused
@@ -139,9 +154,8 @@ def test_cancel_stops_a_running_job_and_its_table_stays_as_it_was(redis_server, 
     with pytest.raises(JobCancelledError, match="--fresh"):  # the same inputs again
         client.submit(conn, job)
     again = client.plan_job([str(corpus)], 20_000)  # --fresh: counted again, exactly
-    again.queue, again.replace = job.queue, True
-    client.forget(conn, again.name)
-    client.submit(conn, again)
+    again.queue = job.queue
+    client.submit(conn, again, fresh=True)
     workers = Workers(redis_server, 2, log=tmp_path / "w.log")
     try:
         waited = client.wait(conn, again, quiet=True, timeout_s=120)
@@ -155,22 +169,23 @@ def test_delete_refuses_a_running_job_and_leaves_no_key_of_a_finished_one(redis_
                                                                         corpus, tmp_path):
     conn = connect(redis_server)
     job = submit(conn, corpus)
-    with pytest.raises(UsageError, match="cancel it first"):
+    with pytest.raises(JobRunningError, match="cancel it first"):
         jobs.delete(conn, job.name)
     workers = Workers(redis_server, 2, log=tmp_path / "w.log")
     try:
         client.wait(conn, job, quiet=True, timeout_s=120)
     finally:
         workers.stop()
-    assert jobs.delete(conn, job.name) > 0
+    jobs.delete(conn, job.name)
     left = conn.call(lambda r: list(r.scan_iter(match=keys.job_pattern(job.name))))
     assert left == []
     assert job.name not in jobs.names(conn)
     with pytest.raises(NoSuchJobError):
         jobs.delete(conn, job.name)
     other = submit(conn, corpus, name="forced")
-    assert jobs.delete(conn, other.name, force=True) > 0
+    jobs.delete(conn, other.name, force=True)
     assert "forced" not in jobs.names(conn)
+    assert conn.call(lambda r: list(r.scan_iter(match=keys.job_pattern("forced")))) == []
 
 
 def test_requeue_counts_dead_letters_again_once_their_cause_is_fixed(redis_server, corpus,

@@ -244,7 +244,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     report.check_output(args.counts_out, "--counts-out")
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
-                          fingerprint=args.fingerprint)
+                          fingerprint=args.fingerprint, data_root=settings.data_root)
     with stop_on_signals(), timeout_message(
             args, f"job {job.name} keeps running if it was submitted: submit the same inputs "
                   "again to wait for its result"):
@@ -264,12 +264,9 @@ def _submit(args: argparse.Namespace, settings, job, started: float,
     from . import jobs
 
     jobs.expire(conn, settings.keep_jobs_s)  # finished jobs past their retention
-    if args.fresh:
-        job.replace = True
-        client.forget(conn, job.name)
     before = client.progress(conn, job.name)
-    added = client.submit(conn, job)
-    reused = before.finished and before.plan == job.plan_id
+    added = client.submit(conn, job, fresh=args.fresh)
+    reused = before.finished and before.plan == job.plan_id and not args.fresh
     if args.quiet:
         pass
     elif reused:
@@ -346,7 +343,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from . import jobs, report
 
     conn = _operator(args, "wordcount-jobs")
-    jobs.expire(conn, conn.settings.keep_jobs_s)
+    # (a user that may not run our Functions -- admin -- lists without expiring)
+    with contextlib.suppress(exc.PermissionRefusedError):
+        jobs.expire(conn, conn.settings.keep_jobs_s)
     only = getattr(args, "job", None)
     if only:
         jobs.require(conn, only)
@@ -442,15 +441,16 @@ def _cancel_parser(sub) -> argparse.ArgumentParser:
 def cmd_delete(args: argparse.Namespace) -> int:
     from . import jobs
 
-    conn = _operator(args, "wordcount-delete", functions=args.force)  # --force: cancel first
-    n = jobs.delete(conn, args.job, force=args.force)
-    print(f"job {args.job} deleted ({n} keys)")
+    conn = _operator(args, "wordcount-delete", functions=True)
+    swept = jobs.delete(conn, args.job, force=args.force)
+    print(f"job {args.job} deleted" + (f" ({swept} stage pieces swept)" if swept else ""))
     return exc.EXIT_OK
 
 
 def _delete_parser(sub) -> argparse.ArgumentParser:
     p = _job_parser(sub, "delete", "delete a job that is not running, and all its keys")
-    p.add_argument("--force", action="store_true", help="a running job too (cancelled first)")
+    p.add_argument("--force", action="store_true",
+                   help="a running job too (a client waiting for it stops: exit 9)")
     return p
 
 

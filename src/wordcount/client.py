@@ -3,9 +3,14 @@ check it end to end before calling it exact.
 
 A job's plan id is a hash of what makes its inputs what they are: the data root, every task's
 path and byte range, and each file's identity (size, mtime, ctime, inode, device; or a hash of
-its content with ``fingerprint="content"``). The default job name is derived from it, so
-submitting the same unchanged inputs again, after a client crash or a Redis restart, continues
-(or reuses) the same job, and changed inputs make a new one.
+its content with ``fingerprint="content"``: wordcount.identity). The default job name is
+derived from it, so submitting the same unchanged inputs again, after a client crash or a Redis
+restart, continues (or reuses) the same job, and changed inputs make a new one. Every task
+carries its file's identity, which the worker checks before and after reading it.
+
+A client follows one incarnation (epoch) of its job: the one it created, or the one it found
+with its plan. When that incarnation disappears, the client submits it again, unless an
+operator deleted it (a tombstone names its epoch: ``JobDeletedError``, exit 9).
 """
 
 from __future__ import annotations
@@ -21,25 +26,26 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from . import functions, keys, planner
+from . import functions, identity, keys, planner
 from . import queue as queues
 from .connection import Connection
 from .engines import Result
 from .exceptions import (
     DeadlineExceededError,
+    InputChangedError,
     JobCancelledError,
     JobConflictError,
+    JobDeletedError,
     JobInconsistentError,
     JobLostError,
     UsageError,
 )
+from .identity import FINGERPRINTS
 from .planner import InputError, Task
-from .protocol import Meta, task_id, task_seq
+from .protocol import CHANGED, Meta, task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
-SUBMIT_BATCH = 1000  # tasks per wc_submit call
-FINGERPRINTS = ("stat", "content")
 
 
 @dataclass
@@ -49,41 +55,30 @@ class Job:
     root: str
     tasks: list[Task]  # paths relative to root
     errors: list[InputError] = field(default_factory=list)  # inputs that could not be planned
-    # This plan replaces whatever job has this name (--fresh), also after a Redis rollback
-    # brought the old plan back.
-    replace: bool = False
-    # The incarnation this client creates when Redis has no such job (a nonce: an older
-    # incarnation's tasks are never applied to a newer one).
+    # The incarnation this client follows: the one it creates when Redis has no such job (a
+    # nonce: an older incarnation's tasks are never applied to a newer one), or the one of its
+    # plan that it found in Redis.
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     queue: str = "stream"  # the queue kind it is submitted to (see queue.resolve_kind)
+    # The client's data root, a prefix of root: what a worker's --data-root stands for (a
+    # worker reads <its data root>/<root relative to mount>/<task path>).
+    mount: str = ""
+    # Incarnations this client replaced (submit --fresh): if a Redis rollback brings one back,
+    # it is replaced again, never followed.
+    replaced: set[str] = field(default_factory=set)
 
     @property
     def total_bytes(self) -> int:
         return sum(t.nbytes for t in self.tasks)
 
 
-def file_identity(path: str, fingerprint: str = "stat") -> str:
-    """What makes a file's bytes what they are, cheaply: size, mtime, ctime (chmod, rename,
-    rewrite all change it), inode and device; or, with "content", a hash of the bytes."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:  # the worker will report it as a dead letter
-        return f"unreadable:{planner.describe(exc)}"
-    ident = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}:{st.st_dev}"
-    if fingerprint == "content":
-        digest = hashlib.blake2b(digest_size=16)
-        try:
-            with open(path, "rb") as f:
-                while block := f.read(8 << 20):
-                    digest.update(block)
-        except OSError as exc:
-            return f"unreadable:{planner.describe(exc)}"
-        ident = f"{st.st_size}:{digest.hexdigest()}"
-    return ident
-
-
 def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
-             root: str | None = None, fingerprint: str = "stat") -> Job:
+             root: str | None = None, fingerprint: str = "stat",
+             data_root: str | None = None) -> Job:
+    """Plan a job over ``inputs``: task paths relative to ``root`` (default: the inputs' common
+    directory), each task with its file's identity. ``data_root`` (the client's data root,
+    WORDCOUNT_DATA_ROOT) is recorded as the job's mount when the root lies under it: a worker's
+    own data root then maps it (a prefix substitution), whatever the job's root."""
     if fingerprint not in FINGERPRINTS:
         raise UsageError(f"--fingerprint must be one of {', '.join(FINGERPRINTS)}")
     files, errors = planner.discover(inputs)
@@ -91,61 +86,66 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
     for f in files:
         if os.path.commonpath([root, f]) != root:
             raise UsageError(f"{f} is outside the data root {root}")
+    mount = root
+    if data_root:
+        data_root = os.path.abspath(data_root)
+        if os.path.commonpath([data_root, root]) == data_root:
+            mount = data_root
     tasks, plan_errors = planner.plan(files, chunk_size)
     digest = hashlib.sha256(f"root\0{root}\n".encode("utf-8", "surrogateescape"))
-    for path in sorted({t.path for t in tasks}):
-        digest.update(f"file\0{os.path.relpath(path, root)}\0{file_identity(path, fingerprint)}"
-                      "\n".encode("utf-8", "surrogateescape"))
-    tasks = [Task(os.path.relpath(t.path, root), t.start, t.end) for t in tasks]
+    by_file: dict[str, list[Task]] = {}
     for t in tasks:
+        by_file.setdefault(t.path, []).append(t)
+    planned = []
+    for path in sorted(by_file):
+        digest.update(f"file\0{os.path.relpath(path, root)}\0"
+                      f"{identity.file_identity(path, fingerprint)}\n"
+                      .encode("utf-8", "surrogateescape"))
+    for path, own in by_file.items():  # (in the planner's order)
+        idents = identity.task_identities(path, own, fingerprint)
+        planned += [Task(os.path.relpath(t.path, root), t.start, t.end, ident)
+                    for t, ident in zip(own, idents, strict=True)]
+    for t in planned:
         digest.update(f"{t.path}\0{t.start}\0{t.end}\n".encode("utf-8", "surrogateescape"))
     plan_id = digest.hexdigest()[:16]
     job = check_job_name(name) if name else f"job-{plan_id}"
-    return Job(job, plan_id, root, tasks, errors + plan_errors)
+    return Job(job, plan_id, root, planned, errors + plan_errors, mount=mount)
 
 
-def submit(conn: Connection, job: Job) -> int:
-    """Submit every task not yet in Redis; safe to repeat at any time. Returns tasks added.
-    A job with ``replace`` set deletes a job of the same name with another plan first."""
+def submit(conn: Connection, job: Job, fresh: bool = False) -> int:
+    """Submit every task not yet in Redis, in batches of ``settings.submit_batch``; safe to
+    repeat at any time. Returns tasks added. ``fresh`` (``submit --fresh``): the first call
+    replaces any other incarnation of the job (any plan), atomically.
+
+    Gap-free: each call adds only the next tasks of the job's sequence and answers how many the
+    job holds; the client goes on from there. So a job that vanished between two batches
+    (Redis restarted with no data, or from a snapshot older than the batches before it) is
+    filled from its first task again, never left with a hole."""
     if not job.tasks:
         raise UsageError("nothing to count: no readable input file")
-    try:
-        return _submit_batches(conn, job)
-    except JobConflictError:
-        if not job.replace:
-            raise
-        log.warning("job %s exists with another plan (Redis restarted from a snapshot older "
-                    "than --fresh?): replacing it again", job.name)
-        forget(conn, job.name)
-        return _submit_batches(conn, job)
-
-
-def _submit_batches(conn: Connection, job: Job) -> int:
-    added = 0
-    errors = json.dumps([[e.path, e.error] for e in job.errors], ensure_ascii=False)
-    for i in range(0, len(job.tasks), SUBMIT_BATCH):
-        batch = job.tasks[i:i + SUBMIT_BATCH]
-        reply = functions.submit(conn, job.name, job.plan_id, job.epoch, len(job.tasks),
-                                 job.total_bytes, job.root, i + 1, batch, job.queue, errors)
-        if reply.state == "cancelled" and not job.replace:
+    errors = json.dumps([[e.path, e.error] for e in job.errors])  # (ASCII: any file name)
+    batch, total, added, seq = conn.settings.submit_batch, len(job.tasks), 0, 1
+    replace = "*" if fresh else ""
+    while True:
+        if not replace and job.replaced:
+            replace = "," + ",".join(sorted(job.replaced)) + ","
+        reply = functions.submit(
+            conn, job.name, plan_id=job.plan_id, epoch=job.epoch, total=total,
+            total_bytes=job.total_bytes, root=job.root, mount=job.mount, kind=job.queue,
+            first_seq=seq, tasks=job.tasks[seq - 1:seq - 1 + batch], errors=errors,
+            replace=replace)
+        replace = "" if replace == "*" else replace
+        if reply.replaced:
+            job.replaced.add(reply.replaced)
+            log.info("job %s: replaced its incarnation %s", job.name, reply.replaced)
+        job.epoch = reply.epoch  # the incarnation in Redis: ours, or one of our plan
+        added += reply.added
+        if reply.state == "cancelled":
             raise JobCancelledError(f"job {job.name} was cancelled: submit it with --fresh to "
                                     "count it again")
-        added += reply.added
-    return added
-
-
-def forget(conn: Connection, name: str) -> int:
-    """Delete every key of a job (``--fresh``). The meta hash goes first: every Function checks
-    the job's epoch there before writing, so once it is gone no in-flight commit, merge or
-    claim can write to (or recreate) any other key of the job while the rest is deleted."""
-    def run(r) -> int:
-        n = r.delete(keys.meta(name))
-        r.srem(keys.jobs(), name)
-        r.zrem(keys.registry(), name)
-        for key in r.scan_iter(match=keys.job_pattern(name), count=1000):
-            n += r.delete(key)
-        return n
-    return conn.call(run)
+        if reply.submitted >= total:
+            return added
+        seq = reply.submitted + 1
 
 
 @dataclass
@@ -171,7 +171,10 @@ class Progress:
     check: dict[str, object] = field(default_factory=dict)  # client-side: the self-check
 
     root: str = ""
+    mount: str = ""
     errors: str = "[]"  # JSON [[path, why], ...]: inputs the submitting client could not plan
+    # the epoch of the incarnation an operator deleted last (a tombstone), or ""
+    deleted: str = ""
 
     @property
     def finished(self) -> bool:
@@ -190,7 +193,7 @@ def parse_meta(meta: dict[str, str]) -> dict[str, object]:
     """The meta hash's fields as Progress takes them (texts as they are, the rest as ints)."""
     fields = Progress.__dataclass_fields__
     out: dict[str, object] = {k: (v if k in Meta.TEXT else int(v)) for k, v in meta.items()
-                              if k in fields and k not in ("resubmits", "check")}
+                              if k in fields and k not in ("resubmits", "check", "deleted")}
     out.setdefault(Meta.STATE, "running")
     out.setdefault(Meta.QUEUE, "stream")
     return out
@@ -200,17 +203,20 @@ def progress(conn: Connection, name: str) -> Progress:
     def run(r) -> list:  # one round trip: this is polled several times a second
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(keys.meta(name))
+        pipe.hget(keys.deleted(), name)
         queues.queue_pending(pipe, name)
         replies = pipe.execute(raise_on_error=False)
-        if isinstance(replies[0], Exception):
-            raise replies[0]  # MOVED, no leader, ...: for the one retry policy
+        for reply in replies[:2]:
+            if isinstance(reply, Exception):
+                raise reply  # MOVED, no leader, ...: for the one retry policy
         return replies
-    meta, *pending = conn.call(run)
+    meta, tombstone, *pending = conn.call(run)
+    deleted = tombstone.split(" ", 1)[0] if tombstone else ""
     if not meta:
-        return Progress()
+        return Progress(deleted=deleted)
     values = parse_meta(meta)
     return Progress(pending=queues.pending_count(str(values[Meta.QUEUE]), *pending),
-                    **values)  # type: ignore[arg-type]
+                    deleted=deleted, **values)  # type: ignore[arg-type]
 
 
 class Follower:
@@ -271,28 +277,45 @@ class Follower:
                   f"settled, {detail}", file=sys.stderr, flush=True)
 
 
+def follow(conn: Connection, job: Job, p: Progress) -> bool:
+    """Decide, from one poll, what a client following ``job`` does: True when the job must be
+    submitted (again) first; False when ``p`` is the incarnation to follow. Raises when the job
+    can't be followed: an operator deleted it (JobDeletedError), another plan replaced it
+    (JobConflictError), it was cancelled (JobCancelledError)."""
+    if p.state == "missing":
+        if p.deleted and p.deleted == job.epoch:
+            raise JobDeletedError(f"job {job.name} was deleted (wordcount delete) while this "
+                                  "client followed it: it is not submitted again")
+        return True  # Redis lost it (restarted with no data, or from an older snapshot)
+    if p.epoch in job.replaced:
+        return True  # a rollback brought back an incarnation we replaced: replace it again
+    if p.plan != job.plan_id:
+        raise JobConflictError(f"job {job.name} was replaced by another plan while we waited "
+                               "for it")
+    job.epoch = p.epoch  # ours, or another client's of our plan (submit --fresh): follow it
+    if p.state == "cancelled":
+        raise JobCancelledError(f"job {job.name} was cancelled (wordcount cancel): "
+                                f"{p.done + p.dead}/{p.total} tasks had settled")
+    return p.submitted < p.total  # partly submitted: the client that submitted it died
+
+
 def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
          timeout_s: float | None = None, on_poll: Callable[[], None] | None = None) -> Progress:
     """Follow the job until it is done, resubmitting it whenever Redis has lost all or part of
-    it (a restart from an older snapshot, or from nothing)."""
+    it (a restart from an older snapshot, or from nothing); see ``follow``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     resubmits = 0
     with Follower(job, quiet) as follower:
         while True:
             p = progress(conn, job.name)
-            if p.state != "missing" and p.plan != job.plan_id and not job.replace:
-                raise JobConflictError(f"job {job.name} was replaced by another plan while we "
-                                       "waited for it")
-            if p.state == "missing" or p.submitted < len(job.tasks) or p.plan != job.plan_id:
+            if follow(conn, job, p):
                 resubmits += 1
                 log.warning("job %s is %s in Redis: resubmitting (idempotent)", job.name,
                             "missing" if p.state == "missing" else
-                            "partly submitted" if p.plan == job.plan_id else "another plan")
+                            "partly submitted" if p.epoch not in job.replaced else
+                            "an incarnation it replaced")
                 submit(conn, job)
                 continue
-            if p.state == "cancelled":
-                raise JobCancelledError(f"job {job.name} was cancelled (wordcount cancel): "
-                                        f"{p.done + p.dead}/{p.total} tasks had settled")
             follower.update(p)
             if p.finished:
                 if p.pending:
@@ -345,7 +368,7 @@ def read_finished(conn: Connection, job: Job, waited: Progress | None = None) ->
     resubmits = waited.resubmits if waited else 0
     for _ in range(5):
         before = progress(conn, job.name)
-        if not before.finished or before.plan != job.plan_id:
+        if not before.finished or before.plan != job.plan_id or before.epoch != job.epoch:
             before = wait(conn, job, quiet=True)
             resubmits += before.resubmits
         counts, done, dead, merges = _read(conn, job.name)
@@ -393,8 +416,8 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
                       f"{missing[:5]}, {len(both)} both done and dead, {len(unknown)} unknown "
                       f"{unknown[:5]}")
     if done_bytes != p.done_bytes:
-        broken.append(f"the done tasks span {done_bytes:,} bytes of the plan but the commits "
-                      f"reported {p.done_bytes:,} (a commit for other task contents)")
+        broken.append(f"the done tasks span {done_bytes:,} bytes of the plan but the workers "
+                      f"read {p.done_bytes:,} (a commit for other task contents)")
     if snap.merges:
         broken.append(f"{snap.merges} accepted staged pieces were never applied")
     figures["ok"] = not broken
@@ -415,12 +438,28 @@ def dead_letters(job: Job, dead: dict[str, str]) -> list[InputError]:
     return out
 
 
+def changed_inputs(job: Job, dead: dict[str, str]) -> list[InputError]:
+    """The dead letters of tasks whose file was not what the plan recorded."""
+    return [e for e in dead_letters(job, dead) if f"set aside: {CHANGED}" in e.error]
+
+
 def result(conn: Connection, job: Job, seconds: float, waited: Progress | None = None
            ) -> tuple[Result, Progress]:
     """The finished job as a Result, after the self-check (JobInconsistentError if it fails;
-    its figures are in the returned Progress's ``check``)."""
+    its figures are in the returned Progress's ``check``). InputChangedError when an input
+    changed while the job ran: its other tasks may have been counted from the old version, so
+    no table is a result of the inputs as they are, or as they were."""
     snap = read_finished(conn, job, waited)
     snap.progress.check = check(job, snap)
+    changed = changed_inputs(job, snap.dead)
+    if changed:
+        files = sorted({e.path for e in changed})
+        raise InputChangedError(
+            f"job {job.name}: {len(files)} input file(s) changed while the job ran, so no "
+            "result is printed (it would count two versions of a file): "
+            + "; ".join(f"{e.path}: {e.error}" for e in changed[:5])
+            + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+            + ". Submit the inputs again to count them as they are now (a new plan).")
     files = {t.path for t in job.tasks}
     res = Result(counts=snap.counts, files=len(files), bytes=snap.progress.done_bytes,
                  seconds=seconds, errors=job.errors + dead_letters(job, snap.dead))

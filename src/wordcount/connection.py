@@ -4,14 +4,16 @@ Redis Function library.
 - Connection errors, timeouts and "LOADING" (a restarted Redis reading its RDB file) are retried
   with capped exponential backoff (tenacity) for ``settings.retry_seconds``; then
   RedisUnavailableError. Wrong or missing credentials are never retried.
-- ``ensure_functions`` (every client and worker, at start) checks the protocol version of the
-  library in Redis: none → load ours; older → replace it with ours (an upgrade; callers of the
-  old version are then refused by every Function); newer → refuse to run (exit 4). Functions
-  persist in RDB/AOF, so without this an upgraded worker would keep running the old commit
-  logic restored from a snapshot.
+- ``ensure_functions`` (every client and worker, at start) checks the identity of the library
+  in Redis: its protocol version and its build (a hash of the .lua file's text, so a hot fix,
+  a build that forgot to bump the protocol or an old snapshot's library is told apart from
+  ours). None → load ours; an older protocol, or another build of ours → replace it with ours
+  (callers of the replaced one are then refused by every Function); a newer protocol → refuse
+  to run (exit 4). Functions persist in RDB/AOF, so without this an upgraded worker would keep
+  running the old commit logic restored from a snapshot.
 - ``fcall`` loads the library when Redis answers "Function not found" (a fresh Redis that
   restarted with no data) and tries once more; a Function refusing our protocol version
-  (WCVERSION: someone upgraded the library under us) is ProtocolMismatchError.
+  (WCVERSION: someone loaded another version or build under us) is ProtocolMismatchError.
 Retrying a call whose reply was lost is safe by construction: every Function is idempotent.
 
 Who loads the library: whichever worker or client first finds it missing or older (the ACL of
@@ -25,6 +27,7 @@ is repaired by the first caller, without an operator or an extra service. A refu
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -56,14 +59,20 @@ from tenacity import (
 
 import redis
 
-from .exceptions import DeadlineExceededError, ProtocolMismatchError, RedisUnavailableError
+from .exceptions import (
+    DeadlineExceededError,
+    PermissionRefusedError,
+    ProtocolMismatchError,
+    RedisUnavailableError,
+)
 from .settings import RedisUrl, Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def library_code() -> str:
+def library_text() -> str:
+    """The .lua file as shipped."""
     return resources.files("wordcount").joinpath("wordcount.lua").read_text(encoding="utf-8")
 
 
@@ -81,8 +90,21 @@ def _library_name(code: str) -> str:
     return found.group(1)
 
 
-PROTOCOL = _library_protocol(library_code())  # the one version, declared in the .lua file
-LIBRARY = _library_name(library_code())  # and the library's name
+PROTOCOL = _library_protocol(library_text())  # the one version, declared in the .lua file
+LIBRARY = _library_name(library_text())  # and the library's name
+BUILD = hashlib.sha256(library_text().encode()).hexdigest()[:12]  # which text of that version
+IDENTITY = f"{PROTOCOL}/{BUILD}"  # what every caller passes, and wc_version answers
+
+
+def library_code() -> str:
+    """The library as it is loaded: the .lua file with its build filled in."""
+    return library_text().replace("local BUILD = '@BUILD@'", f"local BUILD = '{BUILD}'", 1)
+
+
+def parse_identity(text: str) -> tuple[int, str]:
+    """(protocol, build) of a library's identity ("6/abc..."; protocols before 6: "5")."""
+    protocol, _, build = text.partition("/")
+    return (int(protocol) if protocol.isdigit() else -1), build
 
 
 def _auth_failure(exc: BaseException) -> bool:
@@ -137,7 +159,10 @@ class Connection:
         self.reconnects = 0
 
     def _options(self) -> dict[str, Any]:
-        return dict(decode_responses=True, socket_timeout=self.settings.block_ms / 1000 + 10,
+        # surrogateescape: a file name that is not UTF-8 (os.fsdecode gives it lone surrogates)
+        # goes to Redis as its own bytes and comes back as the same str
+        return dict(decode_responses=True, encoding_errors="surrogateescape",
+                    socket_timeout=self.settings.block_ms / 1000 + 10,
                     socket_connect_timeout=5, health_check_interval=10,
                     retry=Retry(NoBackoff(), 0),  # tenacity below is the only retry policy
                     client_name=self.name)
@@ -244,7 +269,7 @@ class Connection:
                 f"Redis at {self.settings.safe_url} refused our credentials: {exc}") from None
         except ResponseError as exc:
             if isinstance(exc, NoPermissionError) or str(exc).startswith("NOPERM"):
-                raise RedisUnavailableError(
+                raise PermissionRefusedError(
                     f"Redis at {self.settings.safe_url} refused a command to user "
                     f"{self.username or 'default'}: {exc} (see redis/users.acl)") from None
             if _auth_failure(exc):
@@ -279,7 +304,7 @@ class Connection:
         log.info("loaded Redis Function library %r", LIBRARY)
 
     def ensure_functions(self) -> None:
-        """Make sure Redis runs our protocol version of the library (see the module doc)."""
+        """Make sure Redis runs our library: our protocol and our build (see the module doc)."""
         try:
             loaded = str(self.call(lambda r: r.fcall_ro("wc_version", 0)))
         except ResponseError as exc:
@@ -288,16 +313,23 @@ class Connection:
             log.info("Redis has no wordcount Functions yet: loading them")
             self.load_functions()
             return
-        if loaded == PROTOCOL:
+        if loaded == IDENTITY:
             return
-        if loaded.isdigit() and int(loaded) < int(PROTOCOL):
+        protocol, build = parse_identity(loaded)
+        if protocol > int(PROTOCOL):
+            raise ProtocolMismatchError(
+                f"Redis runs wordcount Functions of protocol {protocol}, newer than this "
+                f"program's {PROTOCOL}: upgrade this client/worker (it would not understand "
+                "the job)")
+        if protocol < int(PROTOCOL):
             log.warning("Redis runs wordcount protocol %s, this is %s: upgrading the library "
-                        "(workers of the old version will stop)", loaded, PROTOCOL)
-            self.load_functions()
-            return
-        raise ProtocolMismatchError(
-            f"Redis runs wordcount Functions of protocol {loaded}, newer than this program's "
-            f"{PROTOCOL}: upgrade this client/worker (it would not understand the job)")
+                        "(workers of the old version will stop)", loaded, IDENTITY)
+        else:
+            log.warning("Redis runs another build of wordcount protocol %s (%s, this is %s: a "
+                        "hot fix, a build that did not bump its protocol, or an old snapshot's "
+                        "library): replacing it with this build's (callers of the other build "
+                        "will stop)", PROTOCOL, build or "?", BUILD)
+        self.load_functions()
 
     def fcall(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         def attempt(r: redis.Redis) -> Any:

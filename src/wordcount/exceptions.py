@@ -11,6 +11,7 @@ EXIT_INCONSISTENT = 5  # the job finished but its result failed the end-to-end s
 EXIT_TIMEOUT = 6  # --timeout passed before the command finished (a submitted job keeps running)
 EXIT_NOT_FINISHED = 7  # `result JOB`: the job is still running (`wait JOB` waits for it)
 EXIT_CANCELLED = 8  # the job was cancelled (`wordcount cancel`)
+EXIT_DELETED = 9  # the job was deleted (`wordcount delete`) while this command waited for it
 EXIT_INTERRUPTED = 130
 
 
@@ -30,6 +31,10 @@ class RedisUnavailableError(WordcountError):
     """Redis could not be reached (after retries), or refused our credentials."""
 
     exit_code = EXIT_REDIS
+
+
+class PermissionRefusedError(RedisUnavailableError):
+    """Redis refused a command to our ACL user (NOPERM)."""
 
 
 class ProtocolMismatchError(WordcountError):
@@ -55,6 +60,17 @@ class NoSuchJobError(UsageError):
     """No job of that name in Redis (never submitted, deleted, or expired)."""
 
 
+class JobRunningError(UsageError):
+    """``delete`` of a running job without ``--force``."""
+
+
+class InputChangedError(WordcountError):
+    """An input file changed while the job ran (it is not what the plan recorded): its tasks
+    were set aside, and no result is printed (it would mix two versions of the file)."""
+
+    exit_code = EXIT_INPUT_ERRORS
+
+
 class JobNotFinishedError(WordcountError):
     """``result JOB`` of a job that is still running."""
 
@@ -65,6 +81,13 @@ class JobCancelledError(WordcountError):
     """The job was cancelled: it takes no commit any more; its counts are partial."""
 
     exit_code = EXIT_CANCELLED
+
+
+class JobDeletedError(WordcountError):
+    """An operator deleted the job (``wordcount delete``) while this command followed it: a
+    delete stays a delete, the job is not submitted again."""
+
+    exit_code = EXIT_DELETED
 
 
 class DeadlineExceededError(WordcountError):

@@ -5,52 +5,87 @@ A task's life, on either queue: submit → take (stream: XREADGROUP | ``claim_st
 ``speculate``; lease: ``lease_claim`` | ``lease_speculate``) → heartbeat while counting →
 ``commit`` (or ``stage`` × N + ``commit_staged`` + ``merge`` × N for a huge vocabulary) or
 ``dead``. Settling (commit, commit_staged, dead) is one Function for both queues: the claim's
-``kind`` says which queue keys it passes. Every call passes the protocol version and the
-caller's clock (``now``): the Functions never read the time.
+``kind`` says which queue keys it passes. A job as a whole is created (``submit``, in
+gap-free batches) and deleted (``delete``, then ``sweep`` of its old stage pieces) in one call
+each. Every call passes the library identity (protocol and build) and the caller's clock
+(``now``): the Functions never read the time.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 
 from redis.exceptions import ResponseError
 
 from . import keys
-from .connection import PROTOCOL, Connection
-from .exceptions import JobCancelledError, JobConflictError
+from .connection import IDENTITY, Connection
+from .exceptions import JobCancelledError, JobConflictError, JobDeletedError, JobRunningError
 from .planner import Task
 from .protocol import Applied, Claimed, Submitted, now_ms
 
 
-def _submit(conn: Connection, name: str, keys_: list[str], job: str, plan_id: str, epoch: str,
-            total: int, total_bytes: int, root: str, first_seq: int, tasks: Iterable[Task],
-            errors: str) -> Submitted:
-    args: list[object] = [PROTOCOL, now_ms(), job, plan_id, epoch, total, total_bytes, root,
-                          keys.GROUP, first_seq, errors]
+def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
+           total_bytes: int, root: str, mount: str, kind: str, first_seq: int,
+           tasks: Iterable[Task], errors: str = "[]", replace: str = "") -> Submitted:
+    """Append tasks first_seq.. of a job (creating it, as incarnation ``epoch`` on the ``kind``
+    queue, when Redis has none; ``errors`` is the JSON list of inputs that could not be
+    planned). Only the next tasks of the job's sequence are added: the reply's ``submitted``
+    says where to go on. ``replace``: "" never replace another incarnation, "*" replace any
+    (``submit --fresh``), ",e1,e2," replace only these (ones this client replaced before)."""
+    # paths as their bytes (a file name need not be UTF-8; the connection decodes replies with
+    # surrogateescape, so they come back as the same str)
+    args: list[object] = [IDENTITY, now_ms(), job, plan_id, epoch, total, total_bytes,
+                          os.fsencode(root), kind, first_seq, errors, os.fsencode(mount),
+                          replace, keys.GROUP]
     for t in tasks:
-        args += [t.path, t.start, t.end]
+        args += [os.fsencode(t.path), t.start, t.end, t.ident]
     try:
-        added, submitted, current, state = conn.fcall(name, keys_, args)
+        added, submitted, current, state, replaced = conn.fcall("wc_submit",
+                                                                keys.job_keys(job), args)
     except ResponseError as exc:
-        if "WCCONFLICT" in str(exc):
-            raise JobConflictError(f"job {job!r} already exists with different inputs; "
-                                   "choose another --job name or --fresh") from None
+        if str(exc).startswith("WCCONFLICT"):
+            raise JobConflictError(f"job {job!r} already exists with different inputs (or on "
+                                   "another queue); choose another --job name or --fresh"
+                                   ) from None
+        if str(exc).startswith("WCDELETED"):
+            raise JobDeletedError(f"job {job} was deleted (wordcount delete) while this client "
+                                  "followed it: not submitted again") from None
         raise
-    return Submitted(int(added), int(submitted), current, state)
+    return Submitted(int(added), int(submitted), current, state, replaced or "")
 
 
-def submit(conn: Connection, job: str, plan_id: str, epoch: str, total: int, total_bytes: int,
-           root: str, first_seq: int, tasks: Iterable[Task], kind: str = "stream",
-           errors: str = "[]") -> Submitted:
-    """Append tasks first_seq.. of a job (creating it, with ``epoch``, on the ``kind`` queue,
-    on first call; ``errors`` is the JSON list of inputs that could not be planned)."""
-    if kind == "stream":
-        keys_ = [keys.tasks(job), keys.meta(job), keys.jobs(), keys.registry(),
-                 keys.specs(job)]
-        return _submit(conn, "wc_submit", keys_, job, plan_id, epoch, total, total_bytes, root,
-                       first_seq, tasks, errors)
-    return _submit(conn, "wc_lease_submit", [*_lease_keys(job), keys.jobs(), keys.registry()],
-                   job, plan_id, epoch, total, total_bytes, root, first_seq, tasks, errors)
+def delete(conn: Connection, job: str, epoch: str = "", force: bool = False,
+           how: str = "deleted", finished_before: int | None = None) -> Applied:
+    """Delete the job whole (leaving a tombstone of its epoch). APPLIED: deleted; DUPLICATE:
+    not deleted (``finished_before``: running, or finished later); GONE: no such job, or not
+    the incarnation ``epoch``. JobRunningError: running and not ``force``."""
+    try:
+        return Applied(conn.fcall("wc_delete", keys.job_keys(job), [
+            IDENTITY, now_ms(), job, epoch, "1" if force else "0", how,
+            "" if finished_before is None else finished_before]))
+    except ResponseError as exc:
+        if str(exc).startswith("WCSTATE"):
+            raise JobRunningError(f"job {job} is running: cancel it first (wordcount cancel "
+                                  f"{job}), or delete --force") from None
+        raise
+
+
+def sweep(conn: Connection, job: str, pieces: Sequence[str]) -> int:
+    """Delete those of ``pieces`` (stage piece keys) that belong to no current incarnation of
+    the job; returns how many were deleted."""
+    if not pieces:
+        return 0
+    return int(conn.fcall("wc_sweep", [keys.meta(job), *pieces],
+                          [IDENTITY, *(keys.stage_epoch(p) for p in pieces)]))
+
+
+def prune(conn: Connection, tombstones: dict[str, str]) -> int:
+    """Forget these tombstones (job -> the value read), each only if it is unchanged."""
+    if not tombstones:
+        return 0
+    return int(conn.fcall("wc_prune", [keys.deleted()],
+                          [IDENTITY, *(x for kv in sorted(tombstones.items()) for x in kv)]))
 
 
 # -- settling a task (both queues) ----------------------------------------------------------------
@@ -58,33 +93,34 @@ def submit(conn: Connection, job: str, plan_id: str, epoch: str, total: int, tot
 def _settle(c: Claimed) -> tuple[list[str], list[object]]:
     """KEYS and the first ARGV that settling ``c`` needs (see settle_keys in the .lua file)."""
     job = c.job
-    keys_ = [keys.meta(job), keys.jobs(), keys.merges(job), keys.done(job), keys.dead(job),
+    keys_ = [keys.meta(job), keys.active(), keys.merges(job), keys.done(job), keys.dead(job),
              keys.leases(job)]
     if c.kind == "stream":
         keys_.append(keys.tasks(job))
     else:
         keys_ += [keys.expiry(job), keys.owners(job)]
-    return keys_, [PROTOCOL, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
+    return keys_, [IDENTITY, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
 
 
 def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, nwords: int,
            busy_ms: int) -> Applied:
     """Settle the task + apply its counts + progress, in one call. ``pairs`` is a flat
-    [word, count, ...] list; the call is refused unless the job still has ``c.epoch``."""
+    [word, count, ...] list, ``nbytes`` the bytes the worker read; the call is refused unless
+    the job still has ``c.epoch``."""
     keys_, args = _settle(c)
     return Applied(conn.fcall("wc_commit", [*keys_, keys.counts(c.job)],
                               [*args, nbytes, nwords, busy_ms, *pairs]))
 
 
 def stage_keys(c: Claimed, attempt: str, pieces: int) -> list[str]:
-    return [keys.stage(c.job, c.id, attempt, k) for k in range(pieces)]
+    return [keys.stage(c.job, c.epoch, c.id, attempt, k) for k in range(pieces)]
 
 
 def stage(conn: Connection, c: Claimed, key: str, pairs: Sequence[object]) -> Applied:
     """Write one piece (replacing it whole: a retry is harmless). Nothing is visible to the
     job until ``commit_staged`` accepts every piece."""
     return Applied(conn.fcall("wc_stage", [keys.meta(c.job), key],
-                              [PROTOCOL, c.epoch, *pairs]))
+                              [IDENTITY, c.epoch, *pairs]))
 
 
 def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct: int,
@@ -99,8 +135,8 @@ def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct:
 def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:
     """Apply one accepted piece (APPLIED), or nothing if it already was (DUPLICATE)."""
     return Applied(conn.fcall(
-        "wc_merge", [piece, keys.counts(job), keys.meta(job), keys.jobs(), keys.merges(job)],
-        [PROTOCOL, now_ms(), epoch, job]))
+        "wc_merge", [piece, keys.counts(job), keys.meta(job), keys.active(), keys.merges(job)],
+        [IDENTITY, now_ms(), epoch, job]))
 
 
 def dead(conn: Connection, c: Claimed, reason: str) -> Applied:
@@ -119,21 +155,21 @@ def _stream_claimed(job: str, reply: object, how: str) -> Claimed | None:
 
 def claim_stale(conn: Connection, job: str, consumer: str, min_idle_ms: int) -> Claimed | None:
     reply = conn.fcall("wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job)],
-                       [PROTOCOL, now_ms(), keys.GROUP, consumer, min_idle_ms])
+                       [IDENTITY, now_ms(), keys.GROUP, consumer, min_idle_ms])
     return _stream_claimed(job, reply, "stale")
 
 
 def speculate(conn: Connection, job: str, consumer: str, min_ms: int, factor: float
               ) -> Claimed | None:
     reply = conn.fcall("wc_speculate", [keys.tasks(job), keys.meta(job), keys.leases(job)],
-                       [PROTOCOL, now_ms(), keys.GROUP, consumer, min_ms, factor])
+                       [IDENTITY, now_ms(), keys.GROUP, consumer, min_ms, factor])
     return _stream_claimed(job, reply, "backup")
 
 
 def heartbeat(conn: Connection, c: Claimed, consumer: str, start: bool = False) -> bool:
     """Reset the task's idle time if we still own it; False when it was taken from us."""
     return bool(conn.fcall("wc_heartbeat", [keys.tasks(c.job), keys.leases(c.job)],
-                           [PROTOCOL, now_ms(), keys.GROUP, consumer, c.id,
+                           [IDENTITY, now_ms(), keys.GROUP, consumer, c.id,
                             "start" if start else "beat"]))
 
 
@@ -156,41 +192,44 @@ def lease_claim(conn: Connection, job: str, consumer: str, lease_ms: int,
                 now: int | None = None) -> Claimed | None:
     """The task whose lease expired first (stolen), else the next task never taken."""
     reply = conn.fcall("wc_lease_claim", _lease_keys(job),
-                       [PROTOCOL, now_ms() if now is None else now, consumer, lease_ms])
+                       [IDENTITY, now_ms() if now is None else now, consumer, lease_ms])
     return _lease_claimed(job, reply)
 
 
 def lease_speculate(conn: Connection, job: str, consumer: str, lease_ms: int, min_ms: int,
                     factor: float) -> Claimed | None:
     reply = conn.fcall("wc_lease_speculate", _lease_keys(job),
-                       [PROTOCOL, now_ms(), consumer, lease_ms, min_ms, factor])
+                       [IDENTITY, now_ms(), consumer, lease_ms, min_ms, factor])
     return _lease_claimed(job, reply)
 
 
 def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) -> bool:
     """Extend our lease to now + lease_ms if we still own the task; False when we lost it."""
     return bool(conn.fcall("wc_lease_heartbeat", [keys.expiry(c.job), keys.owners(c.job)],
-                           [PROTOCOL, now_ms(), consumer, c.id, lease_ms]))
+                           [IDENTITY, now_ms(), consumer, c.id, lease_ms]))
 
 
 # -- operating jobs -------------------------------------------------------------------------------
 
-def cancel(conn: Connection, job: str) -> Applied:
-    """APPLIED: the running job is cancelled; DUPLICATE: it was not running; GONE: no such job."""
-    return Applied(conn.fcall("wc_cancel", [keys.meta(job), keys.jobs()],
-                              [PROTOCOL, now_ms(), job]))
+def cancel(conn: Connection, job: str, epoch: str = "") -> Applied:
+    """APPLIED: the running job is cancelled; DUPLICATE: it was not running; GONE: no such job
+    (or not the incarnation ``epoch``, when given)."""
+    return Applied(conn.fcall("wc_cancel", [keys.meta(job), keys.active()],
+                              [IDENTITY, now_ms(), job, epoch]))
 
 
-def requeue(conn: Connection, job: str, kind: str, task_ids: Sequence[str]) -> int:
+def requeue(conn: Connection, job: str, kind: str, task_ids: Sequence[str], epoch: str = ""
+            ) -> int:
     """Give these dead-lettered tasks new attempts; returns how many were requeued (a task no
-    longer dead is skipped). JobCancelledError if the job is cancelled."""
+    longer dead is skipped; -2, GONE: not the incarnation ``epoch``). JobCancelledError if the
+    job is cancelled."""
     queue_keys = ([keys.tasks(job)] if kind == "stream" else
                   [keys.queue(job), keys.attempts(job), keys.notify(job)])
     try:
-        n = conn.fcall("wc_requeue", [keys.meta(job), keys.jobs(), keys.dead(job), *queue_keys],
-                       [PROTOCOL, now_ms(), kind, keys.GROUP, job, *task_ids])
+        return int(conn.fcall("wc_requeue", [keys.meta(job), keys.active(), keys.dead(job),
+                                             *queue_keys],
+                              [IDENTITY, now_ms(), kind, keys.GROUP, job, epoch, *task_ids]))
     except ResponseError as exc:
         if str(exc).startswith("WCSTATE"):
             raise JobCancelledError(str(exc)[len("WCSTATE "):]) from None
         raise
-    return max(int(n), 0)

@@ -5,8 +5,11 @@ jobs after ``Settings.keep_jobs_s``.
 
 Every job created is listed in the registry (``keys.registry()``, written by the submit
 Function in the same call that creates the job, so a snapshot never holds one without the
-other). The plan of a job lives in its specs hash (task id -> [path, start, end]), written in
-the same calls as its tasks.
+other). The plan of a job lives in its specs hash (task id -> [path, start, end, identity]),
+written in the same calls as its tasks. Every action names the incarnation (epoch) the operator
+looked at, so a retried call never acts on a job created after it; a delete is one call for
+every fixed key of the job (then a sweep of its old stage pieces), and leaves a tombstone so
+that a client following the job stops instead of submitting it again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 from . import client, functions, keys
 from .connection import Connection
-from .exceptions import JobCancelledError, JobNotFinishedError, NoSuchJobError, UsageError
+from .exceptions import JobCancelledError, JobNotFinishedError, NoSuchJobError
 from .planner import InputError, Task
 from .protocol import Applied, Meta, task_seq
 from .settings import check_job_name
@@ -49,7 +52,7 @@ def names(conn: Connection) -> list[str]:
     def run(r):
         pipe = r.pipeline(transaction=False)
         pipe.zrange(keys.registry(), 0, -1)
-        pipe.smembers(keys.jobs())
+        pipe.hkeys(keys.active())
         return pipe.execute()
     listed, active = conn.call(run)
     return list(listed) + sorted(set(active) - set(listed))
@@ -87,31 +90,37 @@ def load(conn: Connection, name: str) -> client.Job:
             "its inputs again to complete it")
     tasks = []
     for tid in sorted(specs, key=task_seq):
-        path, start, end = json.loads(specs[tid])
-        tasks.append(Task(path, int(start), int(end)))
+        path, start, end, ident = json.loads(specs[tid])
+        tasks.append(Task(path, int(start), int(end), ident))
     errors = [InputError(path, why) for path, why in json.loads(p.errors or "[]")]
-    return client.Job(name, p.plan, p.root, tasks, errors, epoch=p.epoch, queue=p.queue)
+    return client.Job(name, p.plan, p.root, tasks, errors, epoch=p.epoch, queue=p.queue,
+                      mount=p.mount or p.root)
 
 
 def cancel(conn: Connection, name: str) -> bool:
     """Cancel a running job: True if this call cancelled it, False if it was not running."""
-    require(conn, name)
-    outcome = functions.cancel(conn, name)
+    p = require(conn, name)
+    outcome = functions.cancel(conn, name, p.epoch)
     if outcome is Applied.GONE:
-        raise NoSuchJobError(f"no job {name!r} in Redis")
+        raise NoSuchJobError(f"no job {name!r} in Redis (deleted or replaced meanwhile)")
     return outcome is Applied.APPLIED
 
 
 def delete(conn: Connection, name: str, force: bool = False) -> int:
-    """Delete every key of a job that is not running (``force``: cancel it first). A running
-    job is refused: a client waiting for it would submit it again."""
+    """Delete every key of a job that is not running (``force``: a running one too), in one
+    call, then sweep its stage pieces; returns the stage pieces swept. A running job is refused
+    without ``force`` (JobRunningError): a client waits for it."""
     p = require(conn, name)
-    if p.state == "running":
-        if not force:
-            raise UsageError(f"job {name} is running: cancel it first (wordcount cancel "
-                             f"{name}), or delete --force")
-        functions.cancel(conn, name)
-    return client.forget(conn, name)
+    if functions.delete(conn, name, p.epoch, force=force) is Applied.GONE:
+        raise NoSuchJobError(f"no job {name!r} in Redis (deleted or replaced meanwhile)")
+    return sweep(conn, name)
+
+
+def sweep(conn: Connection, name: str) -> int:
+    """Delete the stage pieces of the job's incarnations that no longer exist (left by a
+    deleted or replaced one); returns how many."""
+    found = conn.call(lambda r: list(r.scan_iter(match=keys.stage_pattern(name), count=1000)))
+    return sum(functions.sweep(conn, name, found[i:i + 500]) for i in range(0, len(found), 500))
 
 
 def requeue(conn: Connection, name: str) -> int:
@@ -122,27 +131,39 @@ def requeue(conn: Connection, name: str) -> int:
     dead = conn.call(lambda r: r.hkeys(keys.dead(name)))
     if not dead:
         return 0
-    return functions.requeue(conn, name, p.queue, sorted(dead, key=task_seq))
+    n = functions.requeue(conn, name, p.queue, sorted(dead, key=task_seq), p.epoch)
+    if n < 0:
+        raise NoSuchJobError(f"no job {name!r} in Redis (deleted or replaced meanwhile)")
+    return n
 
 
 def expire(conn: Connection, keep_s: float, now_ms: int | None = None) -> list[str]:
-    """Delete the jobs that finished (done or cancelled) more than ``keep_s`` ago; returns
-    their names. A job listed in the registry whose meta is gone is dropped from it."""
+    """Delete the jobs that finished (done or cancelled) more than ``keep_s`` ago, and
+    tombstones older than that; returns the jobs' names. A job listed in the registry whose meta
+    is gone is dropped from it."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    before = now_ms - int(keep_s * 1000)
     listed = names(conn)
 
     def read(r):  # one round trip for all of them: this runs at every submit
         pipe = r.pipeline(transaction=False)
         for name in listed:
             pipe.hmget(keys.meta(name), Meta.STATE, Meta.FINISHED_MS)
+        pipe.hgetall(keys.deleted())
         return pipe.execute()
+    *states, tombstones = conn.call(read)
     removed = []
-    for name, (state, finished) in zip(listed, conn.call(read) if listed else [], strict=True):
+    for name, (state, finished) in zip(listed, states, strict=True):
         if state is None:
             conn.call(lambda r, name=name: r.zrem(keys.registry(), name))
-        elif state != "running" and finished and now_ms - int(finished) > keep_s * 1000:
-            client.forget(conn, name)
-            removed.append(name)
+        elif state != "running" and finished and int(finished) < before:
+            # (atomic: a job resubmitted meanwhile is running again, and stays)
+            if functions.delete(conn, name, how="expired",
+                                finished_before=before) is Applied.APPLIED:
+                sweep(conn, name)
+                removed.append(name)
+    functions.prune(conn, {name: t for name, t in tombstones.items()
+                           if int(t.split(" ")[1]) < before})
     if removed:
         log.info("removed %d finished jobs older than %g s: %s", len(removed), keep_s,
                  ", ".join(removed))

@@ -3,19 +3,23 @@
 A job's keys share the hash tag ``{job}`` so a job lives in one slot (cluster/RedisRaft
 friendly), and Lua receives all of them in KEYS.
 
-    wc:jobs                      set    names of active (running) jobs: what workers serve
+    wc:active                    hash   running jobs: job -> "<queue kind> <epoch>" (what workers
+                                        serve, and how)
     wc:registry                  zset   every job kept in Redis -> its creation ms
+    wc:deleted                   hash   tombstones: job -> "<epoch> <ms> <how>" of the last
+                                        incarnation an operator deleted (or that expired)
     wc:workers                   hash   worker name -> JSON of what it does (wordcount workers)
-    wc:{J}:tasks                     stream tasks, id 0-<seq>, fields path/start/end/epoch;
-                                            group "workers"
+    wc:{J}:tasks                     stream tasks, id 0-<seq>, fields path/start/end/epoch/
+                                            ident; group "workers"
     wc:{J}:meta                      hash   plan, epoch, totals, progress counters, state
     wc:{J}:counts                    zset   word -> count (the result)
     wc:{J}:done                      hash   task id -> its word total (settled: applied)
     wc:{J}:dead                      hash   task id -> reason (settled: dead letters)
     wc:{J}:leases                    zset   task id -> start ms of its current attempt
-    wc:{J}:specs                     hash   task id -> JSON [path, start, end] (the plan)
+    wc:{J}:specs                     hash   task id -> JSON [path, start, end, ident] (the plan)
     wc:{J}:merges                    set    accepted stage pieces not yet applied (key names)
-    wc:{J}:stage:<id>:<attempt>:<k>  list   piece k of a big task's word, count pairs
+    wc:{J}:stage:<epoch>:<id>:<attempt>:<k>
+                                     list   piece k of a big task's word, count pairs
   lease queue only (no streams: RedisRaft refuses them):
     wc:{J}:queue                     list   ids of tasks never taken, in plan order
     wc:{J}:expiry                    zset   task id -> lease deadline ms (taken, unsettled)
@@ -30,8 +34,12 @@ PREFIX = "wc"
 GROUP = "workers"
 
 
-def jobs() -> str:
-    return f"{PREFIX}:jobs"
+def active() -> str:
+    return f"{PREFIX}:active"
+
+
+def deleted() -> str:
+    return f"{PREFIX}:deleted"
 
 
 def registry() -> str:
@@ -74,8 +82,18 @@ def merges(job: str) -> str:
     return _job(job, "merges")
 
 
-def stage(job: str, task_id: str, attempt: str, piece: int) -> str:
-    return _job(job, f"stage:{task_id}:{attempt}:{piece}")
+def stage(job: str, epoch: str, task_id: str, attempt: str, piece: int) -> str:
+    return _job(job, f"stage:{epoch}:{task_id}:{attempt}:{piece}")
+
+
+def stage_pattern(job: str) -> str:
+    """SCAN pattern matching every stage piece of a job, of any incarnation."""
+    return job_pattern(job)[:-1] + "stage:*"
+
+
+def stage_epoch(key: str) -> str:
+    """The epoch a stage piece's name carries (``stage`` above)."""
+    return key.split(":stage:", 1)[1].split(":", 1)[0]
 
 
 def queue(job: str) -> str:
@@ -100,6 +118,17 @@ def attempts(job: str) -> str:
 
 def notify(job: str) -> str:
     return _job(job, "notify")
+
+
+# A job's fixed keys, in the order the Functions that create and delete a job take them
+# (JOB_KEYS in wordcount.lua; a test checks that the two agree).
+JOB_KEYS = ("meta", "tasks", "specs", "counts", "done", "dead", "leases", "merges", "queue",
+            "expiry", "owners", "attempts", "notify")
+
+
+def job_keys(job: str) -> list[str]:
+    """Every fixed key of the job (JOB_KEYS), then active, registry and deleted."""
+    return [_job(job, name) for name in JOB_KEYS] + [active(), registry(), deleted()]
 
 
 def job_pattern(job: str) -> str:

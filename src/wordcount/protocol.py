@@ -16,14 +16,38 @@ from .planner import Task
 QUEUES = ("stream", "lease")  # the task queue kinds; a job records the one it was submitted to
 
 CLOCK_SKEW_ENV = "WORDCOUNT_CLOCK_SKEW_MS"  # experiments: a process whose clock is off
+CLOCK_WARN_MS = 2_000  # a machine clock this far off Redis's is logged (and corrected)
+# A dead letter's reason for a task whose file is not what the plan recorded: the client never
+# prints a result that holds such a task's file (a table mixing two versions of a file).
+CHANGED = "input changed since planning"
+
+_offset_ms = 0.0  # Redis's clock minus this machine's, measured by sync_clock
+
+
+def local_ms() -> float:
+    """This machine's clock in ms (plus $WORDCOUNT_CLOCK_SKEW_MS, to try a clock that is off)."""
+    return time.time() * 1000 + int(os.environ.get(CLOCK_SKEW_ENV) or 0)
 
 
 def now_ms() -> int:
-    """This process's clock in ms (plus $WORDCOUNT_CLOCK_SKEW_MS, to try clock skew). Lease
-    deadlines are computed from the caller's clock; skew between workers only makes leases
-    expire early (a task recounted, applied once) or late (a dead worker's task waits longer
-    before it is stolen), never a wrong count: settling is gated by the done/dead hashes."""
-    return int(time.time() * 1000) + int(os.environ.get(CLOCK_SKEW_ENV) or 0)
+    """The protocol's clock in ms: this machine's, corrected by the offset to Redis's clock that
+    ``sync_clock`` last measured. Lease deadlines are computed from it, so a worker whose machine
+    clock is hours off still sets deadlines on Redis's time (skew that remains, within the
+    measuring round trip and the drift between syncs, can only make a lease expire a little early
+    -- a task recounted, applied once -- or a little late: never a wrong count, settling is gated
+    by the done/dead hashes, and never a task stuck for as long as the machine clock is off)."""
+    return int(local_ms() + _offset_ms)
+
+
+def sync_clock(conn) -> float:
+    """Measure Redis's clock (TIME, outside any Function) against this machine's and keep the
+    offset for ``now_ms``; returns it (ms). ``conn`` is a ``Connection``."""
+    global _offset_ms
+    before = local_ms()
+    seconds, micros = conn.call(lambda r: r.time())
+    after = local_ms()
+    _offset_ms = seconds * 1000 + micros / 1000 - (before + after) / 2
+    return _offset_ms
 
 
 class Applied(enum.IntEnum):
@@ -53,7 +77,8 @@ class Claimed:
         """From a task's fields as a Function or stream read returns them (flat or a dict)."""
         if not isinstance(fields, dict):
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
-        task = Task(fields["path"], int(fields["start"]), int(fields["end"]))
+        task = Task(fields["path"], int(fields["start"]), int(fields["end"]),
+                    fields.get("ident") or "")
         return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind)
 
 
@@ -67,6 +92,7 @@ class Meta:
     TOTAL = "total"  # tasks in the plan
     BYTES = "bytes"  # bytes in the plan
     ROOT = "root"  # the data root task paths are relative to
+    MOUNT = "mount"  # the client's data root (a prefix of root): what a worker's data root maps
     ERRORS = "errors"  # JSON [[path, why], ...]: inputs the submitting client could not plan
     SUBMITTED = "submitted"  # tasks in Redis so far
     DONE = "done"  # tasks settled with their counts
@@ -81,7 +107,7 @@ class Meta:
     FINISHED_MS = "finished_ms"  # when it was done or cancelled (absent while running)
     STATE = "state"  # one of JOB_STATES
 
-    TEXT = (PLAN, EPOCH, QUEUE, ROOT, ERRORS, STATE)  # every other field is an integer
+    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, STATE)  # every other field is an integer
 
 
 JOB_STATES = ("running", "done", "cancelled")
@@ -93,6 +119,7 @@ class Submitted:
     submitted: int  # tasks in Redis so far
     epoch: str  # the job incarnation in Redis
     state: str  # one of JOB_STATES
+    replaced: str = ""  # the incarnation this call replaced (submit --fresh), or ""
 
 
 def task_seq(task_id: str) -> int:

@@ -8,10 +8,12 @@ Two backends run the same protocol (``redis/wordcount.lua``) with the same guara
   taken task's deadline in a sorted set, its owner and delivery count in hashes; idle workers
   block on a notify list.
 
-A job records the queue it was submitted to (meta ``queue``); ``Queues`` serves every active
-job with the backend it records, so workers and clients with different settings cannot
-disagree. Settling a task (commit, staged commit, merge, dead letter) is the same Functions for
-both backends; only the keys of the queue differ (``functions._settle``).
+A job records the queue it was submitted to (meta ``queue``, and the active-jobs hash, which
+maps each running job to its queue kind and epoch); ``Queues`` serves every active job with the
+backend it records, so workers and clients with different settings cannot disagree, and a job
+re-created on the other queue is served on that one at once. Settling a task (commit, staged
+commit, merge, dead letter) is the same Functions for both backends; only the keys of the queue
+differ (``functions._settle``).
 
 Client side: ``resolve_kind`` turns the ``queue`` setting (stream | lease | auto) into the kind a
 new job is submitted to; ``pending_count`` reads how many tasks workers hold now.
@@ -44,19 +46,24 @@ class JobInfo:
     epoch: str  # the incarnation of the job: tasks of another epoch are not its tasks
     root: str
     kind: str  # the queue it was submitted to
+    mount: str = ""  # the client's data root: what a worker's data root maps (see worker)
+
+
+# job -> (queue kind, epoch) of every running job, as the active-jobs hash says
+Active = dict[str, tuple[str, str]]
 
 
 class TaskQueue(Protocol):
     """What a worker sees."""
 
-    def active_jobs(self) -> list[str]: ...
-    def take(self, jobs: list[str]) -> Claimed | None: ...
+    def active_jobs(self) -> Active: ...
+    def take(self, jobs: Active) -> Claimed | None: ...
     def keep(self, c: Claimed) -> bool: ...
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
                  nwords: int | None = None) -> Applied: ...
     def fail(self, c: Claimed, reason: str) -> Applied: ...
     def info(self, c: Claimed) -> JobInfo | None: ...
-    def finish_merges(self, jobs: list[str]) -> int: ...
+    def finish_merges(self, jobs: Active) -> int: ...
 
 
 def vanished(exc: ResponseError) -> bool:
@@ -132,29 +139,36 @@ class StreamQueue(_Backend):
     def take(self, jobs: list[str], block: bool) -> Claimed | None:
         """New work first, then tasks of dead or stalled workers, then backup copies of
         stragglers' tasks; with ``block``, then wait up to block_ms for new work."""
-        c = (self._read_new(jobs, block=False) or self._claim_stale(jobs)
-             or self._speculate(jobs) or (self._read_new(jobs, block=True) if block else None))
+        c = self._read_new(jobs) or self._claim_stale(jobs) or self._speculate(jobs)
+        if c is None and block:
+            self._wait_new(jobs)
+            c = self._read_new(jobs)
         if c is not None and c.how == "new" and not functions.heartbeat(
                 self.conn, c, self.consumer, start=True):
             return None  # settled or taken between our read and now
         return c  # (a stale or backup claim started its lease in its Function)
 
-    def _read_new(self, jobs: list[str], block: bool) -> Claimed | None:
-        streams = {keys.tasks(job): ">" for job in jobs}
-        wait_ms = self.settings.block_ms if block else None
-        try:
-            reply = self.conn.call(lambda r: r.xreadgroup(
-                keys.GROUP, self.consumer, streams, count=1, block=wait_ms))
-        except ResponseError as exc:
-            if vanished(exc):
-                log.info("a job vanished while we read it (%s): looking again", exc)
-                return None
-            raise
-        for stream, entries in reply or []:
-            job = jobs[[keys.tasks(j) for j in jobs].index(stream)]
-            for entry_id, fields in entries:
-                return Claimed.from_fields(job, entry_id, fields, 1, "new", self.kind)
+    def _read_new(self, jobs: list[str]) -> Claimed | None:
+        """One new entry, one stream at a time: a read over several streams delivers one entry
+        of each (COUNT is per stream), and every entry delivered is a lease we must keep."""
+        for job in jobs:
+            try:
+                reply = self.conn.call(lambda r, job=job: r.xreadgroup(
+                    keys.GROUP, self.consumer, {keys.tasks(job): ">"}, count=1))
+            except ResponseError as exc:
+                if vanished(exc):
+                    continue  # deleted, or re-created on the lease queue, meanwhile
+                raise
+            for _stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    return Claimed.from_fields(job, entry_id, fields, 1, "new", self.kind)
         return None
+
+    def _wait_new(self, jobs: list[str]) -> None:
+        """Wait (at most block_ms) for an entry added to any of the streams: a plain XREAD,
+        which delivers nothing to the group (the next ``_read_new`` takes one)."""
+        streams = {keys.tasks(job): "$" for job in jobs}
+        self.conn.call(lambda r: r.xread(streams, count=1, block=self.settings.block_ms))
 
     def _claim_stale(self, jobs: list[str]) -> Claimed | None:
         return _first(jobs, lambda job: functions.claim_stale(
@@ -207,18 +221,24 @@ class Queues:
         self.backends: dict[str, _Backend] = {
             "stream": StreamQueue(conn, consumer, settings),
             "lease": LeaseQueue(conn, consumer, settings)}
-        self._info: dict[str, JobInfo] = {}
+        self._info: dict[str, JobInfo] = {}  # job -> its incarnation we last read
 
-    def active_jobs(self) -> list[str]:
-        return sorted(self.conn.call(lambda r: r.smembers(keys.jobs())))
+    def active_jobs(self) -> Active:
+        """Every running job with its queue kind and epoch (one read)."""
+        listed = self.conn.call(lambda r: r.hgetall(keys.active()))
+        out: Active = {}
+        for job in sorted(listed):
+            kind, _, epoch = listed[job].partition(" ")
+            out[job] = (kind, epoch)
+        return out
 
     def _read_info(self, job: str) -> JobInfo | None:
-        plan, epoch, root, kind = self.conn.call(
-            lambda r: r.hmget(keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE))
+        plan, epoch, root, kind, mount = self.conn.call(lambda r: r.hmget(
+            keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE, Meta.MOUNT))
         if plan is None:
             self._info.pop(job, None)
             return None
-        info = self._info[job] = JobInfo(plan, epoch, root, kind or "stream")
+        info = self._info[job] = JobInfo(plan, epoch, root, kind or "stream", mount or root)
         return info
 
     def info(self, c: Claimed) -> JobInfo | None:
@@ -229,15 +249,17 @@ class Queues:
             info = self._read_info(c.job)
         return info if info is not None and info.epoch == c.epoch else None
 
-    def take(self, jobs: list[str]) -> Claimed | None:
-        """A task of any active job, its lease started; blocks (bounded) when there is none."""
+    def take(self, jobs: Active | list[str]) -> Claimed | None:
+        """A task of any active job, its lease started; blocks (bounded) when there is none.
+        Each job is served on the queue the active-jobs hash names for its current epoch
+        (``jobs``: that hash as ``active_jobs`` read it, or job names to look up in it)."""
+        jobs = self._as_active(jobs)
         by_kind: dict[str, list[str]] = {}
-        for job in jobs:
-            info = self._info.get(job) or self._read_info(job)
-            if info is not None:
-                by_kind.setdefault(info.kind, []).append(job)
+        for job, (kind, _epoch) in jobs.items():
+            if kind in self.backends:
+                by_kind.setdefault(kind, []).append(job)
         kinds = [k for k in QUEUES if k in by_kind]
-        if not kinds:  # every listed job vanished meanwhile: don't spin
+        if not kinds:  # nothing we can serve: don't spin
             time.sleep(self.backends["stream"].settings.block_ms / 1000)
         for i, kind in enumerate(kinds):
             last = i == len(kinds) - 1
@@ -256,17 +278,18 @@ class Queues:
     def fail(self, c: Claimed, reason: str) -> Applied:
         return self.backends[c.kind].fail(c, reason)
 
-    def finish_merges(self, jobs: list[str]) -> int:
+    def _as_active(self, jobs: Active | list[str]) -> Active:
+        if isinstance(jobs, dict):
+            return jobs
+        active = self.active_jobs()
+        return {job: active[job] for job in jobs if job in active}
+
+    def finish_merges(self, jobs: Active | list[str]) -> int:
         """Drive merges left behind by a worker that died after its staged commit."""
         done = 0
-        for job in jobs:
-            def read(r, job=job):
-                pipe = r.pipeline(transaction=False)
-                pipe.hget(keys.meta(job), Meta.EPOCH)
-                pipe.smembers(keys.merges(job))
-                return pipe.execute()
-            epoch, pieces = self.conn.call(read)
-            for piece in sorted(pieces) if epoch else []:
+        for job, (_kind, epoch) in self._as_active(jobs).items():
+            pieces = self.conn.call(lambda r, job=job: r.smembers(keys.merges(job)))
+            for piece in sorted(pieces):
                 if functions.merge(self.conn, job, epoch, piece) is Applied.APPLIED:
                     done += 1
         return done

@@ -38,6 +38,7 @@ class Settings:
     data_root: str | None = None  # where a worker finds the job's files (default: job's root)
     queue: str = "auto"  # the queue new jobs go to: stream | lease | auto (lease on RedisRaft)
     keep_jobs_s: float = 7 * 86400.0  # a finished job's keys are removed this long after its end
+    submit_batch: int = 1000  # tasks per submission call (a job of more goes in several)
 
     @property
     def heartbeat_s(self) -> float:
@@ -92,6 +93,8 @@ class Settings:
             raise UsageError("WORDCOUNT_KEEP_JOBS_S must be >= 0 (seconds a finished job is kept)")
         if self.claim_timeout_ms < 10 or self.max_attempts < 1 or self.commit_pairs < 1:
             raise UsageError("claim timeout must be >= 10 ms, max attempts and commit pairs >= 1")
+        if self.submit_batch < 1:
+            raise UsageError("WORDCOUNT_SUBMIT_BATCH must be >= 1 (tasks per submission call)")
         if self.queue not in ("stream", "lease", "auto"):
             raise UsageError(f"unknown queue {self.queue!r} (WORDCOUNT_QUEUE / --queue): "
                              "choose stream, lease or auto")

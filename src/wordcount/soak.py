@@ -27,12 +27,12 @@ same plan of faults) and then executed for real:
   nothing), an *aimed* kill (SAVE, then kill as soon as a staged commit is under way, i.e. a
   stage key exists: its pieces were written after the snapshot and are lost, while the task
   itself is still pending in it; on the atomic path a short drawn delay after the SAVE), and in
-  some runs ``replan``: mid-job, ``client.forget`` + submit of a
+  some runs ``replan``: mid-job, ``submit --fresh`` of a
   different plan (another corpus, or the same corpus in another chunk size) under the SAME job
   name; from then on the expected result is the second plan's. Re-plan runs often snapshot just
-  before the re-plan and kill just after it, so the rollback brings the OLD plan back. The new
-  plan's ``Job.replace`` is set when the client has that field. Some runs also kill Redis after
-  the job finished and before its result is read. Some runs hide one input file right after
+  before the re-plan and kill just after it, so the rollback brings the OLD plan back (the
+  client replaces it again: it remembers which incarnation it replaced). Some runs also kill
+  Redis after the job finished and before its result is read. Some runs hide one input file right after
   the submission (its tasks are dead-lettered), and a ``requeue`` fault puts it back and
   requeues them (``jobs.requeue``: dead letters back in the queue, under the same faults);
   whatever is still dead once the job is done (the requeue came first, or a rollback undid it)
@@ -643,13 +643,13 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
                 break
             except _Replan:
                 restore()  # the new plan is over whole corpora
-                client.forget(conn, JOB_NAME)
                 inputs = rundir / ("b" if plan.replan == "corpus" else "a")
                 job = client.plan_job([str(inputs)], plan.chunk_size2, JOB_NAME)
-                job.replace = True  # this plan replaces that name, also after a rollback
                 _set_queue(job, queue)
                 report.tasks, report.bytes = len(job.tasks), job.total_bytes
-                client.submit(conn, job)
+                # --fresh: replaces the old plan in one call (and again if a rollback brings
+                # the old plan back: the client remembers what it replaced)
+                client.submit(conn, job, fresh=True)
                 expected_files = files2
                 report.replan = True
         if plan.late_kill:

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 from . import engines, keys, planner
 from .connection import Connection
-from .exceptions import ShutdownRequested
-from .protocol import Applied, Claimed
+from .exceptions import PermissionRefusedError, ShutdownRequested
+from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, sync_clock
 from .queue import Queues, TaskQueue
 from .registry import Registration
 from .settings import Settings
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 CRASH_POINTS = ("after-claim", "after-count", "before-commit", "after-commit")
 CRASH_EXIT = 70
+CLOCK_SYNC_S = 30.0  # how often a worker measures its clock against Redis's
 
 
 @dataclass
@@ -110,6 +111,7 @@ class Worker:
         self._busy = False  # counting a task: a stop request waits for it to be committed
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._in_flight: Future | None = None
+        self._clock_synced = float("-inf")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -128,6 +130,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # supervisor, ^C, terminal
             signal.signal(sig, self.request_stop)
         self.conn.ensure_functions()
+        self.sync_clock()
         log.info("worker %s ready (redis %s, claim timeout %d ms)", self.consumer,
                  self.settings.safe_url, self.settings.claim_timeout_ms)
         self.registration.start()
@@ -155,8 +158,24 @@ class Worker:
                 log.info("no job has work left; exiting")
                 break
 
+    def sync_clock(self) -> None:
+        """Lease deadlines are computed on Redis's clock (protocol.now_ms): measure this
+        machine's offset to it now and then."""
+        self._clock_synced = time.monotonic()
+        try:
+            offset = sync_clock(self.conn)
+        except PermissionRefusedError as e:  # an ACL without TIME: the machine's own clock
+            log.warning("cannot read Redis's clock (%s): lease deadlines use this machine's "
+                        "clock, which must then agree with the other workers'", e)
+            return
+        if abs(offset) > CLOCK_WARN_MS:
+            log.warning("this machine's clock is %.1f s %s Redis's: leases use Redis's time",
+                        abs(offset) / 1000, "behind" if offset > 0 else "ahead of")
+
     def work_once(self) -> bool:
         """One iteration. False when there is no active job at all."""
+        if time.monotonic() - self._clock_synced > CLOCK_SYNC_S:
+            self.sync_clock()
         jobs = self.queue.active_jobs()
         if not jobs:
             self.registration.idle()
@@ -203,20 +222,25 @@ class Worker:
         beat.start()
         try:
             started = time.perf_counter()
-            counts = self._count(c, info.root)
+            counts, nbytes = self._count(c, info.root, info.mount)
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
+        except planner.FileChangedError as exc:
+            beat.stop()
+            self._dead(c, f"{CHANGED}: {c.task.path} [{c.task.start}:{c.task.end}]: "
+                          f"{planner.describe(exc)}{self._mapping_note(info)}")
+            return
         except OSError as exc:
             beat.stop()
             self._dead(c, f"cannot read {c.task.path} [{c.task.start}:{c.task.end}]: "
-                          f"{planner.describe(exc)}")
+                          f"{planner.describe(exc)}{self._mapping_note(info)}")
             return
         except BaseException:
             beat.stop()
             raise
         self.drain()  # the previous task's commit, before this one's starts
-        self._in_flight = self._committer.submit(self._commit_and_log, c, counts, busy_ms,
-                                                 armed, beat)
+        self._in_flight = self._committer.submit(self._commit_and_log, c, counts, nbytes,
+                                                 busy_ms, armed, beat)
 
     def drain(self) -> None:
         """Wait for the commit in flight (re-raising its error, e.g. Redis unavailable)."""
@@ -224,11 +248,11 @@ class Worker:
             future, self._in_flight = self._in_flight, None
             future.result()
 
-    def _commit_and_log(self, c: Claimed, counts: Counter[str], busy_ms: int,
+    def _commit_and_log(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
                         armed: str | None, beat: Heartbeat) -> None:
         try:
             self.crash_point(armed, "before-commit")
-            outcome = self._commit(c, counts, busy_ms)
+            outcome = self._commit(c, counts, nbytes, busy_ms)
             self.crash_point(armed, "after-commit")
         finally:
             beat.stop()
@@ -252,10 +276,28 @@ class Worker:
                   outcome.name.lower(), busy_ms)
         self.registration.update(**asdict(self.stats))
 
-    def _count(self, c: Claimed, job_root: str) -> Counter[str]:
-        """Count the task under the data root of the plan it was claimed under (or this
-        worker's --data-root, where the job's files are mounted)."""
-        path = planner.resolve_under(self.settings.data_root or job_root, c.task.path)
+    def local_root(self, job_root: str, mount: str) -> str:
+        """Where this worker finds the job's root: the root itself, or, with a data root of
+        its own, the root mapped into it (the job's mount -- the client's data root -- is
+        what this worker's data root stands for: <data root>/<root relative to mount>)."""
+        if not self.settings.data_root:
+            return job_root
+        return os.path.normpath(os.path.join(self.settings.data_root,
+                                             os.path.relpath(job_root, mount or job_root)))
+
+    def _mapping_note(self, info) -> str:
+        if not self.settings.data_root:
+            return ""
+        return (f" (read at {self.local_root(info.root, info.mount)}: this worker's data root "
+                f"{self.settings.data_root} stands for the job's {info.mount or info.root})")
+
+    def _count(self, c: Claimed, job_root: str, mount: str) -> tuple[Counter[str], int]:
+        """Count the task under the data root of the plan it was claimed under (mapped into
+        this worker's --data-root, where the job's files are mounted), checking that the file
+        is the one the plan recorded; the counts and the bytes read."""
+        root = self.local_root(job_root, mount)
+        path = planner.resolve_under(root, c.task.path)
+        mapped = os.path.normpath(root) != os.path.normpath(job_root)
         last = time.perf_counter()
         stall_at = (self.faults.rng.random() < self.faults.stall_prob)
 
@@ -269,16 +311,16 @@ class Worker:
                 time.sleep(self.faults.rng.uniform(0, self.faults.stall_max))
             last = time.perf_counter()
 
-        return engines.count_task(c.task, path, on_buffer=pace)
+        return engines.count_checked(c.task, path, mapped, on_buffer=pace)
 
-    def _commit(self, c: Claimed, counts: Counter[str], busy_ms: int) -> Applied:
+    def _commit(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int) -> Applied:
         """Commit under the epoch the task was claimed with; a stale commit is dropped, never
         retried under another plan (its counts belong to the plan they were counted for)."""
         if self.commit_mode == "per-word":
             self._apply_per_word(c, counts)
-            return self.queue.complete(c, Counter(), c.task.nbytes, busy_ms,
+            return self.queue.complete(c, Counter(), nbytes, busy_ms,
                                        nwords=sum(counts.values()))
-        return self.queue.complete(c, counts, c.task.nbytes, busy_ms)
+        return self.queue.complete(c, counts, nbytes, busy_ms)
 
     def _apply_per_word(self, c: Claimed, counts: Counter[str]) -> None:
         """The lab's naive variant: one ZINCRBY per word occurrence, before a commit with no
