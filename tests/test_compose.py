@@ -380,7 +380,7 @@ def newest_held_task(c: Cluster):
     """(worker container, task id) of the task most recently started by a live worker (in the
     stream's pending list, heartbeat under 1.5 s ago), or (None, None)."""
     best = (None, None, -1)
-    for job in _try(lambda: c.redis_cli("SMEMBERS", keys.jobs())) or []:
+    for job in _try(lambda: c.redis_cli("HKEYS", keys.active())) or []:
         # XPENDING key group - + N: id, consumer, idle ms, deliveries, for each task held
         flat = _try(lambda j=job: c.redis_cli("XPENDING", keys.tasks(j), keys.GROUP,
                                               "-", "+", "100")) or []
@@ -401,7 +401,7 @@ def newest_held_task(c: Cluster):
 
 def tasks_done(c: Cluster) -> int:
     """Tasks committed so far in the (first) active job; 0 if none or Redis is unreachable."""
-    jobs = _try(lambda: c.redis_cli("SMEMBERS", keys.jobs())) or []
+    jobs = _try(lambda: c.redis_cli("HKEYS", keys.active())) or []
     if not jobs:
         return 0
     done = _try(lambda: c.redis_cli("HGET", keys.meta(jobs[0]), "done")) or ["0"]

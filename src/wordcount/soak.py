@@ -32,8 +32,8 @@ same plan of faults) and then executed for real:
   name; from then on the expected result is the second plan's. Re-plan runs often snapshot just
   before the re-plan and kill just after it, so the rollback brings the OLD plan back (the
   client replaces it again: it remembers which incarnation it replaced). Some runs also kill
-  Redis after the job finished and before its result is read. Some runs hide one input file right after
-  the submission (its tasks are dead-lettered), and a ``requeue`` fault puts it back and
+  Redis after the job finished and before its result is read. Some runs hide one input file
+  right after the submission (its tasks are dead-lettered), and a ``requeue`` fault puts it back and
   requeues them (``jobs.requeue``: dead letters back in the queue, under the same faults);
   whatever is still dead once the job is done (the requeue came first, or a rollback undid it)
   is requeued again, as an operator would, and the table must still be exact.
