@@ -1,7 +1,10 @@
-"""The soak harness (wordcount.soak): its schedule is a pure function of the seed, and a bounded
-soak (5 seeded runs per commit path, real redis-server and worker processes on loopback) must
-pass while the nemesis demonstrably did something: Redis killed mid-job, workers crashed, a job
-re-planned under its own name."""
+"""The soak harness (wordcount.soak): its schedule is a pure function of the seed, its checker
+tells exact from wrong and loud from silent, and a bounded soak (10 seeded runs, real
+redis-server, worker and client processes on loopback) must pass while the nemesis demonstrably
+did every kind of thing: Redis killed, wiped, paused and rolled back mid-job and mid-submission,
+workers crashed and paused, jobs cancelled, deleted (also by a Ctrl-C'd delete), re-planned and
+replaced by other clients, inputs changed, two jobs at once, mapped data roots, clocks hours
+off."""
 
 from __future__ import annotations
 
@@ -14,13 +17,38 @@ import pytest
 
 from wordcount import soak
 
-# Run i of the bounded soak: seed FIRST_SEED + i, atomic and staged in turn. Chosen so that the
-# drawn plans hold a re-plan on both paths, aimed kills on the staged path, a wipe, a late kill
-# and a hidden file whose dead letters are requeued (asserted below, so a change of the
-# generator cannot make this test quietly weaker). ~90 s on a 2-core machine; before the
-# staged-commit and re-plan fixes most of these failed.
-FIRST_SEED = 11
+# Run i of the bounded soak: seed FIRST_SEED + i, atomic and staged in turn. Chosen (the first
+# 10 consecutive seeds that do) so that the drawn plans hold every move of soak.MOVES, every
+# mid-submission fault, every kind of input change, a pause of the leader and of a follower, a
+# second job on either queue, a mapped data root, a clock hours off, a re-plan on both paths,
+# an aimed kill, a late kill and a hidden file (asserted below, so a change of the generator
+# cannot make this test quietly weaker).
+FIRST_SEED = 3440
 RUNS = 10
+
+
+def features(plan: soak.RunPlan) -> set[str]:
+    """What a plan exercises, by name (moves, and the plan's other dimensions)."""
+    f = {x.kind for x in plan.faults}
+    f |= {f"mid-{plan.mid_submit}"} if plan.mid_submit else set()
+    if plan.job2 is not None:
+        f.add("job2-other" if plan.job2_other_queue else "job2-same")
+    f |= {"mapped"} if plan.mapped else set()
+    f |= {"skew"} if any(plan.skews_ms) else set()
+    f |= {"aimed"} if any(x.aimed for x in plan.faults) else set()
+    f |= {"late"} if plan.late_kill else set()
+    f |= {"hide"} if plan.hide_file is not None else set()
+    f |= {f"replan-{plan.commit_path}"} if plan.replan else set()
+    f |= {f"{x.kind}-{x.how}" for x in plan.faults if x.how}
+    return f
+
+
+EVERY_FEATURE = (set(soak.MOVES) | {f"mid-{k}" for k in soak.MID_SUBMIT}
+                 | {f"change-{c}" for c in soak.CHANGES}
+                 | {"pause-redis-leader", "pause-redis-follower", "fresh-same-queue",
+                    "fresh-other-queue", "job2-other", "job2-same",
+                    "mapped", "skew", "aimed", "late", "hide", "replan-atomic",
+                    "replan-staged"})
 
 
 def test_the_schedule_is_a_function_of_the_seed():
@@ -57,15 +85,24 @@ def test_drawn_plans_are_valid_and_cover_every_fault():
         if plan.replan == "corpus":
             assert plan.corpus2 is not None
     assert all(kinds[k] > 0 for k in ("snapshot", "kill", "wipe", "replan", "aimed", "late"))
+    assert all(kinds[k] > 0 for k in soak.MOVES)
+
+
+def test_a_replans_snapshot_replan_and_kill_stay_together():
+    """The moves drawn later are inserted in fraction order, never between a re-plan's
+    snapshot, the re-plan and the kill right after it (which brings the old plan back)."""
+    for seed in range(300):
+        faults = soak.draw_plan(seed, "atomic").faults
+        for i, f in enumerate(faults):
+            if f.kind == "replan" and i and faults[i - 1].kind == "snapshot" \
+                    and faults[i - 1].at_fraction == f.at_fraction and faults[i - 1].delay_s == 0:
+                assert faults[i + 1].kind == "kill" and faults[i + 1].at_fraction == 0.0, seed
 
 
 def test_the_bounded_seeds_schedule_every_kind_of_fault():
     plans = [soak.draw_plan(FIRST_SEED + i, soak.PATHS[i % 2]) for i in range(RUNS)]
-    assert {p.commit_path for p in plans if p.replan} == set(soak.PATHS)
-    assert any(f.aimed for p in plans if p.commit_path == "staged" for f in p.faults)
-    assert any(f.kind == "wipe" for p in plans for f in p.faults)
-    assert any(p.late_kill for p in plans)
-    assert any(p.hide_file is not None and not p.replan for p in plans)  # dead letters, requeue
+    covered = set().union(*(features(p) for p in plans))
+    assert EVERY_FEATURE <= covered, EVERY_FEATURE - covered
 
 
 def test_a_hidden_file_comes_with_a_requeue_fault():
@@ -75,6 +112,29 @@ def test_a_hidden_file_comes_with_a_requeue_fault():
         assert len(requeues) == (plan.hide_file is not None)
         if requeues:
             assert "restored and requeued" in plan.describe()
+
+
+def test_a_second_clients_table_must_be_one_state_of_the_inputs(tmp_path):
+    """The checker's rule for a second client: its table is the oracle of one state of the
+    inputs that existed while it ran, never a mix of two versions of a file."""
+    files = soak.Files()
+    a, b = tmp_path / "in" / "a.txt", tmp_path / "in" / "b.txt"
+    a.parent.mkdir()
+    a.write_bytes(b"one two\n")
+    b.write_bytes(b"three\n")
+    files.record([a, b])
+    t1 = time.monotonic()
+    a.write_bytes(b"ONE TWO TWO\n")
+    files.record([a])
+    t2 = time.monotonic()
+    states = files.between(t1 - 1, t2, tmp_path / "in")
+    assert len(states) == 2
+    tables = {soak.tsv(soak.oracle_of(s)) for s in states}
+    assert soak.tsv(Counter({"one": 1, "two": 1, "three": 1})) in tables
+    assert soak.tsv(Counter({"one": 1, "two": 2, "three": 1})) in tables
+    mixed = Counter({"one": 2, "two": 3, "three": 1})  # both versions of a.txt counted
+    assert soak.tsv(mixed) not in tables
+    assert len(files.between(t2 + 1, t2 + 2, tmp_path / "in")) == 1  # only the last one
 
 
 def test_checker_reports_differences():
@@ -127,7 +187,7 @@ def test_plan_only_prints_the_schedule(capsys):
 def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     out = io.StringIO()
     started = time.monotonic()
-    summary = soak.run_many(RUNS, FIRST_SEED, soak.PATHS, workdir=tmp_path, timeout_s=60,
+    summary = soak.run_many(RUNS, FIRST_SEED, soak.PATHS, workdir=tmp_path, timeout_s=120,
                             out=out)
     text = out.getvalue()
     print(text, f"({time.monotonic() - started:.0f} s)")
@@ -140,6 +200,10 @@ def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     assert summary.total("snapshots") > 0, text
     assert summary.total("requeued") >= 1, text  # dead letters requeued under faults
     assert {r.commit_path for r in summary.reports if r.kills_mid} == set(soak.PATHS), text
+    fired = {k for r in summary.reports for k in r.moves}
+    assert set(soak.MOVES) <= fired, set(soak.MOVES) - fired  # every move, at least once
+    assert summary.total("clients") >= 1 and any(r.jobs > 1 for r in summary.reports), text
+    assert summary.loud_line(), text  # some move ended a client's wait loudly, and it recovered
     assert not list(tmp_path.iterdir()), "a run left its directory behind"
 
 

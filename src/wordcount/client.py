@@ -42,7 +42,7 @@ from .exceptions import (
 )
 from .identity import FINGERPRINTS
 from .planner import InputError, Task
-from .protocol import CHANGED, Meta, task_id, task_seq
+from .protocol import CHANGED, Meta, Submitted, task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
     return Job(job, plan_id, root, planned, errors + plan_errors, mount=mount)
 
 
-def submit(conn: Connection, job: Job, fresh: bool = False) -> int:
+def submit(conn: Connection, job: Job, fresh: bool = False,
+           on_batch: Callable[[Submitted], None] | None = None) -> int:
     """Submit every task not yet in Redis, in batches of ``settings.submit_batch``; safe to
     repeat at any time. Returns tasks added. ``fresh`` (``submit --fresh``): the first call
     replaces any other incarnation of the job (any plan), atomically.
@@ -120,7 +121,8 @@ def submit(conn: Connection, job: Job, fresh: bool = False) -> int:
     Gap-free: each call adds only the next tasks of the job's sequence and answers how many the
     job holds; the client goes on from there. So a job that vanished between two batches
     (Redis restarted with no data, or from a snapshot older than the batches before it) is
-    filled from its first task again, never left with a hole."""
+    filled from its first task again, never left with a hole. ``on_batch`` is called with each
+    call's reply (a progress hook; the fault harness acts between batches with it)."""
     if not job.tasks:
         raise UsageError("nothing to count: no readable input file")
     errors = json.dumps([[e.path, e.error] for e in job.errors])  # (ASCII: any file name)
@@ -140,6 +142,8 @@ def submit(conn: Connection, job: Job, fresh: bool = False) -> int:
             log.info("job %s: replaced its incarnation %s", job.name, reply.replaced)
         job.epoch = reply.epoch  # the incarnation in Redis: ours, or one of our plan
         added += reply.added
+        if on_batch is not None:
+            on_batch(reply)
         if reply.state == "cancelled":
             raise JobCancelledError(f"job {job.name} was cancelled: submit it with --fresh to "
                                     "count it again")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import redis
 
@@ -222,13 +222,17 @@ class WorkerPool:
 
     def __init__(self, n: int, env: dict[str, str], options: WorkerOptions | None = None,
                  respawn: bool = True, log_path: str | None = None,
-                 first_options: WorkerOptions | None = None, first: int = 0) -> None:
+                 first_options: WorkerOptions | None = None, first: int = 0,
+                 envs: Sequence[dict[str, str]] | None = None) -> None:
         """The first ``first`` workers run with ``first_options`` (e.g. stragglers), the others
         with ``options``. Worker flags as a list: ``WorkerOptions.parse(["--slowdown", "40"])``.
+        ``envs``: more environment for worker i (e.g. a clock that is off), on top of ``env``.
         """
         if n < 1:
             raise UsageError("--workers must be at least 1")
-        self.env, self.respawn, self.log_path = env, respawn, log_path
+        self.respawn, self.log_path = respawn, log_path
+        self.envs = [{**env, **(envs[i] if envs and i < len(envs) else {})} for i in range(n)]
+        self.env = env
         options = options or WorkerOptions()
         self.options = [first_options if first_options is not None and i < first else options
                         for i in range(n)]
@@ -236,8 +240,8 @@ class WorkerPool:
         self.crashes = 0
         try:
             with signals_held():  # none forked but not yet in self.procs
-                for o in self.options:
-                    self.procs.append(WorkerProcess(env, o, log_path))
+                for i, o in enumerate(self.options):
+                    self.procs.append(WorkerProcess(self.envs[i], o, log_path))
         except BaseException:
             self.stop()
             raise
@@ -256,13 +260,17 @@ class WorkerPool:
                 self.crashes += 1
             if self.respawn or code == 0:
                 with signals_held():
-                    self.procs[i] = WorkerProcess(self.env, self.options[i], self.log_path)
+                    self.procs[i] = WorkerProcess(self.envs[i], self.options[i], self.log_path)
 
     def stop(self, timeout: float = 10.0, grace: float = 1.0) -> None:
         """SIGTERM every worker (an idle one stops at once, a busy one after its task); after
         ``grace`` s a second SIGTERM to those still busy (stop now); SIGKILL at ``timeout``."""
         with signals_held():
             deadline = time.monotonic() + timeout
+            for p in self.procs:  # a paused (SIGSTOP) worker hears no SIGTERM
+                if p.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p.pid, signal.SIGCONT)
             for when in (time.monotonic() + grace, deadline):
                 alive = [p for p in self.procs if p.poll() is None]
                 for p in alive:

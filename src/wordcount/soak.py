@@ -1,49 +1,60 @@
 """``wordcount soak``: a randomized, seeded fault harness for the exactly-once commit protocol
-(a small Jepsen-style checker of our own protocol, on this machine).
+(a small Jepsen of our own protocol, on this machine): a generator of faults and operator
+actions (the nemesis), real processes, and a checker of exactness AND liveness.
 
 Every run is drawn from one seed (``draw_plan(seed, commit_path)``, a pure function: same seed,
 same plan of faults) and then executed for real:
 
 - **Workload.** A small generated corpus (3-8 files of 60-300 kB, sometimes a skew file of up
-  to 1 MB, sometimes Unicode), planned in 10-45 byte-range tasks (chunks >= 20 kB); one job.
-  A run takes ~2-25 s here (2 cores), ~8 s on average.
+  to 1 MB, sometimes Unicode), planned in 10-45 byte-range tasks (chunks >= 20 kB), submitted
+  in batches of 2-8 tasks (``WORDCOUNT_SUBMIT_BATCH``: a job of several submission calls) or
+  all at once; in some runs a second job on the same workers, on the other queue or the same
+  one. A run takes ~3-30 s here (2 cores).
 - **System under test.** A private password-protected ``redis-server`` on 127.0.0.1 with
   automatic snapshots OFF (``save ""``), and a ``WorkerPool`` of 2-4 forked workers that are
   respawned when they crash: ``--crash-at any --crash-prob p`` (a crash at a random point of a
-  task attempt, commit included), ``--stall-prob``/``--stall-max`` (a frozen worker whose task
-  is stolen), a pace (``--slowdown`` 1-100 for every worker: a task lasts long enough for a
-  snapshot and a kill to fall inside it), often one straggler (worker 0 at 4-12x that pace,
-  with ``WORDCOUNT_SPECULATE_MIN_MS`` small, so it gets backed up), a short
-  ``--claim-timeout``, ``--max-attempts 1000``. On the ``staged`` path
+  task attempt, commit included), ``--stall-prob``/``--stall-max`` (a worker stalling
+  mid-task), a pace (``--slowdown`` 1-100 for every worker), often one straggler (worker 0 at
+  4-12x that pace, with ``WORDCOUNT_SPECULATE_MIN_MS`` small, so it gets backed up), a short
+  ``--claim-timeout``, ``--max-attempts 1000``; in some runs workers whose clocks are hours
+  off (``WORDCOUNT_CLOCK_SKEW_MS``), and workers whose ``--data-root`` maps the job's root (the
+  client records its own data root as the job's mount). On the ``staged`` path
   ``--commit-pairs`` is 50-500, so every task commits stage → wc_commit_staged → merge; on the
   ``atomic`` path every task commits in one wc_commit.
-- **Nemesis.** A schedule of faults, each fired once the current plan's progress reaches a drawn
-  fraction of its tasks and a drawn delay has passed since the previous fault (so they land in
+- **Nemesis.** A schedule of moves, each fired once the current plan's progress reaches a drawn
+  fraction of its tasks and a drawn delay has passed since the previous one (so they land in
   the middle of the job, whatever the machine's speed):
-  ``snapshot`` (SAVE or BGSAVE through a separate client: the harness alone decides what a
-  restart comes back to; most runs also BGSAVE every ~0.2-1.5 s, like Redis's own ``save``),
-  ``kill`` (SIGKILL of Redis's process group, BGSAVE child included, then a restart from the
-  last snapshot: a rollback to an older state, for real), ``wipe`` (the same, restarting from
-  nothing), an *aimed* kill (SAVE, then kill as soon as a staged commit is under way, i.e. a
-  stage key exists: its pieces were written after the snapshot and are lost, while the task
-  itself is still pending in it; on the atomic path a short drawn delay after the SAVE), and in
-  some runs ``replan``: mid-job, ``submit --fresh`` of a
-  different plan (another corpus, or the same corpus in another chunk size) under the SAME job
-  name; from then on the expected result is the second plan's. Re-plan runs often snapshot just
-  before the re-plan and kill just after it, so the rollback brings the OLD plan back (the
-  client replaces it again: it remembers which incarnation it replaced). Some runs also kill
-  Redis after the job finished and before its result is read. Some runs hide one input file
-  right after the submission (its tasks are dead-lettered), and a ``requeue`` fault puts it back and
-  requeues them (``jobs.requeue``: dead letters back in the queue, under the same faults);
-  whatever is still dead once the job is done (the requeue came first, or a rollback undid it)
-  is requeued again, as an operator would, and the table must still be exact.
-- **Checker.** The FULL count table (every word and count, compared byte for byte in the
-  ``word<TAB>count`` form of ``--counts-out``) must equal the oracle: ``words.reference_counts``
-  over each whole file of the expected plan, read straight from disk (nothing of the distributed
-  code is trusted for it). A run also fails if tasks were dead-lettered, if the job does not
-  finish within the time bound, or if any exception escapes (a ``WordcountError`` such as the
-  client's self-check, a worker exiting on an error, anything): its type and message are the
-  failure reason.
+  - Redis: ``snapshot`` (SAVE/BGSAVE through a separate client; most runs also BGSAVE every
+    ~0.2-1.5 s), ``kill`` (SIGKILL of Redis's process group, then a restart from the last
+    snapshot: a rollback), ``wipe`` (a restart from nothing), an *aimed* kill (SAVE, then kill
+    during a staged commit), ``pause-redis`` (SIGSTOP of Redis's process group for 0.3-2.5 s:
+    a VM freeze, a stalled disk), and, between two batches of the submission, a wipe, a
+    rollback to a snapshot taken after the first batch, a delete or a ``--fresh`` by another
+    client (``mid_submit``);
+  - workers: crashes and stalls (above), ``pause-worker`` (SIGSTOP past its lease, then
+    SIGCONT: its task is stolen, and it commits a duplicate when it wakes up);
+  - operators: ``cancel``, ``delete`` (``--force``), ``delete-cut`` (``wordcount delete
+    --force`` interrupted by SIGINT at a random moment), ``requeue`` of dead letters,
+    ``replan`` (``submit --fresh`` of another plan under the same name; often a snapshot just
+    before and a kill just after, so the rollback brings the old plan back), ``fresh`` (another
+    client's ``submit --fresh`` of the same inputs) and ``client2`` (another client's
+    ``submit`` of the same inputs, waiting for the job);
+  - inputs: ``change`` (a file rewritten in place with the same size, truncated, or replaced by
+    a rename), and a hidden file (its tasks are dead-lettered, then it comes back and a
+    ``requeue`` move requeues them).
+- **Checker.** Every job's FULL count table (every word and count, compared byte for byte in
+  the ``word<TAB>count`` form of ``--counts-out``) must equal the oracle:
+  ``words.reference_counts`` over each whole file of the plan, as the file was when it was
+  planned (the harness keeps every version of every file it wrote). A move may end a client's
+  wait in a *documented loud failure* -- cancelled (exit 8), deleted (exit 9), an input changed
+  (exit 3, no table), replaced by another plan (exit 2) -- and only after a move that causes
+  it; the harness then recovers as an operator would (submit again, ``--fresh`` where needed)
+  and the final table must still be exact. Second clients (``fresh``, ``client2``) are real
+  ``wordcount submit`` processes: each must end with the exact table of the inputs it planned
+  or with a loud failure that a later move explains. **Liveness**: every run ends within its
+  bound (``--timeout``) or fails as a hang, with its seed; a run also fails if tasks were
+  dead-lettered without a hidden file, or if any exception escapes (a ``WordcountError`` such
+  as the client's self-check, a worker exiting on an error, anything).
 
 Timing (which task a kill interrupts) is not reproducible, only the plan of faults is: replaying
 a failing seed re-runs the same workload and schedule, which usually, not always, fails again.
@@ -52,18 +63,20 @@ a failing seed re-runs the same workload and schedule, which usually, not always
 (``wordcount.raft``; its binaries from ``make raft-bin``), on the lease queue. There are no
 snapshots to roll back to (the Raft log is the persistence): each ``kill``/``wipe`` SIGKILLs
 one node, the leader or another at random (drawn from the seed), and starts it again after the
-downtime; an aimed kill hits the leader during a staged commit. Nothing may roll back, and the
-full table must still equal the oracle.
+downtime; ``pause-redis`` pauses the leader or a follower (SIGSTOP, 1-4 s: an election under
+way while the old leader is frozen); an aimed kill hits the leader during a staged commit.
+Nothing may roll back, and the full table must still equal the oracle.
 
 ``python -m wordcount.soak --runs N --seed S [--path atomic|staged|both] [--keep]``: run i uses
-seed S+i and the i-th path in turn; one line per run, a summary, and for each failure the seed
-and the command that replays it. Exit 0 only if every run passed, ``EXIT_SOAK_FAILED`` (6)
-otherwise.
+seed S+i and the i-th path in turn; one line per run, a summary (how many runs each move
+survived), and for each failure the seed and the command that replays it. Exit 0 only if every
+run passed, ``EXIT_SOAK_FAILED`` (6) otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import random
@@ -71,6 +84,7 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,17 +94,34 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import client, corpus, keys
-from .exceptions import WordcountError
+from . import client, corpus, jobs, keys
+from .exceptions import (
+    EXIT_CANCELLED,
+    EXIT_DELETED,
+    EXIT_INPUT_ERRORS,
+    EXIT_USAGE,
+    InputChangedError,
+    JobCancelledError,
+    JobConflictError,
+    JobDeletedError,
+    WordcountError,
+)
 from .words import reference_counts
 
 log = logging.getLogger(__name__)
 
 PATHS = ("atomic", "staged")
 JOB_NAME = "soak"
+JOB2_NAME = "soak-2"
 EXIT_SOAK_FAILED = 6  # distinct from every status of exceptions.py (0-5, 130)
 DEFAULT_TIMEOUT_S = 90.0  # a run whose job has not finished by then fails ("timeout")
 POLL_S = 0.05
+# The nemesis' moves (Fault.kind), and what may interrupt a submission between two batches.
+MOVES = ("snapshot", "kill", "wipe", "replan", "requeue", "cancel", "delete", "delete-cut",
+         "fresh", "client2", "change", "pause-worker", "pause-redis")
+MID_SUBMIT = ("wipe", "rollback", "delete", "fresh")
+CHANGES = ("rewrite", "truncate", "replace")
+MAX_RECOVERIES = 8  # loud failures a run may recover from (more: a livelock, the run fails)
 
 
 # -- the plan of a run, drawn from its seed ---------------------------------------------------
@@ -114,22 +145,33 @@ class CorpusSpec:
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "snapshot" | "kill" | "wipe" | "replan" | "requeue"
+    kind: str  # one of MOVES
     at_fraction: float  # fires once (done + dead) / total of the current plan reaches this ...
     delay_s: float  # ... and at least this long after the previous fault fired (or the start)
     bgsave: bool = False  # snapshot: BGSAVE (a forked child) instead of SAVE
-    downtime_s: float = 0.0  # kill / wipe: how long Redis stays down
+    # kill / wipe: how long Redis stays down; pause-*: how long the process stays stopped
+    # (pause-worker: in claim timeouts)
+    downtime_s: float = 0.0
     # kill: aimed at the commit window. SAVE first, then kill as soon as a stage key exists
     # (a staged commit under way: staged after the snapshot, not committed yet), or on the
-    # atomic path after ``aim_delay_s``; a kill at a blind moment otherwise.
+    # atomic path after ``aim_delay_s``; a kill at a blind moment otherwise. delete-cut: the
+    # SIGINT comes this long after `wordcount delete` started.
     aimed: bool = False
     aim_delay_s: float = 0.0
+    # change: one of CHANGES; pause-redis on RedisRaft: "leader" | "follower"; fresh:
+    # "same-queue" | "other-queue" (the job re-created on the other queue kind)
+    how: str = ""
 
     def describe(self) -> str:
         what = {"snapshot": "bgsave" if self.bgsave else "save"}.get(self.kind, self.kind)
         if self.aimed:
             what = f"save+aimed-{what}"
-        down = f" down {self.downtime_s:.2f}s" if self.kind in ("kill", "wipe") else ""
+        if self.how:
+            what = f"{what}({self.how})"
+        if self.kind == "delete-cut":
+            what = f"{what}(SIGINT +{self.aim_delay_s:.2f}s)"
+        down = f" down {self.downtime_s:.2f}{'x' if self.kind == 'pause-worker' else 's'}" \
+            if self.kind in ("kill", "wipe", "pause-redis", "pause-worker") else ""
         return f"{what}@{self.at_fraction:.2f}+{self.delay_s:.2f}s{down}"
 
 
@@ -161,6 +203,14 @@ class RunPlan:
     # done any dead letter left (the requeue came too early, or a rollback undid it) is
     # requeued again, as an operator would. None: no hidden file.
     hide_file: int | None = None
+    submit_batch: int = 1000  # tasks per submission call (WORDCOUNT_SUBMIT_BATCH)
+    # Between batches `mid_submit_after` and the next: one of MID_SUBMIT (None: nothing).
+    mid_submit: str | None = None
+    mid_submit_after: int = 1
+    job2: CorpusSpec | None = None  # a second job on the same workers, at the same time
+    job2_other_queue: bool = False  # ... on the other queue kind (not on RedisRaft)
+    mapped: bool = False  # workers read the job's root through a --data-root of their own
+    skews_ms: tuple[int, ...] = ()  # per worker: its machine clock's offset (0: on time)
 
     def worker_args(self) -> list[str]:
         args = ["--crash-at", "any", "--crash-prob", f"{self.crash_prob:.3f}",
@@ -183,15 +233,24 @@ class RunPlan:
             f"corpus: {c.files} x {c.size:,} B" + (f" + skew {c.skew_size:,} B" if c.skew_size
                                                    else "")
             + (", unicode" if c.unicode else "") + f", corpus seed {c.seed}; chunk "
-            f"{self.chunk_size:,} B",
+            f"{self.chunk_size:,} B; submitted in batches of {self.submit_batch}"
+            + (f", {self.mid_submit} after batch {self.mid_submit_after}" if self.mid_submit
+               else ""),
             f"workers: {self.workers}, " + " ".join(self.worker_args())
             + (f"; worker 0 {' '.join(self.straggler_args())}" if self.straggler_slowdown
-               else "") + f"; WORDCOUNT_SPECULATE_MIN_MS={self.speculate_min_ms}",
+               else "") + f"; WORDCOUNT_SPECULATE_MIN_MS={self.speculate_min_ms}"
+            + ("; --data-root mapping the job's root" if self.mapped else "")
+            + ("; clocks off: " + ", ".join(f"worker {i} {ms / 3_600_000:+.1f} h"
+                                            for i, ms in enumerate(self.skews_ms) if ms)
+               if any(self.skews_ms) else ""),
             (f"snapshots: BGSAVE every ~{self.snapshot_every_s:.2f}s; " if self.snapshot_every_s
              else "snapshots: only the scheduled ones; ")
             + "faults: " + ", ".join(f.describe() for f in self.faults)
             + (f"; late kill (down {self.late_downtime_s:.2f}s)" if self.late_kill else ""),
         ]
+        if self.job2 is not None:
+            lines.append(f"second job: {self.job2.files} x {self.job2.size:,} B on "
+                         + ("the other queue" if self.job2_other_queue else "the same queue"))
         if self.hide_file is not None:
             lines.append(f"dead letters: file #{self.hide_file} hidden after submit, then "
                          "restored and requeued")
@@ -213,6 +272,18 @@ def _corpus_spec(rng: random.Random) -> CorpusSpec:
 def _chunk_size(rng: random.Random, spec: CorpusSpec) -> int:
     """About 10-45 tasks (a run of ~5-15 s here), never chunks below 20 kB."""
     return max(20_000, spec.total_bytes // rng.randint(10, 45))
+
+
+def _insert(events: list[Fault], fault: Fault) -> None:
+    """Insert before the first fault of a later fraction (so a re-plan's snapshot, re-plan and
+    kill -- the kill at fraction 0 of the new plan -- stay together)."""
+    later = [i for i, f in enumerate(events) if f.at_fraction > fault.at_fraction]
+    events.insert(later[0] if later else len(events), fault)
+
+
+# (probability per run, earliest and latest fraction) of each operator, input and pause move
+_MOVE_ODDS = {"cancel": 0.12, "delete": 0.12, "delete-cut": 0.15, "fresh": 0.2,
+              "client2": 0.25, "change": 0.2, "pause-worker": 0.3, "pause-redis": 0.25}
 
 
 def draw_plan(seed: int, commit_path: str) -> RunPlan:
@@ -270,12 +341,47 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
         events[position:position] = inserted
     late = rng.random() < 0.2
     late_down = round(rng.uniform(0.0, 0.3), 2)
-    hide = None  # drawn last: the draws above are those of seeds before requeue existed
+    hide = None
     if rng.random() < 0.3:
         hide = rng.randrange(spec.files + (1 if spec.skew_size else 0))
         at = round(rng.uniform(0.2, 0.9), 3)
         position = sum(1 for f in events if f.at_fraction <= at)
         events.insert(position, Fault("requeue", at, round(rng.uniform(0.0, 0.5), 2)))
+
+    # Drawn after everything above (the draws above are those of seeds before these existed):
+    # submission batches, a second job, data-root mapping, clocks, operators, inputs, pauses.
+    batch = rng.choice((2, 3, 5, 8, 1000))
+    mid = rng.choice(MID_SUBMIT) if batch < 1000 and rng.random() < 0.45 else None
+    mid_after = rng.randint(1, 3)
+    job2 = None
+    if rng.random() < 0.35:
+        job2 = CorpusSpec(seed=rng.randrange(1 << 16), files=rng.randint(2, 4),
+                          size=rng.randint(20_000, 80_000), skew_size=0,
+                          unicode=rng.random() < 0.4)
+    job2_other = rng.random() < 0.6
+    mapped = rng.random() < 0.3
+    skews = tuple(rng.choice((-1, 1)) * rng.randint(1, 24) * 3_600_000
+                  if rng.random() < 0.2 else 0 for _ in range(workers))
+    for kind, odds in _MOVE_ODDS.items():
+        if rng.random() >= odds:
+            continue
+        fault = Fault(kind, round(rng.uniform(0.05, 0.85), 3), round(rng.uniform(0.0, 0.5), 2))
+        if kind == "change":
+            fault = Fault(kind, fault.at_fraction, fault.delay_s, how=rng.choice(CHANGES))
+        elif kind == "fresh":  # the same job re-created on the other queue kind, or the same
+            fault = Fault(kind, fault.at_fraction, fault.delay_s,
+                          how=rng.choice(("same-queue", "other-queue")))
+        elif kind == "delete-cut":
+            fault = Fault(kind, fault.at_fraction, fault.delay_s,
+                          aim_delay_s=round(rng.uniform(0.1, 0.9), 2))
+        elif kind == "pause-worker":  # in claim timeouts: past its lease
+            fault = Fault(kind, fault.at_fraction, fault.delay_s,
+                          downtime_s=round(rng.uniform(1.5, 4.0), 2))
+        elif kind == "pause-redis":
+            fault = Fault(kind, fault.at_fraction, fault.delay_s,
+                          downtime_s=round(rng.uniform(0.3, 2.5), 2),
+                          how=rng.choice(("leader", "follower")))
+        _insert(events, fault)
     return RunPlan(seed=seed, commit_path=commit_path, corpus=spec, chunk_size=chunk,
                    workers=workers, crash_prob=crash_prob, stall_prob=stall_prob,
                    stall_max=stall_max, claim_timeout_ms=claim_timeout,
@@ -283,7 +389,9 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
                    snapshot_every_s=snapshot_every,
                    commit_pairs=pairs if commit_path == "staged" else None,
                    faults=tuple(events), replan=replan, corpus2=corpus2, chunk_size2=chunk2,
-                   late_kill=late, late_downtime_s=late_down, hide_file=hide)
+                   late_kill=late, late_downtime_s=late_down, hide_file=hide,
+                   submit_batch=batch, mid_submit=mid, mid_submit_after=mid_after, job2=job2,
+                   job2_other_queue=job2_other, mapped=mapped, skews_ms=skews)
 
 
 # -- what a run did ---------------------------------------------------------------------------
@@ -302,7 +410,7 @@ class RunReport:
     kills_mid: int = 0  # ... of which before the job was done
     wipes: int = 0  # restarts from nothing (a wipe, or no snapshot yet)
     snapshots: int = 0  # SAVE / BGSAVE that Redis accepted
-    replan: bool = False  # a re-plan actually happened (forget + submit of another plan)
+    replan: bool = False  # a re-plan actually happened (submit --fresh of another plan)
     requeued: int = 0  # dead-lettered tasks requeued (wordcount requeue), all rounds
     crashes: int = 0  # injected worker crashes (pool.crashes)
     stolen: int = 0
@@ -311,18 +419,27 @@ class RunReport:
     resubmits: int = 0
     faults_fired: int = 0
     faults_planned: int = 0
+    jobs: int = 1  # jobs checked against the oracle (a second job on the same workers: 2)
+    moves: dict[str, int] = field(default_factory=dict)  # moves fired, by kind (MOVES, mid-*)
+    loud: dict[str, int] = field(default_factory=dict)  # loud failures met and recovered from
+    clients: int = 0  # second clients (real `wordcount submit` processes) checked
     events: list[str] = field(default_factory=list)  # "t=1.23s kill@0.40 (mid-job)", ...
     rundir: str = ""  # kept run directory (--keep), else ""
 
     def line(self) -> str:
         status = "PASS" if self.ok else "FAIL"
+        extra = "".join(f" {k} {v}" for k, v in sorted(self.moves.items())
+                        if k not in ("snapshot", "kill", "wipe", "replan", "requeue"))
         text = (f"seed {self.seed:<6} {self.commit_path:<6} {status} {self.seconds:5.1f}s "
                 f"tasks {self.tasks:3} kills {self.kills} (mid {self.kills_mid}) "
                 f"wipes {self.wipes} snaps {self.snapshots} "
                 f"replan {'yes' if self.replan else 'no '} crashes {self.crashes:3} "
                 f"stolen {self.stolen:3} backups {self.backups:2} "
                 f"dups {self.duplicates:2}"
-                + (f" requeued {self.requeued}" if self.requeued else ""))
+                + (f" requeued {self.requeued}" if self.requeued else "")
+                + (f" jobs {self.jobs}" if self.jobs > 1 else "")
+                + (f" clients {self.clients}" if self.clients else "") + extra
+                + ("".join(f" [{k}]" for k in sorted(self.loud))))
         if not self.ok:
             text += f"\n    {self.reason}"
             if self.diff:
@@ -337,6 +454,10 @@ class _Replan(Exception):
     """Raised from on_poll to leave client.wait when the re-plan fault fires."""
 
 
+class RunFailed(Exception):
+    """The checker's verdict: this run broke a rule (its message says which)."""
+
+
 def tsv(counts: Counter[str]) -> str:
     """The ``--counts-out`` form: every word, by count descending then word."""
     return "".join(f"{w}\t{n}\n" for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -347,6 +468,15 @@ def oracle(files: Sequence[Path]) -> Counter[str]:
     total: Counter[str] = Counter()
     for path in files:
         total.update(reference_counts(Path(path).read_bytes()))
+    return total
+
+
+def oracle_of(contents: dict[Path, bytes | None]) -> Counter[str]:
+    """The reference rule over each whole file of a recorded state (None: the file is absent)."""
+    total: Counter[str] = Counter()
+    for data in contents.values():
+        if data is not None:
+            total.update(reference_counts(data))
     return total
 
 
@@ -365,19 +495,62 @@ def diff_summary(got: Counter[str], expected: Counter[str]) -> str:
             f"e.g. (got/expected) {shown}")
 
 
+class Files:
+    """Every version of the inputs the harness wrote, by time: the oracle of a plan is the
+    state its files were in when it was planned; a second client's table must be the oracle of
+    one state that existed while it ran (never a mix of two)."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[float, dict[Path, bytes | None]]] = []
+
+    def record(self, paths: Sequence[Path]) -> None:
+        state = dict(self.states[-1][1]) if self.states else {}
+        for p in paths:
+            state[Path(p)] = Path(p).read_bytes() if os.path.exists(p) else None
+        self.states.append((time.monotonic(), state))
+
+    def now(self, under: Path) -> dict[Path, bytes | None]:
+        return {p: d for p, d in self.states[-1][1].items() if under in p.parents}
+
+    def between(self, start: float, end: float, under: Path) -> list[dict[Path, bytes | None]]:
+        """The states in force at some moment of [start, end], restricted to files under."""
+        out = []
+        for i, (t, state) in enumerate(self.states):
+            until = self.states[i + 1][0] if i + 1 < len(self.states) else float("inf")
+            if t <= end and until >= start:
+                out.append({p: d for p, d in state.items() if under in p.parents})
+        return out
+
+
+@dataclass
+class SecondClient:
+    """Another client's `wordcount submit` of the job's inputs (``fresh``: with --fresh)."""
+
+    proc: subprocess.Popen
+    fresh: bool
+    inputs: Path
+    out: Path
+    started: float
+    ended: float = 0.0
+
+
 # -- the nemesis --------------------------------------------------------------------------------
 
 class Nemesis:
-    """Fires the plan's faults from client.wait's on_poll, and tends the worker pool."""
+    """Fires the plan's moves from client.wait's on_poll, and tends the worker pool."""
 
     def __init__(self, plan: RunPlan, server: Any, conn: Any, pool: Any, report: RunReport,
                  started: float, raft: bool = False,
-                 restore: Callable[[], None] = lambda: None) -> None:
+                 restore: Callable[[], None] = lambda: None,
+                 client_env: dict[str, str] | None = None, rundir: Path | None = None,
+                 files: Files | None = None) -> None:
         import redis
 
+        self.plan = plan
         self.restore = restore  # puts the hidden file back (requeue)
         self.raft = raft
         self.victims = random.Random(plan.seed + 1)  # which Raft node a kill hits
+        self.chooser = random.Random(plan.seed + 2)  # which worker a pause hits, ...
         self.faults = list(plan.faults)
         self.next = 0
         self.server, self.conn, self.pool, self.report = server, conn, pool, report
@@ -387,13 +560,31 @@ class Nemesis:
         self.every = 0.0 if raft else plan.snapshot_every_s
         self.next_snapshot = started + self.every if self.every else float("inf")
         self.jitter = random.Random(plan.seed)  # periodic snapshot jitter (timing only)
-        self.stage_pattern = keys.job_pattern(JOB_NAME)[:-1] + "stage:*"
+        self.stage_pattern = keys.stage_pattern(JOB_NAME)
+        self.client_env = client_env or {}
+        self.rundir = rundir or Path(".")
+        self.files = files or Files()
+        self.inputs = self.rundir / "a"  # the main job's inputs now (a re-plan may move them)
+        self.queue = "stream"  # the main job's queue kind
+        self.chunk = plan.chunk_size
+        self.hidden = False  # a file of the inputs is hidden now
+        self.paused: list[tuple[float, int]] = []  # (resume at, pid) of paused workers
+        self.clients: list[SecondClient] = []
+        self.fired: list[tuple[float, str]] = []  # (when, what) of every move, for the checker
         # A separate plain client for SAVE/BGSAVE: the harness decides when snapshots happen.
         self.admin = None if raft else redis.Redis(
             host="127.0.0.1", port=server.port, password=server.password, socket_timeout=15,
             socket_connect_timeout=2)
 
     def close(self) -> None:
+        for _, pid in self.paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.paused.clear()
+        for c in self.clients:
+            if c.proc.poll() is None:
+                c.proc.kill()
+                c.proc.wait()
         if self.admin is not None:
             self.admin.close()
 
@@ -402,11 +593,32 @@ class Nemesis:
         self.report.events.append(line)
         log.info("nemesis: %s", line)
 
-    def poll(self, job: client.Job) -> None:
+    def moved(self, kind: str) -> None:
+        self.fired.append((time.monotonic(), kind))
+        self.report.moves[kind] = self.report.moves.get(kind, 0) + 1
+
+    def happened(self, kinds: Sequence[str], since: float = 0.0, until: float = float("inf")
+                 ) -> bool:
+        return any(kind in kinds and since <= t <= until for t, kind in self.fired)
+
+    def tick(self) -> None:
+        """What runs at every poll whatever the job: the pool, paused workers, snapshots."""
         self.pool.tend()
-        if time.monotonic() >= self.next_snapshot:
+        now = time.monotonic()
+        for resume_at, pid in [p for p in self.paused if p[0] <= now]:
+            self.paused.remove((resume_at, pid))
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+            self.event(f"worker pid {pid} resumed (SIGCONT)")
+        for c in self.clients:
+            if not c.ended and c.proc.poll() is not None:
+                c.ended = time.monotonic()
+        if now >= self.next_snapshot:
             self.snapshot(True, "periodic bgsave", quiet=True)
             self.next_snapshot = time.monotonic() + self.every * self.jitter.uniform(0.5, 1.5)
+
+    def poll(self, job: client.Job) -> None:
+        self.tick()
         if self.next >= len(self.faults):
             return
         fault = self.faults[self.next]
@@ -419,6 +631,7 @@ class Nemesis:
             return
         self.next += 1
         self.report.faults_fired += 1
+        self.moved(fault.kind)
         label = f"{fault.describe()} at {fraction:.2f} of {job.name} plan {job.plan_id}"
         if fault.kind == "snapshot":
             self.snapshot(fault.bgsave, label)
@@ -432,17 +645,158 @@ class Nemesis:
             raise _Replan()
         elif fault.kind == "requeue":
             self.requeue(label)
+        else:
+            getattr(self, "move_" + fault.kind.replace("-", "_"))(fault, label)
         self.last = time.monotonic()
+
+    # -- operators ----------------------------------------------------------------------------
 
     def requeue(self, label: str) -> int:
         """The cause fixed (the hidden file back), the dead letters requeued."""
-        from . import jobs
-
         self.restore()
-        n = jobs.requeue(self.conn, JOB_NAME)
+        try:
+            n = jobs.requeue(self.conn, JOB_NAME)
+        except (JobCancelledError, WordcountError) as exc:  # cancelled or deleted meanwhile
+            self.event(f"{label}: not requeued ({type(exc).__name__}: {exc})")
+            return 0
         self.report.requeued += n
         self.event(f"{label}: {n} dead-lettered tasks requeued")
         return n
+
+    def move_cancel(self, fault: Fault, label: str) -> None:
+        try:
+            done = jobs.cancel(self.conn, JOB_NAME)
+        except WordcountError as exc:
+            done = f"no job ({exc})"
+        self.event(f"{label}: wordcount cancel -> {done}")
+
+    def move_delete(self, fault: Fault, label: str) -> None:
+        try:
+            jobs.delete(self.conn, JOB_NAME, force=True)
+            done = "deleted"
+        except WordcountError as exc:
+            done = f"no job ({exc})"
+        self.event(f"{label}: wordcount delete --force -> {done}")
+
+    def move_delete_cut(self, fault: Fault, label: str) -> None:
+        """`wordcount delete --force`, interrupted by SIGINT (Ctrl-C) at a drawn moment."""
+        proc = self.cli("delete", "--force", JOB_NAME)
+        time.sleep(fault.aim_delay_s)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise RunFailed("`wordcount delete` did not stop within 30 s of SIGINT") from None
+        self.event(f"{label}: wordcount delete --force, SIGINT after {fault.aim_delay_s:.2f}s "
+                   f"-> exit {proc.returncode}")
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "wordcount", *args],
+                                env={**os.environ, **self.client_env, **(env or {})},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None
+                      ) -> SecondClient:
+        out = self.rundir / f"client2-{len(self.clients)}.tsv"
+        args = ["submit", str(self.inputs), "--job", JOB_NAME, "--chunk-size", str(self.chunk),
+                "--quiet", "--counts-out", str(out), "--timeout", f"{max(timeout_s, 5):.0f}"]
+        env = {"WORDCOUNT_QUEUE": queue or self.queue}
+        c = SecondClient(self.cli(*args, *(["--fresh"] if fresh else []), env=env), fresh,
+                         self.inputs, out, time.monotonic())
+        self.clients.append(c)
+        self.report.clients += 1
+        return c
+
+    def move_fresh(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
+        queue = self.queue
+        if fault.how == "other-queue" and not self.raft:
+            queue = "lease" if self.queue == "stream" else "stream"
+        c = self.second_client(True, timeout_s, queue)
+        self.event(f"{label}: another client's submit --fresh of the same inputs on the "
+                   f"{queue} queue (pid {c.proc.pid})")
+
+    def move_client2(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
+        c = self.second_client(False, timeout_s)
+        self.event(f"{label}: another client's submit of the same inputs (pid {c.proc.pid})")
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def move_change(self, fault: Fault, label: str) -> None:
+        """Rewrite a file of the job's inputs in place (same size), truncate it, or replace it
+        by a rename, while the job runs."""
+        present = sorted(p for p in self.inputs.rglob("*") if p.is_file())
+        if not present:
+            self.event(f"{label}: no file to change")
+            return
+        victim = present[self.chooser.randrange(len(present))]
+        data = victim.read_bytes()
+        if fault.how == "rewrite":
+            with open(victim, "r+b") as f:
+                f.write(data.swapcase())
+        elif fault.how == "truncate":
+            with open(victim, "r+b") as f:
+                f.truncate(len(data) // 2)
+        else:
+            fresh = victim.with_name(victim.name + ".new")
+            fresh.write_bytes(data.swapcase())
+            os.replace(fresh, victim)
+        self.files.record([victim])
+        self.event(f"{label}: {victim.name} {fault.how}")
+
+    # -- pauses -------------------------------------------------------------------------------
+
+    def move_pause_worker(self, fault: Fault, label: str) -> None:
+        """SIGSTOP a worker past its lease; SIGCONT later (tick): its task is stolen, then it
+        wakes up and commits what it counted (a duplicate)."""
+        alive = [p for p in self.pool.procs if p.poll() is None]
+        if not alive:
+            return
+        victim = alive[self.chooser.randrange(len(alive))]
+        seconds = fault.downtime_s * self.plan.claim_timeout_ms / 1000
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim.pid, signal.SIGSTOP)
+        self.paused.append((time.monotonic() + seconds, victim.pid))
+        self.event(f"{label}: worker pid {victim.pid} paused (SIGSTOP) for {seconds:.2f}s")
+
+    def move_pause_redis(self, fault: Fault, label: str) -> None:
+        """SIGSTOP Redis (its whole process group: a VM freeze) for a while, then SIGCONT; on
+        RedisRaft the leader or a follower (an election under way while it is frozen)."""
+        if self.raft:
+            cluster = self.server
+            leader = cluster.find_leader()
+            others = [i for i in range(len(cluster.nodes)) if i != leader]
+            victim = leader if fault.how == "leader" and leader is not None \
+                else others[self.chooser.randrange(len(others))]
+            seconds = fault.downtime_s * 1.6  # past an election timeout
+            self._signal_node(cluster, victim, signal.SIGSTOP)
+            time.sleep(seconds)
+            self._signal_node(cluster, victim, signal.SIGCONT)
+            self.event(f"{label}: Raft node {victim}"
+                       f"{' (the leader)' if victim == leader else ''} paused {seconds:.2f}s")
+            return
+        proc = self.server.proc
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(fault.downtime_s)
+        finally:
+            os.killpg(proc.pid, signal.SIGCONT)
+        self.event(f"{label}: Redis paused (SIGSTOP) for {fault.downtime_s:.2f}s")
+
+    @staticmethod
+    def _signal_node(cluster: Any, i: int, sig: int) -> None:
+        method = getattr(cluster, "pause" if sig == signal.SIGSTOP else "resume", None)
+        if method is not None:
+            method(i)
+        else:
+            proc = cluster.nodes[i].proc
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, sig)
+
+    # -- Redis ----------------------------------------------------------------------------------
 
     def snapshot(self, bgsave: bool, label: str, quiet: bool = False) -> bool:
         import redis
@@ -510,7 +864,6 @@ class Nemesis:
         self.event(f"{label}: restarted from {'nothing' if from_nothing else 'the last snapshot'}"
                    f"{'' if mid_job else ' (after the job finished)'}")
 
-
     def crash_node(self, downtime_s: float, mid_job: bool, label: str) -> None:
         """RedisRaft: SIGKILL one node (the leader, or another drawn from the seed) and start it
         again after the downtime; it replays its log and rejoins."""
@@ -526,15 +879,38 @@ class Nemesis:
         self.event(f"{label}: Raft node {victim}{' (the leader)' if victim == leader else ''} "
                    f"killed and restarted{'' if mid_job else ' (after the job finished)'}")
 
+    # -- between two batches of the submission ------------------------------------------------
+
+    def mid_submit(self, calls: int, job: client.Job, reply: Any) -> None:
+        """The submission's batch hook: SAVE after the first batch (for a rollback), and the
+        drawn fault after batch ``mid_submit_after`` (only while batches remain)."""
+        kind, after = self.plan.mid_submit, self.plan.mid_submit_after
+        if kind is None:
+            return
+        if calls == 1 and kind == "rollback":
+            self.snapshot(False, "save after the first batch", quiet=True)
+        if calls != after + (1 if kind == "rollback" else 0) or reply.submitted >= len(job.tasks):
+            return
+        self.moved(f"mid-{kind}")
+        label = f"mid-submit {kind} after batch {calls} ({reply.submitted}/{len(job.tasks)})"
+        if kind in ("wipe", "rollback"):
+            self.crash(kind == "wipe", 0.0, mid_job=True, label=label)
+        elif kind == "delete":
+            self.move_delete(Fault("delete", 0, 0), label)
+        else:
+            c = self.second_client(True, 60)
+            self.event(f"{label}: another client's submit --fresh (pid {c.proc.pid})")
+
 
 # -- one run ------------------------------------------------------------------------------------
 
-def _connect(server: Any) -> Any:
+def _connect(server: Any, deadline: float | None = None, **overrides: Any) -> Any:
     from .connection import Connection
     from .settings import Settings
 
-    settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password)
-    conn = Connection(settings, name="wordcount-soak")
+    settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
+                                 **overrides)
+    conn = Connection(settings, name="wordcount-soak", deadline=deadline)
     conn.ensure_functions()
     return conn
 
@@ -561,16 +937,244 @@ def _set_queue(job: client.Job, queue: str | None) -> None:
         job.queue = queue
 
 
+class _Run:
+    """One run: the system under test, the main job (and maybe a second one), the nemesis, and
+    the checker's bookkeeping. ``run_one`` drives it."""
+
+    def __init__(self, plan: RunPlan, rundir: Path, report: RunReport, timeout_s: float,
+                 queue: str | None, raft: bool) -> None:
+        self.plan, self.rundir, self.report = plan, rundir, report
+        self.queue, self.raft = queue, raft
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout_s
+        self.timeout_s = timeout_s
+        self.files = Files()
+        self.server = self.conn = self.pool = self.nemesis = None
+        self.hidden: list[tuple[Path, Path]] = []  # (where it was, where it is now)
+        self.job: client.Job | None = None
+        self.expected: Counter[str] = Counter()  # the main job's oracle, as planned
+        self.recoveries = 0
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the job did not finish within {self.timeout_s:g} s")
+        return left
+
+    # -- set up ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from .embedded import RedisServer, WorkerPool
+        from .workeropts import WorkerOptions
+
+        plan, rundir = self.plan, self.rundir
+        generated = plan.corpus.generate(rundir / "a")
+        if plan.replan == "corpus":
+            generated += plan.corpus2.generate(rundir / "b")  # type: ignore[union-attr]
+        if plan.job2 is not None:
+            generated += plan.job2.generate(rundir / "j2")
+        self.files.record(generated)
+        if plan.mapped:  # workers see the inputs under their own data root
+            os.symlink(rundir, rundir / "mnt")
+        if self.raft:  # three RedisRaft nodes on loopback, on the lease queue
+            from .raft import RaftCluster
+
+            self.server = RaftCluster(3, directory=str(rundir / "raft"))
+            self.queue = "lease"
+        else:
+            self.server = RedisServer(directory=str(rundir / "redis"), save="")
+        self.server.start()
+        overrides = {"submit_batch": plan.submit_batch}
+        if plan.mapped:
+            overrides["data_root"] = str(rundir)
+        self.conn = _connect(self.server, deadline=self.deadline, **overrides)
+        env = {**self.server.env(), "WORDCOUNT_SPECULATE_MIN_MS": str(plan.speculate_min_ms)}
+        if plan.mapped:
+            env["WORDCOUNT_DATA_ROOT"] = str(rundir / "mnt")
+        envs = [{"WORDCOUNT_CLOCK_SKEW_MS": str(ms)} if ms else {} for ms in plan.skews_ms]
+        self.pool = WorkerPool(plan.workers, env, WorkerOptions.parse(plan.worker_args()),
+                               log_path=str(rundir / "workers.log"),
+                               first_options=WorkerOptions.parse(plan.worker_args()
+                                                                 + plan.straggler_args()),
+                               first=1 if plan.straggler_slowdown else 0, envs=envs)
+        client_env = {**self.server.env(), "WORDCOUNT_SUBMIT_BATCH": str(plan.submit_batch),
+                      **({"WORDCOUNT_DATA_ROOT": str(rundir)} if plan.mapped else {})}
+        self.nemesis = Nemesis(plan, self.server, self.conn, self.pool, self.report,
+                               self.started, raft=self.raft, restore=self.restore,
+                               client_env=client_env, rundir=rundir, files=self.files)
+
+    def plan_job(self, inputs: Path, chunk: int, name: str = JOB_NAME) -> client.Job:
+        job = client.plan_job([str(inputs)], chunk, name,
+                              data_root=str(self.rundir) if self.plan.mapped else None)
+        _set_queue(job, self.queue)
+        return job
+
+    def restore(self) -> None:
+        while self.hidden:
+            where, now = self.hidden.pop()
+            shutil.move(now, where)
+            self.files.record([where])
+        self.nemesis.hidden = False
+
+    # -- the main job ------------------------------------------------------------------------
+
+    def submit_main(self, inputs: Path, chunk: int, fresh: bool) -> None:
+        """Plan the main job as the inputs are now and submit it (between its batches, the
+        drawn mid-submission fault)."""
+        self.job = self.plan_job(inputs, chunk)
+        self.expected = oracle_of(self.files.now(inputs))
+        self.nemesis.inputs, self.nemesis.chunk = inputs, chunk
+        self.nemesis.queue = self.job.queue
+        self.report.tasks, self.report.bytes = len(self.job.tasks), self.job.total_bytes
+        calls = 0
+
+        def on_batch(reply: Any) -> None:
+            nonlocal calls
+            calls += 1
+            self.nemesis.mid_submit(calls, self.job, reply)
+        client.submit(self.conn, self.job, fresh=fresh, on_batch=on_batch)
+        if self.plan.hide_file is not None and not self.nemesis.happened(("hide",)):
+            self.hide()
+
+    def hide(self) -> None:
+        """Hide a file of the inputs right after the submission: its tasks are dead-lettered
+        (cannot read) until a requeue move puts it back."""
+        present = sorted(p for p in (self.rundir / "a").iterdir() if p.is_file())
+        victim = present[self.plan.hide_file % len(present)]  # type: ignore[operator]
+        self.hidden.append((victim, self.rundir / "hidden"))
+        shutil.move(victim, self.rundir / "hidden")
+        self.nemesis.hidden = True
+        self.nemesis.fired.append((time.monotonic(), "hide"))
+        self.files.record([victim])
+
+    def allow(self, exc: Exception, causes: Sequence[str]) -> None:
+        """A documented loud failure of the main client: allowed only after a move that causes
+        it (the operator's answer, submitting the inputs again, follows)."""
+        what = type(exc).__name__
+        if not self.nemesis.happened(causes):
+            raise RunFailed(f"{what} with no move that causes it ({', '.join(causes)}): {exc}")
+        self.recoveries += 1
+        if self.recoveries > MAX_RECOVERIES:
+            raise RunFailed(f"{self.recoveries} loud failures in a row (a livelock?): {exc}")
+        self.report.loud[what] = self.report.loud.get(what, 0) + 1
+        self.nemesis.fired.append((time.monotonic(), "recovered"))
+        self.nemesis.event(f"client: {what} ({exc}); submitting again with --fresh")
+
+    def follow_main(self) -> tuple[Any, Any]:
+        """Submit the main job, wait for it and read its result, through moves and the
+        recoveries that loud failures call for."""
+        plan, nemesis, rundir = self.plan, self.nemesis, self.rundir
+
+        def first() -> None:
+            self.submit_main(rundir / "a", plan.chunk_size, fresh=False)
+
+        def again() -> None:
+            self.submit_main(nemesis.inputs, nemesis.chunk, fresh=True)
+
+        def replan() -> None:
+            self.restore()  # the new plan is over whole corpora
+            # --fresh: replaces the old plan in one call (and again if a rollback brings the
+            # old plan back: the client remembers what it replaced)
+            self.submit_main(rundir / ("b" if plan.replan == "corpus" else "a"),
+                             plan.chunk_size2, fresh=True)
+            self.report.replan = True
+
+        action: Callable[[], None] | None = first
+        while True:
+            try:
+                if action is not None:
+                    action, todo = None, action
+                    todo()
+                return self._wait_and_read()
+            except _Replan:
+                action = replan
+            except JobCancelledError as exc:
+                self.allow(exc, ("cancel",))
+                action = again
+            except JobDeletedError as exc:
+                self.allow(exc, ("delete", "delete-cut", "mid-delete"))
+                action = again
+            except InputChangedError as exc:
+                self.allow(exc, ("change",))
+                action = again
+            except JobConflictError as exc:  # another client replaced it with another plan
+                self.allow(exc, ("fresh", "client2", "mid-fresh"))
+                action = again
+            nemesis.tick()
+
+    def _wait_and_read(self) -> tuple[Any, Any]:
+        plan, nemesis, job = self.plan, self.nemesis, self.job
+        waited = client.wait(self.conn, job, poll_s=POLL_S, quiet=True,
+                             timeout_s=self.remaining(), on_poll=lambda: nemesis.poll(job))
+        if plan.late_kill and not nemesis.happened(("late-kill",)):
+            self.report.faults_fired += 1
+            nemesis.moved("late-kill")
+            nemesis.crash(False, plan.late_downtime_s, mid_job=False, label="late kill")
+            waited = client.wait(self.conn, job, poll_s=POLL_S, quiet=True,
+                                 timeout_s=self.remaining(), on_poll=nemesis.tick)
+        for _ in range(5 if plan.hide_file is not None else 0):
+            if not waited.dead:  # (a dead letter left without a hidden file fails the run)
+                break
+            nemesis.requeue(f"requeue after the job, {waited.dead} dead")
+            waited = client.wait(self.conn, job, poll_s=POLL_S, quiet=True,
+                                 timeout_s=self.remaining(), on_poll=nemesis.tick)
+        return client.result(self.conn, job, time.monotonic() - self.started, waited)
+
+    # -- the checker ---------------------------------------------------------------------------
+
+    def check_table(self, got: Counter[str], expected: Counter[str], what: str) -> None:
+        if tsv(got) != tsv(expected):
+            self.report.diff = diff_summary(got, expected)
+            raise RunFailed(f"{what}: counts differ from the oracle")
+
+    def check_clients(self) -> None:
+        """Every second client ended, within the bound, in the exact table of inputs it saw or
+        in a loud failure that a move made while it ran explains."""
+        n = self.nemesis
+        for c in n.clients:
+            try:
+                _, err = c.proc.communicate(timeout=max(self.deadline - time.monotonic(), 1) + 15)
+            except subprocess.TimeoutExpired:
+                raise RunFailed(f"second client pid {c.proc.pid} did not end within the bound "
+                                "(a hang)") from None
+            end = c.ended or time.monotonic()
+            code, tail = c.proc.returncode, (err or "").strip().splitlines()[-1:]
+            why = f"second client pid {c.proc.pid} ({'--fresh' if c.fresh else 'submit'}) " \
+                  f"exit {code}: {' '.join(tail)[:300]}"
+            during = (c.started, end)
+            since = (0.0, end)  # (another plan: its own, if the inputs changed before it ran)
+            if code == 0:
+                got = Counter()
+                for line in c.out.read_text(encoding="utf-8").splitlines():
+                    word, count = line.rsplit("\t", 1)
+                    got[word] = int(count)
+                if not any(tsv(got) == tsv(oracle_of(state))
+                           for state in self.files.between(*during, c.inputs)):
+                    self.report.diff = diff_summary(got, oracle_of(self.files.now(c.inputs)))
+                    raise RunFailed(f"{why}: its table is the oracle of no state of the inputs")
+                continue
+            allowed = {
+                EXIT_CANCELLED: ("cancel",),
+                EXIT_DELETED: ("delete", "delete-cut", "mid-delete"),
+                EXIT_INPUT_ERRORS: ("change",),
+                EXIT_USAGE: ("fresh", "client2", "mid-fresh", "replan", "recovered", "change",
+                             "hide"),
+            }.get(code, ())
+            if c.out.exists() and code != EXIT_INPUT_ERRORS:
+                raise RunFailed(f"{why}: a table was written with a failure")
+            window = since if code == EXIT_USAGE else during
+            if not (n.happened(allowed, *window) or (code == EXIT_INPUT_ERRORS and self.plan
+                                                    .hide_file is not None)):
+                raise RunFailed(f"{why}: no move while it ran explains it")
+
+
 def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float = DEFAULT_TIMEOUT_S,
             keep: bool = False, plan: RunPlan | None = None, queue: str | None = None,
             raft: bool = False) -> RunReport:
     """Run the plan drawn from ``seed`` once, in ``workdir/seed-<seed>-<path>`` (deleted at the
     end unless ``keep``), and check the result against the oracle. Never raises for a failure
     of the system under test: that is the report's ``ok``/``reason``. ``queue`` (stream |
-    lease) sets the jobs' task queue, where the client has that choice (else the default)."""
-    from .embedded import RedisServer, WorkerPool
-    from .workeropts import WorkerOptions
-
+    lease) sets the jobs' task queue (else the client's default)."""
     plan = plan or draw_plan(seed, commit_path)
     report = RunReport(seed=seed, commit_path=commit_path,
                        faults_planned=len(plan.faults) + int(plan.late_kill))
@@ -587,100 +1191,44 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
     old_level = package_log.level
     package_log.addHandler(handler)
     package_log.setLevel(logging.INFO)
-    started = time.monotonic()
-    deadline = started + timeout_s
-    server = pool = nemesis = conn = None
+    run = _Run(plan, rundir, report, timeout_s, queue, raft)
     try:
-        files1 = plan.corpus.generate(rundir / "a")
-        files2: list[Path] = []
-        if plan.replan == "corpus":
-            files2 = plan.corpus2.generate(rundir / "b")  # type: ignore[union-attr]
-        elif plan.replan == "rechunk":
-            files2 = files1
-        expected_files = files1
-        if raft:  # three RedisRaft nodes on loopback, on the lease queue
-            from .raft import RaftCluster
-
-            server = RaftCluster(3, directory=str(rundir / "raft"))
-            queue = "lease"
-        else:
-            server = RedisServer(directory=str(rundir / "redis"), save="")
-        server.start()
-        conn = _connect(server)
-        job = client.plan_job([str(rundir / "a")], plan.chunk_size, JOB_NAME)
-        _set_queue(job, queue)
-        report.tasks, report.bytes = len(job.tasks), job.total_bytes
-        client.submit(conn, job)
-        hidden: list[tuple[Path, Path]] = []  # (where it was, where it is now)
-        if plan.hide_file is not None:
-            victim = sorted(files1)[plan.hide_file % len(files1)]
-            hidden.append((victim, rundir / "hidden"))
-            shutil.move(victim, rundir / "hidden")
-
-        def restore() -> None:
-            while hidden:
-                where, now = hidden.pop()
-                shutil.move(now, where)
-        env = {**server.env(), "WORDCOUNT_SPECULATE_MIN_MS": str(plan.speculate_min_ms)}
-        pool = WorkerPool(plan.workers, env, WorkerOptions.parse(plan.worker_args()),
-                          log_path=str(rundir / "workers.log"),
-                          first_options=WorkerOptions.parse(plan.worker_args()
-                                                            + plan.straggler_args()),
-                          first=1 if plan.straggler_slowdown else 0)
-        nemesis = Nemesis(plan, server, conn, pool, report, started, raft=raft,
-                          restore=restore)
-
-        def remaining() -> float:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"the job did not finish within {timeout_s:g} s")
-            return left
-
-        while True:
-            try:
-                waited = client.wait(conn, job, poll_s=POLL_S, quiet=True, timeout_s=remaining(),
-                                     on_poll=lambda job=job: nemesis.poll(job))
-                break
-            except _Replan:
-                restore()  # the new plan is over whole corpora
-                inputs = rundir / ("b" if plan.replan == "corpus" else "a")
-                job = client.plan_job([str(inputs)], plan.chunk_size2, JOB_NAME)
-                _set_queue(job, queue)
-                report.tasks, report.bytes = len(job.tasks), job.total_bytes
-                # --fresh: replaces the old plan in one call (and again if a rollback brings
-                # the old plan back: the client remembers what it replaced)
-                client.submit(conn, job, fresh=True)
-                expected_files = files2
-                report.replan = True
-        if plan.late_kill:
-            report.faults_fired += 1
-            nemesis.crash(False, plan.late_downtime_s, mid_job=False, label="late kill")
-            waited = client.wait(conn, job, poll_s=POLL_S, quiet=True, timeout_s=remaining(),
-                                 on_poll=pool.tend)
-        for _ in range(5 if plan.hide_file is not None else 0):
-            if not waited.dead:  # (a dead letter left without a hidden file fails the run)
-                break
-            nemesis.requeue(f"requeue after the job, {waited.dead} dead")
-            waited = client.wait(conn, job, poll_s=POLL_S, quiet=True, timeout_s=remaining(),
-                                 on_poll=pool.tend)
-        res, progress = client.result(conn, job, time.monotonic() - started, waited)
+        run.start()
+        job2 = None
+        if plan.job2 is not None:  # a second job on the same workers, maybe the other queue
+            job2 = run.plan_job(rundir / "j2", 30_000, JOB2_NAME)
+            if plan.job2_other_queue and not raft:
+                job2.queue = "lease" if job2.queue == "stream" else "stream"
+            client.submit(run.conn, job2)
+            report.jobs = 2
+        res, progress = run.follow_main()
         report.stolen, report.backups = progress.stolen, progress.backups
         report.duplicates, report.resubmits = progress.duplicates, progress.resubmits
-        expected = oracle(expected_files)
-        if tsv(res.counts) != tsv(expected):
-            report.reason = "counts differ from the oracle"
-            if report.replan and tsv(res.counts) == tsv(oracle(files1)):
-                report.reason += " (the result is the FIRST plan's: the re-plan was lost)"
+        if res.errors:
+            raise RunFailed(f"{len(res.errors)} tasks dead-lettered, e.g. {res.errors[0].path}: "
+                            f"{res.errors[0].error}")
+        expected = run.expected
+        if report.replan and tsv(res.counts) != tsv(expected) and tsv(res.counts) == tsv(
+                oracle_of(run.files.now(rundir / "a"))) and plan.replan == "corpus":
             report.diff = diff_summary(res.counts, expected)
-        elif res.errors:
-            report.reason = (f"{len(res.errors)} tasks dead-lettered, e.g. "
-                             f"{res.errors[0].path}: {res.errors[0].error}")
-        else:
-            report.ok = True
+            raise RunFailed("counts differ from the oracle (the result is the FIRST plan's: "
+                            "the re-plan was lost)")
+        run.check_table(res.counts, expected, "the job")
+        if job2 is not None:
+            waited2 = client.wait(run.conn, job2, poll_s=POLL_S, quiet=True,
+                                  timeout_s=run.remaining(), on_poll=run.nemesis.tick)
+            res2, _ = client.result(run.conn, job2, 0, waited2)
+            run.check_table(res2.counts, oracle_of(run.files.now(rundir / "j2")),
+                            "the second job")
+        run.check_clients()
+        report.ok = True
+    except RunFailed as exc:
+        report.reason = str(exc)
     except Exception as exc:  # noqa: BLE001 - every escaping exception is a failed run
         kind = "timeout" if isinstance(exc, TimeoutError) or (
-            "did not finish within" in str(exc)) else type(exc).__name__
-        report.reason = f"{kind}: {exc}" if kind != "timeout" else f"timeout: {exc}"
+            "did not finish within" in str(exc) or "the deadline" in str(exc)) \
+            else type(exc).__name__
+        report.reason = f"{kind}: {exc}" if kind != "timeout" else f"timeout (a hang): {exc}"
         if not isinstance(exc, WordcountError) and kind != "timeout":
             import traceback
 
@@ -690,19 +1238,22 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
         if workers and kind in ("WordcountError", "timeout"):
             report.reason += f"; workers' log: {workers}"
     finally:
-        report.seconds = round(time.monotonic() - started, 2)
-        if pool is not None:
-            report.crashes = pool.crashes + sum(
-                1 for p in pool.procs if p.poll() == _crash_exit())
-            pool.stop(timeout=5.0)
-        if nemesis is not None:
-            nemesis.close()
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            proc = getattr(server, "proc", None)
+        report.seconds = round(time.monotonic() - run.started, 2)
+        if run.nemesis is not None:
+            run.nemesis.close()
+        if run.pool is not None:
+            report.crashes = run.pool.crashes + sum(
+                1 for p in run.pool.procs if p.poll() == _crash_exit())
+            run.pool.stop(timeout=5.0)
+        if run.conn is not None:
+            run.conn.close()
+        if run.server is not None:
+            proc = getattr(run.server, "proc", None)
             pgid = proc.pid if proc is not None else None
-            server.stop()
+            if pgid is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pgid, signal.SIGCONT)  # (a pause cut short)
+            run.server.stop()
             if pgid is not None:
                 try:  # a BGSAVE child that outlived its server
                     os.killpg(pgid, signal.SIGKILL)
@@ -741,6 +1292,18 @@ class SoakSummary:
 
     def total(self, attr: str) -> int:
         return sum(int(getattr(r, attr)) for r in self.reports)
+
+    def moves_line(self) -> str:
+        """Each move: in how many runs it fired, and how many of those passed."""
+        kinds = sorted({k for r in self.reports for k in r.moves})
+        return ", ".join(f"{k} {sum(1 for r in self.reports if k in r.moves and r.ok)}/"
+                         f"{sum(1 for r in self.reports if k in r.moves)}" for k in kinds)
+
+    def loud_line(self) -> str:
+        found: Counter[str] = Counter()
+        for r in self.reports:
+            found.update(r.loud)
+        return ", ".join(f"{k} {n}" for k, n in sorted(found.items()))
 
 
 def replay_command(seed: int, commit_path: str, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -799,6 +1362,11 @@ def run_many(runs: int, seed: int, paths: Sequence[str] = PATHS, workdir: Path |
           f"re-plans {summary.total('replan')}, stolen {summary.total('stolen')}, "
           f"backups {summary.total('backups')}, duplicates {summary.total('duplicates')}",
           file=out, flush=True)
+    print(f"  moves (runs that survived it / runs it fired in): {summary.moves_line()}",
+          file=out, flush=True)
+    print(f"  loud failures recovered from: {summary.loud_line() or 'none'}; second clients "
+          f"{summary.total('clients')}; runs with two jobs "
+          f"{sum(1 for r in reports if r.jobs > 1)}", file=out, flush=True)
     for r in failed:
         print(f"FAILED seed {r.seed} ({r.commit_path}): {r.reason}", file=out)
         if r.diff:
