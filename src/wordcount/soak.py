@@ -883,9 +883,10 @@ class Nemesis:
 
     def mid_submit(self, calls: int, job: client.Job, reply: Any) -> None:
         """The submission's batch hook: SAVE after the first batch (for a rollback), and the
-        drawn fault after batch ``mid_submit_after`` (only while batches remain)."""
+        drawn fault after batch ``mid_submit_after`` (only while batches remain; once a run,
+        not again in the submissions that recover from it)."""
         kind, after = self.plan.mid_submit, self.plan.mid_submit_after
-        if kind is None:
+        if kind is None or self.happened((f"mid-{kind}",)):  # once per run
             return
         if calls == 1 and kind == "rollback":
             self.snapshot(False, "save after the first batch", quiet=True)
