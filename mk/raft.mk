@@ -46,6 +46,7 @@ test: raft-bin-if-possible
 # -- the cluster on three RedisRaft nodes (compose.raft.yml) ---------------------
 RAFT_PROJECT ?= wordcount-raft
 RAFT_CHAOS_MODE ?= kill
+RAFT_CHAOS_TARGETS ?= raft
 RAFT_COMPOSE_ENV = COMPOSE_FILE=compose.raft.yml COMPOSE_PROJECT_NAME=$(RAFT_PROJECT) \
                    WORDCOUNT_DATA=$(CLUSTER_DATA) WORDCOUNT_RESULTS=$(CLUSTER_RESULTS) \
                    WORKERS=$(WORKERS)
@@ -60,9 +61,9 @@ raft-image-present:
 up-raft: images raft-image-present ## the sample job on 3 RedisRaft nodes + WORKERS=8 workers
 	@$(RAFT_COMPOSE_ENV) bash scripts/cluster-job.sh
 
-chaos-raft: images raft-image-present install ## the job while RedisRaft nodes are killed (RAFT_CHAOS_MODE=kill|one-down|majority-down): PASS if exact
+chaos-raft: images raft-image-present install ## the job while RedisRaft nodes are killed (RAFT_CHAOS_MODE=kill|one-down|majority-down|partition|pause; RAFT_CHAOS_TARGETS=raft): PASS if exact
 	@rc=0; $(RAFT_COMPOSE_ENV) COMPOSE_PROFILES=chaos CHAOS_MODE=$(RAFT_CHAOS_MODE) \
-	    CHAOS_INTERVAL=$(CHAOS_INTERVAL) CHAOS_DOWNTIME=$(CHAOS_DOWNTIME) CHAOS_TARGETS=raft \
+	    CHAOS_INTERVAL=$(CHAOS_INTERVAL) CHAOS_DOWNTIME=$(CHAOS_DOWNTIME) CHAOS_TARGETS=$(RAFT_CHAOS_TARGETS) \
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
 	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \

@@ -51,7 +51,9 @@ class FakeContainer:
 
     @property
     def attrs(self) -> dict:
-        return {"State": {"Status": self.status, "ExitCode": self.exit_code}}
+        return {"State": {"Status": self.status, "ExitCode": self.exit_code},
+                "NetworkSettings": {"Networks": {n: {"Aliases": a}
+                                                 for n, a in self.networks.items()}}}
 
     def kill(self, signal: str = "SIGKILL") -> None:
         assert self.status == "running", f"killed {self.name} while {self.status}"
@@ -71,6 +73,22 @@ class FakeContainer:
 
     def finish(self, code: int = 0) -> None:
         self.status, self.exit_code = "exited", code
+
+    def pause(self) -> None:
+        assert self.status == "running"
+        self.calls.append("pause")
+        self.status = "paused"
+
+    def unpause(self) -> None:
+        self.calls.append("unpause")
+        self.status = "running"
+
+    leader = False  # a RedisRaft node: what INFO raft says inside it
+    networks: dict = {}  # name -> aliases
+
+    def exec_run(self, cmd):
+        self.calls.append("exec:" + " ".join(cmd))
+        return 0, (b"raft_role:leader\r\n" if self.leader else b"raft_role:follower\r\n")
 
 
 class FakeContainers:
@@ -96,9 +114,29 @@ def all_labels_match(labels: dict, wanted: dict) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
+class FakeNetwork:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def disconnect(self, container, force: bool = False) -> None:
+        self.log.append(f"disconnect {container.name} {self.name}")
+
+    def connect(self, container, aliases=None) -> None:
+        self.log.append(f"connect {container.name} {self.name} {sorted(aliases or [])}")
+
+
+class FakeNetworks:
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def get(self, name: str) -> FakeNetwork:
+        return FakeNetwork(name, self.log)
+
+
 class FakeDocker:
     def __init__(self, containers: list[FakeContainer]) -> None:
         self.containers = FakeContainers(containers)
+        self.networks = FakeNetworks()
 
 
 def cluster(project: str = "proj", workers: int = 3) -> dict[str, FakeContainer]:
@@ -549,3 +587,57 @@ def test_client_report_is_report_py_text_and_says_what_next(tmp_path):
     assert lines[3].startswith("-- 6 words, 4 distinct, 1 files, 24 bytes")
     assert "complete: every task counted exactly once" in out.getvalue()
     assert "/r/counts.tsv" in lines[-3] and "make up" in lines[-2] and "make down" in lines[-1]
+
+
+def test_partition_cuts_the_raft_leader_off_and_connects_it_again_with_its_aliases():
+    clock = Clock()
+    nodes = {f"raft{i}": FakeContainer(f"proj-raft{i}-1", f"raft{i}") for i in (1, 2, 3)}
+    nodes["raft2"].leader = True
+    for n in nodes.values():
+        n.networks = {"proj_default": [n.labels[SERVICE_LABEL], n.name, n.id[:12]]}
+    worker = FakeContainer("proj-worker-1", "worker")
+    worker.networks = {"proj_default": ["worker", "proj-worker-1"]}
+    client = FakeContainer("proj-client-1", "client")
+    clock.at.append((1_015.0, lambda: client.finish(0)))
+    monkey, lines = make({**nodes, "worker": worker, "client": client}, clock,
+                         targets=("raft",), mode="partition", interval=5, downtime=2)
+    summary = monkey.run()
+    assert summary["total_kills"] == 2 and summary["mode"] == "partition"
+    assert {e["action"] for e in summary["events"]} == {"partition"}
+    assert {e["container"] for e in summary["events"]} == {"proj-raft2-1"}  # the leader
+    log = monkey.docker.networks.log
+    assert log[:2] == ["disconnect proj-raft2-1 proj_default",
+                       "connect proj-raft2-1 proj_default ['proj-raft2-1', 'raft2']"]
+    assert all(c.status == "running" for c in nodes.values())  # never killed
+    assert any("(the leader)" in line for line in lines)
+
+
+def test_pause_freezes_a_worker_and_unpauses_it_even_when_stopped_early():
+    clock = Clock()
+    cs = cluster(workers=1)
+    clock.at.append((1_006.0, lambda: cs["client"].finish(0)))
+    monkey, _ = make(cs, clock, targets=("worker",), mode="pause", interval=5, downtime=30)
+    summary = monkey.run()
+    assert [e["action"] for e in summary["events"]] == ["pause"]
+    assert cs["worker1"].calls == ["pause", "unpause"]
+    assert cs["worker1"].status == "running"
+
+
+def test_verdict_names_partitions(tmp_path):
+    from wordcount import clusterjob
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("one two two\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "counts.tsv").write_text("two\t2\none\t1\n")
+    (results / "result.json").write_text(json.dumps({"seconds": 10}))
+    (results / "chaos.json").write_text(json.dumps({
+        "ended_at": 1010, "mode": "partition",
+        "events": [{"target": "raft", "killed_at": 1005, "action": "partition"}]}))
+    import io
+
+    out = io.StringIO()
+    assert clusterjob.verdict(0, data, results, out) == 0
+    assert "PASS: exact counts after 1 partitions during the job (raft 1)" in out.getvalue()

@@ -14,7 +14,15 @@ The target ``raft`` is any RedisRaft node of compose.raft.yml (services raft1, r
 - ``one-down``: after ``interval`` s, one random container goes down and stays down until the
   client exits (a RedisRaft cluster runs the whole job on two of its three nodes);
 - ``majority-down``: every ``interval`` s, kill a majority of a target's containers at once (two
-  of three RedisRaft nodes: no quorum) for ``downtime`` s, then start them all again.
+  of three RedisRaft nodes: no quorum) for ``downtime`` s, then start them all again;
+- ``partition``: every ``interval`` s, cut one container off every network of the project
+  (``docker network disconnect``) for ``downtime`` s, then connect it again with its aliases:
+  it keeps running, unreachable (a RedisRaft leader isolated from its followers, a worker that
+  keeps counting a task whose lease expires meanwhile);
+- ``pause``: every ``interval`` s, freeze one container (``docker pause``: SIGSTOP of its
+  processes, as a GC pause, a VM freeze or a stalled disk would) for ``downtime`` s.
+With ``--targets raft``, ``partition`` and ``pause`` hit the current leader (found with ``INFO
+raft`` inside each node); ``kill`` a random node.
 
 Victims are found through the Docker API by their compose labels: ``com.docker.compose.project``
 = our own project (``--project``, else COMPOSE_PROJECT_NAME, else read from the labels of the
@@ -50,7 +58,8 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 TARGETS = ("redis", "worker", "raft")
 RAFT_SERVICE = re.compile(r"raft\d+")  # the target "raft": raft1, raft2, ... (not raft-init)
-MODES = ("kill", "one-down", "majority-down")
+MODES = ("kill", "one-down", "majority-down", "partition", "pause")
+ACTIONS = {"partition": "cut off", "pause": "paused"}  # what a strike does in these modes
 CLIENT = "client"
 # A client container in one of these states has not finished its job yet.
 UNFINISHED = ("created", "running", "restarting", "paused")
@@ -78,6 +87,7 @@ class Event:
     killed_at: float  # epoch seconds
     started_at: float | None = None  # None: could not be started again (see errors)
     down_s: float | None = None
+    action: str = "kill"  # kill | partition | pause
 
 
 def stamp(epoch: float) -> str:
@@ -98,7 +108,8 @@ class Chaos:
         self.errors: list[str] = []
         self.client_exit_code: int | None = None
         self._seen_client = False
-        self._down: list[tuple[Any, Event]] = []  # killed, not started again yet
+        # disrupted, not restored yet: (container, event, what restores it)
+        self._down: list[tuple[Any, Event, Callable[[], None]]] = []
         self.started_at = 0.0
 
     def log(self, message: str) -> None:
@@ -164,6 +175,9 @@ class Chaos:
         elif c.mode == "majority-down":
             self.log(f"project {c.project}: killing a majority of the {what} containers every "
                      f"{c.interval:g} s for {c.downtime:g} s until the client exits")
+        elif c.mode in ACTIONS:
+            self.log(f"project {c.project}: {c.mode} of {what} every {c.interval:g} s for "
+                     f"{c.downtime:g} s until the client exits")
         else:
             self.log(f"project {c.project}: killing {what} every {c.interval:g} s for "
                      f"{c.downtime:g} s until the client exits")
@@ -203,43 +217,85 @@ class Chaos:
             self.log(f"no running {target} container to kill: skipped" if not running else
                      f"a majority of the {target} containers is down already: skipped")
             return []
-        victims = ([self.rng.choice(running)] if count == 1 else
+        action = self.config.mode if self.config.mode in ACTIONS else "kill"
+        leader = self.leader(running) if target == "raft" and action != "kill" else None
+        victims = ([leader] if leader is not None else
+                   [self.rng.choice(running)] if count == 1 else
                    sorted(self.rng.sample(running, min(count, len(running))),
                           key=lambda c: c.name))
         killed: list[Event] = []
         for victim in victims:
-            event = Event(len(self.events) + 1, target, victim.name, self.clock())
+            event = Event(len(self.events) + 1, target, victim.name, self.clock(),
+                          action=action)
             try:
-                victim.kill(signal="SIGKILL")
-                victim.wait(timeout=30)  # really down before the downtime starts
+                undo = self.disrupt(victim, action)
             except Exception as e:  # noqa: BLE001 - gone meanwhile (compose down), API hiccup
-                self.error(f"could not kill {victim.name}: {e}")
+                self.error(f"could not {action} {victim.name}: {e}")
                 continue
             self.events.append(event)
-            self._down.append((victim, event))
+            self._down.append((victim, event, undo))
             killed.append(event)
-            self.log(f"killed {target} {victim.name} (kill #{event.kill})")
+            what = "killed" if action == "kill" else ACTIONS[action]
+            self.log(f"{what} {target} {victim.name}{' (the leader)' if victim is leader else ''}"
+                     f" ({'kill ' if action == 'kill' else ''}#{event.kill})")
         if killed and restore:
             self.sleep(self.config.downtime)
             self.restore()
         return killed
 
+    def disrupt(self, victim: Any, action: str) -> Callable[[], None]:
+        """Kill, cut off or pause one container; returns what undoes it."""
+        if action == "pause":
+            victim.pause()
+            return victim.unpause
+        if action == "partition":
+            nets = victim.attrs.get("NetworkSettings", {}).get("Networks", {}) or {}
+            aliases = {name: [a for a in (n or {}).get("Aliases") or []
+                              if not victim.id.startswith(a)] for name, n in nets.items()}
+            for name in aliases:
+                self.docker.networks.get(name).disconnect(victim, force=True)
+
+            def reconnect() -> None:
+                for name, names in aliases.items():
+                    self.docker.networks.get(name).connect(victim, aliases=names or None)
+            return reconnect
+        victim.kill(signal="SIGKILL")
+        victim.wait(timeout=30)  # really down before the downtime starts
+        return victim.start
+
+    def leader(self, nodes: list[Any]) -> Any | None:
+        """The RedisRaft node that says it is the leader (INFO raft, run inside it), or None."""
+        for node in nodes:
+            try:
+                code, out = node.exec_run(["wordcount-redis-cli", "INFO", "raft"])
+            except Exception:  # noqa: BLE001 - the node is going down, an API hiccup
+                continue
+            text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+            if code == 0 and "raft_role:leader" in text:
+                return node
+        return None
+
     def restore(self) -> None:
-        """Start every container we killed and did not start again yet (a few tries each)."""
+        """Undo every disruption not undone yet: start what we killed, connect again what we
+        cut off, unpause what we paused (a few tries each)."""
         while self._down:
-            victim, event = self._down.pop(0)
+            victim, event, undo = self._down.pop(0)
             for attempt in range(3):
                 try:
-                    victim.start()
+                    undo()
                     break
                 except Exception as e:  # noqa: BLE001
-                    self.error(f"could not start {victim.name} again (try {attempt + 1}): {e}")
+                    self.error((f"could not start {victim.name} again" if event.action == "kill"
+                                else f"could not undo the {event.action} of {victim.name}")
+                               + f" (try {attempt + 1}): {e}")
                     self.sleep(1.0)
             else:
                 continue
             event.started_at = self.clock()
             event.down_s = round(event.started_at - event.killed_at, 3)
-            self.log(f"started {event.target} {victim.name} again after {event.down_s:.1f} s")
+            done = {"kill": "started", "partition": "connected", "pause": "unpaused"}
+            self.log(f"{done[event.action]} {event.target} {victim.name} again after "
+                     f"{event.down_s:.1f} s")
 
     def error(self, message: str) -> None:
         self.errors.append(message)

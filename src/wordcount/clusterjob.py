@@ -156,10 +156,14 @@ def log(msg: str) -> None:
 # -- make chaos's verdict ---------------------------------------------------------------------
 
 def kills_during(chaos: dict[str, Any], result: dict[str, Any]) -> Counter[str]:
-    """Kills per target after the job started: chaos.json's end (just after the client exited)
-    minus the job's seconds. Kills while the client still generated the corpus don't count."""
+    """Disruptions (kills, partitions or pauses: the chaos mode's) per target after the job
+    started: chaos.json's end (just after the client exited) minus the job's seconds. Those
+    while the client still generated the corpus don't count."""
     start = float(chaos["ended_at"]) - float(result["seconds"])
     return Counter(e["target"] for e in chaos.get("events", []) if e["killed_at"] >= start)
+
+
+NOUNS = {"kill": "kills", "partition": "partitions", "pause": "pauses"}
 
 
 def verdict(status: int, data: Path, results: Path, out: IO[str]) -> int:
@@ -168,13 +172,14 @@ def verdict(status: int, data: Path, results: Path, out: IO[str]) -> int:
         return EXIT_VERDICT_FAIL
 
     try:
-        kills = kills_during(json.loads((results / "chaos.json").read_text()),
-                             json.loads((results / "result.json").read_text()))
+        chaos = json.loads((results / "chaos.json").read_text())
+        kills = kills_during(chaos, json.loads((results / "result.json").read_text()))
+        noun = NOUNS.get(chaos.get("mode", "kill"), "kills")
     except (OSError, ValueError, KeyError, TypeError):
-        kills = Counter()
+        kills, noun = Counter(), "kills"
     n = sum(kills.values())
     per_target = ", ".join(f"{t} {c}" for t, c in sorted(kills.items())) or "none"
-    what = f"{n} kills during the job ({per_target})"
+    what = f"{n} {noun} during the job ({per_target})"
     if status != 0:
         return fail(f"the job exited with status {status}; {what}")
     out.write(f"chaos: counting {data} with the serial engine to check the result\n")
@@ -190,7 +195,7 @@ def verdict(status: int, data: Path, results: Path, out: IO[str]) -> int:
     if n == 0:
         return fail("exact, but no container was killed during the job (too short? raise "
                     "CHAOS_SLOWDOWN)")
-    if set(kills) == {"redis"}:
+    if set(kills) == {"redis"} and noun == "kills":
         out.write(f"PASS: exact counts after {n} Redis kills\n")
     else:
         out.write(f"PASS: exact counts after {what}\n")
