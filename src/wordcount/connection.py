@@ -4,6 +4,10 @@ Redis Function library.
 - Connection errors, timeouts and "LOADING" (a restarted Redis reading its RDB file) are retried
   with capped exponential backoff (tenacity) for ``settings.retry_seconds``; then
   RedisUnavailableError. Wrong or missing credentials are never retried.
+- On a RedisRaft cluster (a URL listing several nodes) a follower's MOVED is followed, and a
+  node that has no leader to commit through (CLUSTERDOWN, "TIMEOUT not committed yet", "TIMEOUT
+  no quorum for read", ...) or does not answer within a short socket timeout (paused, cut off)
+  is left for the next node, inside the same budget (see ``Connection``).
 - ``ensure_functions`` (every client and worker, at start) checks the identity of the library
   in Redis: its protocol version and its build (a hash of the .lua file's text, so a hot fix,
   a build that forgot to bump the protocol or an old snapshot's library is told apart from
@@ -29,7 +33,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import random
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -54,7 +61,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_delay,
-    wait_exponential_jitter,
 )
 
 import redis
@@ -128,21 +134,114 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (RedisConnectionError, RedisTimeoutError, BusyLoadingError))
 
 
-def _wait(state: RetryCallState) -> float:
-    """No wait to follow a MOVED; capped exponential backoff (with jitter) otherwise."""
-    exc = state.outcome.exception() if state.outcome else None
-    return 0.0 if isinstance(exc, LeaderMoved) else _BACKOFF(state)
+# Replies of a RedisRaft node while the cluster has no leader it can commit through, all
+# transient: CLUSTERDOWN (no leader, or a new leader that has not applied an entry of its term
+# yet), TRYAGAIN, NOCLUSTER (a node not (re)joined yet), NOTLEADER / "TIMEOUT no reply from
+# leader" (follower proxying), "TIMEOUT not committed yet" (a deposed leader dropping a write it
+# appended but never committed: the write was never applied), "TIMEOUT no quorum for read" (a
+# leader that could not confirm it still leads), "ERR not leader" / "ERR leader transfer is in
+# progress" (RedisRaft's raft library). NOLEADER: should a version use it.
+_NO_LEADER = ("CLUSTERDOWN", "NOLEADER", "TRYAGAIN", "TIMEOUT ", "NOTLEADER", "NOCLUSTER",
+              "ERR not leader", "ERR leader transfer is in progress")
+# redis-py prefixes an error raised from a pipeline with the command it answered
+_PIPELINE_NOTE = re.compile(r"^Command # \d+ \(.*\) of pipeline caused error: ", re.S)
 
 
-_BACKOFF = wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.2)
-_NO_LEADER = ("CLUSTERDOWN", "NOLEADER", "TRYAGAIN")  # should redis-py not parse them
+def _no_leader_reply(exc: ResponseError) -> bool:
+    return _PIPELINE_NOTE.sub("", str(exc), count=1).startswith(_NO_LEADER)
+
+
+# -- timing (RedisRaft's election timeout is 1-2 s; its leader steps down after 2 s without a
+# quorum) --
+QUICK_TIMEOUT_S = 2.0  # socket timeout of a call to a cluster node, escalating (see _timeout)
+SUSPECT_S = 2.0  # a node that timed out or refused us: MOVED to it is not followed this long
+ELECTION_S = 5.0  # the first seconds of an outage of a cluster: an election, probably
+ELECTION_CAP_S = 0.2  # ... during which no retry waits longer than this
+BACKOFF_MAX_S = 2.0  # the longest wait between two attempts
+
+
+def _BACKOFF(waits: int, cap: float) -> float:
+    """Capped exponential backoff from 50 ms, with up to 100 % jitter (at most 0.2 s) so that
+    workers that failed together do not retry in step."""
+    delay = min(cap, 0.05 * 2 ** min(waits, 16))
+    return min(cap, delay + random.uniform(0.0, min(delay, 0.2)))
+
+
+# Blocking commands, and where their block time is: the last argument in seconds, the first in
+# seconds, after BLOCK in milliseconds, the last in milliseconds (0: forever).
+_BLOCKING = {**dict.fromkeys(("BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX"),
+                             "last-s"),
+             **dict.fromkeys(("BLMPOP", "BZMPOP"), "first-s"),
+             **dict.fromkeys(("XREAD", "XREADGROUP"), "block-ms"),
+             **dict.fromkeys(("WAIT", "WAITAOF"), "last-ms")}
+
+
+def block_seconds(args: Sequence[Any]) -> float | None:
+    """How long the command ``args`` may block in Redis: None when it does not block,
+    ``math.inf`` for ever."""
+    if not args:
+        return None
+    name = str(args[0]).upper()
+    how = _BLOCKING.get(name)
+    if how is None:
+        return None
+    try:
+        if how == "block-ms":
+            words = [str(a).upper() for a in args]
+            if "BLOCK" not in words:
+                return None  # XREAD(GROUP) without BLOCK returns at once
+            value = float(args[words.index("BLOCK") + 1]) / 1000
+        elif how == "first-s":
+            value = float(args[1])
+        else:
+            value = float(args[-1]) / (1000 if how == "last-ms" else 1)
+    except (IndexError, TypeError, ValueError):
+        return math.inf  # a form we do not know: never cut it short
+    return math.inf if value <= 0 else value
+
+
+class _NodeClient(redis.Redis):
+    """The client of one cluster node with a short socket timeout: a node that stops answering
+    (paused, partitioned) is given up on after it, not after the block time of the longest
+    blocking read. A blocking command goes through a sibling client whose timeout is its block
+    time plus the same margin (``blocking(seconds)`` gives it)."""
+
+    blocking: Callable[[float], redis.Redis]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        block = block_seconds(args)
+        if block is not None:
+            return self.blocking(block).execute_command(*args, **options)
+        return super().execute_command(*args, **options)
+
+
+class _Call:
+    """What one ``Connection.call`` learned so far: its socket timeouts (each one doubles the
+    next attempt's timeout, so a call that is slow rather than stuck still gets through) and
+    the waits it made (the backoff grows with waits, not with attempts: following a MOVED is an
+    attempt but no wait)."""
+
+    __slots__ = ("timeouts", "waits")
+
+    def __init__(self) -> None:
+        self.timeouts = 0
+        self.waits = 0
 
 
 class Connection:
     """The one Redis client. With a URL listing several nodes (a RedisRaft cluster,
     ``redis://h1:p1,h2:p2,h3:p3/0``) it talks to one node at a time: a MOVED reply switches to
-    the leader it names, a connection error or "no leader" moves on to the next node, all
-    inside the same retry budget."""
+    the leader it names, a connection error, a timeout or "no leader" moves on to the next
+    node, all inside the same retry budget.
+
+    On a cluster, a call gives a node ``QUICK_TIMEOUT_S`` to answer (a blocking read: its block
+    time plus that), doubled after each timeout within the call; a node that timed out or
+    refused the connection is *suspect* for ``SUSPECT_S``: the next node tried is one that is
+    not, and a MOVED naming it (a follower that has not noticed yet that its leader is gone) is
+    not followed but waited out like "no leader". Waits while there is no leader are short
+    (≤ ``ELECTION_CAP_S``) for the first ``ELECTION_S`` of a call, then grow to
+    ``BACKOFF_MAX_S``. A single Redis keeps one long timeout (its block time + 10 s): there is
+    no other node to go to."""
 
     def __init__(self, settings: Settings, name: str = "wordcount",
                  deadline: float | None = None) -> None:
@@ -151,70 +250,156 @@ class Connection:
         # time.monotonic() by which every call must be over (a command's --timeout): the retry
         # budget of each call is capped by the time left; past it, DeadlineExceededError
         self.deadline = deadline
-        self._clients: dict[tuple[str, int], redis.Redis] = {}
+        self._clients: dict[tuple[Any, ...], redis.Redis] = {}
         url = RedisUrl.parse(settings.redis_url)
         self._url = url if url.scheme in ("redis", "rediss") else None
         self._nodes = list(url.nodes) if self._url else []
         self._node = self._nodes[0] if self._nodes else ("", 0)
+        self._failed_at: dict[tuple[str, int], float] = {}  # node -> when it last let us down
+        self._lock = threading.Lock()  # worker threads (heartbeat, committer) share this
         self.reconnects = 0
 
-    def _options(self) -> dict[str, Any]:
+    @property
+    def _long_timeout(self) -> float:
+        return self.settings.block_ms / 1000 + 10
+
+    def _options(self, socket_timeout: float | None) -> dict[str, Any]:
         # surrogateescape: a file name that is not UTF-8 (os.fsdecode gives it lone surrogates)
         # goes to Redis as its own bytes and comes back as the same str
         return dict(decode_responses=True, encoding_errors="surrogateescape",
-                    socket_timeout=self.settings.block_ms / 1000 + 10,
-                    socket_connect_timeout=5, health_check_interval=10,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=QUICK_TIMEOUT_S if self.clustered else 5,
+                    health_check_interval=10,
                     retry=Retry(NoBackoff(), 0),  # tenacity below is the only retry policy
                     client_name=self.name)
+
+    def _timeout(self, call: _Call) -> float:
+        """The socket timeout of the next attempt: for a single server the long one (block
+        time + 10 s); on a cluster QUICK_TIMEOUT_S, doubled for each timeout the call had (up
+        to the long one)."""
+        if not self.clustered:
+            return self._long_timeout
+        return min(self._long_timeout, QUICK_TIMEOUT_S * 2 ** min(call.timeouts, 8))
+
+    def _client_for(self, node: tuple[str, int], socket_timeout: float | None,
+                    cls: type[redis.Redis] = redis.Redis) -> redis.Redis:
+        """The client of ``node`` with that socket timeout (None: none), made once."""
+        key = (node, socket_timeout, cls)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                return client
+            if self._url is None:  # unix:// and the like: one server, as the URL says
+                extra = ({"username": self.settings.redis_username}
+                         if self.settings.redis_username else {})
+                client = redis.Redis.from_url(
+                    self.settings.redis_url, password=self.settings.redis_password,
+                    **extra, **self._options(socket_timeout))
+            else:
+                client = cls(
+                    host=node[0], port=node[1], db=self._url.db,
+                    username=self._url.username or self.settings.redis_username,
+                    password=self._url.password or self.settings.redis_password,
+                    ssl=self._url.scheme == "rediss", **self._options(socket_timeout))
+            if isinstance(client, _NodeClient):
+                def blocking(block: float, node: tuple[str, int] = node,
+                             margin: float = socket_timeout or 0.0) -> redis.Redis:
+                    # a sibling per distinct block time (in practice one or two)
+                    return self._client_for(node, None if math.isinf(block)
+                                            else round(block + margin, 3))
+                client.blocking = blocking
+            self._clients[key] = client
+            return client
+
+    def _attempt_client(self, node: tuple[str, int], call: _Call) -> redis.Redis:
+        if not self.clustered:
+            return self._client_for(node, self._timeout(call))
+        return self._client_for(node, self._timeout(call), _NodeClient)
 
     @property
     def client(self) -> redis.Redis:
         """The client of the node we talk to now (the leader, as far as we know)."""
+        return self._attempt_client(self._node, _Call())
+
+    # -- which node ---------------------------------------------------------------------------
+
+    def _suspect(self, node: tuple[str, int], now: float) -> bool:
+        return now - self._failed_at.get(node, -math.inf) < SUSPECT_S
+
+    def _follow(self, moved: MovedError, origin: tuple[str, int]) -> None:
+        """MOVED <slot> host:port (from ``origin``): talk to that node from now on."""
+        target = (str(moved.host).strip("[]"), int(moved.port))
+        with self._lock:
+            if target not in self._nodes:
+                self._nodes.append(target)
+            if self._node == origin:
+                self._node = target
+
+    def _next_node(self, origin: tuple[str, int]) -> None:
+        """Move on from ``origin`` (unless another thread did already): to the next node of the
+        list that is not suspect, else to the one that let us down longest ago."""
+        with self._lock:
+            if len(self._nodes) < 2 or self._node != origin:
+                return
+            i = self._nodes.index(origin)
+            others = self._nodes[i + 1:] + self._nodes[:i]
+            now = time.monotonic()
+            fresh = [n for n in others if not self._suspect(n, now)]
+            self._node = fresh[0] if fresh else min(
+                others, key=lambda n: self._failed_at.get(n, -math.inf))
+
+    def _attempt(self, fn: Callable[[redis.Redis], T], call: _Call) -> T:
         node = self._node
-        if node not in self._clients:
-            if self._url is None:  # unix:// and the like: one server, as the URL says
-                extra = ({"username": self.settings.redis_username}
-                         if self.settings.redis_username else {})
-                self._clients[node] = redis.Redis.from_url(
-                    self.settings.redis_url, password=self.settings.redis_password,
-                    **extra, **self._options())
-            else:
-                self._clients[node] = redis.Redis(
-                    host=node[0], port=node[1], db=self._url.db,
-                    username=self._url.username or self.settings.redis_username,
-                    password=self._url.password or self.settings.redis_password,
-                    ssl=self._url.scheme == "rediss", **self._options())
-        return self._clients[node]
-
-    def _follow(self, moved: MovedError) -> None:
-        """MOVED <slot> host:port: talk to that node from now on."""
-        self._node = (str(moved.host).strip("[]"), int(moved.port))
-        if self._node not in self._nodes:
-            self._nodes.append(self._node)
-
-    def _next_node(self) -> None:
-        if len(self._nodes) > 1:
-            self._node = self._nodes[(self._nodes.index(self._node) + 1) % len(self._nodes)]
-
-    def _attempt(self, fn: Callable[[redis.Redis], T]) -> T:
         try:
-            return fn(self.client)
+            result = fn(self._attempt_client(node, call))
         except MovedError as exc:  # a RedisRaft follower (redis-py parses MOVED for us)
-            self._follow(exc)
+            target = (str(exc.host).strip("[]"), int(exc.port))
+            if self._suspect(target, time.monotonic()):
+                # the follower still names a leader that just let us down: it has not noticed
+                # (yet) that the leader is gone; wait for the election like "no leader"
+                self._next_node(node)
+                raise NoLeader(f"MOVED to {exc.host}:{exc.port}, which did not answer us "
+                               "just now") from None
+            self._follow(exc, node)
             raise LeaderMoved(f"MOVED to {exc.host}:{exc.port}") from None
         except (ClusterDownError, TryAgainError) as exc:  # CLUSTERDOWN No raft leader, ...
-            self._next_node()
+            self._next_node(node)
             raise NoLeader(f"{type(exc).__name__}: {exc}") from None
         except ResponseError as exc:
-            if str(exc).startswith(_NO_LEADER):
-                self._next_node()
+            if _no_leader_reply(exc):
+                self._next_node(node)
                 raise NoLeader(str(exc)) from None
             raise
-        except (RedisConnectionError, RedisTimeoutError):
-            self._next_node()
+        except BusyLoadingError:  # a node replaying its data: alive, try another meanwhile
+            self._next_node(node)
             raise
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if _auth_failure(exc):
+                raise
+            if isinstance(exc, RedisTimeoutError):
+                call.timeouts += 1
+            self._failed_at[node] = time.monotonic()
+            self._next_node(node)
+            raise
+        if node in self._failed_at:
+            self._failed_at.pop(node, None)
+        return result
 
     # -- the one retry policy ---------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState, call: _Call) -> float:
+        """No wait to follow a MOVED; capped exponential backoff (with jitter) otherwise, capped
+        low in the first seconds of a cluster's outage (an election takes 1-2 s)."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, LeaderMoved):
+            return 0.0
+        cap = (ELECTION_CAP_S if self.clustered and state.seconds_since_start < ELECTION_S
+               else BACKOFF_MAX_S)
+        call.waits += 1
+        return _BACKOFF(call.waits - 1, cap)
 
     def _log_retry(self, state: RetryCallState) -> None:
         self.reconnects += 1
@@ -226,7 +411,8 @@ class Connection:
             log.debug("following the Raft leader: %s", exc)
         elif first_no_leader or state.attempt_number in (1, 5) or state.attempt_number % 20 == 0:
             # with several nodes, any failure means no leader answered: a dead leader refuses
-            # connections, a follower names it (MOVED) or has none (CLUSTERDOWN)
+            # connections, a paused one times out, a follower names it (MOVED) or has none
+            # (CLUSTERDOWN)
             what = ("waiting for a Raft leader" if self.clustered or isinstance(exc, NoLeader)
                     else "redis unavailable")
             log.warning("%s (%s: %s); retrying (attempt %d)", what, type(exc).__name__, exc,
@@ -239,22 +425,23 @@ class Connection:
 
     @property
     def clustered(self) -> bool:
-        """The URL lists several nodes (a RedisRaft cluster)."""
+        """The URL lists several nodes (a RedisRaft cluster), or a node named another."""
         return len(self._nodes) > 1
 
     def call(self, fn: Callable[[redis.Redis], T], retry_seconds: float | None = None) -> T:
         """Run ``fn(client)``, retrying through outages (and following a Raft leader)."""
         budget = self.settings.retry_seconds if retry_seconds is None else retry_seconds
-        capped, wait = False, _wait
-        if self.deadline is not None:
-            deadline = self.deadline
+        capped, deadline = False, self.deadline
+        this = _Call()
+        if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DeadlineExceededError("the deadline passed")
             capped, budget = left < budget, min(budget, left)
 
-            def wait(state: RetryCallState) -> float:  # no sleep past the deadline
-                return min(_wait(state), max(0.0, deadline - time.monotonic()))
+        def wait(state: RetryCallState) -> float:  # no sleep past the deadline
+            delay = self._wait(state, this)
+            return delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
             wait=wait,
@@ -263,7 +450,7 @@ class Connection:
             reraise=True,
         )
         try:
-            return retrying(self._attempt, fn)
+            return retrying(self._attempt, fn, this)
         except (AuthenticationError, AuthorizationError) as exc:
             raise RedisUnavailableError(
                 f"Redis at {self.settings.safe_url} refused our credentials: {exc}") from None
