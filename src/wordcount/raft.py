@@ -5,7 +5,8 @@
 127.0.0.1 ports (one password for clients and, through ``raft.cluster-password``, between the
 nodes), runs ``RAFT.CLUSTER INIT`` on the first and ``RAFT.CLUSTER JOIN`` on the others, and
 waits until every node is a voter that knows the leader. Nodes can then be SIGKILLed and
-started again (a restarted node replays its Raft log and rejoins by itself).
+started again (a restarted node replays its Raft log and rejoins by itself), or paused
+(SIGSTOP: a GC pause, a VM freeze, a stalled disk) and resumed (SIGCONT).
 
 The binaries are not in the repo: ``make raft-sources`` puts the pinned sources in the source
 cache, ``make raft-bin`` builds/copies ``redis-server`` and ``redisraft.so`` into
@@ -99,6 +100,7 @@ class RaftNode:
         self.port = port
         self.directory = directory
         self.proc: subprocess.Popen | None = None
+        self.paused = False  # SIGSTOPped by RaftCluster.pause (and not resumed yet)
 
     @property
     def addr(self) -> str:
@@ -113,7 +115,8 @@ class RaftNode:
         return os.path.join(self.directory, "redis.log")
 
     def __repr__(self) -> str:
-        return f"RaftNode({self.index}, {self.addr}, {'up' if self.alive else 'down'})"
+        state = ("paused" if self.paused else "up") if self.alive else "down"
+        return f"RaftNode({self.index}, {self.addr}, {state})"
 
 
 class RaftCluster:
@@ -262,10 +265,29 @@ class RaftCluster:
         if node.proc and node.proc.poll() is None:
             node.proc.send_signal(signal.SIGKILL)
             node.proc.wait()
+        node.paused = False
+
+    def pause(self, i: int) -> None:
+        """SIGSTOP node i: it keeps its sockets open but answers nothing (a GC pause, a VM
+        freeze, a stalled disk) until ``resume(i)``. A node that is down stays down (as
+        ``kill``, nothing to do)."""
+        node = self.nodes[i]
+        if node.proc is not None and node.proc.poll() is None:
+            os.kill(node.proc.pid, signal.SIGSTOP)
+            node.paused = True
+
+    def resume(self, i: int) -> None:
+        """SIGCONT node i (after ``pause(i)``); harmless on a node that runs or is down."""
+        node = self.nodes[i]
+        if node.proc is not None and node.proc.poll() is None:
+            os.kill(node.proc.pid, signal.SIGCONT)
+        node.paused = False
 
     def stop(self) -> None:
         """Stop every node (SIGTERM, then SIGKILL) and remove the temporary directory."""
         for node in self.nodes:
+            if node.paused:  # a stopped process hears no SIGTERM
+                self.resume(node.index)
             if node.proc and node.proc.poll() is None:
                 node.proc.terminate()
         for node in self.nodes:
@@ -299,7 +321,7 @@ class RaftCluster:
     def _infos(self) -> dict[int, dict[str, str]]:
         infos = {}
         for node in self.nodes:
-            if node.alive:
+            if node.alive and not node.paused:  # a paused node would only time out
                 try:
                     infos[node.index] = self.info(node.index)
                 except redis.exceptions.RedisError:
@@ -307,8 +329,8 @@ class RaftCluster:
         return infos
 
     def find_leader(self) -> int | None:
-        """Index of the live node that leads now, else None. If two say they lead (a deposed
-        leader may not know it yet), the one of the later term."""
+        """Index of the live node that leads now, else None (paused nodes are not asked). If
+        two say they lead (a deposed leader may not know it yet), the one of the later term."""
         infos = self._infos()
         leaders = [i for i, info in infos.items()
                    if info.get("raft_role") == "leader" and info.get("raft_state") == "up"]
@@ -333,9 +355,10 @@ class RaftCluster:
             time.sleep(0.05)
 
     def wait_ready(self, timeout: float = 30.0, nodes: Iterable[int] | None = None) -> int:
-        """Wait until the given live nodes (default: every live node) are up, voting, and agree
-        on one leader; returns the leader's index."""
-        wanted = list(nodes) if nodes is not None else [n.index for n in self.nodes if n.alive]
+        """Wait until the given live nodes (default: every live node not paused) are up,
+        voting, and agree on one leader; returns the leader's index."""
+        wanted = (list(nodes) if nodes is not None else
+                  [n.index for n in self.nodes if n.alive and not n.paused])
         deadline = time.monotonic() + timeout
         while True:
             infos = self._infos()
