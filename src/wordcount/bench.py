@@ -9,7 +9,8 @@ or the lab's per-word commits) against the processes engine with N workers, same
 ``wordcount bench queues``: one job on the stream queue and on the lease queue of a single
 Redis, and on the lease queue of a 3-node RedisRaft cluster (when its binaries are there), with
 Redis CPU per job; then Raft with a node killed every K seconds, and the failover time a client
-sees after the leader is killed.
+sees after the leader is killed. ``--failover-only``: just the failover times, next to the bare
+cluster's (a plain client polling every node until one accepts a write).
 """
 
 from __future__ import annotations
@@ -270,22 +271,88 @@ def _raft_nemesis(cluster, every: float):
     return run
 
 
-def _failover_seconds(cluster) -> float:
-    """SIGKILL the leader; seconds until a write through our Connection succeeds again."""
+def _failover_seconds(cluster, connection=None) -> float:
+    """SIGKILL the leader; seconds until a write through our Connection succeeds again.
+    ``connection``: the Connection class to time (another version of it, to compare)."""
     from .connection import Connection
     from .settings import Settings
 
-    conn = Connection(Settings.from_env({}, redis_url=cluster.url,
-                                        redis_password=cluster.password))
-    conn.call(lambda r: r.set("wc:bench:failover", 0))
-    leader = cluster.leader()
-    cluster.kill(leader)
-    started = time.perf_counter()
-    conn.call(lambda r: r.set("wc:bench:failover", 1))
-    seconds = time.perf_counter() - started
+    conn = (connection or Connection)(Settings.from_env({}, redis_url=cluster.url,
+                                                        redis_password=cluster.password))
+    try:
+        conn.call(lambda r: r.set("wc:bench:failover", 0))
+        leader = cluster.leader()
+        cluster.kill(leader)
+        started = time.perf_counter()
+        conn.call(lambda r: r.set("wc:bench:failover", 1))
+        seconds = time.perf_counter() - started
+    finally:
+        conn.close()
     cluster.start(leader)
     cluster.wait_ready()
     return seconds
+
+
+def _raft_election_seconds(cluster) -> float:
+    """The bare cluster's failover, for comparison: SIGKILL the leader; seconds until one of
+    the other nodes accepts a write (a plain client asking each in turn, no backoff)."""
+    import redis
+
+    leader = cluster.leader()
+    cluster.kill(leader)
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < 60:
+            for node in cluster.nodes:
+                if not node.alive:
+                    continue
+                client = cluster.client(node.index, timeout=1.0)
+                try:
+                    if client.set("wc:bench:election", 1):
+                        return time.perf_counter() - started
+                except redis.exceptions.RedisError:
+                    pass
+                finally:
+                    client.close()
+            time.sleep(0.01)
+        raise TimeoutError("no node accepted a write within 60 s of the leader's kill")
+    finally:
+        cluster.start(leader)
+        cluster.wait_ready()
+
+
+def failover(args: argparse.Namespace) -> int:
+    """``bench queues --failover-only``: the failover a client sees after SIGKILL of the
+    leader, next to the bare cluster's (a plain client polling every node), alternating on one
+    cluster so both see the same machine."""
+    from .raft import RaftCluster, RaftUnavailable, find_binaries
+
+    try:
+        binaries = find_binaries()
+    except RaftUnavailable as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    ours: list[float] = []
+    bare: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, RaftCluster(
+            3, directory=os.path.join(tmp, "failover"), binaries=binaries) as cluster:
+        for _ in range(args.failovers):
+            ours.append(_failover_seconds(cluster))
+            bare.append(_raft_election_seconds(cluster))
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    def show(label: str, values: list[float]) -> str:
+        return (f"{label:<34}{median(values):>8.2f}{min(values):>8.2f}{max(values):>8.2f}  "
+                + " ".join(f"{v:.2f}" for v in values))
+    print(f"failover after SIGKILL of the leader, {args.failovers} kills each, "
+          f"{os.cpu_count()} CPUs (seconds)")
+    print(f"{'':<34}{'median':>8}{'min':>8}{'max':>8}  each")
+    print(show("wordcount client (Connection)", ours))
+    print(show("bare cluster (any node accepts)", bare))
+    print(f"client / bare (medians): {median(ours) / median(bare):.2f}")
+    return 0
 
 
 def _corpus_args(p: argparse.ArgumentParser, size: int) -> None:
@@ -317,9 +384,14 @@ def add_parser(sub) -> None:
     q.add_argument("--kill-every", type=float, nargs="*", default=[5.0, 10.0], metavar="S",
                    help="Raft runs with a node killed every S seconds (default 5 10)")
     q.add_argument("--failovers", type=int, default=3, help="leader kills to time")
+    q.add_argument("--failover-only", action="store_true",
+                   help="only time failovers (--failovers leader kills), next to the bare "
+                        "cluster's")
     q.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench == "queues" and args.failover_only:
+        return failover(args)
     return {"tokenizer": tokenizer, "distributed": distributed, "queues": queues}[args.bench](
         args)
