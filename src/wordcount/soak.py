@@ -602,8 +602,10 @@ class Nemesis:
         return any(kind in kinds and since <= t <= until for t, kind in self.fired)
 
     def tick(self) -> None:
-        """What runs at every poll whatever the job: the pool, paused workers, snapshots."""
+        """What runs at every poll whatever the job: the pool, paused workers, snapshots, and
+        the invariant check."""
         self.pool.tend()
+        self.check_invariants()
         now = time.monotonic()
         for resume_at, pid in [p for p in self.paused if p[0] <= now]:
             self.paused.remove((resume_at, pid))
@@ -616,6 +618,31 @@ class Nemesis:
         if now >= self.next_snapshot:
             self.snapshot(True, "periodic bgsave", quiet=True)
             self.next_snapshot = time.monotonic() + self.every * self.jitter.uniform(0.5, 1.5)
+
+    def check_invariants(self) -> None:
+        """Checked at every poll, in Redis itself: each job holds exactly the tasks its
+        submission counter says (specs 0-1..0-<submitted>, no more, no fewer). A job with a
+        hole -- a task never queued, that no worker will ever get -- breaks it at once, long
+        before the job's wait would time out (the counter and the specs are written in the same
+        call, so even a rollback keeps them equal)."""
+        from . import keys as k
+
+        def read(r):
+            pipe = r.pipeline(transaction=False)
+            for job in (JOB_NAME, JOB2_NAME):
+                pipe.hget(k.meta(job), "submitted")
+                pipe.hlen(k.specs(job))
+            return pipe.execute()
+        try:
+            replies = self.conn.call(read, 2)
+        except Exception:  # noqa: BLE001 - Redis down or paused right now: checked next time
+            return
+        for job, submitted, specs in zip((JOB_NAME, JOB2_NAME), replies[::2], replies[1::2],
+                                         strict=True):
+            if submitted is not None and int(submitted) != int(specs):
+                raise RunFailed(f"job {job} has a hole: its counter says {submitted} tasks "
+                                f"submitted, its plan in Redis holds {specs} (tasks no worker "
+                                "will ever get: the job would wait forever)")
 
     def poll(self, job: client.Job) -> None:
         self.tick()
