@@ -156,7 +156,7 @@ def _no_leader_reply(exc: ResponseError) -> bool:
 QUICK_TIMEOUT_S = 2.0  # socket timeout of a call to a cluster node, escalating (see _timeout)
 SUSPECT_S = 2.0  # a node that timed out or refused us: MOVED to it is not followed this long
 ELECTION_S = 5.0  # the first seconds of an outage of a cluster: an election, probably
-ELECTION_CAP_S = 0.2  # ... during which no retry waits longer than this
+ELECTION_CAP_S = 0.1  # ... during which no retry waits longer than this
 BACKOFF_MAX_S = 2.0  # the longest wait between two attempts
 
 
