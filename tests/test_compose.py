@@ -595,6 +595,34 @@ def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, raft_image):
     assert "in the cluster already" in logs, "no killed node restarted from its Raft log"
 
 
+def test_raft_chaos_partitions_the_leader_and_workers(cluster, tmp_path, raft_image):
+    """The chaos monkey's partition mode (`make chaos-raft RAFT_CHAOS_MODE=partition
+    RAFT_CHAOS_TARGETS=raft,worker`): every 4 s the RedisRaft leader or a worker is cut off the
+    network for 3 s (docker network disconnect, then connect with its aliases) while the job
+    runs: exact, and both kinds of partition happened mid-job (a worker cut off loses its lease
+    to another and commits a duplicate or finds it settled)."""
+    c = cluster({"WORKERS": "3", "WORKER_SLOWDOWN": "80", "CHAOS_MODE": "partition",
+                 "CHAOS_TARGETS": "raft,worker", "CHAOS_INTERVAL": "4", "CHAOS_DOWNTIME": "3",
+                 "CHAOS_SEED": "5", "WORDCOUNT_CLAIM_TIMEOUT_MS": "2000",
+                 "SUBMIT_ARGS": "--chunk-size 1MiB --timeout 400"},
+                profiles=("chaos",), compose_file="compose.raft.yml")
+    generate(c.data, 8, 2 << 20, skew=8 << 20, seed=12)
+
+    result = c.run_job("--scale", "worker=3", timeout=400)
+    started, finished = c.client_window()
+    c.container("chaos").wait(timeout=60)
+    summary = json.loads((c.results / "chaos.json").read_text())
+    mid_job = [e for e in summary["events"] if started < e["killed_at"] < finished]
+    print(f"raft partitions: job {result['seconds']:.1f} s, {len(mid_job)} partitions mid-job "
+          f"({[e['target'] for e in mid_job]})", file=sys.stderr)
+    assert {e["action"] for e in mid_job} == {"partition"}
+    assert {e["target"] for e in mid_job} == {"raft", "worker"}, summary
+    assert all(e["started_at"] for e in summary["events"]), "a container stayed cut off"
+    assert result["check"]["ok"] is True and result["dead"] == 0
+    c.assert_exact(tmp_path)
+    assert "(the leader)" in c.logs("chaos")
+
+
 def raft_info(container) -> dict[str, str]:
     """INFO raft of one RedisRaft node (redis-cli as admin inside it: works while the node is
     cut off the network); {} if it does not answer."""
