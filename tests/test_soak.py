@@ -9,6 +9,7 @@ off."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import time
 from collections import Counter
@@ -207,31 +208,82 @@ def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     assert not list(tmp_path.iterdir()), "a run left its directory behind"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_bounded_soak_on_the_lease_queue(tmp_path):
-    """The same harness with every job on the lease queue (no streams), on one Redis (seeds
-    25-28: two re-plans, a restart from nothing)."""
-    out = io.StringIO()
-    summary = soak.run_many(4, 25, soak.PATHS, workdir=tmp_path, timeout_s=60, out=out,
-                            queue="lease")
-    text = out.getvalue()
-    print(text)
-    assert summary.ok, f"{len(summary.failures)} of 4 lease-queue soak runs failed:\n{text}"
-    assert summary.total("kills_mid") > 0 and summary.total("crashes") > 0, text
-    assert summary.total("replan") >= 1, text
+# Seeds of the lease-queue and RedisRaft runs (4 each), chosen as FIRST_SEED was: the lease
+# runs hold a mid-submission rollback and delete, a change, a Ctrl-C'd delete, a cancel,
+# another client's --fresh on the other queue, a clock hours off, a second job (on the stream
+# queue: both queues at once), a mapped data root; the RedisRaft runs a paused leader and a
+# paused follower, a paused worker, a mid-submission node kill, a change, a delete, a cancel,
+# other clients, re-plans on both paths.
+LEASE_SEED = 443
+RAFT_SEED = 13664
+
+
+def test_the_lease_and_raft_seeds_schedule_what_they_claim():
+    lease = set().union(*(features(soak.draw_plan(LEASE_SEED + i, soak.PATHS[i % 2]))
+                          for i in range(4)))
+    assert {"mid-rollback", "mid-delete", "change", "delete-cut", "cancel",
+            "fresh-other-queue", "skew", "job2-other", "mapped"} <= lease, lease
+    raft = set().union(*(features(soak.draw_plan(RAFT_SEED + i, soak.PATHS[i % 2]))
+                         for i in range(4)))
+    assert {"pause-redis-leader", "pause-redis-follower", "pause-worker", "mid-wipe", "change",
+            "delete", "cancel", "fresh", "client2", "replan-atomic", "replan-staged"} <= raft
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_bounded_soak_on_redisraft(tmp_path, raft_binaries):
-    """The harness on three RedisRaft nodes: node kills (the leader or another) instead of
-    rollbacks, worker crashes, stalls, backups, re-plans; nothing may roll back."""
+def test_bounded_soak_on_the_lease_queue(tmp_path):
+    """The same harness with every main job on the lease queue (no streams), on one Redis."""
     out = io.StringIO()
-    summary = soak.run_many(4, FIRST_SEED, soak.PATHS, workdir=tmp_path, timeout_s=90,
+    summary = soak.run_many(4, LEASE_SEED, soak.PATHS, workdir=tmp_path, timeout_s=120,
+                            out=out, queue="lease")
+    text = out.getvalue()
+    print(text)
+    assert summary.ok, f"{len(summary.failures)} of 4 lease-queue soak runs failed:\n{text}"
+    assert summary.total("kills_mid") > 0 and summary.total("crashes") > 0, text
+    assert summary.loud_line(), text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(500)
+def test_bounded_soak_on_redisraft(tmp_path, raft_binaries):
+    """The harness on three RedisRaft nodes: node kills and pauses (the leader or another)
+    instead of rollbacks, worker crashes, pauses, stalls, backups, re-plans, operators;
+    nothing may roll back."""
+    out = io.StringIO()
+    summary = soak.run_many(4, RAFT_SEED, soak.PATHS, workdir=tmp_path, timeout_s=150,
                             out=out, raft=True)
     text = out.getvalue()
     print(text)
     assert summary.ok, f"{len(summary.failures)} of 4 RedisRaft soak runs failed:\n{text}"
     assert summary.total("kills_mid") >= 4 and summary.total("replan") >= 1, text
     assert summary.total("snapshots") == 0  # no rollbacks on Raft: nothing to snapshot
+    assert sum(r.moves.get("pause-redis", 0) for r in summary.reports) >= 2, text
+
+
+def test_a_loud_failure_needs_a_move_that_causes_it(tmp_path):
+    """The checker never takes a loud failure for granted: exit 8/9/3/2 of the main client is
+    allowed only after a cancel, a delete, an input change, another client's plan; a second
+    client's failure only after such a move while it ran."""
+    plan = soak.draw_plan(1, "atomic")
+    report = soak.RunReport(seed=1, commit_path="atomic")
+    run = soak._Run(plan, tmp_path, report, 10, None, False)
+
+    class Pool:
+        procs: list = []
+
+        def tend(self) -> None:
+            pass
+    run.nemesis = soak.Nemesis(plan, type("S", (), {"port": 1, "password": "x"})(), None,
+                               Pool(), report, time.monotonic(), raft=True)
+    with pytest.raises(soak.RunFailed, match="no move that causes it"):
+        run.allow(soak.JobDeletedError("deleted"), ("delete", "delete-cut", "mid-delete"))
+    run.nemesis.moved("cancel")
+    with pytest.raises(soak.RunFailed, match="no move that causes it"):
+        run.allow(soak.JobDeletedError("deleted"), ("delete", "delete-cut", "mid-delete"))
+    run.allow(soak.JobCancelledError("cancelled"), ("cancel",))  # explained: recovered
+    assert report.loud == {"JobCancelledError": 1}
+    for _ in range(soak.MAX_RECOVERIES):
+        with contextlib.suppress(soak.RunFailed):
+            run.allow(soak.JobCancelledError("again"), ("cancel",))
+    with pytest.raises(soak.RunFailed, match="livelock"):
+        run.allow(soak.JobCancelledError("again"), ("cancel",))
