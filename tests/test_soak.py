@@ -287,3 +287,16 @@ def test_a_loud_failure_needs_a_move_that_causes_it(tmp_path):
             run.allow(soak.JobCancelledError("again"), ("cancel",))
     with pytest.raises(soak.RunFailed, match="livelock"):
         run.allow(soak.JobCancelledError("again"), ("cancel",))
+
+
+def test_a_rewrite_changes_the_table_and_keeps_the_size():
+    """The change move's rewrite must change what is counted (a case change would not: the word
+    rule lowercases) and keep the size and the whitespace (a same-size rewrite in place)."""
+    from wordcount.words import reference_counts
+
+    data = "Hello wörld, the quick brown fox\n".encode()
+    rewritten = data.translate(soak._ROT13)
+    assert len(rewritten) == len(data)
+    assert [i for i, b in enumerate(data) if b in b" \n"] == \
+        [i for i, b in enumerate(rewritten) if b in b" \n"]
+    assert reference_counts(rewritten) != reference_counts(data)

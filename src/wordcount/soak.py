@@ -122,6 +122,11 @@ MOVES = ("snapshot", "kill", "wipe", "replan", "requeue", "cancel", "delete", "d
 MID_SUBMIT = ("wipe", "rollback", "delete", "fresh")
 CHANGES = ("rewrite", "truncate", "replace")
 MAX_RECOVERIES = 8  # loud failures a run may recover from (more: a livelock, the run fails)
+# A rewrite that keeps the size and every whitespace byte but changes the words (a case change
+# would not: the word rule lowercases): ROT13 of the ASCII letters.
+_ROT13 = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+    b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm")
 
 
 # -- the plan of a run, drawn from its seed ---------------------------------------------------
@@ -761,13 +766,13 @@ class Nemesis:
         data = victim.read_bytes()
         if fault.how == "rewrite":
             with open(victim, "r+b") as f:
-                f.write(data.swapcase())
+                f.write(data.translate(_ROT13))
         elif fault.how == "truncate":
             with open(victim, "r+b") as f:
                 f.truncate(len(data) // 2)
         else:
             fresh = victim.with_name(victim.name + ".new")
-            fresh.write_bytes(data.swapcase())
+            fresh.write_bytes(data.translate(_ROT13))
             os.replace(fresh, victim)
         self.files.record([victim])
         self.event(f"{label}: {victim.name} {fault.how}")
