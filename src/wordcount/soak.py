@@ -762,7 +762,7 @@ class Nemesis:
         if not present:
             self.event(f"{label}: no file to change")
             return
-        victim = present[self.chooser.randrange(len(present))]
+        victim = self.unread(present)
         data = victim.read_bytes()
         if fault.how == "rewrite":
             with open(victim, "r+b") as f:
@@ -776,6 +776,31 @@ class Nemesis:
             os.replace(fresh, victim)
         self.files.record([victim])
         self.event(f"{label}: {victim.name} {fault.how}")
+
+    def unread(self, present: list[Path]) -> Path:
+        """Of the job's files, the one with the most tasks not settled yet (ties: drawn): a
+        change there is read by some worker after it happened, so a checker that misses it
+        sees a wrong table, not a lucky one."""
+        import json
+
+        from . import keys as k
+
+        def read(r):
+            pipe = r.pipeline(transaction=False)
+            pipe.hgetall(k.specs(JOB_NAME))
+            pipe.hkeys(k.done(JOB_NAME))
+            return pipe.execute()
+        try:
+            specs, done = self.conn.call(read, 5)
+        except Exception:  # noqa: BLE001 - Redis down right now: any file
+            specs, done = {}, []
+        left: Counter[str] = Counter()
+        for tid, spec in specs.items():
+            if tid not in set(done):
+                left[json.loads(spec)[0]] += 1
+        ranked = sorted(present, key=lambda p: (-left.get(os.path.relpath(p, self.inputs), 0),
+                                                self.chooser.random()))
+        return ranked[0]
 
     # -- pauses -------------------------------------------------------------------------------
 
