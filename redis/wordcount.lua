@@ -23,7 +23,8 @@ A task is settled exactly once: its id enters the `done` hash (with its word tot
 not the stream's pending list, is the gate: whoever commits first wins, the others are no-ops.
 
 Job meta hash fields (wordcount/protocol.py Meta names them for Python): plan, epoch, queue,
-total, bytes, root, mount, errors (JSON: inputs the client could not plan), submitted, done,
+total, bytes, root, mount, errors (JSON: inputs the client could not plan), lineage (the
+incarnations this one replaced, newest first), submitted, done,
 dead, words, done_bytes, busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state
 ("running" | "done" | "cancelled").
 The job is done when done + dead == total and no accepted staged piece is still unmerged. A
@@ -33,9 +34,10 @@ A job is created and deleted whole: every fixed key of it (JOB_KEYS, in the orde
 wordcount/keys.py job_keys) is deleted in the one call that creates it and in the one call that
 deletes it, so no half-deleted job can leave settled tasks, counts or merges to a new one. Stage
 pieces carry the epoch in their name and are swept later (wc_sweep): unreferenced, they are
-harmless. An operator's delete leaves a tombstone (the deleted epoch) in the `deleted` hash: that
-incarnation is never created again by a late submission (WCDELETED), whereas a job that Redis
-lost (no tombstone) is resubmitted by its client.
+harmless. An operator's delete leaves a tombstone in the `deleted` hash naming the deleted
+epoch and those it had replaced (`submit --fresh`): no client of any of them goes on (WCDELETED,
+even when another incarnation exists by then), so a late submission never undoes a delete,
+whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
 local PROTOCOL = '6'
@@ -168,20 +170,60 @@ local function drop_job(k, job)
   redis.call('ZREM', k.registry, job)
 end
 
--- A tombstone: "<epoch> <ms> <how>" (how: deleted | expired).
-local function tombstone_epoch(deleted, job)
+-- A tombstone: "<ms> <how> <epoch> <epoch> ..." (how: deleted | expired): when the job was
+-- deleted last, and the incarnations deleted so far, newest first (each delete adds the deleted
+-- one and those it had replaced: its lineage), at most TOMBSTONE_EPOCHS of them.
+local TOMBSTONE_EPOCHS = 16
+
+local function tombstone_epochs(deleted, job)
   local t = redis.call('HGET', deleted, job)
-  return t and string.match(t, '^(%S+)') or nil
+  local epochs = {}
+  if t then
+    for e in string.gmatch(t, '%S+') do epochs[#epochs + 1] = e end
+    table.remove(epochs, 1)  -- ms
+    table.remove(epochs, 1)  -- how
+  end
+  return epochs
+end
+
+local function deleted_before(deleted, job, epoch)
+  for _, e in ipairs(tombstone_epochs(deleted, job)) do
+    if e == epoch then return true end
+  end
+  return false
+end
+
+-- The incarnations a job's meta hash names as replaced by it (its `lineage` field), newest
+-- first.
+local function lineage_of(meta)
+  local epochs = {}
+  for e in string.gmatch(redis.call('HGET', meta, 'lineage') or '', '%S+') do
+    epochs[#epochs + 1] = e
+  end
+  return epochs
+end
+
+-- A space-separated list: these epochs, each once, in order, at most TOMBSTONE_EPOCHS.
+local function epoch_list(epochs)
+  local out, seen = {}, {}
+  for _, e in ipairs(epochs) do
+    if not seen[e] and #out < TOMBSTONE_EPOCHS then
+      out[#out + 1] = e
+      seen[e] = true
+    end
+  end
+  return table.concat(out, ' ')
 end
 
 --[[ Create the job (ARGV of wc_submit): every fixed key deleted first (whatever a crash or an
-older version left behind), its tombstone removed, the meta hash written, the job listed in
-the registry (zset job -> created ms); on the stream queue, the stream and its group. ]]
-local function create_job(k, args, kind)
+older version left behind), the meta hash written (lineage: the incarnations this one replaced,
+newest first), the job listed in the registry (zset job -> created ms); on the stream queue, the
+stream and its group. The tombstone stays: the incarnations it names stay deleted. ]]
+local function create_job(k, args, kind, lineage)
   drop_job(k, args[3])
-  redis.call('HDEL', k.deleted, args[3])
   redis.call('HSET', k.meta, 'plan', args[4], 'epoch', args[5], 'queue', kind, 'total', args[6],
-    'bytes', args[7], 'root', args[8], 'mount', args[12], 'errors', args[11], 'submitted', 0,
+    'bytes', args[7], 'root', args[8], 'mount', args[12], 'errors', args[11],
+    'lineage', lineage, 'submitted', 0,
     'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0,
     'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running')
   redis.call('ZADD', k.registry, args[2], args[3])
@@ -215,15 +257,23 @@ replaying a batch adds nothing, and a batch that does not continue the job's seq
 vanished and came back, a snapshot older than the batches before) adds nothing either: the
 caller resumes at submitted + 1.
 Errors: WCCONFLICT (the job exists with another plan or queue, nothing changed), WCDELETED
-(this incarnation was deleted by an operator: it is not created again). ]]
+(the incarnation the caller follows, ARGV 5, was deleted by an operator -- itself, or one that
+had replaced it: nothing changed, whatever incarnation exists now; a deleted one is never
+created again). ]]
 local function wc_submit(keys, args)
   local err = version_error(args)
   if err then return err end
   local k, job, kind = job_keys(keys), args[3], args[9]
+  if deleted_before(k.deleted, job, args[5]) then
+    return redis.error_reply('WCDELETED job ' .. job .. ' was deleted')
+  end
   local cur = redis.call('HMGET', k.meta, 'plan', 'queue', 'epoch')
-  local replaced = ''
+  local replaced, lineage = '', ''
   if cur[1] and may_replace(args[13], cur[3], args[5]) then
     replaced = cur[3]
+    local older = lineage_of(k.meta)
+    table.insert(older, 1, replaced)
+    lineage = epoch_list(older)
     drop_job(k, job)
     cur = {}
   elseif cur[1] and cur[1] ~= args[4] then
@@ -232,12 +282,7 @@ local function wc_submit(keys, args)
     return redis.error_reply('WCCONFLICT job ' .. job .. ' exists on the ' .. cur[2] ..
       ' queue')
   end
-  if not cur[1] then
-    if tombstone_epoch(k.deleted, job) == args[5] then
-      return redis.error_reply('WCDELETED job ' .. job .. ' was deleted')
-    end
-    create_job(k, args, kind)
-  end
+  if not cur[1] then create_job(k, args, kind, lineage) end
   local epoch = redis.call('HGET', k.meta, 'epoch')
   local submitted = hget_number(k.meta, 'submitted')
   local added, seq = 0, tonumber(args[10])
@@ -289,8 +334,11 @@ local function wc_delete(keys, args)
   elseif cur[2] == 'running' and args[5] ~= '1' then
     return redis.error_reply('WCSTATE job ' .. job .. ' is running')
   end
+  local epochs = lineage_of(k.meta)
+  table.insert(epochs, 1, cur[1])
+  for _, e in ipairs(tombstone_epochs(k.deleted, job)) do epochs[#epochs + 1] = e end
   drop_job(k, job)
-  redis.call('HSET', k.deleted, job, cur[1] .. ' ' .. args[2] .. ' ' .. args[6])
+  redis.call('HSET', k.deleted, job, args[2] .. ' ' .. args[6] .. ' ' .. epoch_list(epochs))
   return 1
 end
 
@@ -616,10 +664,10 @@ local function wc_lease_claim(keys, args)
     redis.call('HINCRBY', k.meta, 'stolen', 1)
   else
     how = 'new'
-    repeat
+    repeat  -- (an id without a spec is not a task of this incarnation: never leased)
       id = redis.call('LPOP', k.queue)
       if not id then return nil end
-    until not settled(k.done, k.dead, id)
+    until not settled(k.done, k.dead, id) and redis.call('HEXISTS', k.specs, id) == 1
   end
   local deliveries = lease_start(k, id, args, true)
   return {id, lease_entry(k.specs, id, epoch), deliveries, how}
@@ -711,10 +759,13 @@ dead letter's entry stays, acknowledged: no call ever deletes it) by moving the 
 last-delivered id back to just before the first of them -- never forward, which would skip
 entries not delivered yet -- so that the group delivers them again (with any later entry still
 held by a worker: a second attempt of those, whose commit the done hash settles once). A dead
-letter whose stream entry is missing is left dead (never a task that no read can deliver).
+letter whose task is not submitted (again) yet -- its stream entry, or its spec on the lease
+queue, is missing: Redis lost the job and its client has not resubmitted that far -- is left
+dead (never a task that no read can deliver, nor one no claim can read); the client's
+submission makes it requeueable.
 The job runs again until every task is settled once more.
 KEYS: 1 meta, 2 active, 3 dead, then stream queue: 4 stream; lease queue: 4 queue, 5 attempts,
-      6 notify
+      6 notify, 7 specs
 ARGV: 1 identity, 2 now, 3 queue kind, 4 group, 5 job, 6 epoch the caller saw ('' any), then
       task ids in plan order (the caller reads them from the dead hash: no HKEYS here, whose
       order differs between nodes)
@@ -732,10 +783,12 @@ local function wc_requeue(keys, args)
     local id = args[i]
     if redis.call('HEXISTS', dead, id) == 1 then
       if args[3] == 'lease' then
-        redis.call('HDEL', dead, id)
-        redis.call('HDEL', keys[5], id)
-        redis.call('RPUSH', keys[4], id)
-        requeued = requeued + 1
+        if redis.call('HEXISTS', keys[7], id) == 1 then
+          redis.call('HDEL', dead, id)
+          redis.call('HDEL', keys[5], id)
+          redis.call('RPUSH', keys[4], id)
+          requeued = requeued + 1
+        end
       elseif #redis.call('XRANGE', keys[4], id, id) == 1 then
         redis.call('HDEL', dead, id)
         requeued = requeued + 1

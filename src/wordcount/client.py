@@ -177,8 +177,8 @@ class Progress:
     root: str = ""
     mount: str = ""
     errors: str = "[]"  # JSON [[path, why], ...]: inputs the submitting client could not plan
-    # the epoch of the incarnation an operator deleted last (a tombstone), or ""
-    deleted: str = ""
+    # the incarnations an operator deleted (the tombstone's list, newest first), or ()
+    deleted: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -215,7 +215,7 @@ def progress(conn: Connection, name: str) -> Progress:
                 raise reply  # MOVED, no leader, ...: for the one retry policy
         return replies
     meta, tombstone, *pending = conn.call(run)
-    deleted = tombstone.split(" ", 1)[0] if tombstone else ""
+    deleted = tuple(tombstone.split()[2:]) if tombstone else ()  # "<ms> <how> <epoch>..."
     if not meta:
         return Progress(deleted=deleted)
     values = parse_meta(meta)
@@ -286,10 +286,10 @@ def follow(conn: Connection, job: Job, p: Progress) -> bool:
     submitted (again) first; False when ``p`` is the incarnation to follow. Raises when the job
     can't be followed: an operator deleted it (JobDeletedError), another plan replaced it
     (JobConflictError), it was cancelled (JobCancelledError)."""
+    if job.epoch in p.deleted:  # (or one that had replaced it): whatever exists by now
+        raise JobDeletedError(f"job {job.name} was deleted (wordcount delete) while this "
+                              "client followed it: it is not submitted again")
     if p.state == "missing":
-        if p.deleted and p.deleted == job.epoch:
-            raise JobDeletedError(f"job {job.name} was deleted (wordcount delete) while this "
-                                  "client followed it: it is not submitted again")
         return True  # Redis lost it (restarted with no data, or from an older snapshot)
     if p.epoch in job.replaced:
         return True  # a rollback brought back an incarnation we replaced: replace it again

@@ -224,7 +224,8 @@ def requeue(conn: Connection, job: str, kind: str, task_ids: Sequence[str], epoc
     longer dead is skipped; -2, GONE: not the incarnation ``epoch``). JobCancelledError if the
     job is cancelled."""
     queue_keys = ([keys.tasks(job)] if kind == "stream" else
-                  [keys.queue(job), keys.attempts(job), keys.notify(job)])
+                  [keys.queue(job), keys.attempts(job), keys.notify(job),
+                   keys.specs(job)])
     try:
         return int(conn.fcall("wc_requeue", [keys.meta(job), keys.active(), keys.dead(job),
                                              *queue_keys],

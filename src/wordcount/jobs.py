@@ -163,7 +163,7 @@ def expire(conn: Connection, keep_s: float, now_ms: int | None = None) -> list[s
                 sweep(conn, name)
                 removed.append(name)
     functions.prune(conn, {name: t for name, t in tombstones.items()
-                           if int(t.split(" ")[1]) < before})
+                           if int(t.split(" ")[0]) < before})
     if removed:
         log.info("removed %d finished jobs older than %g s: %s", len(removed), keep_s,
                  ", ".join(removed))

@@ -6,8 +6,10 @@ friendly), and Lua receives all of them in KEYS.
     wc:active                    hash   running jobs: job -> "<queue kind> <epoch>" (what workers
                                         serve, and how)
     wc:registry                  zset   every job kept in Redis -> its creation ms
-    wc:deleted                   hash   tombstones: job -> "<epoch> <ms> <how>" of the last
-                                        incarnation an operator deleted (or that expired)
+    wc:deleted                   hash   tombstones: job -> "<ms> <how> <epoch> ..." -- when it
+                                        was deleted (or expired) last, and the incarnations
+                                        deleted so far with those they had replaced, newest
+                                        first (at most 16): never created again
     wc:workers                   hash   worker name -> JSON of what it does (wordcount workers)
     wc:{J}:tasks                     stream tasks, id 0-<seq>, fields path/start/end/epoch/
                                             ident; group "workers"

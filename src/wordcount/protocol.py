@@ -94,6 +94,7 @@ class Meta:
     ROOT = "root"  # the data root task paths are relative to
     MOUNT = "mount"  # the client's data root (a prefix of root): what a worker's data root maps
     ERRORS = "errors"  # JSON [[path, why], ...]: inputs the submitting client could not plan
+    LINEAGE = "lineage"  # the incarnations this one replaced (submit --fresh), newest first
     SUBMITTED = "submitted"  # tasks in Redis so far
     DONE = "done"  # tasks settled with their counts
     DEAD = "dead"  # tasks set aside (dead letters)
@@ -107,7 +108,8 @@ class Meta:
     FINISHED_MS = "finished_ms"  # when it was done or cancelled (absent while running)
     STATE = "state"  # one of JOB_STATES
 
-    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, STATE)  # every other field is an integer
+    # every other field is an integer
+    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE)
 
 
 JOB_STATES = ("running", "done", "cancelled")
