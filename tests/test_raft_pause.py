@@ -44,8 +44,12 @@ pytestmark = [pytest.mark.timeout(300)]
 JOB_TIMEOUT = 150  # seconds a job may take here before it counts as a hang
 PAUSE_S = 4.0
 CHUNK = "150000"
-# 2 workers at 1/250 speed: ~23 s of counting here, long enough for three pauses
+# 2 workers at 1/250 speed: 14-30 s of counting (more with the leader paused)
 WORKER_ARGS = ["--slowdown", "250", "--claim-timeout", "3000"]
+# at 1/400 for the three pauses (~15 s of them): at 1/250 a follower-paused job once ended in
+# 14 s, before the third pause did (a follower pause hardly slows a job down). The slowdown
+# scales with the machine's speed: on a much faster machine the job is shorter.
+THREE_PAUSES_ARGS = ["--slowdown", "400", "--claim-timeout", "3000"]
 BOGUS = "zzrogue"  # a word no corpus file has: only a rogue commit could put it in a table
 
 
@@ -83,7 +87,8 @@ def read_tsv(path: Path) -> Counter[str]:
 
 
 def run_job(cluster: RaftCluster, corpus: Path, tmp_path: Path, nemesis, *wait_args: str,
-            submit: bool = True) -> tuple[subprocess.CompletedProcess, float, str]:
+            submit: bool = True, worker_args: list[str] = WORKER_ARGS
+            ) -> tuple[subprocess.CompletedProcess, float, str]:
     """``wordcount submit`` (or ``wordcount wait JOB`` with ``submit=False``) as a process,
     with two ``wordcount worker`` processes, while ``nemesis(elapsed, running)`` runs on this
     thread every 0.1 s. Returns the client's completed process, its seconds and the workers'
@@ -93,7 +98,7 @@ def run_job(cluster: RaftCluster, corpus: Path, tmp_path: Path, nemesis, *wait_a
     argv = (["submit", str(corpus), "--chunk-size", CHUNK] if submit else ["wait", *wait_args])
     argv += ["--json", "--counts-out", str(out), "--timeout", str(JOB_TIMEOUT)]
     log = tmp_path / "workers.log"
-    pool = WorkerPool(2, env, WorkerOptions.parse(WORKER_ARGS), log_path=str(log))
+    pool = WorkerPool(2, env, WorkerOptions.parse(worker_args), log_path=str(log))
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "wordcount", *argv],
                             env={**os.environ, **env}, stdout=subprocess.PIPE,
@@ -126,8 +131,8 @@ class Pauses:
     """The nemesis: pause the leader (or a follower) for PAUSE_S, resume it, wait ``gap`` s,
     ``times`` times; records (node, paused at, resumed at, job still running at resume)."""
 
-    def __init__(self, cluster: RaftCluster, target: str, times: int = 3, first: float = 2.0,
-                 gap: float = 2.0) -> None:
+    def __init__(self, cluster: RaftCluster, target: str, times: int = 3, first: float = 1.0,
+                 gap: float = 1.0) -> None:
         self.cluster, self.target, self.times, self.gap = cluster, target, times, gap
         self.next_at = first
         self.current: tuple[int, float] | None = None
@@ -215,7 +220,8 @@ def test_a_write_goes_through_while_the_leader_is_paused(raft_cluster, capsys):
 def test_node_paused_three_times_mid_job(raft_cluster, corpus, corpus_oracle, tmp_path, capsys,
                                          target):
     pauses = Pauses(raft_cluster, target)
-    done, seconds, workers_log = run_job(raft_cluster, corpus, tmp_path, pauses)
+    done, seconds, workers_log = run_job(raft_cluster, corpus, tmp_path, pauses,
+                                         worker_args=THREE_PAUSES_ARGS)
 
     report(capsys, f"RedisRaft, {target} paused {PAUSE_S:g} s x{len(pauses.mid_job)} mid-job: "
                    f"client exit {done.returncode} after {seconds:.1f} s; pauses (node, from, "
