@@ -232,12 +232,18 @@ local function create_job(k, args, kind, lineage)
   end
 end
 
--- Whether the replace mode (ARGV 13) lets this call replace the incarnation `epoch`: '*' any
--- other than ours (the first call of `submit --fresh`), or a list ",e1,e2," of incarnations this
--- client replaced before (a rollback brought one back).
-local function may_replace(mode, epoch, ours)
+-- Whether the replace mode (ARGV 13) lets this call replace the incarnation `epoch` (created at
+-- `created` ms): '' never; '*' any other than ours (the first call of `submit --fresh`); or
+-- "<since>,e1,e2," (its later calls): the incarnations this client replaced before, and any
+-- created before its first call (since, ms) -- a rollback brought back one that its first call
+-- replaced, or would have replaced had it not been deleted (or missing) then.
+local function may_replace(mode, epoch, ours, created)
   if epoch == ours or mode == '' then return false end
-  return mode == '*' or string.find(mode, ',' .. epoch .. ',', 1, true) ~= nil
+  if mode == '*' then return true end
+  local since, list = string.match(mode, '^(%d*)(,.*)$')
+  if not list then return false end
+  if string.find(list, ',' .. epoch .. ',', 1, true) then return true end
+  return since ~= '' and tonumber(created or '') ~= nil and tonumber(created) < tonumber(since)
 end
 
 --[[ wc_submit: create the job (once) on its queue and append a batch of its tasks, in plan
@@ -267,9 +273,9 @@ local function wc_submit(keys, args)
   if deleted_before(k.deleted, job, args[5]) then
     return redis.error_reply('WCDELETED job ' .. job .. ' was deleted')
   end
-  local cur = redis.call('HMGET', k.meta, 'plan', 'queue', 'epoch')
+  local cur = redis.call('HMGET', k.meta, 'plan', 'queue', 'epoch', 'created_ms')
   local replaced, lineage = '', ''
-  if cur[1] and may_replace(args[13], cur[3], args[5]) then
+  if cur[1] and may_replace(args[13], cur[3], args[5], cur[4]) then
     replaced = cur[3]
     local older = lineage_of(k.meta)
     table.insert(older, 1, replaced)

@@ -238,6 +238,39 @@ def test_fresh_while_another_client_waits_finishes_both(redis_server, queue_kind
             assert counts_of(a_out) == expected and counts_of(b_out) == expected
 
 
+
+def test_fresh_after_a_delete_replaces_what_a_rollback_brings_back(redis_server, queue_kind,
+                                                                  tmp_path):
+    """Job j of inputs A is submitted and Redis snapshots it; an operator deletes j (--force)
+    and someone submits j --fresh with inputs B; Redis then restarts from the snapshot, which
+    holds A's incarnation and no tombstone. The --fresh client replaces it again (it was
+    created before the --fresh began) and ends exact on B. Before, it exited 2 "replaced by
+    another plan while we waited": it replaced only incarnations its first call had seen, and
+    j was deleted then (found by the soak harness, seed 7058)."""
+    a, b = tiny_corpus(tmp_path / "a", 6, seed=1), tiny_corpus(tmp_path / "b", 9, seed=2)
+    env = redis_server.env()
+    conn = connect(redis_server)
+    conn.call(lambda r: r.config_set("save", ""))
+    assert wc("submit", str(a), "--job", "j", "--no-wait", env=env).returncode == 0
+    a_epoch = conn.call(lambda r: r.hget(keys.meta("j"), "epoch"))
+    conn.call(lambda r: r.save())  # the snapshot: A's incarnation
+    assert wc("delete", "--force", "j", env=env).returncode == 0
+    out = tmp_path / "counts.tsv"
+    fresh = wc_bg("submit", str(b), "--job", "j", "--fresh", "--quiet", "--counts-out",
+                  str(out), "--timeout", str(BOUND_S), env=env)
+    try:
+        wait_until(lambda: conn.call(lambda r: r.hget(keys.meta("j"), "epoch")) not in
+                   (None, a_epoch), what="the --fresh incarnation")
+        redis_server.kill()
+        redis_server.start()  # from the snapshot: A's incarnation is back, no tombstone
+        with Workers(redis_server, 2, log=tmp_path / "w.log"):
+            _, err = fresh.communicate(timeout=BOUND_S + 30)
+    finally:
+        if fresh.poll() is None:
+            fresh.kill()
+    assert fresh.returncode == 0, err
+    assert counts_of(out) == tsv(oracle(b))
+
 # -- 3. requeue after a duplicate commit --------------------------------------------------------
 
 def test_requeue_after_a_frozen_holder_commits_a_dead_letter(redis_server, queue_kind,

@@ -66,6 +66,10 @@ class Job:
     # Incarnations this client replaced (submit --fresh): if a Redis rollback brings one back,
     # it is replaced again, never followed.
     replaced: set[str] = field(default_factory=set)
+    # submit --fresh: when its first call ran (ms, the clock every Function is given); any
+    # incarnation created before then that a rollback brings back is replaced too, even one
+    # that was deleted (or missing) at that call and so is not in ``replaced``.
+    fresh_since: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -128,15 +132,18 @@ def submit(conn: Connection, job: Job, fresh: bool = False,
     errors = json.dumps([[e.path, e.error] for e in job.errors])  # (ASCII: any file name)
     batch, total, added, seq = conn.settings.submit_batch, len(job.tasks), 0, 1
     replace = "*" if fresh else ""
+    if fresh:
+        job.fresh_since = functions.now_ms()
     while True:
-        if not replace and job.replaced:
-            replace = "," + ",".join(sorted(job.replaced)) + ","
+        if replace != "*" and (job.replaced or job.fresh_since):
+            replace = (f"{job.fresh_since or ''}," + "".join(f"{e}," for e in
+                                                              sorted(job.replaced)))
         reply = functions.submit(
             conn, job.name, plan_id=job.plan_id, epoch=job.epoch, total=total,
             total_bytes=job.total_bytes, root=job.root, mount=job.mount, kind=job.queue,
             first_seq=seq, tasks=job.tasks[seq - 1:seq - 1 + batch], errors=errors,
             replace=replace)
-        replace = "" if replace == "*" else replace
+        replace = "" if replace == "*" else replace  # (the loop's first line sets it again)
         if reply.replaced:
             job.replaced.add(reply.replaced)
             log.info("job %s: replaced its incarnation %s", job.name, reply.replaced)
@@ -291,8 +298,9 @@ def follow(conn: Connection, job: Job, p: Progress) -> bool:
                               "client followed it: it is not submitted again")
     if p.state == "missing":
         return True  # Redis lost it (restarted with no data, or from an older snapshot)
-    if p.epoch in job.replaced:
-        return True  # a rollback brought back an incarnation we replaced: replace it again
+    if p.epoch in job.replaced or (p.epoch != job.epoch and p.created_ms < job.fresh_since):
+        return True  # a rollback brought back an incarnation we replaced (or would have,
+        # created before our --fresh): replace it again
     if p.plan != job.plan_id:
         raise JobConflictError(f"job {job.name} was replaced by another plan while we waited "
                                "for it")

@@ -32,7 +32,8 @@ def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
     queue, when Redis has none; ``errors`` is the JSON list of inputs that could not be
     planned). Only the next tasks of the job's sequence are added: the reply's ``submitted``
     says where to go on. ``replace``: "" never replace another incarnation, "*" replace any
-    (``submit --fresh``), ",e1,e2," replace only these (ones this client replaced before)."""
+    (``submit --fresh``, its first call), "<since>,e1,e2," (its later calls) replace these
+    (ones this client replaced before) and any created before ``since`` (ms: its first call)."""
     # paths as their bytes (a file name need not be UTF-8; the connection decodes replies with
     # surrogateescape, so they come back as the same str)
     args: list[object] = [IDENTITY, now_ms(), job, plan_id, epoch, total, total_bytes,
