@@ -116,6 +116,17 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
     return Job(job, plan_id, root, planned, errors + plan_errors, mount=mount)
 
 
+def replace_mode(job: Job, first: bool) -> str:
+    """wc_submit's replace mode for this client's call: "*" for the first call of
+    ``submit --fresh``; then "<fresh_since>,e1,e2," (the incarnations it replaced, and any
+    created before it began); "" for a client that never replaced anything."""
+    if first:
+        return "*"
+    if not (job.replaced or job.fresh_since):
+        return ""
+    return f"{job.fresh_since or ''}," + "".join(f"{e}," for e in sorted(job.replaced))
+
+
 def submit(conn: Connection, job: Job, fresh: bool = False,
            on_batch: Callable[[Submitted], None] | None = None) -> int:
     """Submit every task not yet in Redis, in batches of ``settings.submit_batch``; safe to
@@ -131,19 +142,16 @@ def submit(conn: Connection, job: Job, fresh: bool = False,
         raise UsageError("nothing to count: no readable input file")
     errors = json.dumps([[e.path, e.error] for e in job.errors])  # (ASCII: any file name)
     batch, total, added, seq = conn.settings.submit_batch, len(job.tasks), 0, 1
-    replace = "*" if fresh else ""
+    first = fresh
     if fresh:
         job.fresh_since = functions.now_ms()
     while True:
-        if replace != "*" and (job.replaced or job.fresh_since):
-            replace = (f"{job.fresh_since or ''}," + "".join(f"{e}," for e in
-                                                              sorted(job.replaced)))
         reply = functions.submit(
             conn, job.name, plan_id=job.plan_id, epoch=job.epoch, total=total,
             total_bytes=job.total_bytes, root=job.root, mount=job.mount, kind=job.queue,
             first_seq=seq, tasks=job.tasks[seq - 1:seq - 1 + batch], errors=errors,
-            replace=replace)
-        replace = "" if replace == "*" else replace  # (the loop's first line sets it again)
+            replace=replace_mode(job, first))
+        first = False
         if reply.replaced:
             job.replaced.add(reply.replaced)
             log.info("job %s: replaced its incarnation %s", job.name, reply.replaced)
