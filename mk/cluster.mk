@@ -41,7 +41,7 @@ CLUSTER_IMAGES := wordcount/worker:latest wordcount/client:latest wordcount/chao
                   wordcount/redis:latest
 # (pip wheel, during the build, rewrites src/*.egg-info: not a source)
 CLUSTER_STAMP := build/.images-stamp
-CLUSTER_INPUTS := pyproject.toml src redis services docker-compose.yml .dockerignore \
+CLUSTER_INPUTS := pyproject.toml src redis services chaos docker-compose.yml .dockerignore \
                   scripts/build-images.sh scripts/wheelhouse.sh scripts/lock.sh \
                   scripts/base-images.sh
 CLUSTER_ENV = COMPOSE_PROJECT_NAME=$(CLUSTER_PROJECT) WORDCOUNT_DATA=$(CLUSTER_DATA) \

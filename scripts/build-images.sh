@@ -6,8 +6,8 @@
 # are not there).
 #   1. the local base images (scripts/base-images.sh; skipped when present)
 #   2. build/wheelhouse/ on the host (scripts/wheelhouse.sh)
-#   3. `docker compose build` of docker-compose.yml's services (the targets of
-#      services/Dockerfile, and redis/Dockerfile), with the classic builder and
+#   3. `docker compose build` of docker-compose.yml's services (services/worker/,
+#      services/client/, chaos/ and redis/ Dockerfiles), with the classic builder and
 #      no network inside; redisraft with `docker build` (a staged context)
 #
 # Usage: scripts/build-images.sh [worker|client|chaos|redis|raft ...]

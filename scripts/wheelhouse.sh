@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build build/wheelhouse/ on the host (network to PyPI is allowed here; none is
-# inside `docker build`): the wheels services/Dockerfile installs with
+# inside `docker build`): the wheels the Python images' Dockerfiles install with
 # `pip install --no-index` (the project itself is copied from src/ by the
 # Dockerfile, so a source change needs no new wheelhouse). Layout:
 #   build/wheelhouse/deps/*.whl                  every pinned dependency, as the
