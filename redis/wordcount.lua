@@ -40,7 +40,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '6'
+local PROTOCOL = '7'
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -96,9 +96,12 @@ end
 
 -- Record an accepted task: settle it, count its progress (ARGV 8 bytes read, 9 words, 10 busy
 -- ms).
-local function record_done(k, args)
+-- (skipped: '' or the JSON list of the packed ranges the worker could not read, recorded with
+-- the task: a list of [path, start, end, why])
+local function record_done(k, args, skipped)
   local id = args[5]
   redis.call('HSET', k.done, id, args[9])
+  if skipped ~= '' then redis.call('HSET', k.skipped, id, skipped) end
   redis.call('ZREM', k.leases, id)
   redis.call('HINCRBY', k.meta, 'done', 1)
   redis.call('HINCRBY', k.meta, 'done_bytes', args[8])
@@ -113,8 +116,8 @@ local function apply_pairs(counts, list, first)
 end
 
 --[[ The keys and arguments that settling a task needs, for both queues.
-KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, then the queue's own keys:
-      stream queue: 7 stream;  lease queue: 7 expiry (zset), 8 owners (hash)
+KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, 7 skipped, then the queue's own
+      keys: stream queue: 8 stream;  lease queue: 8 expiry (zset), 9 owners (hash)
 ARGV: 1 identity, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
       id, 6 epoch, 7 job, then what each function adds.
 Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled). A
@@ -123,23 +126,23 @@ dead letter's stream entry is kept (acknowledged), so that wc_requeue can delive
 KEYS entry after the queue's own keys. ]]
 local function settle_keys(keys, args)
   local k = {meta = keys[1], active = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
-             leases = keys[6]}
+             leases = keys[6], skipped = keys[7]}
   if args[3] == 'stream' then
     -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
     -- rollback the group's last-delivered id may lie before it)
-    local stream, group = keys[7], args[4]
+    local stream, group = keys[8], args[4]
     k.leave = function(id, keep)
       redis.call('XACK', stream, group, id)
       if not keep then redis.call('XDEL', stream, id) end
     end
-    return k, 8
+    return k, 9
   end
-  local expiry, owners = keys[7], keys[8]
+  local expiry, owners = keys[8], keys[9]
   k.leave = function(id)
     redis.call('ZREM', expiry, id)
     redis.call('HDEL', owners, id)
   end
-  return k, 9
+  return k, 10
 end
 
 --[[ wc_version: the identity (protocol/build) of the loaded library (read-only).
@@ -151,15 +154,15 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- A job as a whole: created, replaced, deleted in one call each.
 
--- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-13), then the
--- shared ones (14 active, 15 registry, 16 deleted).
+-- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-14), then the
+-- shared ones (15 active, 16 registry, 17 deleted).
 local JOB_KEYS = {'meta', 'tasks', 'specs', 'counts', 'done', 'dead', 'leases', 'merges',
-                  'queue', 'expiry', 'owners', 'attempts', 'notify'}
+                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'skipped'}
 
 local function job_keys(keys)
   local k = {}
   for i, name in ipairs(JOB_KEYS) do k[name] = keys[i] end
-  k.active, k.registry, k.deleted = keys[14], keys[15], keys[16]
+  k.active, k.registry, k.deleted = keys[15], keys[16], keys[17]
   return k
 end
 
@@ -247,15 +250,17 @@ local function may_replace(mode, epoch, ours, created)
 end
 
 --[[ wc_submit: create the job (once) on its queue and append a batch of its tasks, in plan
-order and without a gap. Task seq has id 0-<seq>; its spec [path, start, end, identity] goes to
-specs (the plan, read back by `wordcount result JOB`); stream queue: an entry 0-<seq> with the
+order and without a gap. Task seq has id 0-<seq>; its spec [path, start, end, identity, parts]
+goes to specs (the plan, read back by `wordcount result JOB`); stream queue: an entry 0-<seq> with the
 same fields and the epoch; lease queue: the id in the list of tasks never taken.
-KEYS: 1-16 as job_keys
+KEYS: 1-17 as job_keys
 ARGV: 1 identity, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
       6 total tasks, 7 total bytes, 8 data root, 9 queue kind, 10 seq of the first task below,
       11 errors (JSON list of [path, why]: inputs that could not be planned), 12 mount (the
       client's data root: what a worker's data root stands for), 13 replace mode (see
-      may_replace), 14 consumer group, then 4 values per task: path, start, end, identity
+      may_replace), 14 consumer group, then 5 values per task: path, start, end, identity,
+      parts ('' or, for a packed task, the JSON list of its ranges, each a list of path,
+      start, end and identity: opaque here)
 Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state, epoch this
 call replaced or ''}.
 Gap-free and idempotent: a task is added only if it is the next one (seq == submitted + 1), so
@@ -292,14 +297,14 @@ local function wc_submit(keys, args)
   local epoch = redis.call('HGET', k.meta, 'epoch')
   local submitted = hget_number(k.meta, 'submitted')
   local added, seq = 0, tonumber(args[10])
-  for i = 15, #args, 4 do
+  for i = 15, #args, 5 do
     if seq == submitted + 1 then
       local id = '0-' .. seq
       redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2],
-                                                    args[i + 3]}))
+                                                    args[i + 3], args[i + 4]}))
       if kind == 'stream' then
         redis.call('XADD', k.tasks, id, 'path', args[i], 'start', args[i + 1], 'end',
-          args[i + 2], 'epoch', epoch, 'ident', args[i + 3])
+          args[i + 2], 'epoch', epoch, 'ident', args[i + 3], 'parts', args[i + 4])
       else
         redis.call('RPUSH', k.queue, id)
       end
@@ -322,7 +327,7 @@ end
 
 --[[ wc_delete: delete a job whole, leaving a tombstone of its epoch (an operator's delete, or
 the expiry of a finished job).
-KEYS: 1-16 as job_keys
+KEYS: 1-17 as job_keys
 ARGV: 1 identity, 2 now, 3 job, 4 epoch the caller saw ('' any: then the current one), 5 force
       ('1': a running job too), 6 how ('deleted' | 'expired'), 7 finished before (ms; '' any):
       delete only a job done or cancelled before then
@@ -385,8 +390,9 @@ end
 -- Settling a task (both queues).
 
 --[[ wc_commit: settle a task and apply its counts, exactly once (both queues).
-KEYS: settle_keys (6 + the queue's own), then counts (zset)
-ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, then word, count pairs
+KEYS: settle_keys (7 + the queue's own), then counts (zset)
+ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges ('' or JSON: see
+      record_done), then word, count pairs
 Returns: 1 applied; 0 duplicate (already settled: a straggler, a thief, a replayed call);
 -1 stale (the job was re-planned), -2 gone (nothing changed in either case). ]]
 local function wc_commit(keys, args)
@@ -401,8 +407,8 @@ local function wc_commit(keys, args)
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
-  apply_pairs(keys[next_key], args, 11)
-  record_done(k, args)
+  apply_pairs(keys[next_key], args, 12)
+  record_done(k, args, args[11])
   finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
   return 1
 end
@@ -438,9 +444,9 @@ The worker first wrote its pairs with wc_stage into N piece lists. Here, only if
 present and together they hold exactly the task's distinct words, the task is settled and its
 pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
 rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
-KEYS: settle_keys (6 + the queue's own), then the pieces
+KEYS: settle_keys (7 + the queue's own), then the pieces
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 distinct words (pairs) in all
-      pieces
+      pieces, 12 skipped ranges (as wc_commit's 11)
 Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage. ]]
 local function wc_commit_staged(keys, args)
   local err = version_error(args)
@@ -466,7 +472,7 @@ local function wc_commit_staged(keys, args)
   if values ~= 2 * tonumber(args[11]) then return RESTAGE end
   k.leave(args[5])
   for i = first, #keys do redis.call('SADD', k.merges, keys[i]) end
-  record_done(k, args)
+  record_done(k, args, args[12])
   finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
   return 1
 end
@@ -497,7 +503,7 @@ end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, changed since planning,
 escaping the root).
-KEYS: settle_keys (6 + the queue's own)
+KEYS: settle_keys (7 + the queue's own)
 ARGV: settle_keys (1-7), 8 reason
 Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
 local function wc_dead(keys, args)
@@ -621,10 +627,11 @@ end
 -- every caller keeps in step with the server's (wordcount/protocol.py Clock).
 
 -- The task's fields as the stream queue returns them: {path, P, start, S, end, E, epoch, X,
--- ident, I}.
+-- ident, I, parts, R}.
 local function lease_entry(specs, id, epoch)
   local spec = cjson.decode(redis.call('HGET', specs, id))
-  return {'path', spec[1], 'start', spec[2], 'end', spec[3], 'epoch', epoch, 'ident', spec[4]}
+  return {'path', spec[1], 'start', spec[2], 'end', spec[3], 'epoch', epoch, 'ident', spec[4],
+          'parts', spec[5]}
 end
 
 -- Start an attempt of task id by consumer: deadline, owner, start time; a delivery (counted

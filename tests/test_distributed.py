@@ -15,7 +15,12 @@ import pytest
 
 from wordcount import client, functions, keys
 from wordcount.embedded import WorkerPool
-from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_REDIS, EXIT_USAGE
+from wordcount.exceptions import (
+    EXIT_INPUT_ERRORS,
+    EXIT_REDIS,
+    EXIT_USAGE,
+    InputChangedError,
+)
 from wordcount.planner import Task
 from wordcount.protocol import Applied
 from wordcount.workeropts import WorkerOptions
@@ -150,7 +155,9 @@ def test_poison_missing_and_escaping_tasks_are_dead_lettered(redis_server, tmp_p
     (data / "good.txt").write_text("good words good\n")
     (data / "gone.txt").write_text("vanishing words\n")
     conn = connect(redis_server)
-    job = client.plan_job([str(data)], 64 << 20, "poison")
+    # one task per file (pack size 0): a packed task's unreadable file is not a dead letter
+    # (test_packed_task_counts_its_readable_files_and_names_the_unreadable_one)
+    job = client.plan_job([str(data)], 64 << 20, "poison", pack_size=0)
     job.queue = os.environ["WORDCOUNT_QUEUE"]
     (data / "gone.txt").unlink()
     # a forged task escaping the data root; the client never plans one, a hostile submitter might
@@ -310,15 +317,26 @@ def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
     env = {**os.environ, **redis_server.env()}
     pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
     try:
+        # one task per file: the escaping one is a dead letter
         proc = subprocess.run([sys.executable, "-m", "wordcount", "submit", str(data / "ok.txt"),
-                               str(data / "escape.txt"), "--json"], env=env,
-                              capture_output=True, text=True, timeout=120)
+                               str(data / "escape.txt"), "--json", "--pack-size", "0"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        # both files in one packed task: the escaping one is skipped, and named
+        packed = subprocess.run([sys.executable, "-m", "wordcount", "submit",
+                                 str(data / "ok.txt"), str(data / "escape.txt"), "--json"],
+                                env=env, capture_output=True, text=True, timeout=120)
     finally:
         pool.stop()
     assert proc.returncode == EXIT_INPUT_ERRORS, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["total"] == 1 and doc["dead"] == 1
+    assert doc["total"] == 1 and doc["dead"] == 1 and doc["top"] == [["fine", 1]]
     assert "escapes the data root" in doc["errors"][0]["error"]
+    assert packed.returncode == EXIT_INPUT_ERRORS, packed.stderr
+    doc = json.loads(packed.stdout)
+    assert doc["total"] == 1 and doc["dead"] == 0 and doc["top"] == [["fine", 1]]
+    (err,) = doc["errors"]
+    assert err["path"].endswith("escape.txt") and "not counted: path escapes the data root" \
+        in err["error"], err
 
 
 def test_interrupted_submission_is_completed_without_duplicates(redis_server, small_corpus,
@@ -374,3 +392,92 @@ def test_submit_no_wait_status_and_resume(redis_server, tmp_path):
     # the worker may finish the job before the second submit reads it: then it is reused
     assert ("(0 new)" in resumed.stderr) != out["reused"], resumed.stderr
     assert out["job"] == name and out["top"] == [["alpha", 2], ["beta", 1]]
+
+
+def _small_files(data, n: int) -> None:
+    """``n`` small files whose words tell them apart (their own word, shared words, a Greek
+    final sigma at the end of some: a file boundary must behave as the end of a file)."""
+    data.mkdir(parents=True)
+    for i in range(n):
+        tail = "ΟΔΥΣΣΕΥΣ" if i % 3 == 0 else "Ἀθηνᾶ"
+        (data / f"f{i:03d}.txt").write_text(f"file{i} common Words ünïcode {tail}" * (i % 4 + 1))
+
+
+def test_packed_task_counts_its_readable_files_and_names_the_unreadable_one(redis_server,
+                                                                           tmp_path):
+    """As a user would: 51 small files are one packed task; one of them vanishes between
+    `submit --no-wait` and the worker. The worker counts the other 50 and commits them with
+    the missing one recorded: `wait` prints the table of the 50 (equal, in full, to the serial
+    engine's over them) and names the missing file, exit 3."""
+    data = tmp_path / "data"
+    _small_files(data, 51)
+    env = {**os.environ, **redis_server.env()}
+    cmd = [sys.executable, "-m", "wordcount"]
+    sub = subprocess.run([*cmd, "submit", str(data), "--no-wait", "--job", "packed"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert sub.returncode == 0, sub.stderr
+    assert "packed: 1 tasks" in sub.stderr, sub.stderr  # 51 files, one task
+    gone = data / "f007.txt"
+    gone.rename(tmp_path / "aside.txt")
+    worker = subprocess.run([*cmd, "worker", "--exit-when-idle"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert worker.returncode == 0, worker.stderr
+    assert "cannot read f007.txt" in worker.stderr and "the rest of the task is counted" \
+        in worker.stderr, worker.stderr
+    waited = subprocess.run([*cmd, "wait", "packed", "--counts-out", str(tmp_path / "got.tsv")],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert waited.returncode == EXIT_INPUT_ERRORS, waited.stderr
+    assert f"{gone}: task 0-1 (packed, [0:" in waited.stderr, waited.stderr
+    assert "not counted: No such file or directory" in waited.stderr
+    assert "50 files" in waited.stdout, waited.stdout  # the ones counted
+    assert (tmp_path / "got.tsv").read_text() == tsv(oracle(data))  # the 50, every word
+    # and the serial engine says the same of the same 50 files
+    serial = subprocess.run([*cmd, "count", str(data), "--counts-out",
+                             str(tmp_path / "serial.tsv")], capture_output=True, text=True,
+                            timeout=60)
+    assert serial.returncode == 0, serial.stderr
+    assert (tmp_path / "serial.tsv").read_text() == (tmp_path / "got.tsv").read_text()
+
+
+def test_packed_task_with_a_changed_file_names_that_file_and_prints_no_table(redis_server,
+                                                                            tmp_path):
+    """A packed file rewritten after planning: the whole pack is set aside as changed (no
+    table mixes two versions of a file), and the message names that file, not its 19
+    neighbours."""
+    data = tmp_path / "data"
+    _small_files(data, 20)
+    conn = connect(redis_server)
+    job = client.plan_job([str(data)], 64 << 20, "changed-pack")
+    job.queue = os.environ["WORDCOUNT_QUEUE"]
+    assert len(job.tasks) == 1 and len(job.tasks[0].parts) == 20
+    client.submit(conn, job)
+    victim = data / "f011.txt"
+    victim.write_text(victim.read_text() + " appended")
+    pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
+    try:
+        client.wait(conn, job, quiet=True, timeout_s=60, on_poll=pool.tend)
+    finally:
+        pool.stop()
+    with pytest.raises(InputChangedError) as caught:
+        client.result(conn, job, 0)
+    text = str(caught.value)
+    assert "1 input file(s) changed" in text and str(victim) in text, text
+    assert "f010.txt" not in text.split("changed while the job ran")[1].split("set aside")[0]
+
+
+@pytest.mark.parametrize("crash_at", ["after-count", "before-commit", "after-commit"])
+def test_packed_tasks_survive_worker_crashes_exactly(redis_server, tmp_path, crash_at):
+    """Packs of small files and ranges of big ones in one job, workers crashing at each point
+    of half their attempts: the full table equals the oracle's, each pack applied once."""
+    data = tmp_path / "data"
+    _small_files(data / "small", 300)
+    (data / "big.txt").write_text(" ".join(f"w{i % 997} Ωmega{i % 13}" for i in range(40_000)))
+    result, progress, pool, conn, job = run_job(
+        redis_server, data, 3, ["--crash-at", crash_at, "--crash-prob", "0.5"], chunk=60_000,
+        job_name="packs-" + crash_at)
+    packs = [t for t in job.tasks if t.parts]
+    assert packs and sum(len(t.parts) for t in packs) >= 300  # (the small files, packed)
+    assert pool.crashes > 0
+    assert result.errors == []
+    assert_counts_equal(result.counts, oracle(data))
+    assert progress.done == len(job.tasks)

@@ -148,7 +148,7 @@ def test_a_submission_of_many_batches_has_no_hole(redis_server, queue_kind, tmp_
                 assert wc("delete", "--force", name, env=env).returncode == 0
             else:
                 other = wc("submit", str(corpus), "--job", name, "--fresh", "--no-wait",
-                           env=env)
+                           "--pack-size", "0", env=env)
                 assert other.returncode == 0, other.stderr
         return reply
 
@@ -157,7 +157,7 @@ def test_a_submission_of_many_batches_has_no_hole(redis_server, queue_kind, tmp_
     with Workers(redis_server, 2, log=tmp_path / "w.log"):
         code, stdout, stderr = in_process_submit(
             ["submit", str(corpus), "--job", name, "--timeout", str(BOUND_S), "--quiet",
-             "--counts-out", str(out)])
+             "--counts-out", str(out), "--pack-size", "0"])  # (a task per file: 23 tasks)
     assert len(calls) >= 4, "the fault did not fall between two batches"
     if fault == "delete-force":
         assert code == EXIT_DELETED, (code, stderr)
@@ -326,7 +326,8 @@ def test_delete_force_stays_a_delete(redis_server, queue_kind, tmp_path):
     corpus = tiny_corpus(tmp_path / "corpus", 5)
     env = redis_server.env()
     conn = connect(redis_server)
-    waiter = wc_bg("submit", str(corpus), "--job", "doomed", "--timeout", "60", env=env)
+    waiter = wc_bg("submit", str(corpus), "--job", "doomed", "--timeout", "60",
+                   "--pack-size", "0", env=env)  # (a task per file)
     wait_until(lambda: client.progress(conn, "doomed").submitted == 5, what="the submission")
     deleted = wc("delete", "--force", "doomed", env=env)
     assert deleted.returncode == 0, deleted.stderr

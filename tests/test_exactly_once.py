@@ -352,7 +352,7 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
     env = redis_server.env()
     pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
     try:
-        ok = cli(env, "submit", str(data), "--json")
+        ok = cli(env, "submit", str(data), "--json", "--pack-size", "0")  # (a task per file)
     finally:
         pool.stop()
     assert ok.returncode == 0, ok.stderr
@@ -363,13 +363,13 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
                             "bytes_meta": size, "ok": True}
     conn = connect(redis_server)
     conn.client.zincrby(keys.counts(doc["job"]), 1, "common")  # a task applied 1 word too much
-    bad = cli(env, "submit", str(data), "--json")
+    bad = cli(env, "submit", str(data), "--json", "--pack-size", "0")
     assert bad.returncode == EXIT_INCONSISTENT, bad.stderr
     assert "failed the self-check" in bad.stderr and "301 words" in bad.stderr
     assert bad.stdout == "" and "Traceback" not in bad.stderr
     conn.client.zincrby(keys.counts(doc["job"]), -1, "common")
     conn.client.hdel(keys.done(doc["job"]), "0-2")  # a task whose settlement was lost
-    bad = cli(env, "submit", str(data), "--json")
+    bad = cli(env, "submit", str(data), "--json", "--pack-size", "0")
     assert bad.returncode == EXIT_INCONSISTENT and "never settled ['0-2']" in bad.stderr
 
 

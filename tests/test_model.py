@@ -97,7 +97,7 @@ from wordcount.exceptions import (
     NoSuchJobError,
 )
 from wordcount.planner import Task
-from wordcount.protocol import Applied, Claimed, Submitted, task_id, task_seq
+from wordcount.protocol import Applied, Claimed, Submitted, parts_text, task_id, task_seq
 from wordcount.queue import Queues
 
 from .conftest import connect
@@ -1183,9 +1183,10 @@ class ProtocolModel(RuleBasedStateMachine):
             f"{what}: submitted {submitted} but specs {sorted(ob.specs, key=task_seq)}"
         tasks = plan_tasks(j.plan)
         for tid, spec in ob.specs.items():
-            path, start, end, _ident = json.loads(spec)
+            path, start, end, _ident, parts = json.loads(spec)
             t = tasks[task_seq(tid) - 1]
-            assert (path, int(start), int(end)) == (t.path, t.start, t.end), (what, tid, spec)
+            assert (path, int(start), int(end), parts) == (t.path, t.start, t.end,
+                                                           parts_text(t)), (what, tid, spec)
         # settled once: done xor dead, and only tasks of the plan (not necessarily submitted
         # yet: see JobState.late)
         assert not set(ob.done) & set(ob.dead), f"{what}: both done and dead: " \

@@ -95,3 +95,73 @@ def test_file_shrunk_after_planning(tmp_path):
     path.write_bytes(b"abc\n")
     with pytest.raises(OSError, match="shorter"):
         count_task(task)
+
+
+# -- packing small ranges into tasks (planner.pack, engines.count_pack) ------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=5000), max_size=80),
+       target=st.integers(min_value=0, max_value=6000),
+       max_parts=st.integers(min_value=2, max_value=9))
+def test_pack_keeps_every_range_once_in_order_within_its_bounds(sizes, target, max_parts):
+    tasks = [planner.Task(f"f{i}", 0, n, f"id{i}") for i, n in enumerate(sizes)]
+    packed = planner.pack(tasks, target, max_parts)
+    assert [r for t in packed for r in t.ranges()] == tasks  # every range, once, in order
+    assert [r.ident for t in packed for r in t.ranges()] == [t.ident for t in tasks]
+    for t in packed:
+        if t.parts:
+            assert 2 <= len(t.parts) <= max_parts
+            assert t.nbytes == sum(r.nbytes for r in t.parts) <= target
+            assert all(r.nbytes < target for r in t.parts)
+    if target == 0:
+        assert packed == tasks and not any(t.parts for t in packed)
+    # a range of the target size or more is never packed
+    big = {t for t in tasks if t.nbytes >= target}
+    assert big <= {t for t in packed if not t.parts}
+
+
+def test_pack_refuses_to_pack_a_pack():
+    pack = planner.pack([planner.Task("a", 0, 1), planner.Task("b", 0, 1)], 10)
+    with pytest.raises(ValueError):
+        planner.pack(pack, 10)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(st.lists(ALPHABET, max_size=60).map(b"".join), min_size=1, max_size=12),
+       buf=st.integers(min_value=1, max_value=200))
+def test_a_packed_task_counts_as_its_files_do_one_by_one(tmp_path_factory, files, buf):
+    """Joining small files into one buffer never joins words across them, nor changes a
+    lowercasing context (a final sigma at the end of a file stays final)."""
+    from wordcount.engines import count_pack
+
+    d = tmp_path_factory.mktemp("pack")
+    tasks = []
+    for i, data in enumerate(files):
+        (d / f"{i}.bin").write_bytes(data)
+        tasks.append(planner.Task(f"{i}.bin", 0, len(data)))
+    (task,) = planner.pack(tasks, 10**6) if len(tasks) > 1 else tasks
+    counts, nbytes, failed = count_pack(task, lambda p: str(d / p), False, buffer_size=buf)
+    expected = Counter()
+    for data in files:
+        expected.update(reference_counts(data))
+    assert counts == expected and nbytes == sum(map(len, files)) and failed == []
+
+
+def test_a_packed_task_reports_an_unreadable_part_and_counts_the_rest(tmp_path):
+    from wordcount.engines import count_pack
+
+    texts = {"a": "one two", "b": "three", "c": "two four"}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    from wordcount.identity import Identity
+
+    (task,) = planner.pack([planner.Task(n, 0, len(t), Identity.of_stat(
+        os.stat(tmp_path / n)).text()) for n, t in texts.items()], 100)
+    (tmp_path / "b").unlink()
+    counts, nbytes, failed = count_pack(task, lambda p: str(tmp_path / p), False)
+    assert counts == Counter({"two": 2, "one": 1, "four": 1}) and nbytes == 15
+    assert [(p.path, type(e)) for p, e in failed] == [("b", FileNotFoundError)]
+    (tmp_path / "c").write_text("two four and more")  # changed: the whole task fails, named
+    with pytest.raises(planner.FileChangedError, match=r"c \[0:8\]: the file differs from the plan \(size 8 -> 17"):
+        count_pack(task, lambda p: str(tmp_path / p), False)

@@ -47,6 +47,14 @@ def add_chunk_arg(p: argparse.ArgumentParser) -> None:
 
 
 
+def add_pack_arg(p: argparse.ArgumentParser) -> None:
+    """(submit, run: a distributed job's plan)"""
+    p.add_argument("--pack-size", type=argtypes.size, metavar="BYTES",
+                   help="pack small files (and small ranges) into tasks of up to this many "
+                        "bytes, each file still checked, and reported by name if unreadable "
+                        "(default 4MiB, or the chunk size if smaller; 0: one task per range)")
+
+
 # -- count ------------------------------------------------------------------------------------
 
 def cmd_count(args: argparse.Namespace) -> int:
@@ -244,7 +252,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     report.check_output(args.counts_out, "--counts-out")
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
-                          fingerprint=args.fingerprint, data_root=settings.data_root)
+                          fingerprint=args.fingerprint, data_root=settings.data_root,
+                          pack_size=args.pack_size)
     with stop_on_signals(), timeout_message(
             args, f"job {job.name} keeps running if it was submitted: submit the same inputs "
                   "again to wait for its result"):
@@ -299,6 +308,7 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
     add_timeout_args(p)
     add_redis_args(p)
     add_chunk_arg(p)
+    add_pack_arg(p)
     add_output_args(p)
     return p
 
@@ -514,7 +524,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise exc.UsageError(f"--stragglers {stragglers} is more than --workers {args.workers}")
     report.check_output(args.counts_out, "--counts-out")
     report.check_output(args.worker_log, "--worker-log")
-    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root)
+    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
+                          pack_size=args.pack_size)
 
     def finish(conn, tend: Callable[[], None]) -> int:
         return _finish(conn, job, args, started, deadline, {"workers": args.workers},
@@ -546,6 +557,7 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     add_fault_args(p)
     add_chunk_arg(p)
+    add_pack_arg(p)
     add_output_args(p)
     return p
 

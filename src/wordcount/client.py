@@ -42,7 +42,7 @@ from .exceptions import (
 )
 from .identity import FINGERPRINTS
 from .planner import InputError, Task
-from .protocol import CHANGED, Meta, Submitted, task_id, task_seq
+from .protocol import CHANGED, Meta, Skipped, Submitted, task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,11 @@ class Job:
 
 def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
              root: str | None = None, fingerprint: str = "stat",
-             data_root: str | None = None) -> Job:
+             data_root: str | None = None, pack_size: int | None = None) -> Job:
     """Plan a job over ``inputs``: task paths relative to ``root`` (default: the inputs' common
-    directory), each task with its file's identity. ``data_root`` (the client's data root,
+    directory), each range with its file's identity, small ranges packed into tasks of up to
+    ``pack_size`` bytes (``planner.pack``; 0: none; default the smaller of 4 MiB and the chunk
+    size, so that packing never makes a task bigger than the chunk size asked for). ``data_root`` (the client's data root,
     WORDCOUNT_DATA_ROOT) is recorded as the job's mount when the root lies under it: a worker's
     own data root then maps it (a prefix substitution), whatever the job's root."""
     if fingerprint not in FINGERPRINTS:
@@ -109,8 +111,14 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
         idents = identity.task_identities(path, own, fingerprint)
         planned += [Task(os.path.relpath(t.path, root), t.start, t.end, ident)
                     for t, ident in zip(own, idents, strict=True)]
+    if pack_size is None:
+        pack_size = min(planner.DEFAULT_PACK_SIZE, chunk_size)
+    planned = planner.pack(planned, pack_size)
     for t in planned:
-        digest.update(f"{t.path}\0{t.start}\0{t.end}\n".encode("utf-8", "surrogateescape"))
+        if t.parts:
+            digest.update(f"pack\0{len(t.parts)}\n".encode())
+        for r in t.ranges():
+            digest.update(f"{r.path}\0{r.start}\0{r.end}\n".encode("utf-8", "surrogateescape"))
     plan_id = digest.hexdigest()[:16]
     job = check_job_name(name) if name else f"job-{plan_id}"
     return Job(job, plan_id, root, planned, errors + plan_errors, mount=mount)
@@ -361,9 +369,12 @@ class Snapshot:
     done: dict[str, int]  # task id -> word total reported by its accepted commit
     dead: dict[str, str]  # task id -> reason
     merges: int  # accepted staged pieces not yet applied
+    # task id -> the ranges of that (packed, done) task its worker could not read
+    skipped: dict[str, list[Skipped]] = field(default_factory=dict)
 
 
-def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], dict[str, str], int]:
+def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], dict[str, str],
+                                               int, dict[str, list[Skipped]]]:
     def run(r):
         counts: Counter[str] = Counter()
         for word, score in r.zscan_iter(keys.counts(name), count=5000):
@@ -372,8 +383,11 @@ def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], di
         pipe.hgetall(keys.done(name))
         pipe.hgetall(keys.dead(name))
         pipe.scard(keys.merges(name))
-        done, dead, merges = pipe.execute()
-        return counts, {k: int(v) for k, v in done.items()}, dead, int(merges)
+        pipe.hgetall(keys.skipped(name))
+        done, dead, merges, skipped = pipe.execute()
+        return (counts, {k: int(v) for k, v in done.items()}, dead, int(merges),
+                {tid: [Skipped(p, int(a), int(b), why) for p, a, b, why in json.loads(v)]
+                 for tid, v in skipped.items()})
     return conn.call(run)
 
 
@@ -391,12 +405,12 @@ def read_finished(conn: Connection, job: Job, waited: Progress | None = None) ->
         if not before.finished or before.plan != job.plan_id or before.epoch != job.epoch:
             before = wait(conn, job, quiet=True)
             resubmits += before.resubmits
-        counts, done, dead, merges = _read(conn, job.name)
+        counts, done, dead, merges, skipped = _read(conn, job.name)
         after = progress(conn, job.name)
         if (after.finished and after.finished_ms == before.finished_ms
                 and after.epoch == before.epoch):
             after.resubmits = resubmits
-            return Snapshot(after, counts, done, dead, merges)
+            return Snapshot(after, counts, done, dead, merges, skipped)
         log.warning("job %s changed while its result was read (Redis restart?): reading again",
                     job.name)
     raise JobLostError(f"could not read a stable result for job {job.name}")
@@ -416,6 +430,9 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
     committed = sum(done.values())
     seq_of = {tid: i for i, tid in enumerate(task_ids(job))}
     done_bytes = sum(job.tasks[seq_of[t]].nbytes for t in done if t in seq_of)
+    # (a packed task's unreadable ranges were not read: they are reported, not counted)
+    done_bytes -= sum(s.nbytes for t, ss in snap.skipped.items() if t in done for s in ss)
+    stray = sorted(set(snap.skipped) - set(done))
     figures: dict[str, object] = {
         "words_in_table": in_table, "words_committed": committed, "words_meta": p.words,
         "tasks": len(job.tasks), "tasks_done": len(done), "tasks_dead": len(dead),
@@ -440,6 +457,8 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
                       f"read {p.done_bytes:,} (a commit for other task contents)")
     if snap.merges:
         broken.append(f"{snap.merges} accepted staged pieces were never applied")
+    if stray:
+        broken.append(f"skipped ranges recorded for tasks not done: {stray[:5]}")
     figures["ok"] = not broken
     if broken:
         raise JobInconsistentError(f"job {job.name} finished, but its result failed the "
@@ -453,14 +472,35 @@ def dead_letters(job: Job, dead: dict[str, str]) -> list[InputError]:
     for tid, reason in sorted(dead.items(), key=lambda kv: task_seq(kv[0])):
         seq = task_seq(tid)
         t = job.tasks[seq - 1]
-        out.append(InputError(os.path.join(job.root, t.path), f"task {tid} "
-                              f"[{t.start}:{t.end}] set aside: {reason}"))
+        if t.parts:  # every file of the pack, each named: none of them was counted
+            out += [InputError(os.path.join(job.root, r.path), f"task {tid} (packed, "
+                               f"[{r.start}:{r.end}]) set aside: {reason}") for r in t.parts]
+        else:
+            out.append(InputError(os.path.join(job.root, t.path), f"task {tid} "
+                                  f"[{t.start}:{t.end}] set aside: {reason}"))
     return out
+
+
+def skipped_inputs(job: Job, skipped: dict[str, list[Skipped]]) -> list[InputError]:
+    """The ranges of packed tasks that their workers could not read (the rest was counted)."""
+    return [InputError(os.path.join(job.root, s.path), f"task {tid} (packed, "
+                       f"[{s.start}:{s.end}]): not counted: {s.why}")
+            for tid, ss in sorted(skipped.items(), key=lambda kv: task_seq(kv[0]))
+            for s in ss]
 
 
 def changed_inputs(job: Job, dead: dict[str, str]) -> list[InputError]:
     """The dead letters of tasks whose file was not what the plan recorded."""
-    return [e for e in dead_letters(job, dead) if f"set aside: {CHANGED}" in e.error]
+    changed = {tid: reason for tid, reason in dead.items() if reason.startswith(CHANGED)}
+    out = []
+    for e in dead_letters(job, changed):
+        tid = e.error.split()[1]
+        t = job.tasks[task_seq(tid) - 1]
+        # a pack: the files its worker found changed (it names the first), not all of them
+        if not t.parts or any(f": {r.path} [" in changed[tid]
+                              and e.path == os.path.join(job.root, r.path) for r in t.parts):
+            out.append(e)
+    return out
 
 
 def result(conn: Connection, job: Job, seconds: float, waited: Progress | None = None
@@ -480,7 +520,12 @@ def result(conn: Connection, job: Job, seconds: float, waited: Progress | None =
             + "; ".join(f"{e.path}: {e.error}" for e in changed[:5])
             + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
             + ". Submit the inputs again to count them as they are now (a new plan).")
-    files = {t.path for t in job.tasks}
+    # the files counted (in part): every range of a done task, but the ones it skipped
+    skipped = {(s.path, s.start, s.end) for ss in snap.skipped.values() for s in ss}
+    by_id = dict(zip(task_ids(job), job.tasks, strict=True))
+    files = {r.path for tid in snap.done for r in by_id[tid].ranges()
+             if (r.path, r.start, r.end) not in skipped}
     res = Result(counts=snap.counts, files=len(files), bytes=snap.progress.done_bytes,
-                 seconds=seconds, errors=job.errors + dead_letters(job, snap.dead))
+                 seconds=seconds, errors=job.errors + dead_letters(job, snap.dead)
+                 + skipped_inputs(job, snap.skipped))
     return res, snap.progress

@@ -32,26 +32,22 @@ def count_task(task: Task, path: str | None = None, buffer_size: int = planner.R
     return tally.counts()
 
 
-def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planner.READ_BUFFER,
-                  on_buffer: Callable[[int], None] | None = None) -> tuple[Counter[str], int]:
-    """Count one task of a planned job, checking that the file at ``path`` is the one the plan
-    recorded (``task.ident``: see wordcount.identity) before and after its range is read;
-    ``mapped``: read under a worker's own data root. Returns the counts and the bytes actually
-    read. Raises FileChangedError (the file is not what was planned) or another OSError."""
+def _checked_buffers(task: Task, path: str, mapped: bool, buffer_size: int) -> Iterator[bytes]:
+    """The buffers of one range, checking that the file at ``path`` is the one the plan
+    recorded (``task.ident``: see wordcount.identity) before the first and after the last;
+    the checks after the last buffer raise once it has been yielded."""
     from . import identity
 
     expected = identity.Identity.parse(task.ident) if task.ident else None
     digest = identity.range_hash() if expected is not None and expected.digest else None
-    tally, nbytes = Tally(), 0
+    nbytes = 0
     with open(path, "rb") as f:
         identity.check(expected, os.fstat(f.fileno()), mapped, path)
         for data in planner.read_range(path, task.start, task.end, buffer_size, f):
-            tally.add(data)
             nbytes += len(data)
             if digest is not None:
                 digest.update(data)
-            if on_buffer is not None:
-                on_buffer(len(data))
+            yield data
         identity.check(expected, os.fstat(f.fileno()), mapped, path)
     if digest is not None and digest.hexdigest() != expected.digest:  # type: ignore[union-attr]
         raise planner.FileChangedError(0, "the bytes of the range differ from the plan's "
@@ -59,7 +55,62 @@ def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planne
     if nbytes != task.nbytes:
         raise planner.FileChangedError(0, f"read {nbytes} bytes, the plan has {task.nbytes}",
                                        path)
+
+
+def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planner.READ_BUFFER,
+                  on_buffer: Callable[[int], None] | None = None) -> tuple[Counter[str], int]:
+    """Count one task of a planned job (one range), checking that the file at ``path`` is the
+    one the plan recorded before and after its range is read; ``mapped``: read under a
+    worker's own data root. Returns the counts and the bytes actually read. Raises
+    FileChangedError (the file is not what was planned) or another OSError."""
+    tally, nbytes = Tally(), 0
+    for data in _checked_buffers(task, path, mapped, buffer_size):
+        tally.add(data)
+        nbytes += len(data)
+        if on_buffer is not None:  # (after the buffer is counted: a --slowdown paces both)
+            on_buffer(len(data))
     return tally.counts(), nbytes
+
+
+def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
+               buffer_size: int = planner.READ_BUFFER,
+               on_buffer: Callable[[int], None] | None = None
+               ) -> tuple[Counter[str], int, list[tuple[Task, OSError]]]:
+    """Count a packed task: each range checked as ``count_checked`` checks one (``resolve``
+    maps a part's path to the file to read, raising OSError when it may not be read), read
+    whole before any of it is counted (a part is small: under the pack size), so a part that
+    fails adds nothing. Many small parts are counted as one buffer, joined by a newline (an
+    ASCII whitespace byte: no word, no UTF-8 sequence, no lowercasing context spans it).
+    Returns the counts, the bytes read, and the parts that could not be read with their errors.
+    Raises FileChangedError when a part is not what the plan recorded: the task's input
+    changed, a failure of the whole task."""
+    tally, nbytes = Tally(), 0
+    batch: list[bytes] = []
+    batched = 0
+    failed: list[tuple[Task, OSError]] = []
+    for part in task.ranges():
+        try:
+            data = list(_checked_buffers(part, resolve(part.path), mapped, buffer_size))
+        except planner.FileChangedError as exc:  # named by its path in the plan
+            raise planner.FileChangedError(exc.errno, f"{part.path} [{part.start}:{part.end}]: "
+                                           f"{planner.describe(exc)}", exc.filename) from exc
+        except OSError as exc:
+            failed.append((part, exc))
+            continue
+        batch += data
+        batched += sum(len(d) for d in data)
+        if batched >= buffer_size:
+            tally.add(b"\n".join(batch))
+            nbytes += batched
+            if on_buffer is not None:
+                on_buffer(batched)
+            batch, batched = [], 0
+    if batch:
+        tally.add(b"\n".join(batch))
+        nbytes += batched
+        if on_buffer is not None:
+            on_buffer(batched)
+    return tally.counts(), nbytes, failed
 
 
 def _reference_task(task: Task) -> Counter[str]:

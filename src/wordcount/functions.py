@@ -13,6 +13,7 @@ each. Every call passes the library identity (protocol and build) and the caller
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 
@@ -22,7 +23,7 @@ from . import keys
 from .connection import IDENTITY, Connection
 from .exceptions import JobCancelledError, JobConflictError, JobDeletedError, JobRunningError
 from .planner import Task
-from .protocol import Applied, Claimed, Submitted, now_ms
+from .protocol import Applied, Claimed, Skipped, Submitted, now_ms, parts_text
 
 
 def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
@@ -40,7 +41,7 @@ def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
                           os.fsencode(root), kind, first_seq, errors, os.fsencode(mount),
                           replace, keys.GROUP]
     for t in tasks:
-        args += [os.fsencode(t.path), t.start, t.end, t.ident]
+        args += [os.fsencode(t.path), t.start, t.end, t.ident, parts_text(t)]
     try:
         added, submitted, current, state, replaced = conn.fcall("wc_submit",
                                                                 keys.job_keys(job), args)
@@ -95,7 +96,7 @@ def _settle(c: Claimed) -> tuple[list[str], list[object]]:
     """KEYS and the first ARGV that settling ``c`` needs (see settle_keys in the .lua file)."""
     job = c.job
     keys_ = [keys.meta(job), keys.active(), keys.merges(job), keys.done(job), keys.dead(job),
-             keys.leases(job)]
+             keys.leases(job), keys.skipped(job)]
     if c.kind == "stream":
         keys_.append(keys.tasks(job))
     else:
@@ -103,14 +104,20 @@ def _settle(c: Claimed) -> tuple[list[str], list[object]]:
     return keys_, [IDENTITY, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
 
 
+def skipped_text(skipped: Sequence[Skipped]) -> str:
+    """A commit's skipped ranges as the Functions store them ('' for none)."""
+    return json.dumps([[s.path, s.start, s.end, s.why] for s in skipped]) if skipped else ""
+
+
 def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, nwords: int,
-           busy_ms: int) -> Applied:
+           busy_ms: int, skipped: Sequence[Skipped] = ()) -> Applied:
     """Settle the task + apply its counts + progress, in one call. ``pairs`` is a flat
-    [word, count, ...] list, ``nbytes`` the bytes the worker read; the call is refused unless
-    the job still has ``c.epoch``."""
+    [word, count, ...] list, ``nbytes`` the bytes the worker read, ``skipped`` the ranges of a
+    packed task it could not read (recorded with the task); the call is refused unless the
+    job still has ``c.epoch``."""
     keys_, args = _settle(c)
     return Applied(conn.fcall("wc_commit", [*keys_, keys.counts(c.job)],
-                              [*args, nbytes, nwords, busy_ms, *pairs]))
+                              [*args, nbytes, nwords, busy_ms, skipped_text(skipped), *pairs]))
 
 
 def stage_keys(c: Claimed, attempt: str, pieces: int) -> list[str]:
@@ -125,12 +132,14 @@ def stage(conn: Connection, c: Claimed, key: str, pairs: Sequence[object]) -> Ap
 
 
 def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct: int,
-                  nbytes: int, nwords: int, busy_ms: int) -> Applied:
+                  nbytes: int, nwords: int, busy_ms: int, skipped: Sequence[Skipped] = ()
+                  ) -> Applied:
     """Settle the task and accept its staged pieces, only if all of them (``distinct`` pairs in
     all) are there; RESTAGE otherwise."""
     keys_, args = _settle(c)
     return Applied(conn.fcall("wc_commit_staged", [*keys_, *pieces],
-                              [*args, nbytes, nwords, busy_ms, distinct]))
+                              [*args, nbytes, nwords, busy_ms, distinct,
+                               skipped_text(skipped)]))
 
 
 def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:

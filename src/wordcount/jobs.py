@@ -5,7 +5,7 @@ jobs after ``Settings.keep_jobs_s``.
 
 Every job created is listed in the registry (``keys.registry()``, written by the submit
 Function in the same call that creates the job, so a snapshot never holds one without the
-other). The plan of a job lives in its specs hash (task id -> [path, start, end, identity]),
+other). The plan of a job lives in its specs hash (task id -> [path, start, end, identity, parts]),
 written in the same calls as its tasks. Every action names the incarnation (epoch) the operator
 looked at, so a retried call never acts on a job created after it; a delete is one call for
 every fixed key of the job (then a sweep of its old stage pieces), and leaves a tombstone so
@@ -23,7 +23,7 @@ from . import client, functions, keys
 from .connection import Connection
 from .exceptions import JobCancelledError, JobNotFinishedError, NoSuchJobError
 from .planner import InputError, Task
-from .protocol import Applied, Meta, task_seq
+from .protocol import Applied, Meta, parse_parts, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ def load(conn: Connection, name: str) -> client.Job:
             "its inputs again to complete it")
     tasks = []
     for tid in sorted(specs, key=task_seq):
-        path, start, end, ident = json.loads(specs[tid])
-        tasks.append(Task(path, int(start), int(end), ident))
+        path, start, end, ident, parts = json.loads(specs[tid])
+        tasks.append(Task(path, int(start), int(end), ident, parse_parts(parts)))
     errors = [InputError(path, why) for path, why in json.loads(p.errors or "[]")]
     return client.Job(name, p.plan, p.root, tasks, errors, epoch=p.epoch, queue=p.queue,
                       mount=p.mount or p.root)

@@ -76,6 +76,12 @@ def done(job: str) -> str:
     return _job(job, "done")
 
 
+def skipped(job: str) -> str:
+    """Hash: task id -> JSON [[path, start, end, why], ...]: the ranges of a packed task that
+    its accepted commit could not read (reported by name with the result, never counted)."""
+    return _job(job, "skipped")
+
+
 def leases(job: str) -> str:
     return _job(job, "leases")
 
@@ -125,7 +131,7 @@ def notify(job: str) -> str:
 # A job's fixed keys, in the order the Functions that create and delete a job take them
 # (JOB_KEYS in wordcount.lua; a test checks that the two agree).
 JOB_KEYS = ("meta", "tasks", "specs", "counts", "done", "dead", "leases", "merges", "queue",
-            "expiry", "owners", "attempts", "notify")
+            "expiry", "owners", "attempts", "notify", "skipped")
 
 
 def job_keys(job: str) -> list[str]:

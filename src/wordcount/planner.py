@@ -39,10 +39,24 @@ class Task:
     end: int
     # the identity of its file when it was planned (wordcount.identity; "" for local tasks)
     ident: str = field(default="", compare=False)
+    # A packed task (``pack``): the small ranges it counts, each a Task of its own (with its
+    # own file identity); then path is "", start 0 and end the bytes of all of them.
+    parts: tuple[Task, ...] = field(default=(), compare=False)
 
     @property
     def nbytes(self) -> int:
         return self.end - self.start
+
+    def ranges(self) -> tuple[Task, ...]:
+        """The byte ranges this task counts: its parts, or itself."""
+        return self.parts or (self,)
+
+    def describe(self) -> str:
+        """For messages: ``path [start:end]``, or a pack's files."""
+        if not self.parts:
+            return f"{self.path} [{self.start}:{self.end}]"
+        first, last = self.parts[0].path, self.parts[-1].path
+        return f"{len(self.parts)} packed ranges ({first} .. {last}, {self.nbytes} bytes)"
 
 
 @dataclass(frozen=True)
@@ -165,6 +179,47 @@ def plan(
         except OSError as exc:
             errors.append(InputError(path, describe(exc)))
     return tasks, errors
+
+
+DEFAULT_PACK_SIZE = 4 << 20  # small ranges are packed into tasks of up to this many bytes
+MAX_PACK_PARTS = 2048  # ranges per packed task at most: bounds a task's spec (and its stream entry)
+
+
+def pack(tasks: Sequence[Task], target: int = DEFAULT_PACK_SIZE,
+         max_parts: int = MAX_PACK_PARTS) -> list[Task]:
+    """Pack runs of consecutive small tasks (each under ``target`` bytes) into tasks of up to
+    ``target`` bytes and ``max_parts`` ranges, in plan order: 10,000 files of 1 KiB are then a
+    few tasks, not 10,000 claims, heartbeats and commits. A task of ``target`` bytes or more,
+    and a run of one, stays as it is; ``target`` 0 packs nothing. Each part keeps its own
+    path, range and identity: a worker checks and counts them one by one."""
+    if target <= 0:
+        return list(tasks)
+    out: list[Task] = []
+    run: list[Task] = []
+    size = 0
+
+    def close() -> None:
+        nonlocal size
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            out.append(Task("", 0, size, "", tuple(run)))
+        run.clear()
+        size = 0
+
+    for t in tasks:
+        if t.parts:
+            raise ValueError("pack: a task is packed already")
+        if t.nbytes >= target:
+            close()
+            out.append(t)
+            continue
+        if run and (size + t.nbytes > target or len(run) >= max_parts):
+            close()
+        run.append(t)
+        size += t.nbytes
+    close()
+    return out
 
 
 class FileChangedError(OSError):

@@ -6,6 +6,7 @@ Function is given (the Functions never read the time themselves: RedisRaft repla
 from __future__ import annotations
 
 import enum
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -78,8 +79,38 @@ class Claimed:
         if not isinstance(fields, dict):
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
         task = Task(fields["path"], int(fields["start"]), int(fields["end"]),
-                    fields.get("ident") or "")
+                    fields.get("ident") or "", parse_parts(fields.get("parts") or ""))
         return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind)
+
+
+def parts_text(task: Task) -> str:
+    """A packed task's ranges as its spec and queue entry carry them: JSON [[path, start, end,
+    identity], ...] ('' for a task of one range). A path that is not UTF-8 travels as its
+    surrogate escapes (JSON \\udcXX) and comes back as the same str."""
+    if not task.parts:
+        return ""
+    return json.dumps([[p.path, p.start, p.end, p.ident] for p in task.parts],
+                      separators=(",", ":"))
+
+
+def parse_parts(text: str) -> tuple[Task, ...]:
+    return tuple(Task(path, int(start), int(end), ident)
+                 for path, start, end, ident in json.loads(text)) if text else ()
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A range of a packed task that the worker could not read (the rest of the task was
+    counted and committed): recorded with the task, reported by name with the result."""
+
+    path: str
+    start: int
+    end: int
+    why: str
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
 
 
 class Meta:

@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,7 +34,7 @@ from redis.exceptions import ResponseError
 from . import functions, keys
 from .connection import Connection
 from .exceptions import UsageError
-from .protocol import QUEUES, Applied, Claimed, Meta
+from .protocol import QUEUES, Applied, Claimed, Meta, Skipped
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class TaskQueue(Protocol):
     def take(self, jobs: Active) -> Claimed | None: ...
     def keep(self, c: Claimed) -> bool: ...
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None) -> Applied: ...
+                 nwords: int | None = None, skipped: Sequence[Skipped] = ()) -> Applied: ...
     def fail(self, c: Claimed, reason: str) -> Applied: ...
     def info(self, c: Claimed) -> JobInfo | None: ...
     def finish_merges(self, jobs: Active) -> int: ...
@@ -94,19 +94,20 @@ class _Backend:
         self.settings = settings
 
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None) -> Applied:
+                 nwords: int | None = None, skipped: Sequence[Skipped] = ()) -> Applied:
         """Settle the task with its counts (``nwords`` overrides their total: per-word mode
-        applied them already and commits no pairs)."""
+        applied them already and commits no pairs; ``skipped``: the ranges of a packed task
+        that could not be read)."""
         pairs: list[object] = []
         for word, n in counts.items():
             pairs += (word, n)
         nwords = sum(counts.values()) if nwords is None else nwords
         if len(counts) <= self.settings.commit_pairs:
-            return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms)
-        return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms)
+            return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms, skipped)
+        return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms, skipped)
 
     def _complete_staged(self, c: Claimed, pairs: list[object], distinct: int, nbytes: int,
-                         nwords: int, busy_ms: int) -> Applied:
+                         nwords: int, busy_ms: int, skipped: Sequence[Skipped]) -> Applied:
         """Stage the pairs in pieces, then settle the task only if every piece is in Redis.
         A Redis restart from an older snapshot can drop pieces already written: the commit
         answers RESTAGE, and the pieces are written again."""
@@ -119,7 +120,7 @@ class _Backend:
                 if staged is not Applied.APPLIED:
                     return staged  # stale or gone: the task is no longer the job's
             outcome = functions.commit_staged(self.conn, c, pieces, distinct, nbytes, nwords,
-                                              busy_ms)
+                                              busy_ms, skipped)
             if outcome is not Applied.RESTAGE:
                 break
             log.warning("task %s %s: staged pieces missing at commit (Redis restarted from an "
@@ -272,8 +273,8 @@ class Queues:
         return self.backends[c.kind].keep(c)
 
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None) -> Applied:
-        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords)
+                 nwords: int | None = None, skipped: Sequence[Skipped] = ()) -> Applied:
+        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords, skipped)
 
     def fail(self, c: Claimed, reason: str) -> Applied:
         return self.backends[c.kind].fail(c, reason)

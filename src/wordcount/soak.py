@@ -6,7 +6,8 @@ Every run is drawn from one seed (``draw_plan(seed, commit_path)``, a pure funct
 same plan of faults) and then executed for real:
 
 - **Workload.** A small generated corpus (3-8 files of 60-300 kB, sometimes a skew file of up
-  to 1 MB, sometimes Unicode), planned in 10-45 byte-range tasks (chunks >= 20 kB), submitted
+  to 1 MB, sometimes Unicode, in 2 runs of 5 also 10-60 small files of 1.5 kB that the planner
+  packs into a few tasks), planned in 10-45 byte-range tasks (chunks >= 20 kB), submitted
   in batches of 2-8 tasks (``WORDCOUNT_SUBMIT_BATCH``: a job of several submission calls) or
   all at once; in some runs a second job on the same workers, on the other queue or the same
   one. A run takes ~3-30 s here (2 cores).
@@ -131,6 +132,9 @@ _ROT13 = bytes.maketrans(
 
 # -- the plan of a run, drawn from its seed ---------------------------------------------------
 
+SMALL_FILE_SIZE = 1_500  # bytes of each small file of a corpus (CorpusSpec.small_files)
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
     seed: int
@@ -140,12 +144,24 @@ class CorpusSpec:
     unicode: bool
 
     @property
+    def small_files(self) -> int:
+        """Small files beside the others (in small/: planned last, so packed together into
+        a few tasks, planner.pack), in 2 corpora of 5: drawn from the corpus seed, so that
+        the rest of a seed's plan is what it was before the harness had them."""
+        rng = random.Random(self.seed * 7919 + 17)
+        return rng.randint(10, 60) if rng.random() < 0.4 else 0
+
+    @property
     def total_bytes(self) -> int:
-        return self.files * self.size + self.skew_size
+        return self.files * self.size + self.skew_size + self.small_files * SMALL_FILE_SIZE
 
     def generate(self, directory: Path) -> list[Path]:
-        return corpus.generate(directory, self.files, self.size, self.skew_size, self.seed,
-                               unicode=self.unicode)
+        written = corpus.generate(directory, self.files, self.size, self.skew_size, self.seed,
+                                  unicode=self.unicode)
+        if self.small_files:
+            written += corpus.generate(directory / "small", self.small_files, SMALL_FILE_SIZE,
+                                       seed=self.seed + 1, unicode=self.unicode)
+        return written
 
 
 @dataclass(frozen=True)
@@ -237,6 +253,7 @@ class RunPlan:
             + (f" (--commit-pairs {self.commit_pairs})" if self.commit_pairs else ""),
             f"corpus: {c.files} x {c.size:,} B" + (f" + skew {c.skew_size:,} B" if c.skew_size
                                                    else "")
+            + (f" + {c.small_files} x {SMALL_FILE_SIZE:,} B (packed)" if c.small_files else "")
             + (", unicode" if c.unicode else "") + f", corpus seed {c.seed}; chunk "
             f"{self.chunk_size:,} B; submitted in batches of {self.submit_batch}"
             + (f", {self.mid_submit} after batch {self.mid_submit_after}" if self.mid_submit
@@ -797,7 +814,9 @@ class Nemesis:
         left: Counter[str] = Counter()
         for tid, spec in specs.items():
             if tid not in set(done):
-                left[json.loads(spec)[0]] += 1
+                path, _, _, _, parts = json.loads(spec)
+                for p in json.loads(parts) if parts else [[path]]:  # (a pack: each file)
+                    left[p[0]] += 1
         ranked = sorted(present, key=lambda p: (-left.get(os.path.relpath(p, self.inputs), 0),
                                                 self.chooser.random()))
         return ranked[0]

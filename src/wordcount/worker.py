@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from . import engines, keys, planner
 from .connection import Connection
 from .exceptions import PermissionRefusedError, ShutdownRequested
-from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, sync_clock
+from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, Skipped, sync_clock
 from .queue import Queues, TaskQueue
 from .registry import Registration
 from .settings import Settings
@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 CRASH_POINTS = ("after-claim", "after-count", "before-commit", "after-commit")
 CRASH_EXIT = 70
+# --crash-prob's default: a job under injected crashes that still finishes (with 1, every
+# attempt of every task crashes, and every task ends set aside)
+DEFAULT_CRASH_PROB = 0.3
 CLOCK_SYNC_S = 30.0  # how often a worker measures its clock against Redis's
+IDLE_POLL_S = 0.05  # first wait for a job when there is none (doubling up to block_ms)
 
 
 @dataclass
@@ -112,6 +116,7 @@ class Worker:
         self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._in_flight: Future | None = None
         self._clock_synced = float("-inf")
+        self._idle_s = IDLE_POLL_S
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -179,8 +184,14 @@ class Worker:
         jobs = self.queue.active_jobs()
         if not jobs:
             self.registration.idle()
-            time.sleep(self.settings.block_ms / 1000)
+            # Poll the (small) active-jobs hash 20 times a second at first, then back off to
+            # block_ms: a job submitted right after the last one ended (or just as `run`
+            # started its workers) is taken at once, and an idle cluster costs Redis ~1 call
+            # per worker and second.
+            time.sleep(self._idle_s)
+            self._idle_s = min(self._idle_s * 2, self.settings.block_ms / 1000)
             return False
+        self._idle_s = IDLE_POLL_S
         claimed = self.queue.take(jobs)
         if claimed is None:
             self.drain()
@@ -222,25 +233,28 @@ class Worker:
         beat.start()
         try:
             started = time.perf_counter()
-            counts, nbytes = self._count(c, info.root, info.mount)
+            counts, nbytes, skipped = self._count(c, info.root, info.mount)
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
         except planner.FileChangedError as exc:
             beat.stop()
-            self._dead(c, f"{CHANGED}: {c.task.path} [{c.task.start}:{c.task.end}]: "
+            self._dead(c, f"{CHANGED}: {c.task.describe()}: "
                           f"{planner.describe(exc)}{self._mapping_note(info)}")
             return
         except OSError as exc:
             beat.stop()
-            self._dead(c, f"cannot read {c.task.path} [{c.task.start}:{c.task.end}]: "
+            self._dead(c, f"cannot read {c.task.describe()}: "
                           f"{planner.describe(exc)}{self._mapping_note(info)}")
             return
         except BaseException:
             beat.stop()
             raise
         self.drain()  # the previous task's commit, before this one's starts
+        for s in skipped:
+            log.error("task %s %s: cannot read %s [%d:%d]: %s; the rest of the task is "
+                      "counted", c.job, c.id, s.path, s.start, s.end, s.why)
         self._in_flight = self._committer.submit(self._commit_and_log, c, counts, nbytes,
-                                                 busy_ms, armed, beat)
+                                                 busy_ms, armed, beat, skipped)
 
     def drain(self) -> None:
         """Wait for the commit in flight (re-raising its error, e.g. Redis unavailable)."""
@@ -249,10 +263,10 @@ class Worker:
             future.result()
 
     def _commit_and_log(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                        armed: str | None, beat: Heartbeat) -> None:
+                        armed: str | None, beat: Heartbeat, skipped: list[Skipped]) -> None:
         try:
             self.crash_point(armed, "before-commit")
-            outcome = self._commit(c, counts, nbytes, busy_ms)
+            outcome = self._commit(c, counts, nbytes, busy_ms, skipped)
             self.crash_point(armed, "after-commit")
         finally:
             beat.stop()
@@ -291,12 +305,13 @@ class Worker:
         return (f" (read at {self.local_root(info.root, info.mount)}: this worker's data root "
                 f"{self.settings.data_root} stands for the job's {info.mount or info.root})")
 
-    def _count(self, c: Claimed, job_root: str, mount: str) -> tuple[Counter[str], int]:
+    def _count(self, c: Claimed, job_root: str, mount: str
+               ) -> tuple[Counter[str], int, list[Skipped]]:
         """Count the task under the data root of the plan it was claimed under (mapped into
-        this worker's --data-root, where the job's files are mounted), checking that the file
-        is the one the plan recorded; the counts and the bytes read."""
+        this worker's --data-root, where the job's files are mounted), checking that each file
+        is the one the plan recorded; the counts, the bytes read, and (a packed task) the
+        ranges that could not be read. OSError when nothing could be read."""
         root = self.local_root(job_root, mount)
-        path = planner.resolve_under(root, c.task.path)
         mapped = os.path.normpath(root) != os.path.normpath(job_root)
         last = time.perf_counter()
         stall_at = (self.faults.rng.random() < self.faults.stall_prob)
@@ -311,16 +326,27 @@ class Worker:
                 time.sleep(self.faults.rng.uniform(0, self.faults.stall_max))
             last = time.perf_counter()
 
-        return engines.count_checked(c.task, path, mapped, on_buffer=pace)
+        if not c.task.parts:
+            path = planner.resolve_under(root, c.task.path)
+            return (*engines.count_checked(c.task, path, mapped, on_buffer=pace), [])
+        counts, nbytes, failed = engines.count_pack(
+            c.task, lambda p: planner.resolve_under(root, p), mapped, on_buffer=pace)
+        if len(failed) == len(c.task.parts):  # nothing readable: a dead letter, as one range
+            part, exc = failed[0]
+            raise type(exc)(exc.errno, f"{part.path}: {planner.describe(exc)}"
+                            + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
+        return counts, nbytes, [Skipped(p.path, p.start, p.end, planner.describe(exc))
+                                for p, exc in failed]
 
-    def _commit(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int) -> Applied:
+    def _commit(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                skipped: list[Skipped]) -> Applied:
         """Commit under the epoch the task was claimed with; a stale commit is dropped, never
         retried under another plan (its counts belong to the plan they were counted for)."""
         if self.commit_mode == "per-word":
             self._apply_per_word(c, counts)
             return self.queue.complete(c, Counter(), nbytes, busy_ms,
-                                       nwords=sum(counts.values()))
-        return self.queue.complete(c, counts, nbytes, busy_ms)
+                                       nwords=sum(counts.values()), skipped=skipped)
+        return self.queue.complete(c, counts, nbytes, busy_ms, skipped=skipped)
 
     def _apply_per_word(self, c: Claimed, counts: Counter[str]) -> None:
         """The lab's naive variant: one ZINCRBY per word occurrence, before a commit with no
