@@ -90,3 +90,78 @@ def test_text_output_shortens_very_long_words(tmp_path, capsys):
     assert main(["count", str(tmp_path)]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.split() == ["x" * 60 + "…(1,000", "chars)", "2"]
+
+
+# -- an operator's day: inspection commands against a wrong address --------------------------
+
+def _wc(*args: str, env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    import os
+    import time
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_", "WORDCOUNT_"))} | {"REDIS_PASSWORD": "x"}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "wordcount", *args], env=env | (env_extra or {}),
+                          capture_output=True, text=True, timeout=120)
+    return proc, time.monotonic() - started
+
+
+@pytest.mark.parametrize("command", [["jobs"], ["status"], ["workers"], ["result", "j1"]])
+def test_read_only_commands_fail_fast_on_a_wrong_address_and_say_why(command):
+    """As a newcomer typed it: `wordcount jobs --redis-url redis://127.0.0.1:1/0` retried for
+    2 min before exit 4. A read-only command now gives up after a few seconds, says how long a
+    call retries (WORDCOUNT_RETRY_SECONDS) and takes --timeout (exit 6)."""
+    from wordcount.cli import READ_ONLY_RETRY_S
+    from wordcount.exceptions import EXIT_REDIS, EXIT_TIMEOUT
+
+    url = ["--redis-url", "redis://127.0.0.1:1/0"]
+    proc, took = _wc(*command, *url)
+    assert proc.returncode == EXIT_REDIS, proc.stderr
+    assert took < READ_ONLY_RETRY_S + 10, took
+    assert "unreachable" in proc.stderr and "WORDCOUNT_RETRY_SECONDS" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc, took = _wc(*command, *url, "--timeout", "1")
+    assert proc.returncode == EXIT_TIMEOUT, proc.stderr
+    assert "unrecognized arguments" not in proc.stderr and took < 1 + 10, took
+
+
+def test_an_action_takes_timeout_too_and_the_retry_budget_stays_configurable():
+    """cancel / delete / requeue keep retrying through an outage (WORDCOUNT_RETRY_SECONDS),
+    bounded by --timeout; a read-only command given WORDCOUNT_RETRY_SECONDS uses it."""
+    from wordcount.exceptions import EXIT_REDIS, EXIT_TIMEOUT
+
+    url = ["--redis-url", "redis://127.0.0.1:1/0"]
+    for action in (["cancel", "j1"], ["delete", "j1"], ["requeue", "j1"]):
+        proc, took = _wc(*action, *url, "--timeout", "1")
+        assert proc.returncode == EXIT_TIMEOUT and took < 11, (action, proc.stderr, took)
+    proc, took = _wc("jobs", *url, env_extra={"WORDCOUNT_RETRY_SECONDS": "1"})
+    assert proc.returncode == EXIT_REDIS and took < 11 and "unreachable for 1 s" in proc.stderr
+
+
+def test_crash_at_alone_finishes_and_a_failed_job_never_says_survived(tmp_path):
+    """As a newcomer typed it: `run d --crash-at after-count` crashed every attempt (the
+    probability defaulted to 1), every task was set aside, and the last line said the crashes
+    were "survived". Now the default probability lets the job finish (exact), and a job that
+    ends with tasks set aside reports the crashes without "survived"; the dead letters say how
+    many attempts failed, against --max-attempts."""
+    from wordcount.exceptions import EXIT_INPUT_ERRORS
+
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(8):
+        (data / f"{i}.txt").write_text(f"alpha beta{i} " * 200)
+    base = ["run", str(data), "--workers", "2", "--pack-size", "0", "--json", "--claim-timeout",
+            "300"]
+    proc, _ = _wc(*base, "--crash-at", "after-count")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dead"] == 0
+    assert proc.stderr.count("injected worker crashes") <= 1
+    if "injected worker crashes" in proc.stderr:
+        assert "crashes survived" in proc.stderr
+    proc, _ = _wc(*base, "--crash-at", "after-count", "--crash-prob", "1",
+                  "--max-attempts", "2")
+    assert proc.returncode == EXIT_INPUT_ERRORS, proc.stderr
+    assert "injected worker crashes" in proc.stderr and "survived" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["dead"] == 8 and doc["top"] == []
+    assert all("2 attempts failed (--max-attempts 2" in e["error"] for e in doc["errors"])

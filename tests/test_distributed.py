@@ -183,10 +183,11 @@ def test_task_that_keeps_crashing_is_set_aside(redis_server, tmp_path):
     (data / "a.txt").write_text("crashy text\n")
     result, progress, pool, _, _ = run_job(
         redis_server, data, 1,
-        ["--crash-at", "after-claim", "--max-attempts", "2", "--claim-timeout", "200"])
+        ["--crash-at", "after-claim", "--crash-prob", "1", "--max-attempts", "2",
+         "--claim-timeout", "200"])
     assert pool.crashes == 2
     assert progress.dead == 1 and not result.counts
-    assert "delivered 3 times" in result.errors[0].error
+    assert "2 attempts failed (--max-attempts 2" in result.errors[0].error
 
 
 def test_commit_is_idempotent_and_handles_more_than_8000_values(redis_server, queue_kind):

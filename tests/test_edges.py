@@ -427,9 +427,9 @@ def test_a_library_of_the_same_protocol_with_other_code_is_replaced(redis_server
     corpus = tiny_corpus(tmp_path / "corpus", 5)
     env = redis_server.env()
     conn = connect(redis_server)
-    text = library_text().replace("apply_pairs(keys[next_key], args, 11)",
-                                  "apply_pairs(keys[next_key], args, 11) "
-                                  "apply_pairs(keys[next_key], args, 11)")
+    text = library_text().replace("apply_pairs(keys[next_key], args, 12)",
+                                  "apply_pairs(keys[next_key], args, 12) "
+                                  "apply_pairs(keys[next_key], args, 12)")
     assert text != library_text()
     build = hashlib.sha256(text.encode()).hexdigest()[:12]
     doubled = text.replace("local BUILD = '@BUILD@'", f"local BUILD = '{build}'")
@@ -526,3 +526,23 @@ def test_a_file_name_that_is_not_utf8(redis_server, queue_kind, tmp_path):
         with open(os.path.join(os.fsencode(corpus), name), "rb") as f:
             expected.update(reference_counts(f.read()))
     assert counts_of(out) == counts_of(local) == tsv(expected)
+
+
+# -- an operator's day: a job nobody works on --------------------------------------------------
+
+def test_submit_with_no_worker_says_so_and_its_timeout_points_to_wait(redis_server, tmp_path):
+    """As a newcomer typed it: `submit` with no worker running showed `0/1 tasks settled` until
+    its timeout. It now says, once, that no worker is registered and how to start one; the
+    timeout names `wordcount wait JOB`; and once a worker runs, that command gets the result."""
+    corpus = tiny_corpus(tmp_path / "corpus", 3)
+    env = redis_server.env()
+    alone = wc("submit", str(corpus), "--job", "lonely", "--timeout", "6", env=env)
+    assert alone.returncode == 6, alone.stderr
+    assert alone.stderr.count("no worker is registered") == 1, alone.stderr
+    assert "`wordcount worker`" in alone.stderr and "`wordcount wait lonely`" in alone.stderr
+    with Workers(redis_server, 1, log=tmp_path / "w.log"):
+        later = wc("wait", "lonely", "--timeout", str(BOUND_S), "--counts-out",
+                   str(tmp_path / "c.tsv"), env=env)
+    assert later.returncode == 0, later.stderr
+    assert "no worker is registered" not in later.stderr
+    assert counts_of(tmp_path / "c.tsv") == tsv(oracle(corpus))

@@ -255,8 +255,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
                           fingerprint=args.fingerprint, data_root=settings.data_root,
                           pack_size=args.pack_size)
     with stop_on_signals(), timeout_message(
-            args, f"job {job.name} keeps running if it was submitted: submit the same inputs "
-                  "again to wait for its result"):
+            args, f"job {job.name} keeps running if it was submitted: `wordcount wait "
+                  f"{job.name}` waits for its result (or submit the same inputs again)"):
         return _submit(args, settings, job, started, deadline)
 
 
@@ -315,14 +315,25 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
 
 # -- operating jobs and workers: jobs, status, result, wait, cancel, delete, requeue, workers ----
 
+READ_ONLY_RETRY_S = 5.0  # how long a read-only command waits for an unreachable Redis
+
+
 def _operator(args: argparse.Namespace, name: str, functions: bool = False):
     """A connection for an operator command (with --timeout's deadline when it has one).
     Only a command that runs our Functions (``functions``) checks the library's version: the
-    others only read keys, which the admin user may do (it may not FCALL)."""
+    others only read keys, which the admin user may do (it may not FCALL). A read-only command
+    (no ``functions``) fails fast when Redis is unreachable: READ_ONLY_RETRY_S, unless
+    --timeout or WORDCOUNT_RETRY_SECONDS says otherwise."""
+    import dataclasses
+
     from .connection import Connection
 
     setup_logging(getattr(args, "verbose", False), logging.WARNING)
-    conn = Connection(settings_from(args), name=name,
+    settings = settings_from(args)
+    if not functions and getattr(args, "timeout", None) is None \
+            and not os.environ.get("WORDCOUNT_RETRY_SECONDS"):
+        settings = dataclasses.replace(settings, retry_seconds=READ_ONLY_RETRY_S)
+    conn = Connection(settings, name=name,
                       deadline=deadline_of(args) if hasattr(args, "timeout") else None)
     if functions:
         conn.ensure_functions()
@@ -338,13 +349,24 @@ def _job_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _job_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
-    """The parser of a command on one job: ``wordcount NAME JOB [--redis-url ...]``."""
+def _job_parser(sub, name: str, help_: str, deadline: bool = True) -> argparse.ArgumentParser:
+    """The parser of a command on one job: ``wordcount NAME JOB [--redis-url ...]
+    [--timeout S]`` (``deadline``: the command adds its own --timeout)."""
     p = sub.add_parser(name, help=help_)
     p.add_argument("job", metavar="JOB", type=_job_name,
                    help="the job's name (`wordcount jobs` lists them)")
     add_redis_args(p)
+    if deadline:
+        add_deadline_arg(p)
     return p
+
+
+def add_deadline_arg(p: argparse.ArgumentParser) -> None:
+    """--timeout on an operator command (`wait` has its own, with --quiet)."""
+    p.add_argument("--timeout", type=argtypes.seconds, metavar="S",
+                   help="give up after S seconds in all, Redis unreachable included: exit 6 "
+                        f"(default: read-only commands wait {READ_ONLY_RETRY_S:g} s for an "
+                        "unreachable Redis, the others WORDCOUNT_RETRY_SECONDS, 120)")
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -371,6 +393,7 @@ def _jobs_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list the jobs in Redis: running, done and cancelled")
     p.add_argument("--json", action="store_true", help="one JSON list (the same figures)")
     add_redis_args(p)
+    add_deadline_arg(p)
     return p
 
 
@@ -380,6 +403,7 @@ def _status_parser(sub) -> argparse.ArgumentParser:
                    help="only this job (exit 2 if Redis has no such job)")
     p.add_argument("--json", action="store_true")
     add_redis_args(p)
+    add_deadline_arg(p)
     return p
 
 
@@ -423,7 +447,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 def _wait_parser(sub) -> argparse.ArgumentParser:
     p = _job_parser(sub, "wait", "wait for a job (submitted with --no-wait), then print its "
-                                 "result")
+                                 "result", deadline=False)
     add_timeout_args(p)
     add_output_args(p)
     return p
@@ -504,6 +528,7 @@ def _workers_parser(sub) -> argparse.ArgumentParser:
                                        "tasks done")
     p.add_argument("--json", action="store_true")
     add_redis_args(p)
+    add_deadline_arg(p)
     return p
 
 

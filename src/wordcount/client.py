@@ -327,15 +327,52 @@ def follow(conn: Connection, job: Job, p: Progress) -> bool:
     return p.submitted < p.total  # partly submitted: the client that submitted it died
 
 
+class NoWorkerHint:
+    """Says once, on stderr, that nothing can make a job progress: no task settled or held for
+    a while and no worker registered (``wordcount workers`` would list none alive)."""
+
+    AFTER_S = 3.0
+
+    def __init__(self, conn: Connection, job: Job, quiet: bool) -> None:
+        self.conn, self.job, self.quiet = conn, job, quiet
+        self.since = time.monotonic()
+        self.seen: tuple[int, int] | None = None
+        self.said = False
+
+    def check(self, p: Progress) -> None:
+        moved = (p.done + p.dead, p.pending)
+        if moved != self.seen or p.pending or p.finished:
+            self.seen, self.since = moved, time.monotonic()
+            return
+        if self.said or self.quiet or time.monotonic() - self.since < self.AFTER_S:
+            return
+        from . import registry
+
+        self.since = time.monotonic()  # (read the registry at most every AFTER_S)
+        try:
+            now = int(time.time() * 1000)  # (the workers' reports carry their own clocks)
+            alive = [r for r in registry.reports(self.conn, now) if not r.lost(now)]
+        except Exception:  # noqa: BLE001 - a hint: never a reason for the job to fail
+            return
+        if not alive:
+            self.said = True
+            print(f"wordcount: no worker is registered, so nothing takes the tasks of job "
+                  f"{self.job.name}: start one (`wordcount worker`; in the compose cluster "
+                  "`docker compose up -d worker`); this command keeps waiting (`wordcount wait "
+                  f"{self.job.name}` picks the job up later)", file=sys.stderr, flush=True)
+
+
 def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
          timeout_s: float | None = None, on_poll: Callable[[], None] | None = None) -> Progress:
     """Follow the job until it is done, resubmitting it whenever Redis has lost all or part of
     it (a restart from an older snapshot, or from nothing); see ``follow``."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     resubmits = 0
+    idle = NoWorkerHint(conn, job, quiet)
     with Follower(job, quiet) as follower:
         while True:
             p = progress(conn, job.name)
+            idle.check(p)
             if follow(conn, job, p):
                 resubmits += 1
                 log.warning("job %s is %s in Redis: resubmitting (idempotent)", job.name,

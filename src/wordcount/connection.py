@@ -480,7 +480,8 @@ class Connection:
             if is_retryable(exc):
                 raise RedisUnavailableError(
                     f"Redis at {self.settings.safe_url} unreachable for {budget:.0f} s: "
-                    f"{type(exc).__name__}: {exc}") from None
+                    f"{type(exc).__name__}: {exc} (how long a call retries: "
+                    "WORDCOUNT_RETRY_SECONDS, or a command's --timeout)") from None
             raise
 
     # -- Functions --------------------------------------------------------------------------

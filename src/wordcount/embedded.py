@@ -310,6 +310,7 @@ def run_job(job: client.Job, workers: int, options: WorkerOptions,
         finally:
             if pool is not None:
                 pool.stop()
-        if pool.crashes and not quiet:
-            print(f"-- {pool.crashes} injected worker crashes survived", file=sys.stderr)
+        if pool.crashes and not quiet:  # ("survived" only by a job that ended complete)
+            print(f"-- {pool.crashes} injected worker crashes"
+                  + (" survived" if rc == 0 else ""), file=sys.stderr)
         return rc

@@ -44,7 +44,7 @@ class Faults:
     """Injected failures, for experiments and tests."""
 
     crash_at: str | None = None  # one of CRASH_POINTS, or "any" (a random one per attempt)
-    crash_prob: float = 1.0
+    crash_prob: float = DEFAULT_CRASH_PROB
     stall_prob: float = 0.0  # 6.5840-style: sleep up to stall_max seconds mid-task
     stall_max: float = 2.0
     slowdown: float = 1.0  # 2 = half speed (a straggler)
@@ -219,8 +219,9 @@ class Worker:
         self.stats.taken += 1
         self.registration.busy(c)
         if c.deliveries > self.settings.max_attempts:
-            self._dead(c, f"delivered {c.deliveries} times (max attempts "
-                          f"{self.settings.max_attempts}): workers keep failing on it")
+            self._dead(c, f"{c.deliveries - 1} attempts failed (--max-attempts "
+                          f"{self.settings.max_attempts}; each crashed, froze or lost its "
+                          "lease): workers keep failing on it")
             return
         info = self.queue.info(c)
         if info is None:  # its job was re-planned or deleted since the task was queued

@@ -14,7 +14,7 @@ from typing import Any
 from . import argtypes
 from .exceptions import EXIT_OK, ShutdownRequested, UsageError
 from .settings import Settings
-from .worker import CRASH_POINTS, Faults, Worker
+from .worker import CRASH_POINTS, DEFAULT_CRASH_PROB, Faults, Worker
 
 COMMIT_MODES = ("atomic", "per-word")
 
@@ -34,8 +34,11 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fault injection (experiments and tests)")
     g.add_argument("--crash-at", choices=[*CRASH_POINTS, "any"],
                    help="end the process abruptly (os._exit) at this point of a task")
-    g.add_argument("--crash-prob", type=argtypes.probability, default=1.0, metavar="P",
-                   help="probability that a task attempt crashes (default 1)")
+    g.add_argument("--crash-prob", type=argtypes.probability, default=DEFAULT_CRASH_PROB,
+                   metavar="P",
+                   help="probability that a task attempt crashes (default "
+                        f"{DEFAULT_CRASH_PROB:g}: a job that still finishes; 1 crashes every "
+                        "attempt, so every task ends set aside)")
     g.add_argument("--stall-prob", type=argtypes.probability, default=0.0, metavar="P",
                    help="probability that a task attempt stalls for up to --stall-max s")
     g.add_argument("--stall-max", type=argtypes.float_in(0), default=2.0, metavar="S")
@@ -60,7 +63,7 @@ class WorkerOptions:
     Plain values, so a forked worker makes its own ``Faults`` (and random stream) from them."""
 
     crash_at: str | None = None  # one of CRASH_POINTS, or "any"
-    crash_prob: float = 1.0
+    crash_prob: float = DEFAULT_CRASH_PROB
     stall_prob: float = 0.0
     stall_max: float = 2.0
     slowdown: float = 1.0
