@@ -39,18 +39,25 @@ rm -f "$WORDCOUNT_RESULTS"/{result.json,counts.tsv,chaos.json}
 # again as is, logs and all: remove them so this run starts clean.
 compose rm --force --stop client chaos >/dev/null 2>&1 || true
 
+# what this cluster's Redis is, and the make target that removes it (make up-raft: compose.raft.yml)
+if [[ ${COMPOSE_FILE:-} == *raft* ]]; then
+    STORE="3 RedisRaft nodes" DOWN="make down-raft"
+else
+    STORE="Redis" DOWN="make down"
+fi
+
 t0=$(date +%s.%N)
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     if [[ ${KEEP_RUNNING:-0} != 1 ]]; then
-        log "stopping the cluster (make down removes it and its volumes)"
+        log "stopping the cluster ($DOWN removes it and its volumes)"
         compose stop --timeout 10 >/dev/null 2>&1 || true
     fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "starting ${COMPOSE_FILE:-docker-compose.yml}: Redis, $WORKERS workers, client${COMPOSE_PROFILES:+ + profiles $COMPOSE_PROFILES}"
+log "starting ${COMPOSE_FILE:-docker-compose.yml}: $STORE, $WORKERS workers, client${COMPOSE_PROFILES:+ + profiles $COMPOSE_PROFILES}"
 mkdir -p build/logs
 if ! compose up --detach --scale "worker=$WORKERS" >build/logs/compose-up.log 2>&1; then
     cat build/logs/compose-up.log >&2

@@ -165,3 +165,62 @@ def test_crash_at_alone_finishes_and_a_failed_job_never_says_survived(tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["dead"] == 8 and doc["top"] == []
     assert all("2 attempts failed (--max-attempts 2" in e["error"] for e in doc["errors"])
+
+
+def test_the_readmes_local_example_writes_nothing_the_cluster_counts_or_git_tracks(tmp_path):
+    """As a newcomer ran it: the README's local example wrote its corpus into ./data (what
+    `make up` counts) and counts.tsv into the repository root. Its commands, run for real here
+    (with a small corpus), must write only under ignored directories, never under ./data."""
+    import os
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Counting on one machine", 1)[1].split("```sh", 1)[1].split("```")[0]
+    commands = [shlex.split(line.split("#")[0]) for line in
+                block.replace("\\\n", " ").splitlines() if line.strip().startswith(".venv/")]
+    assert len(commands) >= 3, block
+    work = tmp_path / "checkout"
+    work.mkdir()
+    for argv in commands:
+        argv = argv[1:]  # (wordcount)
+        if argv[0] == "corpus":  # the same command, at a test's size
+            argv = [a for a in argv if not re.fullmatch(r"\d+MiB|--files|--size|--skew-size|\d+",
+                                                        a)] + ["--files", "3", "--size", "20K"]
+        proc = subprocess.run([sys.executable, "-m", "wordcount", *argv], cwd=work,
+                              capture_output=True, text=True, timeout=300,
+                              env={k: v for k, v in os.environ.items()
+                                   if not k.startswith(("REDIS_", "WORDCOUNT_"))})
+        assert proc.returncode == 0, (argv, proc.stderr)
+    written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
+    assert written and not any(p.startswith("data") for p in written), written
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert sorted(ignored) == written, f"not ignored by git: {set(written) - set(ignored)}"
+
+
+def test_count_refuses_workers_for_a_one_thread_engine_and_explains_engine(tmp_path, capsys):
+    """`count --engine serial --workers 2` was accepted silently; `--engine` had no help."""
+    (tmp_path / "a.txt").write_text("a b\n")
+    assert main(["count", str(tmp_path), "--engine", "serial", "--workers", "2"]) == EXIT_USAGE
+    assert "--workers is for the threads and processes engines" in capsys.readouterr().err
+    assert main(["count", str(tmp_path), "--workers", "2"]) == EXIT_USAGE  # (serial: default)
+    capsys.readouterr()
+    assert main(["count", str(tmp_path), "--engine", "threads", "--workers", "2"]) == 0
+    with pytest.raises(SystemExit):
+        main(["count", "--help"])
+    assert "serial (default): one thread" in capsys.readouterr().out
+
+
+def test_operator_commands_do_not_offer_worker_flags(capsys):
+    """`result --help` listed --claim-timeout, --max-attempts, --commit-pairs, --data-root."""
+    for command in (["result", "j"], ["wait", "j"], ["cancel", "j"], ["delete", "j"],
+                    ["requeue", "j"], ["jobs"], ["status"], ["workers"]):
+        with pytest.raises(SystemExit):
+            main([*command[:1], "--help"])
+        text = capsys.readouterr().out
+        for flag in ("--claim-timeout", "--max-attempts", "--commit-pairs", "--data-root"):
+            assert flag not in text, (command, flag)
+        assert "--timeout" in text and "--redis-url" in text, command

@@ -44,7 +44,7 @@ IMAGES = ("wordcount/worker:latest", "wordcount/client:latest", "wordcount/chaos
           "wordcount/redis:latest")
 # What the images are built from, and the stamp `make images` (mk/cluster.mk) and the images
 # fixture touch after building them: images older than any of these get rebuilt.
-IMAGE_INPUTS = ("pyproject.toml", "src", "redis", "services", "docker-compose.yml",
+IMAGE_INPUTS = ("pyproject.toml", "src", "redis", "services", "chaos", "docker-compose.yml",
                 ".dockerignore", "scripts/build-images.sh", "scripts/wheelhouse.sh",
                 "scripts/lock.sh", "scripts/base-images.sh")
 IMAGES_STAMP = ROOT / "build" / ".images-stamp"
@@ -856,3 +856,45 @@ def test_by_hand_raft_up_without_env(images, raft_image, tmp_path):
     runs the job to the end: the nodes form the cluster themselves (no one-shot init service
     whose exit would abort `up`), and the passwords are generated as for one Redis."""
     by_hand(tmp_path, ["-f", "compose.raft.yml"], RAFT_USERS)
+
+
+# -- keeping the cluster up and operating it, as the README has it ----------------------------
+
+def test_make_start_then_operator_commands_through_make_wc(images, tmp_path):
+    """README: `make start`, then `make wc ARGS='...'` for every operator command (Redis
+    publishes no port), then `make down`: a corpus made and counted inside the cluster, exact;
+    `jobs` and `workers` see the job and the 2 workers."""
+    project = f"wctest-ops-{secrets.token_hex(3)}"
+    data, results = tmp_path / "data", tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not _SETTINGS.match(k)}
+    make = ["make", "--no-print-directory", "-C", str(ROOT), f"CLUSTER_PROJECT={project}",
+            f"CLUSTER_DATA={data}", f"CLUSTER_RESULTS={results}", "WORKERS=2"]
+
+    def wc(*args: str) -> subprocess.CompletedProcess:
+        return _run([*make, "wc", f"ARGS={' '.join(args)}"], timeout=JOB_TIMEOUT, env=env)
+
+    try:
+        up = _run([*make, "start"], timeout=600, env=env)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert "make wc ARGS=" in up.stdout
+        made = wc("corpus", "/data/books", "--files", "5", "--size", "64KiB", "--unicode")
+        assert made.returncode == 0, made.stderr[-3000:]
+        counted = wc("submit", "/data/books", "--json", "--counts-out", "/data/counts.tsv")
+        assert counted.returncode == 0, counted.stderr[-3000:]
+        doc = json.loads(counted.stdout.strip().splitlines()[-1])
+        assert doc["check"]["ok"] is True and doc["files"] == 5
+        assert_exact(data / "books", data / "counts.tsv", tmp_path)
+        listed = wc("jobs", "--json")
+        assert [j["job"] for j in json.loads(listed.stdout.strip().splitlines()[-1])] == \
+            [doc["job"]], listed.stdout
+        workers = wc("workers", "--json")
+        docs = json.loads(workers.stdout.strip().splitlines()[-1])
+        assert len(docs) == 2 and not any(d["lost"] for d in docs), docs
+        assert sum(d["applied"] for d in docs) == doc["tasks"]
+    finally:
+        down = _run([*make, "down"], timeout=180, env=env)
+        assert down.returncode == 0, down.stderr
+        if os.getuid() != 0:
+            _run(["docker", "run", "--rm", "--user", "0", "--network", "none", "-v",
+                  f"{tmp_path}:/t", "--entrypoint", "rm", "wordcount/redis:latest", "-rf",
+                  "/t/data", "/t/results"], timeout=120)

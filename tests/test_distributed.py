@@ -425,6 +425,7 @@ def test_packed_task_counts_its_readable_files_and_names_the_unreadable_one(redi
     assert worker.returncode == 0, worker.stderr
     assert "cannot read f007.txt" in worker.stderr and "the rest of the task is counted" \
         in worker.stderr, worker.stderr
+    assert "task packed 0-1 (new, " in worker.stderr  # a plain worker logs each task it settles
     waited = subprocess.run([*cmd, "wait", "packed", "--counts-out", str(tmp_path / "got.tsv")],
                             env=env, capture_output=True, text=True, timeout=60)
     assert waited.returncode == EXIT_INPUT_ERRORS, waited.stderr

@@ -546,3 +546,31 @@ def test_submit_with_no_worker_says_so_and_its_timeout_points_to_wait(redis_serv
     assert later.returncode == 0, later.stderr
     assert "no worker is registered" not in later.stderr
     assert counts_of(tmp_path / "c.tsv") == tsv(oracle(corpus))
+
+
+def test_jobs_and_workers_watch_until_interrupted(redis_server, tmp_path):
+    """`wordcount jobs --watch` and `workers --watch` list again every S seconds, until Ctrl-C
+    (exit 0); not on a terminal, one listing after another (JSON: one line each)."""
+    corpus = tiny_corpus(tmp_path / "corpus", 3)
+    env = redis_server.env()
+    with Workers(redis_server, 1, log=tmp_path / "w.log"):
+        done = wc("submit", str(corpus), "--job", "watched", "--quiet", env=env)
+        assert done.returncode == 0, done.stderr
+        for command in (["jobs"], ["workers"]):
+            proc = wc_bg(*command, "--watch", "0.2", "--json", env=env)
+            time.sleep(2.5)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            listings = [json.loads(line) for line in out.splitlines()]
+            assert len(listings) >= 3, out
+            if command == ["jobs"]:
+                assert all([d["job"] for d in docs] == ["watched"] for docs in listings)
+            else:
+                assert all(len(docs) == 1 and not docs[0]["lost"] for docs in listings)
+        text = wc_bg("jobs", "--watch", "0.2", env=env)
+        time.sleep(1.5)
+        text.send_signal(signal.SIGINT)
+        out, err = text.communicate(timeout=30)
+        assert text.returncode == 0, err
+        assert out.count("watched") >= 2, out

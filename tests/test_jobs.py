@@ -202,7 +202,10 @@ def test_requeue_counts_dead_letters_again_once_their_cause_is_fixed(redis_serve
         assert dead >= 1 and waited.finished
         result, _ = client.result(conn, job, 0, waited)
         assert len(result.errors) == dead  # reported, not silently lost
+        # not fixed yet: a requeue now would only set them aside again, and says so
+        assert jobs.still_unreadable(conn, job.name) == [str(victim)]
         shutil.move(hidden, victim)  # the cause is fixed
+        assert jobs.still_unreadable(conn, job.name) == []
         assert jobs.requeue(conn, job.name) == dead
         assert jobs.requeue(conn, job.name) == 0  # nothing dead any more
         waited = client.wait(conn, job, quiet=True, timeout_s=120)

@@ -163,5 +163,6 @@ def test_a_packed_task_reports_an_unreadable_part_and_counts_the_rest(tmp_path):
     assert counts == Counter({"two": 2, "one": 1, "four": 1}) and nbytes == 15
     assert [(p.path, type(e)) for p, e in failed] == [("b", FileNotFoundError)]
     (tmp_path / "c").write_text("two four and more")  # changed: the whole task fails, named
-    with pytest.raises(planner.FileChangedError, match=r"c \[0:8\]: the file differs from the plan \(size 8 -> 17"):
+    with pytest.raises(planner.FileChangedError,
+                       match=r"c \[0:8\]: the file differs from the plan \(size 8 -> 17"):
         count_pack(task, lambda p: str(tmp_path / p), False)

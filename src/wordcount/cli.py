@@ -60,6 +60,9 @@ def add_pack_arg(p: argparse.ArgumentParser) -> None:
 def cmd_count(args: argparse.Namespace) -> int:
     from . import engines, report
 
+    if args.workers is not None and args.engine in ("serial", "reference"):
+        raise exc.UsageError(f"--workers is for the threads and processes engines: the "
+                             f"{args.engine} engine runs on one thread (add --engine processes)")
     report.check_output(args.counts_out, "--counts-out")
     with stop_on_signals(first=_stop_count):
         result = engines.count_inputs(args.inputs, args.engine, args.workers, args.chunk_size)
@@ -87,7 +90,9 @@ def _count_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("count", help="count words locally (serial, threads or processes)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, directories or globs")
-    p.add_argument("--engine", choices=ENGINES, default="serial")
+    p.add_argument("--engine", choices=ENGINES, default="serial",
+                   help="serial (default): one thread; threads or processes: --workers of "
+                        "them, the same table; reference: the naive oracle (re + Counter)")
     p.add_argument("--workers", type=argtypes.workers, default=None,
                    help="threads/processes, 1-1024 (default: CPU count)")
     add_chunk_arg(p)
@@ -129,13 +134,17 @@ def _corpus_parser(sub) -> argparse.ArgumentParser:
 
 # -- distributed: shared options ----------------------------------------------------------------
 
-def add_redis_args(p: argparse.ArgumentParser) -> None:
+def add_redis_args(p: argparse.ArgumentParser, planning: bool = True) -> None:
+    """--redis-url and -v; ``planning`` (worker, submit, run): also --data-root and the
+    protocol settings a job is planned or served with (an operator command on existing jobs
+    takes none of them)."""
     from .workeropts import add_protocol_args
 
     p.add_argument("--redis-url", help="redis://[:password@]host:port/db (env REDIS_URL); "
                    "the password may also come from REDIS_PASSWORD")
-    p.add_argument("--data-root", help="directory the job's task paths are relative to")
-    add_protocol_args(p)
+    if planning:
+        p.add_argument("--data-root", help="directory the job's task paths are relative to")
+        add_protocol_args(p)
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -355,7 +364,7 @@ def _job_parser(sub, name: str, help_: str, deadline: bool = True) -> argparse.A
     p = sub.add_parser(name, help=help_)
     p.add_argument("job", metavar="JOB", type=_job_name,
                    help="the job's name (`wordcount jobs` lists them)")
-    add_redis_args(p)
+    add_redis_args(p, planning=False)
     if deadline:
         add_deadline_arg(p)
     return p
@@ -375,24 +384,54 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from . import jobs, report
 
     conn = _operator(args, "wordcount-jobs")
-    # (a user that may not run our Functions -- admin -- lists without expiring)
-    with contextlib.suppress(exc.PermissionRefusedError):
-        jobs.expire(conn, conn.settings.keep_jobs_s)
     only = getattr(args, "job", None)
-    if only:
-        jobs.require(conn, only)
-    docs = [r.as_dict() for r in jobs.rows(conn, only)]
-    if args.json:
-        print(json.dumps(docs))
-    else:
-        report.print_jobs(docs, int(time.time() * 1000))
-    return exc.EXIT_OK
+
+    def show() -> None:
+        # (a user that may not run our Functions -- admin -- lists without expiring)
+        with contextlib.suppress(exc.PermissionRefusedError):
+            jobs.expire(conn, conn.settings.keep_jobs_s)
+        if only:
+            jobs.require(conn, only)
+        docs = [r.as_dict() for r in jobs.rows(conn, only)]
+        if args.json:
+            print(json.dumps(docs), flush=True)
+        else:
+            report.print_jobs(docs, int(time.time() * 1000))
+    return watch(args, show)
+
+
+def watch(args: argparse.Namespace, show: Callable[[], None]) -> int:
+    """Show once, or (--watch S) again every S seconds until interrupted (exit 0): the screen
+    redrawn on a terminal, one listing after another (JSON: one line each) otherwise."""
+    if not getattr(args, "watch", None):
+        show()
+        return exc.EXIT_OK
+    tty = sys.stdout.isatty()
+    with stop_on_signals():
+        try:
+            while True:
+                if tty:
+                    print("\x1b[H\x1b[2J", end="")  # home, clear
+                    print(f"every {args.watch:g} s, {datetime.datetime.now():%H:%M:%S} "
+                          "(Ctrl-C stops)")
+                show()
+                if not tty and not args.json:
+                    print(flush=True)
+                time.sleep(args.watch)
+        except (exc.SignalReceived, KeyboardInterrupt):
+            return exc.EXIT_OK
+
+
+def add_watch_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watch", type=argtypes.seconds, nargs="?", const=2.0, metavar="S",
+                   help="show it again every S seconds (default 2) until Ctrl-C")
 
 
 def _jobs_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list the jobs in Redis: running, done and cancelled")
     p.add_argument("--json", action="store_true", help="one JSON list (the same figures)")
-    add_redis_args(p)
+    add_watch_arg(p)
+    add_redis_args(p, planning=False)
     add_deadline_arg(p)
     return p
 
@@ -402,7 +441,7 @@ def _status_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--job", type=_job_name,
                    help="only this job (exit 2 if Redis has no such job)")
     p.add_argument("--json", action="store_true")
-    add_redis_args(p)
+    add_redis_args(p, planning=False)
     add_deadline_arg(p)
     return p
 
@@ -492,10 +531,16 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     from . import jobs
 
     conn = _operator(args, "wordcount-requeue", functions=True)
+    unreadable = jobs.still_unreadable(conn, args.job)
     n = jobs.requeue(conn, args.job)
     if n:
         print(f"job {args.job}: {n} dead-lettered tasks requeued; `wordcount wait {args.job}` "
               "follows it")
+        if unreadable:
+            print(f"wordcount: warning: {len(unreadable)} of their files cannot be read from "
+                  f"here, so they will likely be set aside again: "
+                  + ", ".join(unreadable[:5]) + (" ..." if len(unreadable) > 5 else ""),
+                  file=sys.stderr)
     else:
         print(f"job {args.job} has no dead-lettered task: nothing changed")
     return exc.EXIT_OK
@@ -513,21 +558,24 @@ def cmd_workers(args: argparse.Namespace) -> int:
     from . import registry, report
 
     conn = _operator(args, "wordcount-workers")
-    now = int(time.time() * 1000)
-    docs = [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now)}
-            for r in registry.reports(conn, now)]
-    if args.json:
-        print(json.dumps(docs))
-    else:
-        report.print_workers(docs, now)
-    return exc.EXIT_OK
+
+    def show() -> None:
+        now = int(time.time() * 1000)
+        docs = [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now)}
+                for r in registry.reports(conn, now)]
+        if args.json:
+            print(json.dumps(docs), flush=True)
+        else:
+            report.print_workers(docs, now)
+    return watch(args, show)
 
 
 def _workers_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("workers", help="the workers: state, current task, heartbeat age, "
                                        "tasks done")
     p.add_argument("--json", action="store_true")
-    add_redis_args(p)
+    add_watch_arg(p)
+    add_redis_args(p, planning=False)
     add_deadline_arg(p)
     return p
 

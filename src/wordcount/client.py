@@ -82,9 +82,10 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
     """Plan a job over ``inputs``: task paths relative to ``root`` (default: the inputs' common
     directory), each range with its file's identity, small ranges packed into tasks of up to
     ``pack_size`` bytes (``planner.pack``; 0: none; default the smaller of 4 MiB and the chunk
-    size, so that packing never makes a task bigger than the chunk size asked for). ``data_root`` (the client's data root,
-    WORDCOUNT_DATA_ROOT) is recorded as the job's mount when the root lies under it: a worker's
-    own data root then maps it (a prefix substitution), whatever the job's root."""
+    size, so that packing never makes a task bigger than the chunk size asked for).
+    ``data_root`` (the client's data root, WORDCOUNT_DATA_ROOT) is recorded as the job's mount
+    when the root lies under it: a worker's own data root then maps it (a prefix
+    substitution), whatever the job's root."""
     if fingerprint not in FINGERPRINTS:
         raise UsageError(f"--fingerprint must be one of {', '.join(FINGERPRINTS)}")
     files, errors = planner.discover(inputs)

@@ -228,6 +228,17 @@ class _Call:
         self.waits = 0
 
 
+def unresolved_note(exc: BaseException | None) -> str:
+    """What a name that does not resolve means here: in a compose cluster, Docker's DNS knows
+    no container that is stopped, so a node that is down (killed, restarting) is "not known"
+    -- not a DNS fault."""
+    text = str(exc or "")
+    if "Name or service not known" in text or "Temporary failure in name resolution" in text:
+        return " -- the host name does not resolve: in a compose cluster, its container is " \
+               "down or restarting (Docker's DNS drops a stopped container)"
+    return ""
+
+
 class Connection:
     """The one Redis client. With a URL listing several nodes (a RedisRaft cluster,
     ``redis://h1:p1,h2:p2,h3:p3/0``) it talks to one node at a time: a MOVED reply switches to
@@ -415,8 +426,8 @@ class Connection:
             # (CLUSTERDOWN)
             what = ("waiting for a Raft leader" if self.clustered or isinstance(exc, NoLeader)
                     else "redis unavailable")
-            log.warning("%s (%s: %s); retrying (attempt %d)", what, type(exc).__name__, exc,
-                        state.attempt_number)
+            log.warning("%s (%s: %s%s); retrying (attempt %d)", what, type(exc).__name__, exc,
+                        unresolved_note(exc), state.attempt_number)
 
     @property
     def username(self) -> str | None:
@@ -480,8 +491,8 @@ class Connection:
             if is_retryable(exc):
                 raise RedisUnavailableError(
                     f"Redis at {self.settings.safe_url} unreachable for {budget:.0f} s: "
-                    f"{type(exc).__name__}: {exc} (how long a call retries: "
-                    "WORDCOUNT_RETRY_SECONDS, or a command's --timeout)") from None
+                    f"{type(exc).__name__}: {exc}{unresolved_note(exc)} (how long a call "
+                    "retries: WORDCOUNT_RETRY_SECONDS, or a command's --timeout)") from None
             raise
 
     # -- Functions --------------------------------------------------------------------------

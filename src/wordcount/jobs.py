@@ -123,6 +123,25 @@ def sweep(conn: Connection, name: str) -> int:
     return sum(functions.sweep(conn, name, found[i:i + 500]) for i in range(0, len(found), 500))
 
 
+def still_unreadable(conn: Connection, name: str) -> list[str]:
+    """The files of the job's dead-lettered tasks that cannot be read from here (where this
+    operator sees the job's root): requeueing them before their cause is fixed sets them aside
+    again. Files under another machine's view of the root are not judged ([])."""
+    import os
+
+    job = load(conn, name)
+    if not os.path.isdir(job.root):
+        return []
+    dead = conn.call(lambda r: r.hkeys(keys.dead(name)))
+    out = []
+    for tid in sorted(dead, key=task_seq):
+        for r in job.tasks[task_seq(tid) - 1].ranges():
+            path = os.path.join(job.root, r.path)
+            if path not in out and not os.access(path, os.R_OK):
+                out.append(path)
+    return out
+
+
 def requeue(conn: Connection, name: str) -> int:
     """Give the job's dead-lettered tasks new attempts (their cause fixed); returns how many."""
     p = require(conn, name)

@@ -287,7 +287,7 @@ class Worker:
         elif outcome is Applied.RESTAGE:
             log.error("task %s %s: Redis kept losing its staged pieces; left for another "
                       "attempt", c.job, c.id)
-        log.debug("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
+        log.info("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
                   outcome.name.lower(), busy_ms)
         self.registration.update(**asdict(self.stats))
 
