@@ -8,7 +8,8 @@
 #   make chaos [CHAOS_INTERVAL=5 CHAOS_DOWNTIME=2 CHAOS_TARGETS=redis
 #               CHAOS_MODE=kill|partition|pause]
 #                                the job while Redis is SIGKILLed; PASS if exact
-#   make logs / make down        the last run's logs / remove it and its volumes
+#   make logs / make down        the last run's logs, one timeline / remove it and
+#                                its volumes
 #   make start [WORKERS=8]       keep Redis and the workers up (detached), for
 #   make wc ARGS='jobs --watch'  wordcount commands run inside the cluster (the
 #                                client image, its Redis user, /data = ./data)
@@ -92,8 +93,9 @@ wc: ## a wordcount command in the cluster: make wc ARGS='submit /data' / 'jobs -
 	@$(CLUSTER_ENV) WORDCOUNT_UID=$$(id -u) WORDCOUNT_GID=$$(id -g) docker compose run --rm \
 	    --no-deps --entrypoint wordcount client $(ARGS)
 
-logs: ## logs of the last cluster run (all services)
-	@$(CLUSTER_COMPOSE) logs --no-color
+logs: install ## the last cluster run's logs as one timeline (LOGS_ALL=1: with Redis's saving and DEBUG lines)
+	@$(CLUSTER_COMPOSE) logs --no-color --timestamps \
+	    | $(BIN)/python -m wordcount.clusterjob timeline $(if $(LOGS_ALL),--all)
 
 down: ## remove the cluster's containers, network and volumes: data, passwords (keeps ./data, ./results)
 	@bash scripts/ensure-compose.sh >/dev/null

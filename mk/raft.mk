@@ -69,8 +69,9 @@ chaos-raft: images raft-image-present install ## the job while RedisRaft nodes a
 	    bash scripts/cluster-job.sh || rc=$$?; \
 	$(BIN)/python -m wordcount.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 
-logs-raft: ## logs of the last RedisRaft cluster run
-	@$(RAFT_COMPOSE_ENV) docker compose --profile '*' logs --no-color
+logs-raft: install ## the last RedisRaft cluster run's logs as one timeline (LOGS_ALL=1: everything)
+	@$(RAFT_COMPOSE_ENV) docker compose --profile '*' logs --no-color --timestamps \
+	    | $(BIN)/python -m wordcount.clusterjob timeline $(if $(LOGS_ALL),--all)
 
 down-raft: ## remove the RedisRaft cluster's containers, network and volumes: Raft logs, passwords
 	@bash scripts/ensure-compose.sh >/dev/null

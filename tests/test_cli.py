@@ -224,3 +224,25 @@ def test_operator_commands_do_not_offer_worker_flags(capsys):
         for flag in ("--claim-timeout", "--max-attempts", "--commit-pairs", "--data-root"):
             assert flag not in text, (command, flag)
         assert "--timeout" in text and "--redis-url" in text, command
+
+
+def test_make_logs_timeline_is_in_time_order_without_the_noise():
+    """`make logs` printed each container's log in turn, half of it Redis saving every second
+    and worker DEBUG lines: now one timeline, the noise only with LOGS_ALL=1 (--all)."""
+    from wordcount.clusterjob import timeline
+
+    raw = [
+        "worker-1  | 2026-12-03T10:00:02.000000000Z INFO task j 0-1 applied\n",
+        "worker-1  | 2026-12-03T10:00:04.000000000Z 2026-12-03 DEBUG wordcount.worker: beat\n",
+        "redis-1   | 2026-12-03T10:00:01.000000000Z * Ready to accept connections\n",
+        "redis-1   | 2026-12-03T10:00:03.000000000Z * 1 changes in 1 seconds. Saving...\n",
+        "redis-1   | 2026-12-03T10:00:03.100000000Z * Background saving started by pid 7\n",
+        "redis-1   | 2026-12-03T10:00:05.000000000Z # User requested shutdown...\n",
+        "chaos-1   | 2026-12-03T10:00:02.500000000Z killed redis-1\n",
+    ]
+    lines = timeline(raw)
+    assert [line.split()[0] for line in lines] == ["10:00:01.000", "10:00:02.000",
+                                                    "10:00:02.500", "10:00:05.000"]
+    assert [line.split()[1] for line in lines] == ["redis-1", "worker-1", "chaos-1", "redis-1"]
+    assert not any("Saving" in line or "DEBUG" in line for line in lines)
+    assert len(timeline(raw, everything=True)) == len(raw)

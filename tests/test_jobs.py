@@ -5,6 +5,8 @@ oracle, on both task queues."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import re
 import shutil
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from wordcount import client, jobs, keys, registry
+from wordcount import client, jobs, keys, registry, report
 from wordcount.exceptions import JobCancelledError, JobRunningError, NoSuchJobError
 from wordcount.protocol import Meta
 
@@ -151,6 +153,9 @@ def test_cancel_stops_a_running_job_and_its_table_stays_as_it_was(redis_server, 
         workers.stop()
     assert client.fetch_counts(conn, job.name) == before
     assert client.progress(conn, job.name).done == p.done
+    # `jobs` shows nothing HELD by a cancelled job (its leases are left to lapse)
+    (row,) = [r.as_dict() for r in jobs.rows(conn, job.name)]
+    assert row["state"] == "cancelled" and row["pending"] == 0, row
     with pytest.raises(JobCancelledError, match="--fresh"):  # the same inputs again
         client.submit(conn, job)
     again = client.plan_job([str(corpus)], 20_000)  # --fresh: counted again, exactly
@@ -261,7 +266,18 @@ def test_the_worker_registry_shows_live_busy_and_lost_workers(redis_server, corp
     assert codes[1] == 0
     left = registry.reports(conn)
     assert [r.pid for r in left] == [killed.pid]  # the clean stop removed its own entry
-    assert registry.reports(conn, registry._now_ms() + 2 * 3600_000) == []  # then forgotten
+    # shown LOST, its task and the time it held it blank, UP frozen at its last report
+    later = registry._now_ms() + 60_000
+    (doc,) = [{**dataclasses.asdict(r), "age_s": r.age_s(later), "lost": r.lost(later)}
+              for r in left]
+    out = io.StringIO()
+    report.print_workers([doc], later, out)
+    row = out.getvalue().splitlines()[1].split()
+    assert row[1:4] == ["LOST", "-", "-"], row
+    assert row[-1] == report._age((doc["beat_ms"] - doc["started_ms"]) / 1000), row
+    assert registry.prune_lost(conn) == []  # not lost yet (now): kept
+    assert registry.prune_lost(conn, later) == [doc["name"]]  # `workers --prune`
+    assert registry.reports(conn) == []
 
 
 def wc(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:

@@ -558,6 +558,10 @@ def cmd_workers(args: argparse.Namespace) -> int:
     from . import registry, report
 
     conn = _operator(args, "wordcount-workers")
+    if args.prune:
+        gone = registry.prune_lost(conn)
+        print(f"forgot {len(gone)} lost worker(s)" + (f": {', '.join(gone)}" if gone else ""),
+              file=sys.stderr)
 
     def show() -> None:
         now = int(time.time() * 1000)
@@ -574,6 +578,8 @@ def _workers_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("workers", help="the workers: state, current task, heartbeat age, "
                                        "tasks done")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--prune", action="store_true",
+                   help="first forget the workers shown LOST (no report for 3 intervals)")
     add_watch_arg(p)
     add_redis_args(p, planning=False)
     add_deadline_arg(p)

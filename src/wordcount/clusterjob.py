@@ -8,6 +8,8 @@
 ``verdict``  the verdict of ``make chaos`` / ``make chaos-raft`` on the host: PASS only if the job
              exited 0, its counts.tsv is byte-identical to the serial engine's count of the same
              data, and containers really were killed while the job ran.
+``timeline`` ``make logs``: ``docker compose logs --timestamps`` (stdin) as one timeline in time
+             order, without the noise (Redis's snapshot lines, DEBUG lines) unless ``--all``.
 
 Bad arguments or an unusable directory: one line on stderr, exit 2; a FAIL verdict: exit 1.
 """
@@ -17,10 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -202,6 +205,36 @@ def verdict(status: int, data: Path, results: Path, out: IO[str]) -> int:
     return EXIT_OK
 
 
+# -- make logs: one timeline -------------------------------------------------------------------
+
+# Lines that say nothing about the job (shown with --all): Redis saving its snapshot every
+# second, and the workers' DEBUG lines.
+NOISE = re.compile(r"Background saving|DB saved on disk|Fork CoW|changes in \d+ seconds\. Saving"
+                   r"|BGSAVE done|RDB: \d+ MB of memory used by copy-on-write| DEBUG ")
+_LOG_LINE = re.compile(r"^(?P<who>\S+)\s+\|\s(?P<ts>\d{4}-\d\d-\d\dT[\d:.]+Z?)\s?(?P<text>.*)$")
+
+
+def timeline(lines: Iterable[str], everything: bool = False) -> list[str]:
+    """Compose log lines (``service-N  | <RFC 3339 time> text``, from ``logs --timestamps``)
+    merged into one list in time order (stable: a container's own order is kept within a
+    tick), as ``HH:MM:SS.mmm service-N  text``; the NOISE lines left out unless
+    ``everything``. A line of another shape (a compose message) keeps its place."""
+    rows: list[tuple[str, int, str]] = []
+    last = ""
+    for i, line in enumerate(lines):
+        line = line.rstrip("\n")
+        m = _LOG_LINE.match(line)
+        if not m:
+            rows.append((last, i, line))
+            continue
+        last = m["ts"]
+        if not everything and NOISE.search(m["text"]):
+            continue
+        clock = last[11:23]
+        rows.append((last, i, f"{clock} {m['who']:<22} {m['text']}"))
+    return [text for _, _, text in sorted(rows)]
+
+
 # -- command line -----------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,10 +247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     v.add_argument("--status", type=int, required=True, help="the job's exit status")
     v.add_argument("data", type=Path)
     v.add_argument("results", type=Path)
+    t = sub.add_parser("timeline", help="make logs: compose logs (stdin) in time order")
+    t.add_argument("--all", action="store_true", help="keep Redis's saving and DEBUG lines")
     args = parser.parse_args(argv)
     try:
         if args.command == "job":
             return run_job()
+        if args.command == "timeline":
+            for line in timeline(sys.stdin, args.all):
+                print(line)
+            return EXIT_OK
         if not args.data.is_dir():
             raise Refused(f"{args.data}: not a directory")
         return verdict(args.status, args.data, args.results, sys.stdout)

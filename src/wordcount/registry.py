@@ -143,3 +143,13 @@ def reports(conn: Connection, now_ms: int | None = None) -> list[Report]:
     if stale:
         conn.call(lambda r: r.hdel(keys.workers(), *stale))
     return out
+
+
+def prune_lost(conn: Connection, now_ms: int | None = None) -> list[str]:
+    """Forget the workers that are LOST (no report for several intervals): their names. A
+    worker that was only cut off reports again, and is listed again, at its next interval."""
+    now_ms = _now_ms() if now_ms is None else now_ms
+    lost = [r.name for r in reports(conn, now_ms) if r.lost(now_ms)]
+    if lost:
+        conn.call(lambda r: r.hdel(keys.workers(), *lost))
+    return lost

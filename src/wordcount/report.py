@@ -180,8 +180,11 @@ def print_workers(docs: list[dict[str, Any]], now_ms: int, out: IO[str] | None =
         task = f"{d['job']} {d['task']}" if d["task"] else "-"
         held = _age((now_ms - d["task_since_ms"]) / 1000) if d["task_since_ms"] else "-"
         state = "LOST" if d["lost"] else d["state"]
+        if d["lost"]:  # what it held is stolen or will be: it holds nothing; it ran until its
+            task, held = "-", "-"  # last report (UP stops counting there)
+        up_to = d["beat_ms"] if d["lost"] else now_ms
         rows.append([d["name"], state, task, held, _age(d["age_s"]), str(d["taken"]),
                      str(d["applied"]), str(d["duplicates"]), str(d["dead"]),
-                     _age((now_ms - d["started_ms"]) / 1000)])
+                     _age((up_to - d["started_ms"]) / 1000)])
     _table(["WORKER", "STATE", "TASK", "FOR", "BEAT", "TAKEN", "APPLIED", "DUPL", "DEAD",
             "UP"], rows, out)
