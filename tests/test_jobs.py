@@ -258,6 +258,9 @@ def test_the_worker_registry_shows_live_busy_and_lost_workers(redis_server, corp
         killed = workers.procs[0]
         killed.kill()  # no clean stop: its entry stays, and shows as lost later
         killed.wait()
+        (dead,) = [r for r in registry.reports(conn) if r.pid == killed.pid]
+        soon = dead.beat_ms + int((2 * dead.every_s + 1.5) * 1000)  # 2 reports missed
+        assert dead.silent(soon) and not dead.lost(soon)  # shown `busy?`
         later = registry._now_ms() + 60_000
         lost = [r for r in registry.reports(conn, later) if r.lost(later)]
         assert killed.pid in {r.pid for r in lost}

@@ -565,8 +565,8 @@ def cmd_workers(args: argparse.Namespace) -> int:
 
     def show() -> None:
         now = int(time.time() * 1000)
-        docs = [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now)}
-                for r in registry.reports(conn, now)]
+        docs = [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now),
+                 "silent": r.silent(now)} for r in registry.reports(conn, now)]
         if args.json:
             print(json.dumps(docs), flush=True)
         else:

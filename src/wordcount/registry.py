@@ -57,6 +57,11 @@ class Report:
     def age_s(self, now_ms: int) -> float:
         return max(0.0, (now_ms - self.beat_ms) / 1000)
 
+    def silent(self, now_ms: int) -> bool:
+        """Two intervals without a report: probably dead (a SIGKILL, a frozen machine), not
+        LOST yet; what it held is stolen after the claim timeout, whatever its report says."""
+        return self.age_s(now_ms) > 2 * self.every_s + 1
+
     def lost(self, now_ms: int) -> bool:
         """No report for several intervals: the worker died (or cannot reach Redis)."""
         return self.age_s(now_ms) > 3 * self.every_s + 5

@@ -179,7 +179,7 @@ def print_workers(docs: list[dict[str, Any]], now_ms: int, out: IO[str] | None =
     for d in docs:
         task = f"{d['job']} {d['task']}" if d["task"] else "-"
         held = _age((now_ms - d["task_since_ms"]) / 1000) if d["task_since_ms"] else "-"
-        state = "LOST" if d["lost"] else d["state"]
+        state = "LOST" if d["lost"] else f"{d['state']}?" if d.get("silent") else d["state"]
         if d["lost"]:  # what it held is stolen or will be: it holds nothing; it ran until its
             task, held = "-", "-"  # last report (UP stops counting there)
         up_to = d["beat_ms"] if d["lost"] else now_ms
