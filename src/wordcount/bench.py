@@ -161,7 +161,8 @@ def _redis_cpu(clients) -> float:
 
 
 def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: str,
-             workers: int, chunk: int, admin_clients, nemesis=None) -> JobRun:
+             workers: int, chunk: int, admin_clients, nemesis=None,
+             pack_size: int | None = None) -> JobRun:
     """Submit one job to a running Redis (or cluster), run it with N worker processes, and
     measure it (wall time from submit to finished; Redis CPU of the job)."""
     from . import client
@@ -172,7 +173,7 @@ def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: st
     conn = Connection(Settings.from_env({}, redis_url=url, redis_password=password))
     conn.ensure_functions()
     job = client.plan_job([data], chunk, name="bench-" + "".join(
-        ch if ch.isalnum() else "-" for ch in label))
+        ch if ch.isalnum() else "-" for ch in label), pack_size=pack_size)
     job.queue = kind
     pool = WorkerPool(workers, env, log_path=os.devnull)
     time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
@@ -216,7 +217,8 @@ def queues(args: argparse.Namespace) -> int:
             for kind in ("stream", "lease"):
                 runs.append(_one_job(f"{kind} single", server.env(), server.url,
                                      server.password, data, kind, args.workers,
-                                     args.chunk_size, lambda: [admin]))
+                                     args.chunk_size, lambda: [admin],
+                                     pack_size=args.pack_size))
                 admin.flushall()
     try:
         binaries = find_binaries()
@@ -233,7 +235,8 @@ def queues(args: argparse.Namespace) -> int:
                     runs.append(_one_job(label, cluster.env(), cluster.url, cluster.password,
                                          data, "lease", args.workers, args.chunk_size,
                                          lambda c=cluster: [c.client(j) for j in range(3)],
-                                         _raft_nemesis(cluster, every) if every else None))
+                                         _raft_nemesis(cluster, every) if every else None,
+                                         pack_size=args.pack_size))
             with RaftCluster(3, directory=os.path.join(tmp, "failover"),
                              binaries=binaries) as cluster:
                 failover = [_failover_seconds(cluster) for _ in range(args.failovers)]
@@ -384,6 +387,8 @@ def add_parser(sub) -> None:
     q.add_argument("--kill-every", type=float, nargs="*", default=[5.0, 10.0], metavar="S",
                    help="Raft runs with a node killed every S seconds (default 5 10)")
     q.add_argument("--failovers", type=int, default=3, help="leader kills to time")
+    q.add_argument("--pack-size", type=argtypes.size, metavar="BYTES",
+                   help="the jobs' --pack-size (default: submit's; 0: a task per file)")
     q.add_argument("--failover-only", action="store_true",
                    help="only time failovers (--failovers leader kills), next to the bare "
                         "cluster's")
