@@ -166,3 +166,24 @@ def test_a_packed_task_reports_an_unreadable_part_and_counts_the_rest(tmp_path):
     with pytest.raises(planner.FileChangedError,
                        match=r"c \[0:8\]: the file differs from the plan \(size 8 -> 17"):
         count_pack(task, lambda p: str(tmp_path / p), False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(st.integers(min_value=1, max_value=7), max_size=40),
+       limit=st.integers(min_value=1, max_value=12))
+def test_a_submission_batch_holds_at_most_limit_ranges_and_at_least_one_task(parts, limit):
+    from wordcount.client import batch_end
+
+    tasks = [planner.Task(f"t{i}", 0, n, "", tuple(planner.Task(f"t{i}.{k}", 0, 1)
+                                                    for k in range(n)) if n > 1 else ())
+             for i, n in enumerate(parts)]
+    start, covered = 0, []
+    while start < len(tasks):
+        end = batch_end(tasks, start, limit)
+        assert end > start
+        ranges = sum(len(t.ranges()) for t in tasks[start:end])
+        assert ranges <= limit or end == start + 1
+        assert end == len(tasks) or ranges + len(tasks[end].ranges()) > limit
+        covered += tasks[start:end]
+        start = end
+    assert covered == tasks

@@ -136,10 +136,21 @@ def replace_mode(job: Job, first: bool) -> str:
     return f"{job.fresh_since or ''}," + "".join(f"{e}," for e in sorted(job.replaced))
 
 
+def batch_end(tasks: Sequence[Task], start: int, limit: int) -> int:
+    """Where a submission batch that begins at ``tasks[start]`` ends: at most ``limit`` ranges
+    (a packed task counts as its parts, so a batch of packs stays as small as one of plain
+    tasks), and at least one task."""
+    end, ranges = start, 0
+    while end < len(tasks) and (end == start or ranges + len(tasks[end].ranges()) <= limit):
+        ranges += len(tasks[end].ranges())
+        end += 1
+    return end
+
+
 def submit(conn: Connection, job: Job, fresh: bool = False,
            on_batch: Callable[[Submitted], None] | None = None) -> int:
-    """Submit every task not yet in Redis, in batches of ``settings.submit_batch``; safe to
-    repeat at any time. Returns tasks added. ``fresh`` (``submit --fresh``): the first call
+    """Submit every task not yet in Redis, in batches of ``settings.submit_batch`` ranges
+    (``batch_end``); safe to repeat at any time. Returns tasks added. ``fresh`` (``submit --fresh``): the first call
     replaces any other incarnation of the job (any plan), atomically.
 
     Gap-free: each call adds only the next tasks of the job's sequence and answers how many the
@@ -158,7 +169,8 @@ def submit(conn: Connection, job: Job, fresh: bool = False,
         reply = functions.submit(
             conn, job.name, plan_id=job.plan_id, epoch=job.epoch, total=total,
             total_bytes=job.total_bytes, root=job.root, mount=job.mount, kind=job.queue,
-            first_seq=seq, tasks=job.tasks[seq - 1:seq - 1 + batch], errors=errors,
+            first_seq=seq, tasks=job.tasks[seq - 1:batch_end(job.tasks, seq - 1, batch)],
+            errors=errors,
             replace=replace_mode(job, first))
         first = False
         if reply.replaced:
