@@ -150,8 +150,9 @@ def batch_end(tasks: Sequence[Task], start: int, limit: int) -> int:
 def submit(conn: Connection, job: Job, fresh: bool = False,
            on_batch: Callable[[Submitted], None] | None = None) -> int:
     """Submit every task not yet in Redis, in batches of ``settings.submit_batch`` ranges
-    (``batch_end``); safe to repeat at any time. Returns tasks added. ``fresh`` (``submit --fresh``): the first call
-    replaces any other incarnation of the job (any plan), atomically.
+    (``batch_end``); safe to repeat at any time. Returns tasks added. ``fresh`` (``submit
+    --fresh``): the first call replaces any other incarnation of the job (any plan),
+    atomically.
 
     Gap-free: each call adds only the next tasks of the job's sequence and answers how many the
     job holds; the client goes on from there. So a job that vanished between two batches
