@@ -337,3 +337,20 @@ def test_the_operator_commands_as_a_user_types_them(redis_server, corpus, tmp_pa
     assert wc("delete", "other", env=env).returncode == 0
     assert wc("result", "other", env=env).returncode == EXIT_USAGE
     assert [d["job"] for d in json.loads(wc("jobs", "--json", env=env).stdout)] == [name]
+
+
+def test_the_rate_after_a_requeue_is_what_was_counted_while_watching():
+    """`wait` after `requeue`: the rate was the job's bytes over its whole age (an hour of
+    dead letters waiting made it ~0 MB/s); now it is what was counted while it watched."""
+    job = client.Job("j", "p", "/x", [])
+    follower = client.Follower(job, quiet=True)
+    hour_ago = int(time.time() * 1000) - 3600_000
+    before = client.Progress(total=4, done=3, dead=1, done_bytes=3_000_000, state="running",
+                             created_ms=hour_ago)
+    assert follower.detail(before, 0.01).endswith(", 0.0 MB/s")  # nothing counted yet
+    after = client.Progress(total=4, done=4, done_bytes=4_000_000, state="done",
+                            created_ms=hour_ago, finished_ms=hour_ago + 3600_000)
+    assert follower.detail(after, 0.2).endswith(", 5.0 MB/s"), follower.detail(after, 0.2)
+    # a result that was finished before we watched at all: the job's own average
+    reused = client.Follower(job, quiet=True)
+    assert reused.detail(after, 0.01).endswith(", 0.0 MB/s")  # 4 MB over an hour

@@ -299,9 +299,10 @@ class Follower:
         if self._first_bytes is None:
             self._first_bytes = p.done_bytes
         since = p.done_bytes - self._first_bytes
-        if elapsed > 0.5:
-            mb_s = since / elapsed / 1e6
-        else:  # finished before we watched for long: its own average
+        if elapsed > 0.5 or since > 0:  # what was counted while we watched
+            mb_s = since / max(elapsed, 0.05) / 1e6
+        else:  # finished before we watched at all (a reused result): its own average -- not
+            # after a requeue, whose job's age includes the time its dead letters waited
             mb_s = p.done_bytes / p.job_seconds / 1e6 if p.finished and p.job_seconds else 0.0
         parts = [f"{p.pending} held"] + [f"{n} {what}" for n, what in (
             (p.stolen, "stolen"), (p.backups, "backups"), (p.dead, "dead")) if n]
