@@ -197,8 +197,8 @@ def timeout_message(args: argparse.Namespace, after: str) -> Iterator[None]:
 
 
 def add_timeout_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=argtypes.seconds, metavar="S",
-                   help="give up after S seconds in all (Redis unreachable included): exit 6")
+    """--timeout and --quiet: a command that follows a job (submit, wait)."""
+    add_deadline_arg(p)
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress on stderr (errors and the result are still printed)")
 

@@ -42,7 +42,7 @@ from .exceptions import (
 )
 from .identity import FINGERPRINTS
 from .planner import InputError, Task
-from .protocol import CHANGED, Meta, Skipped, Submitted, task_id, task_seq
+from .protocol import CHANGED, Meta, Skipped, Submitted, parse_skipped, task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -438,8 +438,7 @@ def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], di
         pipe.hgetall(keys.skipped(name))
         done, dead, merges, skipped = pipe.execute()
         return (counts, {k: int(v) for k, v in done.items()}, dead, int(merges),
-                {tid: [Skipped(p, int(a), int(b), why) for p, a, b, why in json.loads(v)]
-                 for tid, v in skipped.items()})
+                {tid: parse_skipped(v) for tid, v in skipped.items()})
     return conn.call(run)
 
 
@@ -519,17 +518,18 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
     return figures
 
 
-def dead_letters(job: Job, dead: dict[str, str]) -> list[InputError]:
+def dead_letters(job: Job, dead: dict[str, str],
+                 named: Callable[[Task, str], bool] = lambda r, reason: True
+                 ) -> list[InputError]:
+    """One error per file of each dead-lettered task (a pack: every file, none of them was
+    counted), or only the ranges ``named(range, reason)`` picks."""
     out = []
     for tid, reason in sorted(dead.items(), key=lambda kv: task_seq(kv[0])):
-        seq = task_seq(tid)
-        t = job.tasks[seq - 1]
-        if t.parts:  # every file of the pack, each named: none of them was counted
-            out += [InputError(os.path.join(job.root, r.path), f"task {tid} (packed, "
-                               f"[{r.start}:{r.end}]) set aside: {reason}") for r in t.parts]
-        else:
-            out.append(InputError(os.path.join(job.root, t.path), f"task {tid} "
-                                  f"[{t.start}:{t.end}] set aside: {reason}"))
+        t = job.tasks[task_seq(tid) - 1]
+        where = "(packed, [{}:{}])" if t.parts else "[{}:{}]"
+        out += [InputError(os.path.join(job.root, r.path), f"task {tid} "
+                           f"{where.format(r.start, r.end)} set aside: {reason}")
+                for r in t.ranges() if not t.parts or named(r, reason)]
     return out
 
 
@@ -544,15 +544,8 @@ def skipped_inputs(job: Job, skipped: dict[str, list[Skipped]]) -> list[InputErr
 def changed_inputs(job: Job, dead: dict[str, str]) -> list[InputError]:
     """The dead letters of tasks whose file was not what the plan recorded."""
     changed = {tid: reason for tid, reason in dead.items() if reason.startswith(CHANGED)}
-    out = []
-    for e in dead_letters(job, changed):
-        tid = e.error.split()[1]
-        t = job.tasks[task_seq(tid) - 1]
-        # a pack: the files its worker found changed (it names the first), not all of them
-        if not t.parts or any(f": {r.path} [" in changed[tid]
-                              and e.path == os.path.join(job.root, r.path) for r in t.parts):
-            out.append(e)
-    return out
+    # a pack: the file its worker found changed (the reason names it), not all of them
+    return dead_letters(job, changed, lambda r, reason: f": {r.path} [" in reason)
 
 
 def result(conn: Connection, job: Job, seconds: float, waited: Progress | None = None
@@ -574,8 +567,7 @@ def result(conn: Connection, job: Job, seconds: float, waited: Progress | None =
             + ". Submit the inputs again to count them as they are now (a new plan).")
     # the files counted (in part): every range of a done task, but the ones it skipped
     skipped = {(s.path, s.start, s.end) for ss in snap.skipped.values() for s in ss}
-    by_id = dict(zip(task_ids(job), job.tasks, strict=True))
-    files = {r.path for tid in snap.done for r in by_id[tid].ranges()
+    files = {r.path for tid in snap.done for r in job.tasks[task_seq(tid) - 1].ranges()
              if (r.path, r.start, r.end) not in skipped}
     res = Result(counts=snap.counts, files=len(files), bytes=snap.progress.done_bytes,
                  seconds=seconds, errors=job.errors + dead_letters(job, snap.dead)

@@ -88,6 +88,15 @@ def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
     batch: list[bytes] = []
     batched = 0
     failed: list[tuple[Task, OSError]] = []
+
+    def flush() -> None:
+        nonlocal nbytes, batch, batched
+        tally.add(b"\n".join(batch))
+        nbytes += batched
+        if on_buffer is not None:
+            on_buffer(batched)
+        batch, batched = [], 0
+
     for part in task.ranges():
         try:
             data = list(_checked_buffers(part, resolve(part.path), mapped, buffer_size))
@@ -100,16 +109,9 @@ def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
         batch += data
         batched += sum(len(d) for d in data)
         if batched >= buffer_size:
-            tally.add(b"\n".join(batch))
-            nbytes += batched
-            if on_buffer is not None:
-                on_buffer(batched)
-            batch, batched = [], 0
+            flush()
     if batch:
-        tally.add(b"\n".join(batch))
-        nbytes += batched
-        if on_buffer is not None:
-            on_buffer(batched)
+        flush()
     return tally.counts(), nbytes, failed
 
 

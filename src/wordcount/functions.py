@@ -13,7 +13,6 @@ each. Every call passes the library identity (protocol and build) and the caller
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 
@@ -23,7 +22,7 @@ from . import keys
 from .connection import IDENTITY, Connection
 from .exceptions import JobCancelledError, JobConflictError, JobDeletedError, JobRunningError
 from .planner import Task
-from .protocol import Applied, Claimed, Skipped, Submitted, now_ms, parts_text
+from .protocol import Applied, Claimed, Skipped, Submitted, now_ms, parts_text, skipped_text
 
 
 def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
@@ -102,11 +101,6 @@ def _settle(c: Claimed) -> tuple[list[str], list[object]]:
     else:
         keys_ += [keys.expiry(job), keys.owners(job)]
     return keys_, [IDENTITY, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
-
-
-def skipped_text(skipped: Sequence[Skipped]) -> str:
-    """A commit's skipped ranges as the Functions store them ('' for none)."""
-    return json.dumps([[s.path, s.start, s.end, s.why] for s in skipped]) if skipped else ""
 
 
 def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, nwords: int,

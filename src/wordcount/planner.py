@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .exceptions import NoInputError
@@ -301,10 +301,19 @@ def common_root(files: Sequence[str]) -> str:
 def resolve_under(root: str, relpath: str) -> str:
     """Resolve a task path under the data root, refusing anything that escapes it
     (``..``, absolute paths, symlinks pointing out)."""
-    if os.path.isabs(relpath) or relpath.startswith("~"):
-        raise PermissionError(0, "absolute path in task refused", relpath)
+    return resolver(root)(relpath)
+
+
+def resolver(root: str) -> Callable[[str], str]:
+    """``resolve_under`` for many paths under one root (a packed task's): the root is resolved
+    once."""
     real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, relpath))
-    if real != real_root and not real.startswith(real_root + os.sep):
-        raise PermissionError(0, "path escapes the data root", relpath)
-    return real
+
+    def resolve(relpath: str) -> str:
+        if os.path.isabs(relpath) or relpath.startswith("~"):
+            raise PermissionError(0, "absolute path in task refused", relpath)
+        real = os.path.realpath(os.path.join(real_root, relpath))
+        if real != real_root and not real.startswith(real_root + os.sep):
+            raise PermissionError(0, "path escapes the data root", relpath)
+        return real
+    return resolve

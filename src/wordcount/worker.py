@@ -331,7 +331,7 @@ class Worker:
             path = planner.resolve_under(root, c.task.path)
             return (*engines.count_checked(c.task, path, mapped, on_buffer=pace), [])
         counts, nbytes, failed = engines.count_pack(
-            c.task, lambda p: planner.resolve_under(root, p), mapped, on_buffer=pace)
+            c.task, planner.resolver(root), mapped, on_buffer=pace)
         if len(failed) == len(c.task.parts):  # nothing readable: a dead letter, as one range
             part, exc = failed[0]
             raise type(exc)(exc.errno, f"{part.path}: {planner.describe(exc)}"
