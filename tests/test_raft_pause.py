@@ -46,10 +46,11 @@ PAUSE_S = 4.0
 CHUNK = "150000"
 # 2 workers at 1/250 speed: 14-30 s of counting (more with the leader paused)
 WORKER_ARGS = ["--slowdown", "250", "--claim-timeout", "3000"]
-# at 1/400 for the three pauses (~15 s of them): at 1/250 a follower-paused job once ended in
-# 14 s, before the third pause did (a follower pause hardly slows a job down). The slowdown
-# scales with the machine's speed: on a much faster machine the job is shorter.
-THREE_PAUSES_ARGS = ["--slowdown", "400", "--claim-timeout", "3000"]
+# at 1/600 for the three pauses (~15 s of them): a follower pause hardly slows a job down, and
+# a follower-paused job ended before the third pause did at 1/250 (14 s) and again at 1/400
+# once idle workers took a new job within 50 ms and small tails were packed (~14 s). The
+# slowdown scales with the machine's speed: on a much faster machine the job is shorter.
+THREE_PAUSES_ARGS = ["--slowdown", "600", "--claim-timeout", "3000"]
 BOGUS = "zzrogue"  # a word no corpus file has: only a rogue commit could put it in a table
 
 
