@@ -26,8 +26,11 @@ Job meta hash fields (wordcount/protocol.py Meta names them for Python): plan, e
 total, bytes, root, mount, errors (JSON: inputs the client could not plan), lineage (the
 incarnations this one replaced, newest first), submitted, done,
 dead, words, done_bytes, busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state
-("running" | "done" | "cancelled").
-The job is done when done + dead == total and no accepted staged piece is still unmerged. A
+("running" | "done" | "cancelled"); a shuffle job's: reduces (R; 0: one phase), phase ('map' |
+'reduce'; '' for one phase), shuffled (maps whose output went to the partitions),
+shuffled_words (their words), reduced (words the reduce tasks applied).
+The job is done when done + dead == total (+ R, a shuffle job in its reduce phase) and no
+accepted staged piece is still unmerged. A
 cancelled job takes no commit, stage, merge or dead letter any more (they answer GONE).
 
 A job is created and deleted whole: every fixed key of it (JOB_KEYS, in the order of
@@ -40,13 +43,15 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '7'
+local PROTOCOL = '8'
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
 local STALE = -1    -- the job exists under another epoch (re-planned): nothing changed
 local GONE = -2     -- the job does not exist: nothing changed
 local RESTAGE = -3  -- a staged piece is missing (Redis rolled back): stage again, then commit
+local LATE = -4     -- a shuffle job's map settled after its reduce phase began (a requeued dead
+                    -- letter): nothing changed; commit its counts directly (wc_commit)
 
 local function version_error(args)
   if args[1] ~= IDENTITY then
@@ -81,31 +86,45 @@ local function activate(active, job, kind, epoch)
 end
 
 -- Mark the job done (and drop it from the active jobs) once every task is accounted for.
-local function finish_if_complete(meta, active, merges, job, now)
-  local total = hget_number(meta, 'total')
-  local settled_n = hget_number(meta, 'done') + hget_number(meta, 'dead')
-  if settled_n >= total and redis.call('SCARD', merges) == 0 then
-    if redis.call('HGET', meta, 'state') ~= 'done' then
-      redis.call('HSET', meta, 'state', 'done', 'finished_ms', now)
+-- A shuffle job (meta reduces R > 0) has two phases: when its last map task is settled (phase
+-- 'map'), its R reduce tasks are queued in that same call (k.queue_reduces: settle_keys) and
+-- the phase becomes 'reduce'; it is done when the maps and the reduces are all settled.
+-- (k: meta, active, merges, and queue_reduces where the caller can queue tasks: a merge never
+-- ends a map phase, since a shuffle job's maps never stage: wc_map_commit.)
+local function finish_if_complete(k, job, now)
+  local total = hget_number(k.meta, 'total')
+  local settled_n = hget_number(k.meta, 'done') + hget_number(k.meta, 'dead')
+  if settled_n < total or redis.call('SCARD', k.merges) ~= 0 then return 0 end
+  local reduces = hget_number(k.meta, 'reduces')
+  if reduces > 0 then
+    if redis.call('HGET', k.meta, 'phase') == 'map' then
+      if not k.queue_reduces then return 0 end  -- (never: see above)
+      k.queue_reduces(total, reduces)
+      redis.call('HSET', k.meta, 'phase', 'reduce')
+      return 0
     end
-    redis.call('HDEL', active, job)
-    return 1
+    if settled_n < total + reduces then return 0 end
   end
-  return 0
+  if redis.call('HGET', k.meta, 'state') ~= 'done' then
+    redis.call('HSET', k.meta, 'state', 'done', 'finished_ms', now)
+  end
+  redis.call('HDEL', k.active, job)
+  return 1
 end
 
 -- Record an accepted task: settle it, count its progress (ARGV 8 bytes read, 9 words, 10 busy
--- ms).
+-- ms). A map task's words count as `words`; a reduce task's (the words of its partition, over
+-- every map) as `reduced`.
 -- (skipped: '' or the JSON list of the packed ranges the worker could not read, recorded with
 -- the task: a list of [path, start, end, why])
-local function record_done(k, args, skipped)
+local function record_done(k, args, skipped, is_reduce)
   local id = args[5]
   redis.call('HSET', k.done, id, args[9])
   if skipped ~= '' then redis.call('HSET', k.skipped, id, skipped) end
   redis.call('ZREM', k.leases, id)
   redis.call('HINCRBY', k.meta, 'done', 1)
   redis.call('HINCRBY', k.meta, 'done_bytes', args[8])
-  redis.call('HINCRBY', k.meta, 'words', args[9])
+  redis.call('HINCRBY', k.meta, is_reduce and 'reduced' or 'words', args[9])
   redis.call('HINCRBY', k.meta, 'busy_ms', args[10])
 end
 
@@ -115,34 +134,97 @@ local function apply_pairs(counts, list, first)
   end
 end
 
+-- A reduce task's spec: no input range, its partition (0-based) as the sixth value.
+local function reduce_spec(r)
+  return cjson.encode({'', 0, 0, '', '', r})
+end
+
 --[[ The keys and arguments that settling a task needs, for both queues.
-KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, 7 skipped, then the queue's own
-      keys: stream queue: 8 stream;  lease queue: 8 expiry (zset), 9 owners (hash)
+KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, 7 skipped, 8 shuffle, 9 specs,
+      then the queue's own keys: stream queue: 10 stream;  lease queue: 10 expiry (zset),
+      11 owners (hash), 12 queue (list), 13 notify (list)
 ARGV: 1 identity, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
       id, 6 epoch, 7 job, then what each function adds.
 Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled). A
 dead letter's stream entry is kept (acknowledged), so that wc_requeue can deliver it again:
-`keep` is true for a task settled in `dead`, whoever calls. Also returns the index of the first
-KEYS entry after the queue's own keys. ]]
+`keep` is true for a task settled in `dead`, whoever calls. k.queue_reduces(maps, R): a shuffle
+job's R reduce tasks become claimable (ids 0-<maps + 1> .. 0-<maps + R>, their specs written).
+Also returns the index of the first KEYS entry after the queue's own keys. ]]
 local function settle_keys(keys, args)
   local k = {meta = keys[1], active = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
-             leases = keys[6], skipped = keys[7]}
+             leases = keys[6], skipped = keys[7], shuffle = keys[8], specs = keys[9]}
   if args[3] == 'stream' then
     -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
     -- rollback the group's last-delivered id may lie before it)
-    local stream, group = keys[8], args[4]
+    local stream, group = keys[10], args[4]
     k.leave = function(id, keep)
       redis.call('XACK', stream, group, id)
       if not keep then redis.call('XDEL', stream, id) end
     end
-    return k, 9
+    k.queue_reduces = function(maps, reduces)
+      for r = 0, reduces - 1 do
+        local id = '0-' .. (maps + r + 1)
+        redis.call('HSET', k.specs, id, reduce_spec(r))
+        redis.call('XADD', stream, id, 'path', '', 'start', 0, 'end', 0, 'epoch', args[6],
+          'ident', '', 'parts', '', 'reduce', r)
+      end
+    end
+    return k, 11
   end
-  local expiry, owners = keys[8], keys[9]
+  local expiry, owners, queue, notify = keys[10], keys[11], keys[12], keys[13]
   k.leave = function(id)
     redis.call('ZREM', expiry, id)
     redis.call('HDEL', owners, id)
   end
-  return k, 10
+  k.queue_reduces = function(maps, reduces)
+    for r = 0, reduces - 1 do
+      local id = '0-' .. (maps + r + 1)
+      redis.call('HSET', k.specs, id, reduce_spec(r))
+      redis.call('RPUSH', queue, id)
+    end
+    redis.call('RPUSH', notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(reduces, 8)))
+    redis.call('LTRIM', notify, 0, 63)
+  end
+  return k, 14
+end
+
+-- Whether task id is a reduce task of this job (a shuffle job's ids after its maps).
+local function is_reduce(k, id)
+  local seq = tonumber(string.match(id, '^0%-(%d+)$')) or 0
+  return hget_number(k.meta, 'reduces') > 0 and seq > hget_number(k.meta, 'total')
+end
+
+--[[ A reduce's commit consumes its partition: "<r> <map id> <map id> ..." (ARGV `consumed`),
+the map outputs it summed. Accepted only in the reduce phase (a reduce task held across a
+rollback to the map phase is not a task of the job any more: STALE) and only if they are
+exactly the partition's pieces: one per map that committed its output (meta `shuffled`), each
+still there (else RESTAGE: read the partition again). Returns nil when the commit may go on,
+with free(): deletes the pieces (the partition is freed in the call that settles its reduce). ]]
+local function check_consumed(k, consumed)
+  if redis.call('HGET', k.meta, 'phase') ~= 'reduce' then return STALE end
+  local fields, r = {}, nil
+  for word in string.gmatch(consumed, '%S+') do
+    if not r then r = word else fields[#fields + 1] = r .. ':' .. word end
+  end
+  if #fields ~= hget_number(k.meta, 'shuffled') then return RESTAGE end
+  for _, f in ipairs(fields) do
+    if redis.call('HEXISTS', k.shuffle, f) == 0 then return RESTAGE end
+  end
+  return nil, function()
+    for i = 1, #fields, 1000 do
+      redis.call('HDEL', k.shuffle, unpack(fields, i, math.min(i + 999, #fields)))
+    end
+  end
+end
+
+-- A plain commit of a shuffle job's map task during its map phase is refused: its output must
+-- go to the partitions (wc_map_commit), or the reduces would miss it.
+local function map_phase_error(k, id)
+  if redis.call('HGET', k.meta, 'phase') == 'map' and not is_reduce(k, id) then
+    return redis.error_reply('WCPHASE task ' .. id .. ' is a map of a shuffle job in its map ' ..
+      'phase: commit it with wc_map_commit')
+  end
+  return nil
 end
 
 --[[ wc_version: the identity (protocol/build) of the loaded library (read-only).
@@ -154,15 +236,15 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- A job as a whole: created, replaced, deleted in one call each.
 
--- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-14), then the
--- shared ones (15 active, 16 registry, 17 deleted).
+-- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-15), then the
+-- shared ones (16 active, 17 registry, 18 deleted).
 local JOB_KEYS = {'meta', 'tasks', 'specs', 'counts', 'done', 'dead', 'leases', 'merges',
-                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'skipped'}
+                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'skipped', 'shuffle'}
 
 local function job_keys(keys)
   local k = {}
   for i, name in ipairs(JOB_KEYS) do k[name] = keys[i] end
-  k.active, k.registry, k.deleted = keys[15], keys[16], keys[17]
+  k.active, k.registry, k.deleted = keys[16], keys[17], keys[18]
   return k
 end
 
@@ -228,7 +310,9 @@ local function create_job(k, args, kind, lineage)
     'bytes', args[7], 'root', args[8], 'mount', args[12], 'errors', args[11],
     'lineage', lineage, 'submitted', 0,
     'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0,
-    'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running')
+    'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running',
+    'reduces', args[15], 'phase', tonumber(args[15]) > 0 and 'map' or '', 'shuffled', 0,
+    'shuffled_words', 0, 'reduced', 0)
   redis.call('ZADD', k.registry, args[2], args[3])
   if kind == 'stream' then
     redis.call('XGROUP', 'CREATE', k.tasks, args[14], '0', 'MKSTREAM')
@@ -253,12 +337,14 @@ end
 order and without a gap. Task seq has id 0-<seq>; its spec [path, start, end, identity, parts]
 goes to specs (the plan, read back by `wordcount result JOB`); stream queue: an entry 0-<seq> with the
 same fields and the epoch; lease queue: the id in the list of tasks never taken.
-KEYS: 1-17 as job_keys
+KEYS: 1-18 as job_keys
 ARGV: 1 identity, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
       6 total tasks, 7 total bytes, 8 data root, 9 queue kind, 10 seq of the first task below,
       11 errors (JSON list of [path, why]: inputs that could not be planned), 12 mount (the
       client's data root: what a worker's data root stands for), 13 replace mode (see
-      may_replace), 14 consumer group, then 5 values per task: path, start, end, identity,
+      may_replace), 14 consumer group, 15 reduces (R > 0: a shuffle job of R reduce tasks,
+      used only when this call creates the job; 0: one phase), then 5 values per task: path,
+      start, end, identity,
       parts ('' or, for a packed task, the JSON list of its ranges, each a list of path,
       start, end and identity: opaque here)
 Returns: {tasks added by this call, tasks submitted so far, epoch of the job, state, epoch this
@@ -297,7 +383,7 @@ local function wc_submit(keys, args)
   local epoch = redis.call('HGET', k.meta, 'epoch')
   local submitted = hget_number(k.meta, 'submitted')
   local added, seq = 0, tonumber(args[10])
-  for i = 15, #args, 5 do
+  for i = 16, #args, 5 do
     if seq == submitted + 1 then
       local id = '0-' .. seq
       redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2],
@@ -327,7 +413,7 @@ end
 
 --[[ wc_delete: delete a job whole, leaving a tombstone of its epoch (an operator's delete, or
 the expiry of a finished job).
-KEYS: 1-17 as job_keys
+KEYS: 1-18 as job_keys
 ARGV: 1 identity, 2 now, 3 job, 4 epoch the caller saw ('' any: then the current one), 5 force
       ('1': a running job too), 6 how ('deleted' | 'expired'), 7 finished before (ms; '' any):
       delete only a job done or cancelled before then
@@ -389,12 +475,18 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- Settling a task (both queues).
 
---[[ wc_commit: settle a task and apply its counts, exactly once (both queues).
-KEYS: settle_keys (7 + the queue's own), then counts (zset)
+--[[ wc_commit: settle a task and apply its counts, exactly once (both queues): a task of a
+one-phase job, a reduce task of a shuffle job (its partition's totals, consumed in the same
+call: check_consumed), or a map task that settles after its shuffle job's map phase ended (a
+requeued dead letter: its counts go straight to the table, which the reduces' increments
+commute with).
+KEYS: settle_keys (9 + the queue's own), then counts (zset)
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges ('' or JSON: see
-      record_done), then word, count pairs
+      record_done), 12 consumed ('' or, a reduce task: "<partition> <map id> ..."), then word,
+      count pairs
 Returns: 1 applied; 0 duplicate (already settled: a straggler, a thief, a replayed call);
--1 stale (the job was re-planned), -2 gone (nothing changed in either case). ]]
+-1 stale (the job was re-planned; a reduce task outside the reduce phase), -2 gone (nothing
+changed in either case); -3 restage (a reduce task: its partition is not what it read). ]]
 local function wc_commit(keys, args)
   local err = version_error(args)
   if err then return err end
@@ -402,14 +494,62 @@ local function wc_commit(keys, args)
   local bad = check_epoch(k.meta, args[6])
   if bad then return bad end
   local already = settled(k.done, k.dead, args[5])
-  k.leave(args[5], already == 'dead')
   if already then
+    k.leave(args[5], already == 'dead')
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
-  apply_pairs(keys[next_key], args, 12)
-  record_done(k, args, args[11])
-  finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
+  local free = nil
+  if args[12] ~= '' then
+    bad, free = check_consumed(k, args[12])
+    if bad then return bad end
+  else
+    err = map_phase_error(k, args[5])
+    if err then return err end
+  end
+  k.leave(args[5])
+  apply_pairs(keys[next_key], args, 13)
+  if free then free() end
+  record_done(k, args, args[11], args[12] ~= '')
+  finish_if_complete(k, args[7], args[2])
+  return 1
+end
+
+--[[ wc_map_commit: settle a shuffle job's map task, recording its output as R partitions (one
+compressed, checksummed piece each, made by the worker: wordcount/shuffle.py) in the job's
+shuffle hash ("<r>:<task id>" -> piece), only for its first commit. The call that settles the
+last map queues the R reduce tasks (finish_if_complete).
+KEYS: settle_keys (9 + the queue's own)
+ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges, then the R
+      pieces, partition 0 first
+Returns: 1 applied, 0 duplicate, -1 stale, -2 gone, -4 late (the reduce phase began: a requeued
+map; nothing changed, commit it with wc_commit). Error WCPHASE: not R pieces. ]]
+local function wc_map_commit(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local k = settle_keys(keys, args)
+  local bad = check_epoch(k.meta, args[6])
+  if bad then return bad end
+  local already = settled(k.done, k.dead, args[5])
+  if already then
+    k.leave(args[5], already == 'dead')
+    redis.call('HINCRBY', k.meta, 'duplicates', 1)
+    return 0
+  end
+  if redis.call('HGET', k.meta, 'phase') ~= 'map' then return LATE end
+  local reduces = hget_number(k.meta, 'reduces')
+  if #args - 11 ~= reduces then
+    return redis.error_reply('WCPHASE task ' .. args[5] .. ': ' .. (#args - 11) ..
+      ' partitions for a job of ' .. reduces .. ' reduce tasks')
+  end
+  k.leave(args[5])
+  for r = 0, reduces - 1 do
+    redis.call('HSET', k.shuffle, r .. ':' .. args[5], args[12 + r])
+  end
+  redis.call('HINCRBY', k.meta, 'shuffled', 1)
+  redis.call('HINCRBY', k.meta, 'shuffled_words', args[9])
+  record_done(k, args, args[11], false)
+  finish_if_complete(k, args[7], args[2])
   return 1
 end
 
@@ -444,10 +584,11 @@ The worker first wrote its pairs with wc_stage into N piece lists. Here, only if
 present and together they hold exactly the task's distinct words, the task is settled and its
 pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
 rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
-KEYS: settle_keys (7 + the queue's own), then the pieces
+KEYS: settle_keys (9 + the queue's own), then the pieces
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 distinct words (pairs) in all
-      pieces, 12 skipped ranges (as wc_commit's 11)
-Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage. ]]
+      pieces, 12 skipped ranges (as wc_commit's 11), 13 consumed (as wc_commit's 12)
+Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage (a piece is
+missing; a reduce task: or its partition is not what it read). ]]
 local function wc_commit_staged(keys, args)
   local err = version_error(args)
   if err then return err end
@@ -464,6 +605,17 @@ local function wc_commit_staged(keys, args)
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
     return 0
   end
+  local free = nil
+  if args[13] ~= '' then
+    bad, free = check_consumed(k, args[13])
+    if bad then
+      if bad ~= RESTAGE then drop_pieces(keys, first, k.merges) end
+      return bad
+    end
+  else
+    err = map_phase_error(k, args[5])
+    if err then return err end
+  end
   local values = 0
   for i = first, #keys do
     if redis.call('EXISTS', keys[i]) == 0 then return RESTAGE end
@@ -472,8 +624,9 @@ local function wc_commit_staged(keys, args)
   if values ~= 2 * tonumber(args[11]) then return RESTAGE end
   k.leave(args[5])
   for i = first, #keys do redis.call('SADD', k.merges, keys[i]) end
-  record_done(k, args, args[12])
-  finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
+  if free then free() end
+  record_done(k, args, args[12], args[13] ~= '')
+  finish_if_complete(k, args[7], args[2])
   return 1
 end
 
@@ -497,13 +650,13 @@ local function wc_merge(keys, args)
   apply_pairs(counts, redis.call('LRANGE', piece, 0, -1), 1)
   redis.call('DEL', piece)
   redis.call('SREM', merges, piece)
-  finish_if_complete(meta, active, merges, args[4], args[2])
+  finish_if_complete({meta = meta, active = active, merges = merges}, args[4], args[2])
   return 1
 end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, changed since planning,
 escaping the root).
-KEYS: settle_keys (7 + the queue's own)
+KEYS: settle_keys (9 + the queue's own)
 ARGV: settle_keys (1-7), 8 reason
 Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
 local function wc_dead(keys, args)
@@ -518,7 +671,7 @@ local function wc_dead(keys, args)
   redis.call('HSET', k.dead, args[5], args[8])
   redis.call('ZREM', k.leases, args[5])
   redis.call('HINCRBY', k.meta, 'dead', 1)
-  finish_if_complete(k.meta, k.active, k.merges, args[7], args[2])
+  finish_if_complete(k, args[7], args[2])
   return 1
 end
 
@@ -627,11 +780,11 @@ end
 -- every caller keeps in step with the server's (wordcount/protocol.py Clock).
 
 -- The task's fields as the stream queue returns them: {path, P, start, S, end, E, epoch, X,
--- ident, I, parts, R}.
+-- ident, I, parts, R, reduce, r} (reduce: '' for a map task, else its partition).
 local function lease_entry(specs, id, epoch)
   local spec = cjson.decode(redis.call('HGET', specs, id))
   return {'path', spec[1], 'start', spec[2], 'end', spec[3], 'epoch', epoch, 'ident', spec[4],
-          'parts', spec[5]}
+          'parts', spec[5], 'reduce', spec[6] or ''}
 end
 
 -- Start an attempt of task id by consumer: deadline, owner, start time; a delivery (counted
@@ -834,6 +987,7 @@ redis.register_function('wc_delete', wc_delete)
 redis.register_function('wc_sweep', wc_sweep)
 redis.register_function('wc_prune', wc_prune)
 redis.register_function('wc_commit', wc_commit)
+redis.register_function('wc_map_commit', wc_map_commit)
 redis.register_function('wc_stage', wc_stage)
 redis.register_function('wc_commit_staged', wc_commit_staged)
 redis.register_function('wc_merge', wc_merge)

@@ -31,15 +31,19 @@ from .conftest import assert_counts_equal, connect, oracle, take, tsv
 pytestmark = pytest.mark.usefixtures("queue_kind")
 
 CHUNK = 200_000  # bytes per task: the skew file and the big nasty files are split into ranges
+# the commit modes: one phase (atomic), and the shuffle with 3 reduce tasks
+COMMIT_MODES = pytest.mark.parametrize("reduces", [0, 3], ids=["atomic", "shuffle"])
 
 
 def run_job(server, corpus, n_workers=2, worker_args=(), chunk=CHUNK, timeout=240,
-            job_name=None, during=None):
+            job_name=None, during=None, reduces=0):
     """Plan + submit in-process, N worker processes (respawned after injected crashes),
-    wait, read the result. ``during(elapsed)`` is called on every poll."""
+    wait, read the result. ``during(elapsed)`` is called on every poll; ``reduces`` > 0: a
+    shuffle job of that many reduce tasks."""
     conn = connect(server)
     job = client.plan_job([str(corpus)], chunk, job_name)
     job.queue = os.environ.get("WORDCOUNT_QUEUE", "stream")
+    job.reduces = reduces
     client.submit(conn, job)
     pool = WorkerPool(n_workers, server.env(), WorkerOptions.parse(worker_args),
                       log_path=os.path.join(server.directory, "workers.log"))
@@ -58,25 +62,29 @@ def run_job(server, corpus, n_workers=2, worker_args=(), chunk=CHUNK, timeout=24
     return result, progress, pool, conn, job
 
 
+@COMMIT_MODES
 @pytest.mark.parametrize("workers", [1, 3])
-def test_exact_with_ranges(redis_server, small_corpus, small_oracle, workers):
-    result, progress, _, conn, job = run_job(redis_server, small_corpus, workers)
+def test_exact_with_ranges(redis_server, small_corpus, small_oracle, workers, reduces):
+    result, progress, _, conn, job = run_job(redis_server, small_corpus, workers,
+                                             reduces=reduces)
     assert result.errors == []
     assert_counts_equal(result.counts, small_oracle)
     assert len(job.tasks) > len({t.path for t in job.tasks})  # some files were split
-    assert progress.done == len(job.tasks) and progress.duplicates == 0
+    assert progress.done == len(job.tasks) + reduces and progress.duplicates == 0
     assert progress.pending == 0 and progress.queue == os.environ["WORDCOUNT_QUEUE"]
     assert not conn.client.hexists(keys.active(), job.name)
 
 
+@COMMIT_MODES
 @pytest.mark.parametrize("point", ["after-claim", "after-count", "before-commit", "after-commit"])
-def test_crash_points(redis_server, small_corpus, point):
-    """~12 tasks (6 files, one split into 6 ranges); half the attempts crash."""
+def test_crash_points(redis_server, small_corpus, point, reduces):
+    """~12 tasks (6 files, one split into 6 ranges; and 3 reduces); half the attempts
+    crash."""
     corpus = small_corpus / "gen"
     result, progress, pool, _, _ = run_job(
         redis_server, corpus, 2,
         ["--crash-at", point, "--crash-prob", "0.5", "--max-attempts", "1000",
-         "--claim-timeout", "400"])
+         "--claim-timeout", "400"], reduces=reduces)
     assert pool.crashes > 0, "no crash was injected: the test proved nothing"
     assert result.errors == []
     assert_counts_equal(result.counts, oracle(corpus))
@@ -84,12 +92,13 @@ def test_crash_points(redis_server, small_corpus, point):
         assert progress.stolen > 0  # crashed workers' tasks were taken over
 
 
-def test_random_crashes_and_stalls_6_5840_style(redis_server, small_corpus):
+@COMMIT_MODES
+def test_random_crashes_and_stalls_6_5840_style(redis_server, small_corpus, reduces):
     corpus = small_corpus / "gen"
     result, _, pool, _, _ = run_job(
         redis_server, corpus, 3,
         ["--crash-at", "any", "--crash-prob", "0.33", "--stall-prob", "0.33", "--stall-max", "2",
-         "--max-attempts", "1000", "--claim-timeout", "500"])
+         "--max-attempts", "1000", "--claim-timeout", "500"], reduces=reduces)
     assert pool.crashes > 0
     assert_counts_equal(result.counts, oracle(corpus))
 
@@ -257,8 +266,10 @@ def test_per_word_mode_counts_exactly_without_faults(redis_server, small_corpus,
     assert_counts_equal(result.counts, oracle(small_corpus / "nasty"))
 
 
+@COMMIT_MODES
 @pytest.mark.parametrize("wipe", [False, True], ids=["from-rdb", "from-nothing"])
-def test_redis_killed_mid_job_and_restarted(redis_server, small_corpus, small_oracle, wipe):
+def test_redis_killed_mid_job_and_restarted(redis_server, small_corpus, small_oracle, wipe,
+                                            reduces):
     kills = []
 
     dump = os.path.join(redis_server.directory, "dump.rdb")
@@ -276,7 +287,7 @@ def test_redis_killed_mid_job_and_restarted(redis_server, small_corpus, small_or
 
     result, progress, _, _, _ = run_job(redis_server, small_corpus, 2,
                                         ["--slowdown", "40", "--claim-timeout", "1000"],
-                                        chunk=100_000, during=chaos)
+                                        chunk=100_000, during=chaos, reduces=reduces)
     assert len(kills) == 2, "the job finished before Redis was killed: nothing tested"
     assert_counts_equal(result.counts, small_oracle)
     if wipe:

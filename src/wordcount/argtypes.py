@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 __all__ = ["ArgumentParser", "claim_timeout", "float_in", "int_in", "non_negative_int",
            "parse_size", "positive_int", "positive_size", "probability", "seconds", "size",
-           "workers"]
+           "reduces", "workers"]
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -97,6 +97,7 @@ def float_in(low: float, high: float = 1e6, above: bool = False) -> Callable[[st
 positive_int = int_in(1)
 non_negative_int = int_in(0)
 workers = int_in(1, 1024)  # --workers
+reduces = int_in(1, 256)  # --reduces (shuffle.MAX_REDUCES)
 seconds = float_in(0, 1e9, above=True)  # --timeout
 probability = float_in(0, 1)
 claim_timeout = int_in(10, 2**31 - 1)  # ms

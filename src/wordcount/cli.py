@@ -235,6 +235,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose, logging.INFO)
     options = WorkerOptions.from_args(args)
+    if options.commit == "shuffle":
+        raise exc.UsageError("worker: --commit shuffle is a job's mode, chosen by `submit` or "
+                             "`run`; every worker follows the mode of each job it serves")
     return options.serve(settings_from(args, **options.settings_overrides()),
                          exit_when_idle=args.exit_when_idle)
 
@@ -263,6 +266,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
                           fingerprint=args.fingerprint, data_root=settings.data_root,
                           pack_size=args.pack_size)
+    job.reduces = args.reduces or 0  # (--commit shuffle without it: from the workers, below)
     with stop_on_signals(), timeout_message(
             args, f"job {job.name} keeps running if it was submitted: `wordcount wait "
                   f"{job.name}` waits for its result (or submit the same inputs again)"):
@@ -280,6 +284,13 @@ def _submit(args: argparse.Namespace, settings, job, started: float,
 
     job.queue = resolve_kind(conn, settings.queue)
     from . import jobs
+
+    if args.commit == "shuffle" and not job.reduces:
+        from . import registry, shuffle
+
+        now = int(time.time() * 1000)
+        alive = [r for r in registry.reports(conn, now) if not r.lost(now)]
+        job.reduces = shuffle.default_reduces(len(alive))
 
     jobs.expire(conn, settings.keep_jobs_s)  # finished jobs past their retention
     before = client.progress(conn, job.name)
@@ -314,6 +325,13 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
                    help="what identifies an input file: stat (size, mtime, ctime, inode; the "
                         "default) or content (a hash of every byte: reads the inputs once)")
     p.add_argument("--no-wait", action="store_true", help="print the job name and return")
+    from .workeropts import JOB_COMMIT_MODES, add_reduces_arg
+
+    p.add_argument("--commit", choices=JOB_COMMIT_MODES, default="atomic",
+                   help="atomic (default): each task's counts applied in the Function that "
+                        "settles it; shuffle: maps store R partitions, R reduce tasks sum them "
+                        "(Redis work per map task O(R), not O(its vocabulary))")
+    add_reduces_arg(p)
     add_timeout_args(p)
     add_redis_args(p)
     add_chunk_arg(p)
@@ -605,6 +623,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     report.check_output(args.worker_log, "--worker-log")
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
                           pack_size=args.pack_size)
+    if args.commit == "shuffle" or args.reduces:
+        from . import shuffle
+
+        job.reduces = args.reduces or shuffle.default_reduces(args.workers)
 
     def finish(conn, tend: Callable[[], None]) -> int:
         return _finish(conn, job, args, started, deadline, {"workers": args.workers},
@@ -618,7 +640,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_parser(sub) -> argparse.ArgumentParser:
-    from .workeropts import add_fault_args, add_protocol_args
+    from .workeropts import add_fault_args, add_protocol_args, add_reduces_arg
 
     p = sub.add_parser("run", help="count on a private Redis with N local worker processes")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
@@ -634,6 +656,7 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--stragglers", type=argtypes.non_negative_int, metavar="K",
                    help="how many workers run with --slowdown (default 1 if --slowdown > 1)")
     p.add_argument("-v", "--verbose", action="store_true")
+    add_reduces_arg(p)
     add_fault_args(p)
     add_chunk_arg(p)
     add_pack_arg(p)

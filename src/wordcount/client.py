@@ -70,6 +70,10 @@ class Job:
     # incarnation created before then that a rollback brings back is replaced too, even one
     # that was deleted (or missing) at that call and so is not in ``replaced``.
     fresh_since: int = 0
+    # --commit shuffle: R reduce tasks after the map tasks (0: one phase, the maps' commits
+    # apply their counts). Chosen by the client that creates the incarnation: a client that
+    # finds its plan in Redis follows whatever that incarnation records.
+    reduces: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -172,7 +176,7 @@ def submit(conn: Connection, job: Job, fresh: bool = False,
             total_bytes=job.total_bytes, root=job.root, mount=job.mount, kind=job.queue,
             first_seq=seq, tasks=job.tasks[seq - 1:batch_end(job.tasks, seq - 1, batch)],
             errors=errors,
-            replace=replace_mode(job, first))
+            replace=replace_mode(job, first), reduces=job.reduces)
         first = False
         if reply.replaced:
             job.replaced.add(reply.replaced)
@@ -208,6 +212,11 @@ class Progress:
     queue: str = ""
     created_ms: int = 0
     finished_ms: int = 0
+    reduces: int = 0  # a shuffle job's R (0: one phase)
+    phase: str = ""  # a shuffle job's: "map" | "reduce"
+    shuffled: int = 0  # maps whose output went to the partitions
+    shuffled_words: int = 0  # their words
+    reduced: int = 0  # words the reduce tasks applied
     resubmits: int = 0  # client-side: times the job had to be resubmitted
     check: dict[str, object] = field(default_factory=dict)  # client-side: the self-check
 
@@ -220,6 +229,11 @@ class Progress:
     @property
     def finished(self) -> bool:
         return self.state == "done"
+
+    @property
+    def all_tasks(self) -> int:
+        """Every task the job runs: its plan's, and a shuffle job's reduces."""
+        return self.total + self.reduces
 
     @property
     def job_seconds(self) -> float:
@@ -312,11 +326,13 @@ class Follower:
         elapsed = time.monotonic() - self.started
         detail = self.detail(p, elapsed)
         if self._bar is not None:
-            self._bar.update(self._task, completed=p.done + p.dead, detail=detail)
+            self._bar.update(self._task, total=p.all_tasks or len(self.job.tasks),
+                             completed=p.done + p.dead, detail=detail)
         elif not self.quiet and (time.monotonic() - self._last_line >= 2 or p.finished):
             self._last_line = time.monotonic()
-            print(f"[{elapsed:6.1f}s] {self.job.name}: {p.done + p.dead}/{p.total} tasks "
-                  f"settled, {detail}", file=sys.stderr, flush=True)
+            phase = f" ({p.phase} phase)" if p.phase and not p.finished else ""
+            print(f"[{elapsed:6.1f}s] {self.job.name}: {p.done + p.dead}/{p.all_tasks} tasks "
+                  f"settled{phase}, {detail}", file=sys.stderr, flush=True)
 
 
 def follow(conn: Connection, job: Job, p: Progress) -> bool:
@@ -467,9 +483,15 @@ def read_finished(conn: Connection, job: Job, waited: Progress | None = None) ->
     raise JobLostError(f"could not read a stable result for job {job.name}")
 
 
-def task_ids(job: Job) -> list[str]:
-    """The task ids of a plan, in order (deterministic: 0-<seq>)."""
-    return [task_id(seq) for seq in range(1, len(job.tasks) + 1)]
+def task_ids(job: Job, reduces: int = 0) -> list[str]:
+    """The task ids of a plan, in order (deterministic: 0-<seq>), then those of its
+    ``reduces`` reduce tasks (a shuffle job)."""
+    return [task_id(seq) for seq in range(1, len(job.tasks) + reduces + 1)]
+
+
+def is_map(job: Job, tid: str) -> bool:
+    """Whether task ``tid`` is one of the plan's (not a shuffle job's reduce task)."""
+    return task_seq(tid) <= len(job.tasks)
 
 
 def check(job: Job, snap: Snapshot) -> dict[str, object]:
@@ -478,9 +500,11 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
     returns the figures checked (they go into the JSON result)."""
     p, done, dead = snap.progress, snap.done, snap.dead
     in_table = sum(snap.counts.values())
-    committed = sum(done.values())
-    seq_of = {tid: i for i, tid in enumerate(task_ids(job))}
-    done_bytes = sum(job.tasks[seq_of[t]].nbytes for t in done if t in seq_of)
+    committed = sum(n for t, n in done.items() if is_map(job, t))
+    reduced = sum(n for t, n in done.items() if not is_map(job, t))
+    seq_of = {tid: i for i, tid in enumerate(task_ids(job, p.reduces))}
+    done_bytes = sum(job.tasks[seq_of[t]].nbytes for t in done
+                     if t in seq_of and is_map(job, t))
     # (a packed task's unreadable ranges were not read: they are reported, not counted)
     done_bytes -= sum(s.nbytes for t, ss in snap.skipped.items() if t in done for s in ss)
     stray = sorted(set(snap.skipped) - set(done))
@@ -488,14 +512,26 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
         "words_in_table": in_table, "words_committed": committed, "words_meta": p.words,
         "tasks": len(job.tasks), "tasks_done": len(done), "tasks_dead": len(dead),
         "bytes_done": done_bytes, "bytes_meta": p.done_bytes}
+    # A shuffle job's table is what its reduces applied, plus the maps that settled after the
+    # reduce phase began (requeued: applied directly); a one-phase job's, what its maps did.
+    applied = p.reduced + p.words - p.shuffled_words
+    if p.reduces:
+        figures.update(reduces=p.reduces, words_shuffled=p.shuffled_words,
+                       words_reduced=p.reduced, words_reduced_tasks=reduced)
     broken: list[str] = []
-    if in_table != p.words:
+    if in_table != applied:
         broken.append(f"the result table holds {in_table:,} words but the accepted commits "
-                      f"reported {p.words:,} (a task applied twice, partly, or not at all)")
-    if committed != p.words or len(done) != p.done or len(dead) != p.dead:
+                      f"reported {applied:,} (a task applied twice, partly, or not at all)")
+    if (committed != p.words or reduced != p.reduced or len(done) != p.done
+            or len(dead) != p.dead):
         broken.append(f"settled tasks disagree with the job counters: {len(done)} done "
-                      f"({committed:,} words) and {len(dead)} dead vs {p.done} done "
-                      f"({p.words:,} words) and {p.dead} dead")
+                      f"({committed:,} words{f', reduced {reduced:,}' if p.reduces else ''}) "
+                      f"and {len(dead)} dead vs {p.done} done ({p.words:,} words"
+                      f"{f', reduced {p.reduced:,}' if p.reduces else ''}) and {p.dead} dead")
+    dead_reduces = [t for t in dead if not is_map(job, t)]
+    if p.reduces and not dead_reduces and p.reduced != p.shuffled_words:
+        broken.append(f"the reduce tasks applied {p.reduced:,} words but the maps sent "
+                      f"{p.shuffled_words:,} to the partitions (a word lost or reduced twice)")
     unknown = sorted((set(done) | set(dead)) - set(seq_of))
     both = sorted(set(done) & set(dead))
     missing = sorted(set(seq_of) - set(done) - set(dead), key=lambda t: seq_of[t])
@@ -525,6 +561,11 @@ def dead_letters(job: Job, dead: dict[str, str],
     counted), or only the ranges ``named(range, reason)`` picks."""
     out = []
     for tid, reason in sorted(dead.items(), key=lambda kv: task_seq(kv[0])):
+        if not is_map(job, tid):  # a shuffle job's reduce task: a partition of the words
+            r = task_seq(tid) - len(job.tasks) - 1
+            out.append(InputError(f"(reduce task {tid})", f"partition {r} set aside: {reason}; "
+                                  "the words of that partition are not in the table"))
+            continue
         t = job.tasks[task_seq(tid) - 1]
         where = "(packed, [{}:{}])" if t.parts else "[{}:{}]"
         out += [InputError(os.path.join(job.root, r.path), f"task {tid} "
@@ -567,7 +608,8 @@ def result(conn: Connection, job: Job, seconds: float, waited: Progress | None =
             + ". Submit the inputs again to count them as they are now (a new plan).")
     # the files counted (in part): every range of a done task, but the ones it skipped
     skipped = {(s.path, s.start, s.end) for ss in snap.skipped.values() for s in ss}
-    files = {r.path for tid in snap.done for r in job.tasks[task_seq(tid) - 1].ranges()
+    files = {r.path for tid in snap.done if is_map(job, tid)
+             for r in job.tasks[task_seq(tid) - 1].ranges()
              if (r.path, r.start, r.end) not in skipped}
     res = Result(counts=snap.counts, files=len(files), bytes=snap.progress.done_bytes,
                  seconds=seconds, errors=job.errors + dead_letters(job, snap.dead)

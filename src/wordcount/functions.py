@@ -27,18 +27,20 @@ from .protocol import Applied, Claimed, Skipped, Submitted, now_ms, parts_text, 
 
 def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
            total_bytes: int, root: str, mount: str, kind: str, first_seq: int,
-           tasks: Iterable[Task], errors: str = "[]", replace: str = "") -> Submitted:
+           tasks: Iterable[Task], errors: str = "[]", replace: str = "", reduces: int = 0
+           ) -> Submitted:
     """Append tasks first_seq.. of a job (creating it, as incarnation ``epoch`` on the ``kind``
     queue, when Redis has none; ``errors`` is the JSON list of inputs that could not be
     planned). Only the next tasks of the job's sequence are added: the reply's ``submitted``
     says where to go on. ``replace``: "" never replace another incarnation, "*" replace any
     (``submit --fresh``, its first call), "<since>,e1,e2," (its later calls) replace these
-    (ones this client replaced before) and any created before ``since`` (ms: its first call)."""
+    (ones this client replaced before) and any created before ``since`` (ms: its first call).
+    ``reduces`` > 0: a shuffle job of that many reduce tasks (when this call creates it)."""
     # paths as their bytes (a file name need not be UTF-8; the connection decodes replies with
     # surrogateescape, so they come back as the same str)
     args: list[object] = [IDENTITY, now_ms(), job, plan_id, epoch, total, total_bytes,
                           os.fsencode(root), kind, first_seq, errors, os.fsencode(mount),
-                          replace, keys.GROUP]
+                          replace, keys.GROUP, reduces]
     for t in tasks:
         args += [os.fsencode(t.path), t.start, t.end, t.ident, parts_text(t)]
     try:
@@ -95,23 +97,42 @@ def _settle(c: Claimed) -> tuple[list[str], list[object]]:
     """KEYS and the first ARGV that settling ``c`` needs (see settle_keys in the .lua file)."""
     job = c.job
     keys_ = [keys.meta(job), keys.active(), keys.merges(job), keys.done(job), keys.dead(job),
-             keys.leases(job), keys.skipped(job)]
+             keys.leases(job), keys.skipped(job), keys.shuffle(job), keys.specs(job)]
     if c.kind == "stream":
         keys_.append(keys.tasks(job))
     else:
-        keys_ += [keys.expiry(job), keys.owners(job)]
+        keys_ += [keys.expiry(job), keys.owners(job), keys.queue(job), keys.notify(job)]
     return keys_, [IDENTITY, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
 
 
+def consumed_text(c: Claimed, maps: Sequence[str]) -> str:
+    """A reduce task's commit argument: its partition and the map tasks whose pieces it
+    summed ('' for any other task)."""
+    return "" if c.reduce is None else " ".join([str(c.reduce), *maps])
+
+
 def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, nwords: int,
-           busy_ms: int, skipped: Sequence[Skipped] = ()) -> Applied:
+           busy_ms: int, skipped: Sequence[Skipped] = (), consumed: Sequence[str] = ()
+           ) -> Applied:
     """Settle the task + apply its counts + progress, in one call. ``pairs`` is a flat
     [word, count, ...] list, ``nbytes`` the bytes the worker read, ``skipped`` the ranges of a
-    packed task it could not read (recorded with the task); the call is refused unless the
-    job still has ``c.epoch``."""
+    packed task it could not read (recorded with the task), ``consumed`` (a reduce task) the
+    map tasks whose partition pieces it summed (freed by this call); the call is refused
+    unless the job still has ``c.epoch``."""
     keys_, args = _settle(c)
     return Applied(conn.fcall("wc_commit", [*keys_, keys.counts(c.job)],
-                              [*args, nbytes, nwords, busy_ms, skipped_text(skipped), *pairs]))
+                              [*args, nbytes, nwords, busy_ms, skipped_text(skipped),
+                               consumed_text(c, consumed), *pairs]))
+
+
+def map_commit(conn: Connection, c: Claimed, pieces: Sequence[bytes], nbytes: int,
+               nwords: int, busy_ms: int, skipped: Sequence[Skipped] = ()) -> Applied:
+    """Settle a shuffle job's map task, storing its output as R partition pieces
+    (wordcount.shuffle); LATE when its reduce phase already began (then ``commit``)."""
+    keys_, args = _settle(c)
+    return Applied(conn.fcall("wc_map_commit", keys_,
+                              [*args, nbytes, nwords, busy_ms, skipped_text(skipped),
+                               *pieces]))
 
 
 def stage_keys(c: Claimed, attempt: str, pieces: int) -> list[str]:
@@ -126,14 +147,14 @@ def stage(conn: Connection, c: Claimed, key: str, pairs: Sequence[object]) -> Ap
 
 
 def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct: int,
-                  nbytes: int, nwords: int, busy_ms: int, skipped: Sequence[Skipped] = ()
-                  ) -> Applied:
+                  nbytes: int, nwords: int, busy_ms: int, skipped: Sequence[Skipped] = (),
+                  consumed: Sequence[str] = ()) -> Applied:
     """Settle the task and accept its staged pieces, only if all of them (``distinct`` pairs in
     all) are there; RESTAGE otherwise."""
     keys_, args = _settle(c)
     return Applied(conn.fcall("wc_commit_staged", [*keys_, *pieces],
                               [*args, nbytes, nwords, busy_ms, distinct,
-                               skipped_text(skipped)]))
+                               skipped_text(skipped), consumed_text(c, consumed)]))
 
 
 def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:

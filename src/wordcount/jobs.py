@@ -86,6 +86,8 @@ def load(conn: Connection, name: str) -> client.Job:
     that it can be followed, resubmitted after a Redis restart, and checked end to end."""
     p = require(conn, name)
     specs = conn.call(lambda r: r.hgetall(keys.specs(name)))
+    # (a shuffle job's reduce tasks, after its map phase, are not part of its plan)
+    specs = {tid: spec for tid, spec in specs.items() if task_seq(tid) <= p.total}
     if len(specs) != p.total or p.submitted != p.total:
         raise JobNotFinishedError(
             f"job {name} is only partly in Redis ({len(specs)} of {p.total} tasks: its "
@@ -97,7 +99,7 @@ def load(conn: Connection, name: str) -> client.Job:
         tasks.append(Task(path, int(start), int(end), ident, parse_parts(parts)))
     errors = [InputError(path, why) for path, why in json.loads(p.errors or "[]")]
     return client.Job(name, p.plan, p.root, tasks, errors, epoch=p.epoch, queue=p.queue,
-                      mount=p.mount or p.root)
+                      mount=p.mount or p.root, reduces=p.reduces)
 
 
 def cancel(conn: Connection, name: str) -> bool:
@@ -137,7 +139,7 @@ def still_unreadable(conn: Connection, name: str) -> list[str]:
         return []
     dead = conn.call(lambda r: r.hkeys(keys.dead(name)))
     out = []
-    for tid in sorted(dead, key=task_seq):
+    for tid in sorted((t for t in dead if task_seq(t) <= len(job.tasks)), key=task_seq):
         for r in job.tasks[task_seq(tid) - 1].ranges():
             path = os.path.join(job.root, r.path)
             if path not in out and not os.access(path, os.R_OK):

@@ -22,6 +22,9 @@ friendly), and Lua receives all of them in KEYS.
     wc:{J}:merges                    set    accepted stage pieces not yet applied (key names)
     wc:{J}:stage:<epoch>:<id>:<attempt>:<k>
                                      list   piece k of a big task's word, count pairs
+    wc:{J}:shuffle                   hash   a shuffle job's map outputs: "<r>:<map id>" -> the
+                                            map's partition r (wordcount/shuffle.py), until
+                                            reduce r commits
   lease queue only (no streams: RedisRaft refuses them):
     wc:{J}:queue                     list   ids of tasks never taken, in plan order
     wc:{J}:expiry                    zset   task id -> lease deadline ms (taken, unsettled)
@@ -82,6 +85,12 @@ def skipped(job: str) -> str:
     return _job(job, "skipped")
 
 
+def shuffle(job: str) -> str:
+    """Hash: "<partition>:<map task id>" -> that map's output for that partition (a piece:
+    wordcount/shuffle.py), written by the map's first commit, freed by its reduce's."""
+    return _job(job, "shuffle")
+
+
 def leases(job: str) -> str:
     return _job(job, "leases")
 
@@ -131,7 +140,7 @@ def notify(job: str) -> str:
 # A job's fixed keys, in the order the Functions that create and delete a job take them
 # (JOB_KEYS in wordcount.lua; a test checks that the two agree).
 JOB_KEYS = ("meta", "tasks", "specs", "counts", "done", "dead", "leases", "merges", "queue",
-            "expiry", "owners", "attempts", "notify", "skipped")
+            "expiry", "owners", "attempts", "notify", "skipped", "shuffle")
 
 
 def job_keys(job: str) -> list[str]:

@@ -57,6 +57,8 @@ class Applied(enum.IntEnum):
     STALE = -1  # the job was re-planned (another epoch): nothing changed
     GONE = -2  # the job does not exist (deleted, or Redis lost it): nothing changed
     RESTAGE = -3  # a staged piece is missing (Redis rolled back): stage again, then commit
+    # (a reduce task: its partition is not what it read: read it again)
+    LATE = -4  # a shuffle job's map settled after the reduce phase began: commit it directly
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Claimed:
     deliveries: int
     how: str  # "new" | "stale" (stolen after its lease expired) | "backup"
     kind: str = "stream"  # the queue it came from
+    reduce: int | None = None  # a shuffle job's reduce task: its partition (no input range)
 
     @classmethod
     def from_fields(cls, job: str, task_id: str, fields: dict[str, str] | Sequence[str],
@@ -80,7 +83,9 @@ class Claimed:
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
         task = Task(fields["path"], int(fields["start"]), int(fields["end"]),
                     fields.get("ident") or "", parse_parts(fields.get("parts") or ""))
-        return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind)
+        reduce = fields.get("reduce")
+        return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind,
+                   int(reduce) if reduce not in (None, "") else None)
 
 
 def parts_text(task: Task) -> str:
@@ -149,9 +154,15 @@ class Meta:
     CREATED_MS = "created_ms"
     FINISHED_MS = "finished_ms"  # when it was done or cancelled (absent while running)
     STATE = "state"  # one of JOB_STATES
+    # a shuffle job (--commit shuffle)
+    REDUCES = "reduces"  # R reduce tasks (0: a one-phase job)
+    PHASE = "phase"  # "map" | "reduce" ("" for a one-phase job)
+    SHUFFLED = "shuffled"  # maps whose output went to the partitions
+    SHUFFLED_WORDS = "shuffled_words"  # their words
+    REDUCED = "reduced"  # words the reduce tasks applied
 
     # every other field is an integer
-    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE)
+    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE, PHASE)
 
 
 JOB_STATES = ("running", "done", "cancelled")

@@ -31,10 +31,10 @@ from typing import Protocol
 
 from redis.exceptions import ResponseError
 
-from . import functions, keys
+from . import functions, keys, shuffle
 from .connection import Connection
 from .exceptions import UsageError
-from .protocol import QUEUES, Applied, Claimed, Meta, Skipped
+from .protocol import QUEUES, Applied, Claimed, Meta, Skipped, task_seq
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class JobInfo:
     root: str
     kind: str  # the queue it was submitted to
     mount: str = ""  # the client's data root: what a worker's data root maps (see worker)
+    maps: int = 0  # tasks in the plan (a shuffle job's map tasks)
+    reduces: int = 0  # a shuffle job's R (0: one phase)
 
 
 # job -> (queue kind, epoch) of every running job, as the active-jobs hash says
@@ -60,7 +62,12 @@ class TaskQueue(Protocol):
     def take(self, jobs: Active) -> Claimed | None: ...
     def keep(self, c: Claimed) -> bool: ...
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None, skipped: Sequence[Skipped] = ()) -> Applied: ...
+                 nwords: int | None = None, skipped: Sequence[Skipped] = (),
+                 consumed: Sequence[str] = ()) -> Applied: ...
+    def complete_map(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                     reduces: int, skipped: Sequence[Skipped] = ()) -> Applied: ...
+    def read_partition(self, c: Claimed, maps: int, reduces: int
+                       ) -> tuple[Counter[str], list[str]]: ...
     def fail(self, c: Claimed, reason: str) -> Applied: ...
     def info(self, c: Claimed) -> JobInfo | None: ...
     def finish_merges(self, jobs: Active) -> int: ...
@@ -94,20 +101,62 @@ class _Backend:
         self.settings = settings
 
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None, skipped: Sequence[Skipped] = ()) -> Applied:
+                 nwords: int | None = None, skipped: Sequence[Skipped] = (),
+                 consumed: Sequence[str] = ()) -> Applied:
         """Settle the task with its counts (``nwords`` overrides their total: per-word mode
         applied them already and commits no pairs; ``skipped``: the ranges of a packed task
-        that could not be read)."""
+        that could not be read; ``consumed``: a reduce task's map pieces, read_partition)."""
         pairs: list[object] = []
         for word, n in counts.items():
             pairs += (word, n)
         nwords = sum(counts.values()) if nwords is None else nwords
         if len(counts) <= self.settings.commit_pairs:
-            return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms, skipped)
-        return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms, skipped)
+            return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms, skipped,
+                                    consumed)
+        return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms, skipped,
+                                     consumed)
+
+    def complete_map(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                     reduces: int, skipped: Sequence[Skipped] = ()) -> Applied:
+        """Settle a shuffle job's map task with its output cut into ``reduces`` partition
+        pieces (one call, O(R) work in Redis whatever the vocabulary). A map settling after the
+        reduce phase began (a requeued dead letter) is committed directly instead."""
+        nwords = sum(counts.values())
+        outcome = functions.map_commit(self.conn, c, shuffle.pieces(counts, reduces), nbytes,
+                                       nwords, busy_ms, skipped)
+        if outcome is Applied.LATE:
+            log.info("task %s %s: the reduce phase already began; committing its counts "
+                     "directly", c.job, c.id)
+            return self.complete(c, counts, nbytes, busy_ms, skipped=skipped)
+        return outcome
+
+    def read_partition(self, c: Claimed, maps: int, reduces: int
+                       ) -> tuple[Counter[str], list[str]]:
+        """A reduce task's input: the sum of its partition's pieces, one per map task that
+        committed its output, and the ids of those maps (shuffle.CorruptPiece names a damaged
+        piece). The pieces are fixed once the reduce phase began (no map writes one after it),
+        and freed only by the commit that settles this reduce: a reduce that reads a partition
+        already freed is settled already, and its commit is a duplicate."""
+        job, r = c.job, c.reduce
+
+        def read(red):
+            ids = [t for t in red.hkeys(keys.done(job)) if task_seq(t) <= maps]
+            ids.sort(key=task_seq)
+            out: list[tuple[str, bytes]] = []
+            for i in range(0, len(ids), 1000):
+                batch = ids[i:i + 1000]
+                got = red.hmget(keys.shuffle(job), [f"{r}:{t}" for t in batch])
+                # (replies decode with surrogateescape: encoding back gives the bytes)
+                out += [(t, p.encode("utf-8", "surrogateescape"))
+                        for t, p in zip(batch, got, strict=True) if p is not None]
+            return out
+        found = self.conn.call(read)
+        counts = shuffle.reduce(((f"{r}:{t}", p) for t, p in found), r, reduces)
+        return counts, [t for t, _ in found]
 
     def _complete_staged(self, c: Claimed, pairs: list[object], distinct: int, nbytes: int,
-                         nwords: int, busy_ms: int, skipped: Sequence[Skipped]) -> Applied:
+                         nwords: int, busy_ms: int, skipped: Sequence[Skipped],
+                         consumed: Sequence[str] = ()) -> Applied:
         """Stage the pairs in pieces, then settle the task only if every piece is in Redis.
         A Redis restart from an older snapshot can drop pieces already written: the commit
         answers RESTAGE, and the pieces are written again."""
@@ -120,7 +169,7 @@ class _Backend:
                 if staged is not Applied.APPLIED:
                     return staged  # stale or gone: the task is no longer the job's
             outcome = functions.commit_staged(self.conn, c, pieces, distinct, nbytes, nwords,
-                                              busy_ms, skipped)
+                                              busy_ms, skipped, consumed)
             if outcome is not Applied.RESTAGE:
                 break
             log.warning("task %s %s: staged pieces missing at commit (Redis restarted from an "
@@ -234,12 +283,14 @@ class Queues:
         return out
 
     def _read_info(self, job: str) -> JobInfo | None:
-        plan, epoch, root, kind, mount = self.conn.call(lambda r: r.hmget(
-            keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE, Meta.MOUNT))
+        plan, epoch, root, kind, mount, total, reduces = self.conn.call(lambda r: r.hmget(
+            keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE, Meta.MOUNT,
+            Meta.TOTAL, Meta.REDUCES))
         if plan is None:
             self._info.pop(job, None)
             return None
-        info = self._info[job] = JobInfo(plan, epoch, root, kind or "stream", mount or root)
+        info = self._info[job] = JobInfo(plan, epoch, root, kind or "stream", mount or root,
+                                         int(total or 0), int(reduces or 0))
         return info
 
     def info(self, c: Claimed) -> JobInfo | None:
@@ -273,8 +324,19 @@ class Queues:
         return self.backends[c.kind].keep(c)
 
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None, skipped: Sequence[Skipped] = ()) -> Applied:
-        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords, skipped)
+                 nwords: int | None = None, skipped: Sequence[Skipped] = (),
+                 consumed: Sequence[str] = ()) -> Applied:
+        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords, skipped,
+                                              consumed)
+
+    def complete_map(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
+                     reduces: int, skipped: Sequence[Skipped] = ()) -> Applied:
+        return self.backends[c.kind].complete_map(c, counts, nbytes, busy_ms, reduces,
+                                                  skipped)
+
+    def read_partition(self, c: Claimed, maps: int, reduces: int
+                       ) -> tuple[Counter[str], list[str]]:
+        return self.backends[c.kind].read_partition(c, maps, reduces)
 
     def fail(self, c: Claimed, reason: str) -> Applied:
         return self.backends[c.kind].fail(c, reason)

@@ -20,7 +20,7 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from . import engines, keys, planner
+from . import engines, keys, planner, shuffle
 from .connection import Connection
 from .exceptions import PermissionRefusedError, ShutdownRequested
 from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, Skipped, sync_clock
@@ -232,11 +232,22 @@ class Worker:
         self.crash_point(armed, "after-claim")
         beat = Heartbeat(self.queue, c, self.settings.heartbeat_s)  # runs until committed
         beat.start()
+        consumed: list[str] = []
         try:
             started = time.perf_counter()
-            counts, nbytes, skipped = self._count(c, info.root, info.mount)
+            if c.reduce is None:
+                counts, nbytes, skipped = self._count(c, info.root, info.mount)
+            else:  # a shuffle job's reduce task: sum its partition of every map's output
+                counts, consumed = self.queue.read_partition(c, info.maps, info.reduces)
+                nbytes, skipped = 0, []
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
+        except shuffle.CorruptPiece as exc:
+            beat.stop()
+            self._dead(c, f"reduce task {c.reduce} (partition {c.reduce} of {info.reduces}): "
+                          f"{exc}: a map's output was damaged in Redis; its words of this "
+                          "partition are not in the table")
+            return
         except planner.FileChangedError as exc:
             beat.stop()
             self._dead(c, f"{CHANGED}: {c.task.describe()}: "
@@ -255,7 +266,8 @@ class Worker:
             log.error("task %s %s: cannot read %s [%d:%d]: %s; the rest of the task is "
                       "counted", c.job, c.id, s.path, s.start, s.end, s.why)
         self._in_flight = self._committer.submit(self._commit_and_log, c, counts, nbytes,
-                                                 busy_ms, armed, beat, skipped)
+                                                 busy_ms, armed, beat, skipped,
+                                                 info.reduces, consumed)
 
     def drain(self) -> None:
         """Wait for the commit in flight (re-raising its error, e.g. Redis unavailable)."""
@@ -264,10 +276,11 @@ class Worker:
             future.result()
 
     def _commit_and_log(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                        armed: str | None, beat: Heartbeat, skipped: list[Skipped]) -> None:
+                        armed: str | None, beat: Heartbeat, skipped: list[Skipped],
+                        reduces: int = 0, consumed: list[str] | None = None) -> None:
         try:
             self.crash_point(armed, "before-commit")
-            outcome = self._commit(c, counts, nbytes, busy_ms, skipped)
+            outcome = self._commit(c, counts, nbytes, busy_ms, skipped, reduces, consumed)
             self.crash_point(armed, "after-commit")
         finally:
             beat.stop()
@@ -284,11 +297,15 @@ class Worker:
         elif outcome is Applied.GONE:
             log.info("task %s %s: the job no longer exists or was cancelled: dropped", c.job,
                      c.id)
+        elif outcome is Applied.RESTAGE and c.reduce is not None:
+            log.error("task %s %s: its partition is not the one it read (Redis lost the job "
+                      "and it was counted again?); left for another attempt", c.job, c.id)
         elif outcome is Applied.RESTAGE:
             log.error("task %s %s: Redis kept losing its staged pieces; left for another "
                       "attempt", c.job, c.id)
-        log.info("task %s %s (%s, %d bytes) %s in %d ms", c.job, c.id, c.how, c.task.nbytes,
-                  outcome.name.lower(), busy_ms)
+        what = (f"reduce {c.reduce}" if c.reduce is not None else f"{c.task.nbytes} bytes")
+        log.info("task %s %s (%s, %s) %s in %d ms", c.job, c.id, c.how, what,
+                 outcome.name.lower(), busy_ms)
         self.registration.update(**asdict(self.stats))
 
     def local_root(self, job_root: str, mount: str) -> str:
@@ -340,9 +357,16 @@ class Worker:
                                 for p, exc in failed]
 
     def _commit(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                skipped: list[Skipped]) -> Applied:
+                skipped: list[Skipped], reduces: int = 0, consumed: list[str] | None = None
+                ) -> Applied:
         """Commit under the epoch the task was claimed with; a stale commit is dropped, never
-        retried under another plan (its counts belong to the plan they were counted for)."""
+        retried under another plan (its counts belong to the plan they were counted for).
+        A shuffle job's map task commits its output as partitions, its reduce task its
+        partition's totals; the job's mode decides, not this worker's --commit."""
+        if c.reduce is not None:
+            return self.queue.complete(c, counts, nbytes, busy_ms, consumed=consumed or [])
+        if reduces:
+            return self.queue.complete_map(c, counts, nbytes, busy_ms, reduces, skipped)
         if self.commit_mode == "per-word":
             self._apply_per_word(c, counts)
             return self.queue.complete(c, Counter(), nbytes, busy_ms,

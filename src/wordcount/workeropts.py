@@ -16,7 +16,18 @@ from .exceptions import EXIT_OK, ShutdownRequested, UsageError
 from .settings import Settings
 from .worker import CRASH_POINTS, DEFAULT_CRASH_PROB, Faults, Worker
 
-COMMIT_MODES = ("atomic", "per-word")
+# atomic: one Function settles a task and applies its counts; shuffle: a job of two phases
+# (maps store R partitions, R reduce tasks sum them: wordcount/shuffle.py), a job's mode that
+# `run` and `submit` choose and every worker follows; per-word: the lab's naive ZINCRBY per
+# occurrence (NOT crash-safe)
+COMMIT_MODES = ("atomic", "shuffle", "per-word")
+JOB_COMMIT_MODES = ("atomic", "shuffle")
+
+
+def add_reduces_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reduces", type=argtypes.reduces, metavar="R",
+                   help="reduce tasks of a --commit shuffle job (implies it; default 2 per "
+                        "worker: `run`'s --workers, or the workers alive in Redis)")
 
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
@@ -45,7 +56,10 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--slowdown", type=argtypes.float_in(1), default=1.0, metavar="FACTOR",
                    help="run at 1/FACTOR speed (a straggler)")
     g.add_argument("--commit", choices=COMMIT_MODES, default="atomic",
-                   help="per-word: the lab's naive ZINCRBY per occurrence (NOT crash-safe)")
+                   help="atomic: each task's counts applied in the Function that settles it; "
+                        "shuffle (run only: a job's mode, which workers follow): maps store R "
+                        "partitions, R reduce tasks sum them; per-word: the lab's naive "
+                        "ZINCRBY per occurrence (NOT crash-safe)")
     g.add_argument("--speculate-factor", type=argtypes.float_in(0), metavar="FACTOR",
                    help="back up a task running longer than FACTOR x the mean task time "
                         "(default 3; 0 disables)")
@@ -121,8 +135,10 @@ class WorkerOptions:
                       slowdown=self.slowdown)
 
     def worker(self, settings: Settings, exit_when_idle: bool = False) -> Worker:
+        # (shuffle is a job's mode: a worker follows each job's, and commits the tasks of a
+        # one-phase job atomically)
         return Worker(settings, faults=self.faults(), exit_when_idle=exit_when_idle,
-                      commit_mode=self.commit)
+                      commit_mode="atomic" if self.commit == "shuffle" else self.commit)
 
     def serve(self, settings: Settings, exit_when_idle: bool = False) -> int:
         """Run a worker until it is stopped (or, ``exit_when_idle``, no job has work left)."""

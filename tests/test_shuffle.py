@@ -1,0 +1,239 @@
+"""The shuffle (--commit shuffle): map outputs as R partition pieces, R reduce tasks.
+
+Every job here is compared in full with the oracle; the failure cases are the ones the two
+phases add: a worker killed between the last map commit and the first reduce, Redis restarted
+from a snapshot taken between the phases (and after some reduces), a damaged partition piece,
+a map requeued after the reduce phase began, and the Functions' guards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wordcount import client, functions, keys, shuffle
+from wordcount.corpus import generate
+from wordcount.embedded import WorkerPool
+from wordcount.protocol import Applied, Meta
+from wordcount.worker import Worker
+from wordcount.workeropts import WorkerOptions
+
+from .conftest import assert_counts_equal, connect, oracle, take
+from .test_edges import wc
+
+pytestmark = pytest.mark.usefixtures("queue_kind")
+
+R = 3
+
+
+# -- the pieces (no Redis) ----------------------------------------------------------------------
+
+WORDS = st.text(st.characters(categories=("Lu", "Ll", "Lo", "Nd", "No")), min_size=1,
+                max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(WORDS, st.integers(1, 10**12), max_size=60), st.integers(1, 9))
+def test_pieces_round_trip_and_every_word_lands_in_one_partition(counts, reduces):
+    pieces = shuffle.pieces(counts, reduces)
+    assert len(pieces) == reduces
+    back: Counter[str] = Counter()
+    for r, piece in enumerate(pieces):
+        part = shuffle.reduce([(f"{r}:0-1", piece)], r, reduces)
+        assert not set(back) & set(part)  # no word in two partitions
+        back.update(part)
+    assert back == Counter(counts)
+
+
+def test_the_partition_of_a_word_never_changes():
+    """Stable across processes, machines and versions (Python's hash() is salted): these
+    values are part of the protocol."""
+    words = ["the", "straße", "σοφος", "漢字", "x2", "ǅ"]
+    assert [shuffle.partition_of(w, 7) for w in words] == [
+        zlib.crc32(w.encode()) % 7 for w in words]
+    assert [shuffle.partition_of(w, 7) for w in words] == [3, 4, 0, 3, 0, 3]
+
+
+def test_a_damaged_piece_or_a_word_of_another_partition_is_refused():
+    piece = shuffle.encode({"alpha": 3, "beta": 4})
+    flipped = piece[:-1] + bytes([piece[-1] ^ 1])
+    with pytest.raises(shuffle.CorruptPiece, match="checksum"):
+        shuffle.decode(flipped, 0, 1)
+    with pytest.raises(shuffle.CorruptPiece, match="header"):
+        shuffle.decode(b"junk", 0, 1)
+    r = shuffle.partition_of("alpha", 2)
+    with pytest.raises(shuffle.CorruptPiece, match="another partition"):
+        shuffle.decode(shuffle.encode({"alpha": 1}), 1 - r, 2)
+    with pytest.raises(shuffle.CorruptPiece, match="piece 0:0-7"):
+        shuffle.reduce([("0:0-7", flipped)], 0, 1)
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+
+def _job(conn, corpus, reduces=R, chunk=100_000):
+    job = client.plan_job([str(corpus)], chunk)
+    job.queue = os.environ["WORDCOUNT_QUEUE"]
+    job.reduces = reduces
+    client.submit(conn, job)
+    return job
+
+
+def _meta(conn, job, field):
+    return conn.client.hget(keys.meta(job.name), field)
+
+
+def _work_until(conn, done, limit=1000):
+    """One in-process worker takes and commits tasks, one at a time, until ``done()``."""
+    w = Worker(conn.settings)
+    for _ in range(limit):
+        if done():
+            return
+        w.work_once()
+        w.drain()
+    raise AssertionError("the condition was never reached")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / "corpus"
+    generate(root, 5, 150_000, skew_size=400_000, seed=11, unicode=True)
+    return root
+
+
+def test_a_shuffle_job_reads_what_the_one_phase_job_reads(redis_server, corpus):
+    """The same table, byte for byte, and a self-check that covers both phases."""
+    conn = connect(redis_server)
+    job = _job(conn, corpus)
+    _work_until(conn, lambda: _meta(conn, job, Meta.STATE) == "done")
+    result, progress = client.result(conn, job, 0)
+    assert_counts_equal(result.counts, oracle(corpus))
+    assert progress.check["ok"] and progress.check["reduces"] == R
+    assert progress.done == len(job.tasks) + R
+    assert progress.reduced == progress.shuffled_words == progress.words
+    # every partition was freed by its reduce: nothing is left of the shuffle
+    assert conn.client.exists(keys.shuffle(job.name)) == 0
+
+
+def test_a_worker_killed_right_after_each_commit_even_the_last_maps(redis_server, corpus):
+    """--crash-at after-commit with probability 1: every worker dies right after its commit,
+    the last map's too -- between the maps being done and the first reduce."""
+    conn = connect(redis_server)
+    job = _job(conn, corpus)
+    pool = WorkerPool(2, redis_server.env(), WorkerOptions.parse(
+        ["--crash-at", "after-commit", "--crash-prob", "1", "--claim-timeout", "500"]),
+        log_path=os.path.join(redis_server.directory, "workers.log"))
+    try:
+        waited = client.wait(conn, job, quiet=True, timeout_s=180, on_poll=pool.tend)
+    finally:
+        pool.stop()
+    result, progress = client.result(conn, job, 0, waited)
+    assert pool.crashes >= len(job.tasks) + R - 1, pool.crashes
+    assert_counts_equal(result.counts, oracle(corpus))
+    assert progress.check["ok"]
+
+
+@pytest.mark.parametrize("reduced_before", [0, 1], ids=["between-phases", "after-a-reduce"])
+def test_redis_restarted_from_a_snapshot_between_or_during_the_reduces(redis_server, corpus,
+                                                                      reduced_before):
+    """The snapshot holds the maps done and the reduces queued (none or one committed); more
+    reduces commit after it and are lost with Redis. The job still ends exact."""
+    conn = connect(redis_server)
+    conn.client.config_set("save", "")  # only our SAVE below
+    job = _job(conn, corpus)
+    _work_until(conn, lambda: _meta(conn, job, Meta.PHASE) == "reduce")
+    total = len(job.tasks)
+    _work_until(conn, lambda: int(_meta(conn, job, Meta.DONE)) == total + reduced_before)
+    conn.client.save()
+    _work_until(conn, lambda: int(_meta(conn, job, Meta.DONE)) == total + reduced_before + 1)
+    redis_server.kill()
+    redis_server.start()
+    assert int(_meta(conn, job, Meta.DONE)) == total + reduced_before  # rolled back
+    pool = WorkerPool(2, redis_server.env(), WorkerOptions(),
+                      log_path=os.path.join(redis_server.directory, "workers.log"))
+    try:
+        waited = client.wait(conn, job, quiet=True, timeout_s=120, on_poll=pool.tend)
+    finally:
+        pool.stop()
+    result, progress = client.result(conn, job, 0, waited)
+    assert_counts_equal(result.counts, oracle(corpus))
+    assert progress.check["ok"] and progress.done == total + R
+
+
+def test_a_damaged_piece_fails_its_reduce_by_name_and_never_a_silent_table(redis_server,
+                                                                          corpus):
+    conn = connect(redis_server)
+    job = _job(conn, corpus)
+    _work_until(conn, lambda: _meta(conn, job, Meta.PHASE) == "reduce")
+    field = "1:0-2"
+    piece = conn.client.hget(keys.shuffle(job.name), field).encode("utf-8", "surrogateescape")
+    conn.client.hset(keys.shuffle(job.name), field, piece[:-1] + bytes([piece[-1] ^ 0x55]))
+    _work_until(conn, lambda: _meta(conn, job, Meta.STATE) == "done")
+    # as a user sees it: exit 3, the reduce task named, and its partition's words missing
+    out = os.path.join(redis_server.directory, "counts.tsv")
+    waited = wc("wait", job.name, "--counts-out", out, env=redis_server.env())
+    assert waited.returncode == 3, waited.stderr
+    assert "partition 1 set aside" in waited.stderr and "checksum" in waited.stderr
+    result, progress = client.result(conn, job, 0)
+    assert progress.check["ok"] and progress.dead == 1
+    expected = Counter({w: n for w, n in oracle(corpus).items()
+                        if shuffle.partition_of(w, R) != 1})
+    assert_counts_equal(result.counts, expected)
+
+
+def test_a_map_requeued_after_the_reduce_phase_is_counted_once(redis_server, corpus, tmp_path):
+    """A dead map (its file missing) does not stop the reduces; once the file is back,
+    `requeue` counts it, after the reduce phase: its counts go straight to the table."""
+    from wordcount import jobs
+
+    conn = connect(redis_server)
+    job = _job(conn, corpus)
+    victim = sorted(corpus.iterdir())[0]
+    shutil.move(victim, tmp_path / "hidden")
+    _work_until(conn, lambda: _meta(conn, job, Meta.STATE) == "done")
+    result, progress = client.result(conn, job, 0)
+    assert progress.dead >= 1 and result.errors
+    shutil.move(tmp_path / "hidden", victim)
+    assert jobs.requeue(conn, job.name) == progress.dead
+    _work_until(conn, lambda: _meta(conn, job, Meta.STATE) == "done")
+    result, progress = client.result(conn, job, 0)
+    assert result.errors == [] and progress.check["ok"]
+    assert progress.shuffled_words < progress.words  # the late map was applied directly
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
+def test_the_functions_guard_both_phases(redis_server, corpus):
+    """A plain commit of a map in the map phase is refused (its words would miss the
+    reduces); a reduce held across a rollback to the map phase is stale; a reduce whose
+    partition is not what it read is told to read it again; a map after the map phase is
+    late."""
+    from redis.exceptions import ResponseError
+
+    conn = connect(redis_server)
+    job = _job(conn, corpus)
+    c = take(conn, job.name)
+    with pytest.raises(ResponseError, match="WCPHASE"):
+        functions.commit(conn, c, ["w", 1], c.task.nbytes, 1, 0)
+    reduce_ = c.__class__(**{**c.__dict__, "id": f"0-{len(job.tasks) + 1}", "reduce": 0})
+    assert functions.commit(conn, reduce_, ["w", 1], 0, 1, 0,
+                            consumed=[c.id]) is Applied.STALE
+    _work_until(conn, lambda: _meta(conn, job, Meta.PHASE) == "reduce")
+    r = take(conn, job.name)
+    assert r.reduce is not None
+    counts, maps = conn_queue(conn).read_partition(r, len(job.tasks), R)
+    assert functions.commit(conn, r, [], 0, 0, 0, consumed=maps[1:]) is Applied.RESTAGE
+    late = c.__class__(**{**c.__dict__, "id": "0-1"})
+    assert functions.map_commit(conn, late, [b""] * R, 0, 0, 0) is Applied.DUPLICATE
+    pairs = [x for kv in counts.items() for x in kv]
+    assert functions.commit(conn, r, pairs, 0, sum(counts.values()), 0,
+                            consumed=maps) is Applied.APPLIED
+
+
+def conn_queue(conn):
+    from wordcount.queue import Queues
+
+    return Queues(conn, "test", conn.settings)
