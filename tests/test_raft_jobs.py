@@ -64,11 +64,13 @@ class Job:
     its own thread every 0.1 s (a client waiting through a lost quorum must not stop it from
     bringing nodes back); a kill counts as mid-job if the job had not finished yet."""
 
-    def __init__(self, cluster, corpus, tmp_path, workers=2, args=(), chunk=150_000):
+    def __init__(self, cluster, corpus, tmp_path, workers=2, args=(), chunk=150_000,
+                 reduces=0):
         self.cluster, self.tmp_path = cluster, tmp_path
         self.conn = connect(cluster)
         self.job = client.plan_job([str(corpus)], chunk)
         self.job.queue = "lease"
+        self.job.reduces = reduces  # > 0: a shuffle job
         self.pool_args = (workers, cluster.env(), WorkerOptions.parse(args))
         self.kills_mid_job: list[tuple[float, int]] = []
         self.finished = threading.Event()
@@ -114,8 +116,9 @@ class Job:
 SLOW = ["--slowdown", "60", "--claim-timeout", "3000"]
 
 
-def test_leader_killed_mid_job(cluster, corpus, corpus_oracle, tmp_path):
-    job = Job(cluster, corpus, tmp_path, 2, SLOW)
+@pytest.mark.parametrize("reduces", [0, 3], ids=["atomic", "shuffle"])
+def test_leader_killed_mid_job(cluster, corpus, corpus_oracle, tmp_path, reduces):
+    job = Job(cluster, corpus, tmp_path, 2, SLOW, reduces=reduces)
     state = {}
 
     def nemesis(elapsed):
@@ -168,9 +171,12 @@ def test_two_nodes_down_stalls_the_job_until_they_are_back(cluster, corpus, corp
     assert progress.done > state["done_before"]
 
 
-def test_a_random_node_killed_every_3_seconds(cluster, corpus, corpus_oracle, tmp_path):
+@pytest.mark.parametrize("reduces", [0, 4], ids=["atomic", "shuffle"])
+def test_a_random_node_killed_every_3_seconds(cluster, corpus, corpus_oracle, tmp_path,
+                                               reduces):
     rng = random.Random(1234)
-    job = Job(cluster, corpus, tmp_path, 3, ["--slowdown", "500", "--claim-timeout", "3000"])
+    job = Job(cluster, corpus, tmp_path, 3, ["--slowdown", "500", "--claim-timeout", "3000"],
+              reduces=reduces)
     state = {"next": 1.0, "down": None}
 
     def nemesis(elapsed):

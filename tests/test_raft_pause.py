@@ -179,6 +179,34 @@ def test_other_replies_are_not(reply):
     assert not _no_leader_reply(redis.exceptions.ResponseError(reply))
 
 
+def test_noauth_after_our_credentials_worked_is_a_node_to_reconnect_to():
+    """A RedisRaft node restarted after a leader kill answered BLPOP with NOAUTH on a
+    connection made while it loaded its log (workers exited 4, "refused our credentials":
+    soak seeds 9014, 13664 and the shuffle's leader-kill test, ~2 runs in 3). Once a call has
+    succeeded, NOAUTH drops that node's connections and is retried; before any success it is
+    a refusal of our credentials, at once."""
+    conn = Connection(Settings.from_env({}, redis_url="redis://127.0.0.1:1,127.0.0.1:2/0",
+                                        redis_password="pw", retry_seconds=5))
+    replies = iter([redis.exceptions.AuthenticationError("Authentication required."), "ok"])
+
+    def fn(_r):
+        reply = next(replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+    from wordcount.exceptions import RedisUnavailableError
+
+    with pytest.raises(RedisUnavailableError, match="refused our credentials"):
+        conn.call(fn)  # first contact: our credentials are refused
+    conn._authenticated = True  # (as after any successful call)
+    replies = iter([redis.exceptions.AuthenticationError("Authentication required."), "ok"])
+    assert conn.call(fn) == "ok"
+    wrong = redis.exceptions.AuthenticationError("WRONGPASS invalid username-password pair")
+    replies = iter([wrong, "ok"])
+    with pytest.raises(RedisUnavailableError):
+        conn.call(fn)  # a password refused is never retried
+
+
 def test_block_seconds():
     assert block_seconds(("BLPOP", "a", "b", 0.5)) == 0.5
     assert block_seconds(("BLMOVE", "a", "b", "LEFT", "RIGHT", "2")) == 2.0

@@ -128,6 +128,12 @@ class NoLeader(RedisConnectionError):
     """A RedisRaft node has no leader (an election, or no quorum): wait and retry."""
 
 
+def _session_lost(exc: BaseException) -> bool:
+    """NOAUTH ("Authentication required"): the server saw a command of a connection it
+    holds as unauthenticated -- not a refusal of our credentials (WRONGPASS, NOPERM)."""
+    return isinstance(exc, AuthenticationError) and "Authentication required" in str(exc)
+
+
 def is_retryable(exc: BaseException) -> bool:
     if _auth_failure(exc):
         return False
@@ -267,6 +273,7 @@ class Connection:
         self._nodes = list(url.nodes) if self._url else []
         self._node = self._nodes[0] if self._nodes else ("", 0)
         self._failed_at: dict[tuple[str, int], float] = {}  # node -> when it last let us down
+        self._authenticated = False  # a call succeeded: our credentials are right
         self._lock = threading.Lock()  # worker threads (heartbeat, committer) share this
         self.reconnects = 0
 
@@ -389,7 +396,18 @@ class Connection:
             raise
         except (RedisConnectionError, RedisTimeoutError) as exc:
             if _auth_failure(exc):
-                raise
+                if not (self.clustered and self._authenticated and _session_lost(exc)):
+                    raise
+                # NOAUTH on a cluster whose credentials worked already: a RedisRaft node that
+                # was restarted answered a connection made while it was loading its log as
+                # if it had never authenticated (seen after leader kills, on BLPOP's
+                # connection). The credentials did not turn wrong: drop that node's
+                # connections and retry like a node that let us down.
+                self._drop_connections(node)
+                self._failed_at[node] = time.monotonic()
+                self._next_node(node)
+                raise NoLeader(f"{node[0]}:{node[1]} answered as if we had not "
+                               f"authenticated ({exc}); reconnecting") from None
             if isinstance(exc, RedisTimeoutError):
                 call.timeouts += 1
             self._failed_at[node] = time.monotonic()
@@ -397,7 +415,14 @@ class Connection:
             raise
         if node in self._failed_at:
             self._failed_at.pop(node, None)
+        self._authenticated = True
         return result
+
+    def _drop_connections(self, node: tuple[str, int]) -> None:
+        """Close every pooled connection to ``node`` (the next call makes new ones)."""
+        for (n, *_), client in list(self._clients.items()):
+            if n == node:
+                client.connection_pool.disconnect()
 
     # -- the one retry policy ---------------------------------------------------------------
 
