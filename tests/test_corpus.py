@@ -8,8 +8,10 @@ from collections import Counter
 
 import pytest
 
+from wordcount import corpus
 from wordcount.argtypes import parse_size
-from wordcount.corpus import UNICODE_WORDS, generate
+from wordcount.corpus import UNICODE_WORDS, generate, generate_distinct
+from wordcount.words import reference_counts
 
 WORD_RE = re.compile(r"[^\W_]+")
 
@@ -204,6 +206,151 @@ def test_bad_argument_types(tmp_path, kwargs, match):
     with pytest.raises(TypeError, match=match):
         generate(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+# -- generate_distinct: the high-cardinality corpus -------------------------------------------
+
+def _table(paths) -> Counter:
+    total: Counter = Counter()
+    for p in paths:
+        total += reference_counts(p.read_bytes())  # the word rule itself
+    return total
+
+
+def test_distinct_deterministic_for_a_seed(tmp_path):
+    kw = dict(files=3, size=50_000, distinct=2_000, skew_size=20_000)
+    a = generate_distinct(tmp_path / "a", seed=4, **kw)
+    b = generate_distinct(tmp_path / "b", seed=4, **kw)
+    c = generate_distinct(tmp_path / "c", seed=5, **kw)
+    assert _read(a) == _read(b)
+    assert all(x != y for x, y in zip(_read(a), _read(c), strict=True))
+    assert len(set(_read(a))) == len(a)  # the files differ from each other
+    z1 = generate_distinct(tmp_path / "z1", seed=4, zipf=1.1, **kw)
+    z2 = generate_distinct(tmp_path / "z2", seed=4, zipf=1.1, **kw)
+    assert _read(z1) == _read(z2) != _read(a)
+
+
+def test_distinct_in_a_fresh_interpreter(tmp_path):
+    """No dependence on hash randomisation or process state."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from wordcount.corpus import generate_distinct; "
+            "generate_distinct(sys.argv[1], files=2, size=30_000, distinct=900, seed=9, "
+            "zipf=0.8)")
+    outs = []
+    for hashseed in ("1", "2"):
+        out = tmp_path / hashseed
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True,
+                       env={**os.environ, "PYTHONHASHSEED": hashseed})
+        outs.append(_read(sorted(out.iterdir())))
+    here = generate_distinct(tmp_path / "here", files=2, size=30_000, distinct=900, seed=9,
+                             zipf=0.8)
+    assert outs[0] == outs[1] == _read(here)
+
+
+@pytest.mark.parametrize("zipf", [0.0, 1.1])
+def test_distinct_is_exactly_the_vocabulary_asked(tmp_path, zipf):
+    """Every vocabulary word occurs at least once when the files hold that many words (11
+    bytes each): the table has exactly ``distinct`` words, not about that many."""
+    paths = generate_distinct(tmp_path, files=4, size=11 * 2_500 + 7, distinct=3_000,
+                              seed=2, zipf=zipf)  # 10,000 word slots, 7 bytes of padding each
+    table = _table(paths)
+    assert len(table) == 3_000
+    assert sum(table.values()) == 10_000
+    assert all(len(w) == 10 and w.isascii() and w.isalpha() and w.islower() for w in table)
+    for p in paths:
+        data = p.read_bytes()
+        assert len(data) == 11 * 2_500 + 7 and data.endswith(b"\n")
+        assert Counter(data.decode().split()) == reference_counts(data)  # plain words only
+        assert len(reference_counts(data)) > 600  # the vocabulary is spread over the files
+    freqs = sorted(table.values(), reverse=True)
+    if zipf:
+        assert freqs[0] > 20 * statistics.median(freqs)  # skewed
+    else:
+        assert freqs[0] < 15  # uniform: ~3.3 occurrences a word
+
+
+def test_distinct_more_than_the_files_hold(tmp_path):
+    """Fewer word slots than ``distinct``: every word is different."""
+    paths = generate_distinct(tmp_path, files=2, size=11 * 400, distinct=1_000_000, seed=1)
+    table = _table(paths)
+    assert len(table) == 800 and set(table.values()) == {1}
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 10, 11, 12, 21, 22, 88, 89, 1000])
+def test_distinct_exact_size_any_size(tmp_path, size):
+    (path,) = generate_distinct(tmp_path, files=1, size=size, distinct=10, seed=3)
+    data = path.read_bytes()
+    assert len(data) == size
+    assert data.endswith(b"\n") or size == 0
+    assert len(data.split()) == size // 11
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"distinct": 0}, ValueError),
+    ({"distinct": 26 ** 10 + 1}, ValueError),
+    ({"distinct": 10, "zipf": -1.0}, ValueError),
+    ({"distinct": 10, "zipf": "1"}, TypeError),
+    ({"distinct": 1.5}, TypeError),
+])
+def test_distinct_bad_arguments(tmp_path, kwargs, error):
+    with pytest.raises(error):
+        generate_distinct(tmp_path / "out", files=1, size=100, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_corpus_command_distinct(tmp_path, capsys):
+    from wordcount.cli import main
+
+    out = tmp_path / "d"
+    assert main(["corpus", str(out), "--files", "2", "--size", "1100", "--distinct", "150",
+                 "--zipf", "1"]) == 0
+    assert "wrote 2 files, 2,200 bytes" in capsys.readouterr().out
+    assert len(_table(sorted(out.iterdir()))) == 150
+    assert main(["corpus", str(out), "--files", "1", "--size", "10", "--zipf", "1"]) == 2
+    assert main(["corpus", str(out), "--files", "1", "--size", "10", "--distinct", "5",
+                 "--unicode"]) == 2
+
+
+# -- named corpora (the benchmarks' --corpus) -------------------------------------------------
+
+def test_parse_spec():
+    spec = corpus.parse_spec("8x32MiB")
+    assert (spec.files, spec.file_size, spec.skew_size, spec.distinct) == (8, 32 << 20, 0, 0)
+    assert spec.total == 256 << 20
+    assert corpus.parse_spec("10000x1KiB").total == 10000 << 10
+    skew = corpus.parse_spec("skew")
+    assert skew.files == 8 and skew.skew_size == 10 * skew.file_size
+    assert (512 << 20) - 18 < skew.total <= 512 << 20
+    hi = corpus.parse_spec("distinct")
+    assert hi.distinct == 2_000_000 and hi.zipf == 0 and hi.total == 60 << 20
+    # --size: the total, the layout kept; --files: another count, the total kept
+    tiny = corpus.parse_spec("skew", size=18 << 10)
+    assert (tiny.files, tiny.file_size, tiny.skew_size) == (8, 1 << 10, 10 << 10)
+    assert corpus.parse_spec("8x32MiB", size=2 << 20).file_size == 256 << 10
+    assert corpus.parse_spec("8x32MiB", files=4).file_size == 64 << 20
+    assert corpus.parse_spec("8x1KiB", distinct=50, zipf=1.2).zipf == 1.2
+    for bad, kw in (("huge", {}), ("8x", {}), ("8xfoo", {}), ("8x1KiB", {"zipf": 1.0}),
+                    ("8x1KiB", {"files": 0}), ("8x1KiB", {"size": 0})):
+        with pytest.raises(ValueError):
+            corpus.parse_spec(bad, **kw)
+
+
+def test_ensure_generates_once_and_keeps_corpora_apart(tmp_path):
+    spec = corpus.parse_spec("3x1KiB")
+    path = corpus.ensure(spec, seed=2, cache=tmp_path)
+    assert path == str(tmp_path / spec.key(2))
+    names = sorted(p.name for p in (tmp_path / spec.key(2)).iterdir())
+    assert names == [f".complete-{spec.key(2)}", "part-00000.txt", "part-00001.txt",
+                     "part-00002.txt"]
+    (tmp_path / spec.key(2) / "part-00000.txt").write_bytes(b"kept")
+    assert corpus.ensure(spec, seed=2, cache=tmp_path) == path  # cached: not written again
+    assert (tmp_path / spec.key(2) / "part-00000.txt").read_bytes() == b"kept"
+    assert spec.key(2) != spec.key(3) != corpus.parse_spec("3x1KiB", distinct=9).key(2)
+    with pytest.raises(ValueError, match="another corpus"):  # a directory given for two
+        corpus.ensure(corpus.parse_spec("2x1KiB"), seed=2, directory=path)
 
 
 # -- parse_size --------------------------------------------------------------------------------

@@ -107,9 +107,18 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
     if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
         raise exc.UsageError(f"{args.outdir}: exists and is not a directory")
+    if args.distinct is None and args.zipf is not None:
+        raise exc.UsageError("--zipf is for the high-cardinality corpus: add --distinct N")
+    if args.distinct is not None and args.unicode:
+        raise exc.UsageError("--unicode is for the prose corpus, not --distinct (10-letter "
+                             "ASCII words)")
     try:
-        paths = corpus.generate(args.outdir, args.files, args.size, args.skew_size, args.seed,
-                                unicode=args.unicode)
+        if args.distinct is not None:
+            paths = corpus.generate_distinct(args.outdir, args.files, args.size, args.distinct,
+                                             args.skew_size, args.seed, args.zipf or 0.0)
+        else:
+            paths = corpus.generate(args.outdir, args.files, args.size, args.skew_size,
+                                    args.seed, unicode=args.unicode)
     except ValueError as e:
         raise exc.UsageError(str(e)) from None
     except OSError as e:
@@ -129,6 +138,13 @@ def _corpus_parser(sub) -> argparse.ArgumentParser:
                    help="add one file of this size (skew experiments)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unicode", action="store_true", help="mix in non-ASCII words")
+    p.add_argument("--distinct", type=argtypes.positive_int, metavar="N",
+                   help="high-cardinality text instead: 10-letter words from a vocabulary of "
+                        "N, each at least once if the files hold N words (11 bytes each), "
+                        "so the table has min(N, words) distinct words")
+    p.add_argument("--zipf", type=argtypes.float_in(0, 10), metavar="S",
+                   help="with --distinct: draw the other words by Zipf(S) over the "
+                        "vocabulary's ranks (default 0: uniformly)")
     return p
 
 

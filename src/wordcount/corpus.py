@@ -19,18 +19,32 @@ depends on dict ordering of unordered data. Same arguments -> byte-identical fil
 
 Every file is valid UTF-8, ends with ``"\\n"`` (unless empty) and contains only ASCII
 whitespace (space and newline). With ``unicode=False`` (the default) it is pure ASCII.
+
+``generate_distinct()`` writes high-cardinality files instead (logs, crawls: "the vocabulary is
+the work"): lowercase 10-letter words, 8 to a line, from a vocabulary of exactly ``distinct``
+words. Every vocabulary word occurs at least once when the files hold that many words, so the
+number of distinct words in the result is exactly ``min(distinct, words in the files)``, not
+only approximately; the other word slots are drawn uniformly (``zipf=0``) or by a Zipf law of
+that exponent over the vocabulary's ranks.
+
+``Spec`` / ``parse_spec`` / ``ensure`` name the corpora the benchmarks select (``NxSIZE``,
+``skew``, ``distinct``) and cache them, generated once, under ``.cache/``.
 """
 
 from __future__ import annotations
 
+import array
 import bisect
+import dataclasses
 import functools
 import itertools
 import os
 import pathlib
 import random
+import re
 
-__all__ = ["UNICODE_WORDS", "VOCAB_SIZE", "ZIPF_EXPONENT", "generate"]
+__all__ = ["DISTINCT_WORD_LEN", "PRESETS", "UNICODE_WORDS", "VOCAB_SIZE", "ZIPF_EXPONENT",
+           "Spec", "ensure", "generate", "generate_distinct", "parse_spec"]
 
 VOCAB_SIZE = 50_000
 ZIPF_EXPONENT = 1.1
@@ -287,3 +301,253 @@ def generate(outdir: str | os.PathLike, files: int, size: int, skew_size: int = 
     for path, nbytes in jobs:
         _write_file(path, nbytes, pool, starts, _rng(seed, "file", path.name))
     return sorted(path for path, _ in jobs)
+
+
+# -- high cardinality --------------------------------------------------------------------------
+
+DISTINCT_WORD_LEN = 10  # letters; with its separator a word slot is 11 bytes
+_SLOT = DISTINCT_WORD_LEN + 1
+_WORDS_PER_LINE = 8
+_SPACE = 26 ** DISTINCT_WORD_LEN  # every 10-letter lowercase word
+_MULTIPLIER = 7 ** 17  # odd and no multiple of 13: i -> (M*i + B) mod 26**10 is a bijection
+_BATCH = _WORDS_PER_LINE * 8192  # word slots rendered per write (whole lines)
+
+
+_LETTERS = tuple(bytes([c]) for c in range(ord("a"), ord("z") + 1))
+
+
+@functools.lru_cache(maxsize=1)
+def _triples() -> tuple[bytes, ...]:
+    return tuple(a + b + c for a in _LETTERS for b in _LETTERS for c in _LETTERS)
+
+
+@functools.lru_cache(maxsize=2)
+def _zipf_cum(distinct: int, exponent: float) -> array.array:
+    """Cumulative Zipf weights over ranks 1..distinct, as integers (exact float copies): scaled
+    so that their sum stays below 2**53, whatever the exponent."""
+    weights = [r ** -exponent for r in range(1, distinct + 1)]
+    scale = 2.0 ** 50 / sum(weights)
+    return array.array("d", itertools.accumulate(float(max(1, round(w * scale)))
+                                                 for w in weights))
+
+
+def _render_words(indices: list[int], offset: int) -> list[bytes]:
+    """The vocabulary words of these indices: index i is the 10 letters of
+    ``(M * i + offset) mod 26**10`` in base 26 (M coprime with 26**10: distinct indices give
+    distinct words, and neighbours look unrelated)."""
+    t, last = _triples(), _LETTERS
+    m, space = _MULTIPLIER, _SPACE
+    out = []
+    append = out.append
+    for i in indices:
+        x = (m * i + offset) % space
+        append(t[x % 17576] + t[(x // 17576) % 17576] + t[(x // 308915776) % 17576]
+               + last[x // 5429503678976])  # (x // 26**9 < 26: one letter)
+    return out
+
+
+def _write_distinct(path: pathlib.Path, nbytes: int, first: int, slots: int, distinct: int,
+                    offset: int, zipf: float, rng: random.Random) -> None:
+    """One file: word slots ``first .. first + nbytes // 11`` of the corpus's ``slots``.
+    Slot k covers vocabulary index ``k * distinct // slots`` when that quotient steps up after
+    k (so each index is covered by exactly one slot, spread evenly over the corpus); the other
+    slots draw an index."""
+    n_words = nbytes // _SLOT
+    cum = _zipf_cum(distinct, zipf) if zipf > 0 else None
+    population = range(distinct)
+    with open(path, "wb", buffering=_MIB) as f:
+        for start in range(first, first + n_words, _BATCH):
+            end = min(start + _BATCH, first + n_words)
+            if distinct >= slots:  # every slot covers a new index
+                indices = [k * distinct // slots for k in range(start, end)]
+            else:
+                covered = (end * distinct // slots) - (start * distinct // slots)
+                want = end - start - covered
+                if cum is not None:
+                    draws = iter(rng.choices(population, cum_weights=cum, k=want))
+                else:
+                    random_ = rng.random
+                    draws = iter([int(random_() * distinct) for _ in range(want)])
+                indices = []
+                append = indices.append
+                j = start * distinct // slots
+                for k in range(start, end):
+                    nxt = (k + 1) * distinct // slots
+                    if nxt > j:
+                        append(j)
+                        j = nxt
+                    else:
+                        append(next(draws))
+            words = _render_words(indices, offset)
+            f.write(b"\n".join(b" ".join(words[i:i + _WORDS_PER_LINE])
+                               for i in range(0, len(words), _WORDS_PER_LINE)) + b"\n")
+        pad = nbytes - n_words * _SLOT
+        if pad:
+            f.write(b" " * (pad - 1) + b"\n")
+
+
+def generate_distinct(outdir: str | os.PathLike, files: int, size: int, distinct: int,
+                      skew_size: int = 0, seed: int = 0, zipf: float = 0.0
+                      ) -> list[pathlib.Path]:
+    """Like ``generate`` (same names, exact sizes, deterministic, arguments checked before
+    anything is written), but high-cardinality text: lowercase 10-letter words separated by
+    one space, 8 to a line, from a vocabulary of ``distinct`` words.
+
+    The files hold ``size // 11`` words each (the rest of a file's bytes: spaces and a final
+    newline). Every vocabulary word occurs at least once if the files hold at least
+    ``distinct`` words in all, so the count table has exactly ``min(distinct, total words)``
+    distinct words; the remaining words are drawn uniformly (``zipf=0``) or Zipf(``zipf``)
+    over the vocabulary's ranks. Pure Python, about 1 s per 10 MB.
+    """
+    files = _check_int("files", files)
+    size = _check_int("size", size)
+    skew_size = _check_int("skew_size", skew_size)
+    distinct = _check_int("distinct", distinct)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if isinstance(zipf, bool) or not isinstance(zipf, int | float):
+        raise TypeError(f"zipf must be a number, got {zipf!r}")
+    if not 0 <= zipf <= 10:
+        raise ValueError(f"zipf must be between 0 (uniform) and 10, got {zipf}")
+    if not 1 <= distinct <= _SPACE:
+        raise ValueError(f"distinct must be between 1 and 26**{DISTINCT_WORD_LEN}, "
+                         f"got {distinct}")
+    if files == 0 and skew_size == 0:
+        raise ValueError("nothing to generate: files is 0 and skew_size is 0")
+
+    out = pathlib.Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(out / f"part-{i:05d}.txt", size) for i in range(files)]
+    if skew_size > 0:
+        jobs.append((out / "skew.txt", skew_size))
+    slots = sum(nbytes // _SLOT for _, nbytes in jobs)
+    offset = _rng(seed, "distinct", "vocab").randrange(_SPACE)
+    first = 0
+    for path, nbytes in jobs:
+        _write_distinct(path, nbytes, first, slots, distinct, offset, float(zipf),
+                        _rng(seed, "distinct", path.name))
+        first += nbytes // _SLOT
+    return sorted(path for path, _ in jobs)
+
+
+# -- named corpora (the benchmarks' --corpus) ----------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A corpus the benchmarks can ask for: ``files`` files of ``file_size`` bytes, plus one
+    ``skew.txt`` of ``skew_size`` bytes; ``distinct > 0``: the high-cardinality generator."""
+
+    name: str
+    files: int
+    file_size: int
+    skew_size: int = 0
+    distinct: int = 0
+    zipf: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.files * self.file_size + self.skew_size
+
+    def sized(self, total: int) -> Spec:
+        """The same layout (file count, the skew file's ratio to the others) in ``total``
+        bytes (within a few bytes: each file a whole number of them)."""
+        parts = self.files * self.file_size + self.skew_size
+        if parts == 0:
+            return self
+        each = total * self.file_size // parts
+        skew = total * self.skew_size // parts if self.skew_size else 0
+        return dataclasses.replace(self, file_size=each, skew_size=skew)
+
+    def describe(self) -> str:
+        text = f"{self.files} x {_human(self.file_size)}"
+        if self.skew_size:
+            text += f" + skew {_human(self.skew_size)}"
+        if self.distinct:
+            law = f"Zipf {self.zipf:g}" if self.zipf else "uniform"
+            text += f", {self.distinct:,} distinct 10-letter words ({law})"
+        return f"{text}, {_human(self.total)} in all"
+
+    def key(self, seed: int) -> str:
+        """A directory name saying everything the files depend on."""
+        key = f"{self.files}x{self.file_size}"
+        if self.skew_size:
+            key += f"+skew{self.skew_size}"
+        if self.distinct:
+            key += f"-distinct{self.distinct}" + (f"-zipf{self.zipf:g}" if self.zipf else "")
+        return f"corpus-{key}-seed{seed}"
+
+    def generate(self, directory: str | os.PathLike, seed: int) -> list[pathlib.Path]:
+        if self.distinct:
+            return generate_distinct(directory, self.files, self.file_size, self.distinct,
+                                     self.skew_size, seed, self.zipf)
+        return generate(directory, self.files, self.file_size, self.skew_size, seed)
+
+
+def _human(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n:,} B"
+
+
+DEFAULT_DISTINCT = 2_000_000
+# Named corpora. Any "<files>x<size>" (8x32MiB, 10000x1KiB, 2000x4KiB) is one too: that many
+# files of that size, the Zipf prose of ``generate``.
+PRESETS: dict[str, Spec] = {
+    # 512 MiB: 8 files and one file 10 times as big (18 shares of 512 MiB / 18)
+    "skew": Spec("skew", 8, (512 << 20) // 18, 10 * ((512 << 20) // 18)),
+    # ~63 MB (60 MiB) of 10-letter words, 2 M distinct, uniform (issue 14, item 5)
+    "distinct": Spec("distinct", 8, (60 << 20) // 8, distinct=DEFAULT_DISTINCT),
+}
+_FILES_X_SIZE = re.compile(r"(\d+)x(.+)", re.IGNORECASE)
+
+
+def parse_spec(text: str, size: int | None = None, files: int | None = None,
+               distinct: int | None = None, zipf: float | None = None) -> Spec:
+    """``text``: a preset name or ``<files>x<size>``; ``size``: the corpus's total bytes
+    instead of the preset's (the layout kept); ``files``: another file count (the total
+    kept); ``distinct``/``zipf``: the high-cardinality knobs (``distinct`` turns any layout
+    into a high-cardinality corpus). ValueError on anything else."""
+    from .argtypes import parse_size
+
+    spec = PRESETS.get(text)
+    if spec is None:
+        m = _FILES_X_SIZE.fullmatch(text.strip())
+        if not m:
+            raise ValueError(f"unknown corpus {text!r}: {', '.join(PRESETS)} or "
+                             "<files>x<size> (e.g. 8x32MiB, 2000x4KiB)")
+        spec = Spec(text, int(m.group(1)), parse_size(m.group(2)))
+    if files is not None:
+        if files < 1:
+            raise ValueError(f"--files must be at least 1, got {files}")
+        spec = dataclasses.replace(spec, files=files,
+                                   file_size=spec.files * spec.file_size // files)
+    if size is not None:
+        spec = spec.sized(size)
+    if distinct is not None:
+        spec = dataclasses.replace(spec, distinct=distinct)
+    if zipf is not None:
+        if not spec.distinct:
+            raise ValueError("--zipf is for a high-cardinality corpus (--distinct N or "
+                             "--corpus distinct)")
+        spec = dataclasses.replace(spec, zipf=zipf)
+    if spec.total == 0:
+        raise ValueError(f"corpus {text!r} would be empty")
+    return spec
+
+
+def ensure(spec: Spec, seed: int = 1, directory: str | os.PathLike | None = None,
+           cache: str | os.PathLike = ".cache") -> str:
+    """The corpus's directory (``cache/<spec key>`` unless ``directory``), generated the first
+    time; a marker file says a generation finished, so an interrupted one is done again."""
+    path = pathlib.Path(directory) if directory else pathlib.Path(cache) / spec.key(seed)
+    marker = path / f".complete-{spec.key(seed)}"
+    others = [m.name for m in path.glob(".complete-*") if m != marker]
+    if others:  # its files (more of them, a skew file) would be counted with ours
+        raise ValueError(f"{path} holds another corpus ({others[0][len('.complete-'):]}): "
+                         "choose another directory")
+    if not marker.exists():
+        spec.generate(path, seed)
+        marker.touch()
+    return str(path)
