@@ -1,15 +1,26 @@
 """Benchmarks that print ratios measured side by side in one run (never timed assertions).
 
-``wordcount bench tokenizer``: the naive reference, our serial engine, threads and processes on
-the same generated ASCII corpus; MB/s, ratios, peak memory, and whether every count table is
-byte-identical to the reference's.
+Every benchmark runs on a corpus chosen with ``--corpus`` (``corpus.parse_spec``): a preset
+(``skew``: 512 MiB, one file 10x the others; ``distinct``: ~63 MB of 10-letter words, 2 M
+distinct, ``--distinct N``/``--zipf S``) or any ``<files>x<size>`` (``8x32MiB``,
+``10000x1KiB``, ``2000x4KiB``); ``--size`` makes it that many bytes in all (a test's tiny
+corpus), ``--files`` another file count. Generated once, cached under ``.cache/``.
 
-``wordcount bench distributed``: ``wordcount run`` (private Redis + N worker processes; atomic
-or the lab's per-word commits) against the processes engine with N workers, same corpus.
-``wordcount bench queues``: one job on the stream queue and on the lease queue of a single
-Redis, and on the lease queue of a 3-node RedisRaft cluster (when its binaries are there), with
-Redis CPU per job; then Raft with a node killed every K seconds, and the failover time a client
-sees after the leader is killed. ``--failover-only``: just the failover times, next to the bare
+``wordcount bench tokenizer``: the naive reference, our serial engine, threads and processes on
+the same corpus; MB/s, ratios, peak memory, and whether every count table is byte-identical to
+the reference's.
+
+``wordcount bench distributed``: ``wordcount run`` (private Redis + N worker processes) in each
+commit mode asked (``--variants``: atomic, shuffle, per-word) against the serial engine and the
+processes engine with N workers; every table compared with the serial engine's (a different one:
+exit 1).
+
+``wordcount bench queues``: one job per commit mode (``--modes``: atomic, shuffle) on the stream
+queue and on the lease queue of a single Redis, and on the lease queue of a 3-node RedisRaft
+cluster (when its binaries are there), alternated in each repeat round, each on a fresh Redis:
+wall time, Redis CPU, commands and FCALLs per task, Raft log bytes, peak RSS of the workers and
+of Redis; then Raft with a node killed every K seconds, and the failover time a client sees
+after the leader is killed. ``--failover-only``: just the failover times, next to the bare
 cluster's (a plain client polling every node until one accepts a write).
 """
 
@@ -17,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import json
+import math
 import os
 import random
 import subprocess
@@ -25,12 +38,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import argtypes, corpus
 
 # The Redis side (redis, client, connection, embedded, raft) is imported inside the benchmarks
 # that use it: this module is imported whenever the CLI builds its parser.
+
+NAN = float("nan")
 
 
 @dataclass
@@ -63,121 +79,330 @@ def run_measured(label: str, argv: list[str], counts_path: str, env: dict | None
     return Measurement(label, seconds, usage.ru_maxrss * 1024, counts_path, doc["bytes"])
 
 
-def ensure_corpus(directory: str, size: int, files: int, seed: int) -> str:
-    marker = os.path.join(directory, f".complete-{files}x{size // files}-{seed}")
-    if not os.path.exists(marker):
-        corpus.generate(directory, files, size // files, seed=seed)
-        open(marker, "w").close()
-    return directory
+def corpus_of(args: argparse.Namespace, default: str, legacy_per_file: bool = False
+              ) -> tuple[str, corpus.Spec]:
+    """The benchmark's corpus (generated the first time) and its spec. ``legacy_per_file``
+    (bench queues without --corpus): ``--files N --size S`` are N files of S bytes each, as
+    before presets existed."""
+    try:
+        if args.corpus is None and legacy_per_file and args.size is not None:
+            files = args.files or corpus.parse_spec(default).files
+            spec = corpus.parse_spec(f"{files}x{args.size}", distinct=args.distinct,
+                                     zipf=args.zipf)
+        else:
+            spec = corpus.parse_spec(args.corpus or default, size=args.size, files=args.files,
+                                     distinct=args.distinct, zipf=args.zipf)
+        return corpus.ensure(spec, args.seed, args.dir), spec
+    except ValueError as e:
+        raise SystemExit(f"bench: {e}") from None
 
 
-def print_table(rows: list[Measurement], baseline: Measurement, serial: Measurement | None
-                ) -> bool:
+def print_table(rows: list[Measurement], baseline: Measurement,
+                ratios: list[tuple[str, Measurement]]) -> bool:
+    """One line per run: its time, throughput, speed-up over each of ``ratios`` (how many times
+    faster), peak RSS, and whether its table is byte-identical to ``baseline``'s. True when
+    every table is."""
     identical_all = True
-    print(f"{'engine':<22}{'seconds':>9}{'MB/s':>9}{'x naive':>9}{'x serial':>10}"
-          f"{'peak RSS':>11}  counts")
+    print(f"{'engine':<26}{'seconds':>9}{'MB/s':>9}"
+          + "".join(f"{name:>10}" for name, _ in ratios) + f"{'peak RSS':>11}  counts")
     for m in rows:
         same = filecmp.cmp(m.counts_path, baseline.counts_path, shallow=False)
         identical_all &= same
-        vs_serial = f"{serial.seconds / m.seconds:>10.2f}" if serial else f"{'':>10}"
-        print(f"{m.label:<22}{m.seconds:>9.2f}{m.mb_s:>9.1f}"
-              f"{baseline.seconds / m.seconds:>9.2f}{vs_serial}"
-              f"{m.peak_rss / 2**20:>8.0f} MiB  {'identical' if same else 'DIFFERENT'}")
+        print(f"{m.label:<26}{m.seconds:>9.2f}{m.mb_s:>9.1f}"
+              + "".join(f"{r.seconds / m.seconds:>10.2f}" for _, r in ratios)
+              + f"{m.peak_rss / 2**20:>8.0f} MiB  {'identical' if same else 'DIFFERENT'}")
     return identical_all
 
 
-def tokenizer(args: argparse.Namespace) -> int:
-    data = ensure_corpus(args.dir or os.path.join(".cache", f"bench-{args.size}"), args.size,
-                         args.files, args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        def out(name: str) -> str:
-            return os.path.join(tmp, f"{name}.tsv")
+def _best_of(repeat: int, plan: list[tuple[str, list[str]]], tmp: str,
+             extra: list[str]) -> list[Measurement]:
+    """Each command of ``plan`` ``repeat`` times, alternated within each round (a machine that
+    slows down slows every variant alike); the fastest run of each, in plan order."""
+    best: dict[str, Measurement] = {}
+    for _ in range(repeat):
+        for label, argv in plan:
+            path = os.path.join(tmp, "".join(c if c.isalnum() else "-" for c in label) + ".tsv")
+            m = run_measured(label, argv + extra, path)
+            if label not in best or m.seconds < best[label].seconds:
+                best[label] = m
+    return [best[label] for label, _ in plan]
 
-        plan = [
-            ("naive reference", ["count", data, "--engine", "reference"]),
-            ("serial", ["count", data, "--engine", "serial"]),
-            (f"threads x{args.workers}",
-             ["count", data, "--engine", "threads", "--workers", str(args.workers)]),
-            (f"processes x{args.workers}",
-             ["count", data, "--engine", "processes", "--workers", str(args.workers)]),
-        ]
-        best: dict[str, Measurement] = {}
-        for _ in range(args.repeat):
-            for label, argv in plan:
-                m = run_measured(label, argv + ["--chunk-size", str(args.chunk_size)],
-                                 out(label.split()[0]))
-                if label not in best or m.seconds < best[label].seconds:
-                    best[label] = m
-        rows = [best[label] for label, _ in plan]
-        print(f"corpus: {data} ({rows[0].nbytes / 2**20:.0f} MiB, {args.files} files), "
-              f"best of {args.repeat}, {os.cpu_count()} CPUs")
-        ok = print_table(rows, rows[0], rows[1])
+
+def tokenizer(args: argparse.Namespace) -> int:
+    data, spec = corpus_of(args, "8x32MiB")
+    n = str(args.workers)
+    plan = [
+        ("naive reference", ["count", data, "--engine", "reference"]),
+        ("serial", ["count", data, "--engine", "serial"]),
+        (f"threads x{n}", ["count", data, "--engine", "threads", "--workers", n]),
+        (f"processes x{n}", ["count", data, "--engine", "processes", "--workers", n]),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = _best_of(args.repeat, plan, tmp, ["--chunk-size", str(args.chunk_size)])
+        print(f"corpus: {data} ({spec.describe()}), best of {args.repeat}, "
+              f"{os.cpu_count()} CPUs")
+        ok = print_table(rows, rows[0], [("x naive", rows[0]), ("x serial", rows[1])])
+    print("count tables: " + ("all identical" if ok else "DIFFERENT"))
     return 0 if ok else 1
+
+
+# ``wordcount run`` flags per commit mode (bench distributed --variants)
+VARIANTS = {"atomic": [], "shuffle": ["--commit", "shuffle"], "per-word": ["--commit", "per-word"]}
+
+
+def _names(text: str, known, what: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in names if v not in known]
+    if unknown or not names:
+        raise SystemExit(f"bench: unknown {what} {', '.join(unknown) or repr(text)} "
+                         f"(choose from {', '.join(known)})")
+    return list(dict.fromkeys(names))
 
 
 def distributed(args: argparse.Namespace) -> int:
-    """The Redis engine (``wordcount run``: private redis-server + N worker processes) against
-    the local processes engine with the same number of workers, on the same corpus."""
-    data = ensure_corpus(args.dir or os.path.join(".cache", f"bench-{args.size}"), args.size,
-                         args.files, args.seed)
+    """The Redis engine (``wordcount run``: private redis-server + N worker processes) in each
+    commit mode against the serial engine and the local processes engine with the same number
+    of workers, on the same corpus; every table compared with the serial engine's."""
+    from . import shuffle
+
+    variants = _names(args.variants, VARIANTS, "variant")
+    data, spec = corpus_of(args, "8x32MiB")
     n = str(args.workers)
-    chunk = ["--chunk-size", str(args.chunk_size)]
-    plan = [("processes", ["count", data, "--engine", "processes", "--workers", n])]
-    for variant in args.variants.split(","):
-        extra = {"atomic": [], "per-word": ["--commit", "per-word"]}.get(variant)
-        if extra is None:
-            raise SystemExit(f"bench: unknown variant {variant!r} (atomic, per-word)")
-        plan.append((f"run {variant}", ["run", data, "--workers", n, *extra]))
+    plan = [("serial", ["count", data, "--engine", "serial"]),
+            (f"processes x{n}", ["count", data, "--engine", "processes", "--workers", n])]
+    reduces = args.reduces or shuffle.default_reduces(args.workers)
+    for variant in variants:
+        argv = ["run", data, "--workers", n, *VARIANTS[variant]]
+        label = f"run {variant} x{n}"
+        if variant == "shuffle":
+            argv += ["--reduces", str(reduces)]
+            label += f" R={reduces}"
+        if args.pack_size is not None:
+            argv += ["--pack-size", str(args.pack_size)]
+        plan.append((label, argv))
     with tempfile.TemporaryDirectory() as tmp:
-        best: dict[str, Measurement] = {}
-        for _ in range(args.repeat):
-            for label, argv in plan:
-                m = run_measured(f"{label} x{n}", argv + chunk,
-                                 os.path.join(tmp, label.replace(" ", "-") + ".tsv"))
-                if label not in best or m.seconds < best[label].seconds:
-                    best[label] = m
-        rows = [best[label] for label, _ in plan]
-        print(f"corpus: {data} ({rows[0].nbytes / 2**20:.0f} MiB, {args.files} files), "
-              f"best of {args.repeat}, {os.cpu_count()} CPUs; 'x naive' column = x processes")
-        ok = print_table(rows, rows[0], None)
+        rows = _best_of(args.repeat, plan, tmp, ["--chunk-size", str(args.chunk_size)])
+        print(f"corpus: {data} ({spec.describe()}), best of {args.repeat}, "
+              f"{os.cpu_count()} CPUs; 'x serial'/'x procs': times faster than serial / "
+              f"processes x{n}")
+        ok = print_table(rows, rows[0], [("x serial", rows[0]), ("x procs", rows[1])])
+    print("count tables: " + ("all identical to the serial engine's" if ok else
+                              "DIFFERENT from the serial engine's (see the counts column)"))
     return 0 if ok else 1
+
+
+# -- bench queues ---------------------------------------------------------------------------
+
+QUEUE_MODES = ("atomic", "shuffle")  # the commit modes a job can be submitted in
 
 
 @dataclass
 class JobRun:
     label: str
+    mode: str  # atomic | shuffle
+    queue: str  # stream | lease
+    where: str  # "1-Redis" | "RedisRaft"
     seconds: float
-    redis_cpu: float  # CPU seconds of every Redis process (all nodes)
+    redis_cpu: float = NAN  # CPU seconds of every Redis process (all nodes), submit to done
+    tasks: int = 0  # every task of the job: maps, and a shuffle job's reduces
+    reduces: int = 0
+    cmds: float = NAN  # commands Redis ran for the job (inside Functions too; not the polls)
+    fcalls: float = NAN
+    polls: int = 0  # the bench client's progress polls, and the commands each one costs
+    poll_cmds: float = NAN
+    raft_log: float = NAN  # bytes the leader's Raft log (raft.db) grew by
+    raft_entries: float = NAN
+    compacted: bool = False  # a snapshot compacted the log during the job: raft_log is low
+    worker_rss: int = 0  # peak (VmHWM) of the largest worker process
+    forked_rss: int = 0  # this process's RSS when it forked the workers (shared with them)
+    redis_rss: int = 0  # peak (VmHWM) of the largest Redis process
+    redis_mem: int = 0  # largest used_memory_peak of the nodes
     kills: int = 0
-    counts: dict | None = None  # the full count table
+    digest: str = ""  # sha256 of the count table as --counts-out writes it
+    words: int = 0  # distinct words in the table
+    waited: object = None  # the job's last client.Progress
+
+    @property
+    def per_task(self) -> float:
+        if not self.tasks or math.isnan(self.cmds):
+            return NAN
+        return (self.cmds - self.polls * self.poll_cmds) / self.tasks
 
 
-def _redis_cpu(clients) -> float:
-    total = 0.0
+def _vm_hwm(pid: int) -> int:
+    """Peak resident set size of a process (VmHWM), bytes; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _reset_hwm(pid: int) -> None:
+    """Start a process's VmHWM again from its current RSS (Linux: clear_refs 5)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _own_rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+@dataclass
+class _Target:
+    """Where a job runs: one Redis or a RedisRaft cluster (fresh for each job)."""
+
+    where: str
+    env: dict
+    url: str
+    password: str
+    clients: Callable[[], list]  # a plain admin client per node
+    pids: Callable[[], list[int]]  # each node's redis-server
+    leader: Callable[[], int]  # the node whose command counts are the job's
+    raft: bool = False
+
+
+_OWN_COMMANDS = ("cmdstat_info",)  # the bench's INFO calls; RedisRaft's own: cmdstat_raft*
+
+
+def _commands(info: dict) -> tuple[int, int]:
+    """(commands, FCALLs) in an ``INFO commandstats`` reply: every command Redis executed, the
+    ones run inside Functions included, but the bench's INFO and RedisRaft's own (``RAFT``
+    wraps each client command on the leader, ``RAFT.AE`` etc. between nodes)."""
+    total = fcalls = 0
+    for name, stat in info.items():
+        if name in _OWN_COMMANDS or name.startswith("cmdstat_raft"):
+            continue
+        total += int(stat["calls"])
+        if name in ("cmdstat_fcall", "cmdstat_fcall_ro"):
+            fcalls += int(stat["calls"])
+    return total, fcalls
+
+
+def _sample(clients, leader: int, raft: bool) -> dict:
+    cpu = 0.0
     for c in clients:
         info = c.info("cpu")
-        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-    return total
+        cpu += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    cmds, fcalls = _commands(clients[leader].info("commandstats"))
+    out = {"cpu": cpu, "cmds": cmds, "fcalls": fcalls}
+    if raft:
+        info = clients[leader].info("raft")
+        out.update(log=int(info["raft_file_size"]), entries=int(info["raft_current_index"]),
+                   snapshots=int(info["raft_snapshots_created"]))
+    return out
 
 
-def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: str,
-             workers: int, chunk: int, admin_clients, nemesis=None,
-             pack_size: int | None = None) -> JobRun:
+def _table_digest(target: _Target, job, waited) -> tuple[str, int]:
+    """Read the finished job's result (self-checked) in a forked child, and return the sha256
+    of its table as ``--counts-out`` writes it and its number of words. A child, so that this
+    process, which forks every later job's workers, never holds a big table (a forked worker's
+    RSS starts with this process's)."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.close(rfd)
+            from . import client
+            from .connection import Connection
+            from .settings import Settings
+
+            conn = Connection(Settings.from_env({}, redis_url=target.url,
+                                                redis_password=target.password))
+            result, _ = client.result(conn, job, 0.0, waited)
+            h = hashlib.sha256()
+            for word, n in sorted(result.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+                h.update(f"{word}\t{n}\n".encode("utf-8", "surrogatepass"))
+            reply = ["ok", h.hexdigest(), len(result.counts)]
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported by the parent
+            reply = ["error", f"{type(e).__name__}: {e}", 0]
+        finally:
+            try:
+                os.write(wfd, json.dumps(reply).encode())
+            finally:
+                os._exit(code)
+    os.close(wfd)
+    chunks = []
+    while chunk := os.read(rfd, 65536):
+        chunks.append(chunk)
+    os.close(rfd)
+    os.waitpid(pid, 0)
+    status, digest, words = json.loads(b"".join(chunks) or b'["error", "no reply", 0]')
+    if status != "ok":
+        raise SystemExit(f"bench: the result of {job.name} could not be read: {digest}")
+    return digest, words
+
+
+def _one_job(label: str, mode: str, target: _Target, data: str, kind: str, workers: int,
+             chunk: int, reduces: int, nemesis=None, pack_size: int | None = None) -> JobRun:
     """Submit one job to a running Redis (or cluster), run it with N worker processes, and
-    measure it (wall time from submit to finished; Redis CPU of the job)."""
+    measure it: wall time from submit to finished, and (without a nemesis: a restarted node
+    starts its counters again) Redis's CPU, commands and Raft log over that time, and the
+    peak RSS of the workers and of Redis."""
     from . import client
     from .connection import Connection
     from .embedded import WorkerPool
     from .settings import Settings
 
-    conn = Connection(Settings.from_env({}, redis_url=url, redis_password=password))
+    conn = Connection(Settings.from_env({}, redis_url=target.url,
+                                        redis_password=target.password))
     conn.ensure_functions()
     job = client.plan_job([data], chunk, name="bench-" + "".join(
         ch if ch.isalnum() else "-" for ch in label), pack_size=pack_size)
     job.queue = kind
-    pool = WorkerPool(workers, env, log_path=os.devnull)
-    time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
-    cpu0 = _redis_cpu(admin_clients())
+    job.reduces = reduces if mode == "shuffle" else 0
+    run = JobRun(label, mode, kind, target.where, NAN, forked_rss=_own_rss())
+    pool = WorkerPool(workers, target.env, log_path=os.devnull)
+    clients: list = []
+    try:
+        time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
+        clients = target.clients()
+        _measure_job(run, job, conn, pool, clients, target, nemesis)
+    finally:
+        pool.stop()
+        for c in clients:
+            c.close()
+    run.digest, run.words = _table_digest(target, job, run.waited)
+    conn.close()
+    return run
+
+
+def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, nemesis
+                 ) -> None:
+    from . import client
+
+    leader = target.leader()
+    for pid in target.pids():
+        _reset_hwm(pid)
+    peaks: dict[int, int] = {}
+
+    def sample_workers() -> None:
+        for p in pool.procs:
+            peaks[p.pid] = max(peaks.get(p.pid, 0), _vm_hwm(p.pid))
+
+    last = [0.0]
+    polls = [0]
+
+    def on_poll() -> None:
+        polls[0] += 1
+        pool.tend()
+        if time.monotonic() - last[0] > 0.25:
+            last[0] = time.monotonic()
+            sample_workers()
+
+    before = None if nemesis else _sample(clients, leader, target.raft)
     stop = threading.Event()
     kills = [0]
     thread = None
@@ -188,75 +413,179 @@ def _one_job(label: str, env: dict, url: str, password: str, data: str, kind: st
         client.submit(conn, job)
         if thread:
             thread.start()
-        waited = client.wait(conn, job, quiet=True, poll_s=0.02, on_poll=pool.tend)
-        seconds = time.perf_counter() - started
-        stop.set()
-        if thread:
-            thread.join(60)
-        result, _ = client.result(conn, job, seconds, waited)
+        waited = client.wait(conn, job, quiet=True, poll_s=0.02, on_poll=on_poll)
+        run.seconds = time.perf_counter() - started
+        after = None if nemesis else _sample(clients, leader, target.raft)
+        sample_workers()  # (still alive, idle: VmHWM is their peak)
     finally:
         stop.set()
-        pool.stop()
-    cpu = _redis_cpu(admin_clients()) - cpu0 if not nemesis else float("nan")
-    return JobRun(label, seconds, cpu, kills[0], dict(result.counts))
+        if thread and thread.is_alive():
+            thread.join(60)
+    pool.stop()
+    run.waited = waited
+    run.polls = polls[0] + 1  # (the last poll saw the job done)
+    run.tasks, run.reduces, run.kills = waited.total + waited.reduces, waited.reduces, kills[0]
+    run.worker_rss = max(peaks.values(), default=0)
+    if before is not None and after is not None:
+        run.redis_cpu = after["cpu"] - before["cpu"]
+        run.cmds, run.fcalls = after["cmds"] - before["cmds"], after["fcalls"] - before["fcalls"]
+        if target.raft:
+            run.raft_log = after["log"] - before["log"]
+            run.raft_entries = after["entries"] - before["entries"]
+            run.compacted = after["snapshots"] > before["snapshots"]
+        # what one progress poll of the client costs, measured alone (the workers stopped)
+        a = _commands(clients[leader].info("commandstats"))[0]
+        client.progress(conn, job.name)
+        run.poll_cmds = _commands(clients[leader].info("commandstats"))[0] - a
+    run.redis_rss = max((_vm_hwm(pid) for pid in target.pids()), default=0)
+    mems = []
+    for c in clients:
+        try:
+            mems.append(int(c.info("memory")["used_memory_peak"]))
+        except Exception:  # noqa: BLE001 - a node down after a nemesis: no figure from it
+            pass
+    run.redis_mem = max(mems, default=0)
 
 
-def queues(args: argparse.Namespace) -> int:
-    """Stream vs lease queue on one Redis, lease on RedisRaft; Raft under node kills."""
+def _single(server) -> _Target:
     import redis
 
-    from .embedded import RedisServer
-    from .raft import RaftCluster, RaftUnavailable, find_binaries
+    return _Target("1-Redis", server.env(), server.url, server.password,
+                   lambda: [redis.Redis(host="127.0.0.1", port=server.port,
+                                        password=server.password)],
+                   lambda: [server.proc.pid], lambda: 0)
 
-    data = ensure_corpus(args.dir or os.path.join(".cache", f"bench-q-{args.files}x{args.size}"),
-                         args.size * args.files, args.files, args.seed)
-    runs: list[JobRun] = []
-    with RedisServer() as server:
-        admin = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
-        for _ in range(args.repeat):
-            for kind in ("stream", "lease"):
-                runs.append(_one_job(f"{kind} single", server.env(), server.url,
-                                     server.password, data, kind, args.workers,
-                                     args.chunk_size, lambda: [admin],
-                                     pack_size=args.pack_size))
-                admin.flushall()
-    try:
-        binaries = find_binaries()
-    except RaftUnavailable as e:
-        binaries = None
-        print(f"(no RedisRaft runs: {e})")
-    failover: list[float] = []
-    if binaries:
-        with tempfile.TemporaryDirectory() as tmp:
-            for i, every in enumerate([0.0] * args.repeat + list(args.kill_every)):
-                with RaftCluster(3, directory=os.path.join(tmp, f"c{i}"),
-                                 binaries=binaries) as cluster:
-                    label = "lease raft" + (f" kill/{every:g}s" if every else "")
-                    runs.append(_one_job(label, cluster.env(), cluster.url, cluster.password,
-                                         data, "lease", args.workers, args.chunk_size,
-                                         lambda c=cluster: [c.client(j) for j in range(3)],
-                                         _raft_nemesis(cluster, every) if every else None,
-                                         pack_size=args.pack_size))
-            with RaftCluster(3, directory=os.path.join(tmp, "failover"),
-                             binaries=binaries) as cluster:
-                failover = [_failover_seconds(cluster) for _ in range(args.failovers)]
-    base = next(r for r in runs if r.label == "stream single")
-    same = all(r.counts == base.counts for r in runs)
-    print(f"corpus: {data} ({args.files} files x {args.size:,} bytes), {args.workers} "
-          f"workers, {os.cpu_count()} CPUs; each row one job (best of {args.repeat})")
-    print(f"{'run':<22}{'seconds':>9}{'x stream':>10}{'Redis CPU s':>13}{'kills':>7}")
+
+def _raft(cluster) -> _Target:
+    return _Target("RedisRaft", cluster.env(), cluster.url, cluster.password,
+                   lambda: [cluster.client(j) for j in range(len(cluster.nodes))],
+                   lambda: [n.proc.pid for n in cluster.nodes if n.alive],
+                   cluster.leader, raft=True)
+
+
+def _fmt(value: float, spec: str, width: int) -> str:
+    return f"{'-':>{width}}" if value is None or math.isnan(value) else f"{value:>{width}{spec}}"
+
+
+def _print_queue_runs(runs: list[JobRun], modes: list[str]) -> None:
     best: dict[str, JobRun] = {}
     for r in runs:
         if r.label not in best or r.seconds < best[r.label].seconds:
             best[r.label] = r
+    print(f"{'run':<36}{'seconds':>8}{'Redis CPU s':>12}{'cmds/task':>10}{'FCALL/task':>11}"
+          f"{'Raft log KiB':>13}{'entries':>8}{'worker RSS':>11}{'Redis RSS':>10}"
+          f"{'Redis mem':>10}")
     for r in best.values():
-        print(f"{r.label:<22}{r.seconds:>9.2f}{r.seconds / best['stream single'].seconds:>10.2f}"
-              f"{r.redis_cpu:>13.2f}{r.kills:>7}")
+        log = _fmt(r.raft_log / 1024, ".0f", 12) + ("*" if r.compacted else " ")
+        fcalls = r.fcalls / r.tasks if r.tasks else NAN
+        print(f"{r.label + (f' ({r.kills} kills)' if r.kills else ''):<36}{r.seconds:>8.2f}"
+              f"{_fmt(r.redis_cpu, '.2f', 12)}{_fmt(r.per_task, '.1f', 10)}"
+              f"{_fmt(fcalls, '.2f', 11)}{log}{_fmt(r.raft_entries, '.0f', 8)}"
+              f"{r.worker_rss / 2**20:>7.0f} MiB{r.redis_rss / 2**20:>6.0f} MiB"
+              f"{r.redis_mem / 2**20:>6.0f} MiB")
+
+    def get(mode: str, queue: str, where: str) -> JobRun | None:
+        return best.get(f"{mode} {queue} {where}")
+
+    for mode in modes:
+        one, raft = get(mode, "lease", "1-Redis"), get(mode, "lease", "RedisRaft")
+        if one and raft:
+            cpu = (f", {raft.redis_cpu / one.redis_cpu:.2f}x Redis CPU (3 nodes / 1)"
+                   if one.redis_cpu > 0 else "")
+            print(f"RedisRaft / one Redis, {mode}, lease queue: {raft.seconds / one.seconds:.2f}x"
+                  f" wall{cpu}")
+    if "atomic" in modes and "shuffle" in modes:
+        parts = []
+        for queue, where in (("stream", "1-Redis"), ("lease", "1-Redis"), ("lease", "RedisRaft")):
+            a, s = get("atomic", queue, where), get("shuffle", queue, where)
+            if a and s:
+                cpu = (f", Redis CPU {s.redis_cpu / a.redis_cpu:.2f}x"
+                       if a.redis_cpu > 0 else "")
+                parts.append(f"{queue} {where} {s.seconds / a.seconds:.2f}x wall{cpu}")
+        if parts:
+            print("shuffle / atomic: " + "; ".join(parts))
+
+
+def queues(args: argparse.Namespace) -> int:
+    """Each commit mode on the stream and the lease queue of one Redis and on the lease queue
+    of RedisRaft, alternated in each round; then Raft under node kills; failover times."""
+    from . import shuffle
+    from .embedded import RedisServer
+    from .raft import RaftCluster, RaftUnavailable, find_binaries
+
+    modes = _names(args.modes, QUEUE_MODES, "mode")
+    data, spec = corpus_of(args, "2000x4KiB", legacy_per_file=True)
+    reduces = args.reduces or shuffle.default_reduces(args.workers)
+    binaries = None
+    if args.no_raft:
+        print("(no RedisRaft runs: --no-raft)")
+    else:
+        try:
+            binaries = find_binaries()
+        except RaftUnavailable as e:
+            print(f"(no RedisRaft runs: {e})")
+
+    def job(label: str, mode: str, target: _Target, kind: str, nemesis=None) -> JobRun:
+        return _one_job(label, mode, target, data, kind, args.workers, args.chunk_size,
+                        reduces, nemesis, pack_size=args.pack_size)
+
+    runs: list[JobRun] = []
+    failover: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        def raft_cluster() -> RaftCluster:
+            return RaftCluster(3, directory=tempfile.mkdtemp(dir=tmp), binaries=binaries)
+
+        for _ in range(args.repeat):
+            for mode in modes:
+                for kind in ("stream", "lease"):
+                    with RedisServer() as server:
+                        runs.append(job(f"{mode} {kind} 1-Redis", mode, _single(server), kind))
+                if binaries:
+                    with raft_cluster() as cluster:
+                        runs.append(job(f"{mode} lease RedisRaft", mode, _raft(cluster),
+                                        "lease"))
+        if binaries:
+            for every in args.kill_every:
+                for mode in modes:
+                    with raft_cluster() as cluster:
+                        runs.append(job(f"{mode} lease RedisRaft kill/{every:g}s", mode,
+                                        _raft(cluster), "lease", _raft_nemesis(cluster, every)))
+            if args.failovers:
+                with raft_cluster() as cluster:
+                    failover = [_failover_seconds(cluster) for _ in range(args.failovers)]
+    firsts = {r.mode: r for r in reversed(runs)}
+    tasks = "; ".join(f"{m} {r.tasks - r.reduces} map(s)" + (f" + {r.reduces} reduces"
+                                                              if r.reduces else "")
+                      for m, r in sorted(firsts.items()))
+    polls = sorted({f"{r.poll_cmds:.0f}" for r in runs if not math.isnan(r.poll_cmds)})
+    print(f"corpus: {data} ({spec.describe()})\n{args.workers} workers, {os.cpu_count()} CPUs; "
+          f"each row one job on a fresh Redis (best of {args.repeat} by wall time); tasks per "
+          f"job: {tasks}")
+    for line in (
+            "Redis CPU s: used_cpu_user + used_cpu_sys (INFO cpu), submit to done, summed over "
+            "the nodes",
+            "cmds/task: INFO commandstats calls (on the leader), submit to done, / tasks: the "
+            "commands run inside Functions count too (atomic: a ZINCRBY per word of a task); "
+            "not counted: the bench's INFO, RedisRaft's own RAFT*, the waiting client's "
+            f"progress polls (every 20 ms, {'/'.join(polls) or '?'} commands each, measured)",
+            "Raft log KiB: growth of the leader's log (INFO raft raft_file_size = raft.db; * a "
+            "snapshot compacted it meanwhile: a lower bound); entries: raft_current_index growth",
+            "worker RSS: VmHWM of the largest worker (forked from this bench process, RSS <= "
+            f"{max(r.forked_rss for r in runs) / 2**20:.0f} MiB at the fork: the pages a worker "
+            "still shares with it count in its RSS); Redis RSS: VmHWM of the largest Redis "
+            "process; Redis mem: largest used_memory_peak"):
+        print("  " + line)
+    _print_queue_runs(runs, modes)
     if failover:
         print(f"failover seen by a client after SIGKILL of the leader: "
               f"{', '.join(f'{f:.2f}' for f in failover)} s")
-    print("count tables: " + ("all identical" if same else "DIFFERENT"))
-    return 0 if same else 1
+    base = runs[0]
+    different = [r.label for r in runs if r.digest != base.digest]
+    if different:
+        print(f"count tables: DIFFERENT from {base.label}'s: {', '.join(different)}")
+    else:
+        print(f"count tables: all identical ({len(runs)} jobs, {base.words:,} words)")
+    return 1 if different else 0
 
 
 def _raft_nemesis(cluster, every: float):
@@ -358,35 +687,61 @@ def failover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _corpus_args(p: argparse.ArgumentParser, size: int) -> None:
-    p.add_argument("--size", type=argtypes.size, default=size, help="corpus bytes")
-    p.add_argument("--files", type=int, default=8)
+def _corpus_args(p: argparse.ArgumentParser, default: str, size_help: str) -> None:
+    p.add_argument("--corpus", metavar="SPEC",
+                   help=f"the corpus: <files>x<size> (8x32MiB, 10000x1KiB, 2000x4KiB, ...), "
+                        f"skew (512 MiB: 8 files + one 10x as big) or distinct (~63 MB of "
+                        f"10-letter words, 2 M distinct); default {default}; generated once "
+                        f"under .cache/")
+    p.add_argument("--size", type=argtypes.size, metavar="BYTES", help=size_help)
+    p.add_argument("--files", type=argtypes.positive_int,
+                   help="another file count (the corpus's total size kept)")
+    p.add_argument("--distinct", type=argtypes.positive_int, metavar="N",
+                   help="high-cardinality text: 10-letter words from a vocabulary of N, each "
+                        "at least once (the distinct preset: 2,000,000)")
+    p.add_argument("--zipf", type=argtypes.float_in(0, 10), metavar="S",
+                   help="with --distinct: the other words drawn by Zipf(S) (default 0: "
+                        "uniformly)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--chunk-size", type=argtypes.size, default=64 << 20)
-    p.add_argument("--dir", help="corpus directory (default .cache/bench-SIZE, reused)")
+    p.add_argument("--workers", type=argtypes.workers, default=2)
+    p.add_argument("--repeat", type=argtypes.positive_int, default=1)
+    p.add_argument("--chunk-size", type=argtypes.positive_size, default=64 << 20)
+    p.add_argument("--dir", help="corpus directory (default .cache/corpus-<layout>-seed<N>, "
+                                 "reused)")
 
 
 def add_parser(sub) -> None:
-
+    total = "the corpus's total bytes, its layout kept (e.g. 2MiB for a quick run)"
     p = sub.add_parser("bench", help="benchmarks printing side-by-side ratios")
     kinds = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
     t = kinds.add_parser("tokenizer", help="naive reference vs serial vs threads vs processes")
-    _corpus_args(t, 256 << 20)
+    _corpus_args(t, "8x32MiB", total)
     t.set_defaults(handler=run)
-    d = kinds.add_parser("distributed", help="wordcount run (Redis) vs the processes engine")
-    _corpus_args(d, 256 << 20)
-    d.add_argument("--variants", default="atomic",
-                   help="comma-separated run variants: atomic, per-word (default atomic)")
+    d = kinds.add_parser("distributed", help="wordcount run (Redis) in each commit mode vs the "
+                                             "serial and processes engines")
+    _corpus_args(d, "8x32MiB", total)
+    d.add_argument("--variants", default="atomic,shuffle",
+                   help="comma-separated commit modes of `run`: atomic, shuffle, per-word "
+                        "(default atomic,shuffle)")
+    d.add_argument("--reduces", type=argtypes.reduces, metavar="R",
+                   help="the shuffle's reduce tasks (default run's: 2 per worker)")
+    d.add_argument("--pack-size", type=argtypes.size, metavar="BYTES",
+                   help="run's --pack-size (default run's)")
     d.set_defaults(handler=run)
-    q = kinds.add_parser("queues", help="stream vs lease queue on one Redis, and on RedisRaft "
-                                        "(here --size is per file: default 2000 x 4 KiB)")
-    _corpus_args(q, 4 << 10)
-    q.set_defaults(files=2000)
+    q = kinds.add_parser("queues", help="each commit mode on the stream and lease queue of one "
+                                        "Redis, and on RedisRaft: time, Redis CPU, commands "
+                                        "per task, Raft log, peak RSS")
+    _corpus_args(q, "2000x4KiB", total + "; without --corpus, as before: --files N --size S "
+                                         "are N files of S bytes each")
+    q.add_argument("--modes", default="atomic,shuffle",
+                   help="comma-separated commit modes: atomic, shuffle (default both)")
+    q.add_argument("--reduces", type=argtypes.reduces, metavar="R",
+                   help="the shuffle's reduce tasks (default 2 per worker)")
+    q.add_argument("--no-raft", action="store_true", help="no RedisRaft runs")
     q.add_argument("--kill-every", type=float, nargs="*", default=[5.0, 10.0], metavar="S",
-                   help="Raft runs with a node killed every S seconds (default 5 10)")
-    q.add_argument("--failovers", type=int, default=3, help="leader kills to time")
+                   help="Raft runs with a node killed every S seconds, per mode (default 5 10)")
+    q.add_argument("--failovers", type=argtypes.non_negative_int, default=3,
+                   help="leader kills to time")
     q.add_argument("--pack-size", type=argtypes.size, metavar="BYTES",
                    help="the jobs' --pack-size (default: submit's; 0: a task per file)")
     q.add_argument("--failover-only", action="store_true",
