@@ -28,7 +28,8 @@ incarnations this one replaced, newest first), submitted, done,
 dead, words, done_bytes, busy_ms, stolen, backups, duplicates, created_ms, finished_ms, state
 ("running" | "done" | "cancelled"); a shuffle job's: reduces (R; 0: one phase), phase ('map' |
 'reduce'; '' for one phase), shuffled (maps whose output went to the partitions),
-shuffled_words (their words), reduced (words the reduce tasks applied).
+shuffled_words (their words), reduced (words the reduce tasks applied), reduce_busy_ms and
+reduces_done (the reduces' own mean time, for backups; busy_ms is the maps').
 The job is done when done + dead == total (+ R, a shuffle job in its reduce phase) and no
 accepted staged piece is still unmerged. A
 cancelled job takes no commit, stage, merge or dead letter any more (they answer GONE).
@@ -125,7 +126,12 @@ local function record_done(k, args, skipped, is_reduce)
   redis.call('HINCRBY', k.meta, 'done', 1)
   redis.call('HINCRBY', k.meta, 'done_bytes', args[8])
   redis.call('HINCRBY', k.meta, is_reduce and 'reduced' or 'words', args[9])
-  redis.call('HINCRBY', k.meta, 'busy_ms', args[10])
+  if is_reduce then  -- (its own mean: a reduce is not a straggling map, see backup_age)
+    redis.call('HINCRBY', k.meta, 'reduce_busy_ms', args[10])
+    redis.call('HINCRBY', k.meta, 'reduces_done', 1)
+  else
+    redis.call('HINCRBY', k.meta, 'busy_ms', args[10])
+  end
 end
 
 local function apply_pairs(counts, list, first)
@@ -312,7 +318,7 @@ local function create_job(k, args, kind, lineage)
     'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0,
     'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running',
     'reduces', args[15], 'phase', tonumber(args[15]) > 0 and 'map' or '', 'shuffled', 0,
-    'shuffled_words', 0, 'reduced', 0)
+    'shuffled_words', 0, 'reduced', 0, 'reduce_busy_ms', 0, 'reduces_done', 0)
   redis.call('ZADD', k.registry, args[2], args[3])
   if kind == 'stream' then
     redis.call('XGROUP', 'CREATE', k.tasks, args[14], '0', 'MKSTREAM')
@@ -728,12 +734,21 @@ local function wc_heartbeat(keys, args)
   return 1
 end
 
--- The backup threshold: max(min ms, factor * mean task time so far).
+-- The backup threshold: max(min ms, factor * mean task time so far). A shuffle job's reduce
+-- phase compares its reduces with the reduces done so far (none yet: no backup -- a reduce
+-- sums a whole partition and takes longer than a map, so the maps' mean would back up every
+-- one of them; a dead holder's reduce is still taken over after the claim timeout).
 local function backup_age(meta, min_ms, factor)
-  local done = hget_number(meta, 'done')
   local threshold = tonumber(min_ms)
-  if done > 0 then
-    threshold = math.max(threshold, tonumber(factor) * hget_number(meta, 'busy_ms') / done)
+  if redis.call('HGET', meta, 'phase') == 'reduce' then
+    local reduced = hget_number(meta, 'reduces_done')
+    if reduced == 0 then return math.huge end
+    return math.max(threshold,
+                    tonumber(factor) * hget_number(meta, 'reduce_busy_ms') / reduced)
+  end
+  local maps = hget_number(meta, 'done') - hget_number(meta, 'reduces_done')
+  if maps > 0 then
+    threshold = math.max(threshold, tonumber(factor) * hget_number(meta, 'busy_ms') / maps)
   end
   return threshold
 end
@@ -754,6 +769,7 @@ local function wc_speculate(keys, args)
   if not stream_job(stream, meta) then return nil end
   local now = tonumber(args[2])
   local threshold = backup_age(meta, args[5], args[6])
+  if threshold == math.huge then return nil end
   -- oldest first; every lease older than the threshold is a candidate, the rest are younger
   local old = redis.call('ZRANGE', leases, '-inf', now - threshold, 'BYSCORE', 'LIMIT', 0, 64)
   for _, id in ipairs(old) do
@@ -864,6 +880,7 @@ local function wc_lease_speculate(keys, args)
   local epoch = lease_job(k.meta)
   if not epoch then return nil end
   local threshold = backup_age(k.meta, args[5], args[6])
+  if threshold == math.huge then return nil end
   local old = redis.call('ZRANGE', k.leases, '-inf', tonumber(args[2]) - threshold, 'BYSCORE',
     'LIMIT', 0, 64)
   for _, id in ipairs(old) do

@@ -160,6 +160,8 @@ class Meta:
     SHUFFLED = "shuffled"  # maps whose output went to the partitions
     SHUFFLED_WORDS = "shuffled_words"  # their words
     REDUCED = "reduced"  # words the reduce tasks applied
+    REDUCE_BUSY_MS = "reduce_busy_ms"  # the reduces' counting time (busy_ms: the maps')
+    REDUCES_DONE = "reduces_done"
 
     # every other field is an integer
     TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE, PHASE)
