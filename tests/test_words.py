@@ -88,3 +88,28 @@ def test_split_non_ascii_tokens(data):
     assert sum(map(len, rest)) + sum(map(len, tokens)) == len(data)
     assert reference_counts(b" ".join(rest)) + reference_counts(b" ".join(tokens)) == \
         reference_counts(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=120), min_size=1, max_size=6), st.integers(0, 200))
+def test_tallies_absorbed_and_flushed_at_any_size_equal_the_reference(buffers, pending):
+    """The serial engine counts its tasks' split buffers together (Tally.absorb), flushing
+    whenever ARROW_PENDING_BYTES is reached: any buffers, any flush size, both paths."""
+    from wordcount import words
+
+    expected = sum((reference_counts(b) for b in buffers), Counter())
+    old = words.ARROW_PENDING_BYTES
+    words.ARROW_PENDING_BYTES = pending
+    try:
+        for arrow in (True, False):
+            total = Tally()
+            total._arrow = arrow
+            for b in buffers:
+                t = Tally()
+                t._arrow = arrow
+                t.add(b)
+                total.absorb(t)
+                assert not t._pending and not t._text and not t._ascii  # left empty
+            assert total.counts() == expected
+    finally:
+        words.ARROW_PENDING_BYTES = old

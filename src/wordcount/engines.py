@@ -24,12 +24,18 @@ def count_task(task: Task, path: str | None = None, buffer_size: int = planner.R
                on_buffer: Callable[[int], None] | None = None) -> Counter[str]:
     """Count one task (``path`` overrides ``task.path``, e.g. resolved under a data root).
     Raises OSError if the file can't be read."""
+    return tally_task(task, path, buffer_size, on_buffer).counts()
+
+
+def tally_task(task: Task, path: str | None = None, buffer_size: int = planner.READ_BUFFER,
+               on_buffer: Callable[[int], None] | None = None) -> Tally:
+    """``count_task``'s words, not yet turned into a table (see ``Tally.absorb``)."""
     tally = Tally()
     for data in planner.read_range(path or task.path, task.start, task.end, buffer_size):
         tally.add(data)
         if on_buffer is not None:
             on_buffer(len(data))
-    return tally.counts()
+    return tally
 
 
 def _checked_buffers(task: Task, path: str, mapped: bool, buffer_size: int) -> Iterator[bytes]:
@@ -125,11 +131,11 @@ def _reference_task(task: Task) -> Counter[str]:
 @dataclass
 class Outcome:
     task: Task
-    counts: Counter[str] | None
+    counts: Counter[str] | Tally | None  # a Tally from the serial engine (merged uncounted)
     error: str | None = None
 
 
-def _attempt(fn: Callable[[Task], Counter[str]], task: Task) -> Outcome:
+def _attempt(fn: Callable[[Task], Counter[str] | Tally], task: Task) -> Outcome:
     try:
         return Outcome(task, fn(task))
     except OSError as exc:
@@ -138,6 +144,10 @@ def _attempt(fn: Callable[[Task], Counter[str]], task: Task) -> Outcome:
 
 def _count(task: Task) -> Outcome:
     return _attempt(count_task, task)
+
+
+def _tally(task: Task) -> Outcome:
+    return _attempt(tally_task, task)
 
 
 def _count_reference(task: Task) -> Outcome:
@@ -150,7 +160,7 @@ def execute(tasks: Sequence[Task], engine: str = "serial", workers: int | None =
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine in ("serial", "reference"):
-        fn = _count_reference if engine == "reference" else _count
+        fn = _count_reference if engine == "reference" else _tally
         yield from map(fn, tasks)
         return
     workers = workers or os.cpu_count() or 1
@@ -186,14 +196,19 @@ def count_inputs(inputs: Sequence[str], engine: str = "serial", workers: int | N
     tasks, plan_errors = planner.plan(files, chunk_size)
     result = Result(errors=errors + plan_errors)
     failed: set[str] = set()
+    tally = Tally()  # the serial engine's tasks, counted together (Tally.absorb)
     for outcome in execute(tasks, engine, workers):
         if outcome.counts is None:
             if outcome.task.path not in failed:
                 failed.add(outcome.task.path)
                 result.errors.append(InputError(outcome.task.path, outcome.error or "error"))
             continue
-        merge_into(result.counts, outcome.counts)
+        if isinstance(outcome.counts, Tally):
+            tally.absorb(outcome.counts)
+        else:
+            merge_into(result.counts, outcome.counts)
         result.bytes += outcome.task.nbytes
+    merge_into(result.counts, tally.counts())
     result.files = len({t.path for t in tasks} - failed)
     result.seconds = time.perf_counter() - started
     return result

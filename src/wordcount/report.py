@@ -17,7 +17,15 @@ TEXT_WORD_MAX = 60  # characters of a word shown in text output (TSV and JSON: e
 
 def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
     """Count descending, then word ascending by code point."""
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(w, counts[w]) for w in ranked_words(counts)]
+
+
+def ranked_words(counts: Counter[str]) -> list[str]:
+    """The words in ``ranked`` order, sorted without a Python key function: by word, then
+    (stably: ``reverse`` keeps equal elements in order) by count descending."""
+    words = sorted(counts)
+    words.sort(key=counts.__getitem__, reverse=True)
+    return words
 
 
 def top(counts: Counter[str], k: int) -> list[tuple[str, int]]:
@@ -65,7 +73,10 @@ def write_counts(counts: Counter[str], path: str) -> None:
     tmp = path if _special(path) else f"{path}.tmp.{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(f"{w}\t{n}\n" for w, n in ranked(counts))
+            words, line = ranked_words(counts), "{}\t{}\n".format
+            for i in range(0, len(words), 100_000):  # (no Python frame per line)
+                part = words[i:i + 100_000]
+                f.write("".join(map(line, part, map(counts.__getitem__, part))))
         if tmp != path:
             os.replace(tmp, path)
     except OSError as e:

@@ -8,8 +8,10 @@
 compare everything against. ``Tally`` is the fast path the engines use:
 
 - ASCII text is mapped with ``bytes.translate`` (letters lowercased, digits kept, everything
-  else a space), then split and counted by Arrow's compute kernels when pyarrow is importable
-  (C++, no Python object per word), else by ``bytes.split`` + ``Counter``;
+  else a space), then split by Arrow's compute kernels when pyarrow is importable (C++, no
+  Python object per word) and counted with one ``value_counts`` over every buffer split so far
+  (up to ``ARROW_PENDING_BYTES``), so a task of a huge vocabulary turns into Python objects
+  once, not once per buffer; else by ``bytes.split`` + ``Counter``;
 - in a buffer holding non-ASCII bytes, only the whitespace-delimited tokens that contain one go
   through the reference rule; the rest of the buffer still takes the ASCII path.
 
@@ -44,6 +46,9 @@ except ImportError:  # the optional 'fast' extra is not installed
     _pa = None
 
 USE_ARROW = _pa is not None
+# Split ASCII buffers kept (as Arrow arrays) before they are counted together: memory is about
+# twice this (the words and their offsets), whatever the task's size.
+ARROW_PENDING_BYTES = 64 << 20
 
 try:  # the C helper behind Counter.update(iterable); falls back to the public method.
     from collections import _count_elements as _count_into  # type: ignore[attr-defined]
@@ -66,12 +71,14 @@ class Tally:
     are merged once, in ``counts()``.
     """
 
-    __slots__ = ("_arrow", "_ascii", "_text")
+    __slots__ = ("_arrow", "_ascii", "_pending", "_pending_bytes", "_text")
 
     def __init__(self) -> None:
         self._ascii: Counter[bytes] = Counter()
         self._text: Counter[str] = Counter()
         self._arrow = USE_ARROW
+        self._pending: list = []  # split ASCII buffers (Arrow string arrays) not counted yet
+        self._pending_bytes = 0
 
     def add(self, data: bytes) -> None:
         if data.isascii():
@@ -86,11 +93,46 @@ class Tally:
 
     def _add_ascii(self, data: bytes) -> None:
         if self._arrow:
-            _arrow_count_into(self._text, data)
+            self._pending.append(_arrow_split(data))
+            self._pending_bytes += len(data)
+            if self._pending_bytes >= ARROW_PENDING_BYTES:
+                self._flush_arrow()
         else:
             _count_into(self._ascii, data.translate(_ASCII_TABLE).split())
 
+    def _flush_arrow(self) -> None:
+        """Count the pending split buffers together (one value_counts, one conversion)."""
+        if not self._pending:
+            return
+        freq = _pc.value_counts(_pa.chunked_array(self._pending, _pa.large_string()))
+        self._pending, self._pending_bytes = [], 0
+        words, ns = freq.field(0).to_pylist(), freq.field(1).to_pylist()
+        if not self._text:  # (the common case: one flush, pure ASCII) a dict built in C
+            self._text.update(dict(zip(words, ns, strict=True)))
+            self._text.pop("", None)
+            return
+        get, text = self._text.get, self._text
+        for word, n in zip(words, ns, strict=True):
+            if word:  # runs of spaces yield empty strings
+                text[word] = get(word, 0) + n
+
+    def absorb(self, other: Tally) -> None:
+        """Add another tally's words (``other`` is left empty). Its split buffers join ours
+        uncounted: a serial job's tasks are counted with one value_counts per
+        ARROW_PENDING_BYTES, not merged as Python dicts task by task."""
+        self._pending += other._pending
+        self._pending_bytes += other._pending_bytes
+        other._pending, other._pending_bytes = [], 0
+        for mine, theirs in ((self._text, other._text), (self._ascii, other._ascii)):
+            get = mine.get
+            for word, n in theirs.items():
+                mine[word] = get(word, 0) + n
+            theirs.clear()
+        if self._pending_bytes >= ARROW_PENDING_BYTES:
+            self._flush_arrow()
+
     def counts(self) -> Counter[str]:
+        self._flush_arrow()
         merged = self._text
         for word, n in self._ascii.items():
             key = word.decode("ascii")
@@ -99,15 +141,13 @@ class Tally:
         return merged
 
 
-def _arrow_count_into(counts: Counter[str], data: bytes) -> None:
+def _arrow_split(data: bytes):
+    """An ASCII buffer's words as an Arrow string array (with empty strings where spaces
+    run: value_counts counts them, and the flush drops them)."""
     mapped = data.translate(_ASCII_TABLE)  # lowercase letters, digits, spaces: valid UTF-8
     offsets = _pa.array([0, len(mapped)], _pa.int64()).buffers()[1]
     text = _pa.Array.from_buffers(_pa.large_string(), 1, [None, offsets, _pa.py_buffer(mapped)])
-    freq = _pc.value_counts(_pc.ascii_split_whitespace(text).flatten())
-    get = counts.get
-    for word, n in zip(freq.field(0).to_pylist(), freq.field(1).to_pylist(), strict=True):
-        if word:  # runs of spaces yield empty strings
-            counts[word] = get(word, 0) + n
+    return _pc.ascii_split_whitespace(text).flatten()
 
 
 def count_bytes(data: bytes) -> Counter[str]:
