@@ -207,6 +207,30 @@ def test_noauth_after_our_credentials_worked_is_a_node_to_reconnect_to():
         conn.call(fn)  # a password refused is never retried
 
 
+def test_a_blocking_read_woken_by_a_push_returns_at_once(raft_cluster):
+    """RedisRaft answers a BLPOP that a push wakes up with NOAUTH (a plain client with no
+    retries sees it every time). Through Connection the wait just ends, at once, and the
+    next call works: before, a worker exited 4 ("refused our credentials"), then, with the
+    NOAUTH retried as a failed node, every wake-up cost ~2 s (the shuffle's reduces waited
+    2 s for their workers)."""
+    cluster = raft_cluster
+    conn = Connection(Settings.from_env({}, redis_url=cluster.url,
+                                        redis_password=cluster.password))
+    try:
+        conn.call(lambda r: r.delete("wc:wake"))
+        for _ in range(3):
+            timer = threading.Timer(0.3, lambda: conn.call(lambda r: r.rpush("wc:wake", 1)))
+            timer.start()
+            started = time.monotonic()
+            conn.call(lambda r: r.blpop(["wc:wake"], 20))
+            waited = time.monotonic() - started
+            timer.join()
+            assert waited < 10, f"a woken BLPOP returned after {waited:.1f} s (blocks 20 s)"
+            assert conn.call(lambda r: r.set("wc:after", "1"))  # the connection works on
+    finally:
+        conn.close() if hasattr(conn, "close") else None
+
+
 def test_block_seconds():
     assert block_seconds(("BLPOP", "a", "b", 0.5)) == 0.5
     assert block_seconds(("BLMOVE", "a", "b", "LEFT", "RIGHT", "2")) == 2.0

@@ -217,7 +217,17 @@ class _NodeClient(redis.Redis):
     def execute_command(self, *args: Any, **options: Any) -> Any:
         block = block_seconds(args)
         if block is not None:
-            return self.blocking(block).execute_command(*args, **options)
+            sibling = self.blocking(block)
+            try:
+                return sibling.execute_command(*args, **options)
+            except AuthenticationError as exc:
+                if not _session_lost(exc):
+                    raise
+                # RedisRaft answers a blocking read that a push woke up with NOAUTH, every
+                # time (its connection then counts as unauthenticated): the wake-up is what
+                # the caller waited for. As if the wait ended empty; a new connection next.
+                sibling.connection_pool.disconnect()
+                return None
         return super().execute_command(*args, **options)
 
 
@@ -398,14 +408,12 @@ class Connection:
             if _auth_failure(exc):
                 if not (self.clustered and self._authenticated and _session_lost(exc)):
                     raise
-                # NOAUTH on a cluster whose credentials worked already: a RedisRaft node that
-                # was restarted answered a connection made while it was loading its log as
-                # if it had never authenticated (seen after leader kills, on BLPOP's
-                # connection). The credentials did not turn wrong: drop that node's
-                # connections and retry like a node that let us down.
+                # NOAUTH on a cluster whose credentials worked already: the node holds our
+                # connection as unauthenticated (RedisRaft does so after a blocking read was
+                # woken: see _NodeClient; workers exited 4 on it). The credentials did not
+                # turn wrong: drop that node's connections and retry there (after the short
+                # wait of an election, never marking the node suspect).
                 self._drop_connections(node)
-                self._failed_at[node] = time.monotonic()
-                self._next_node(node)
                 raise NoLeader(f"{node[0]}:{node[1]} answered as if we had not "
                                f"authenticated ({exc}); reconnecting") from None
             if isinstance(exc, RedisTimeoutError):
