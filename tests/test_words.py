@@ -98,8 +98,9 @@ def test_tallies_absorbed_and_flushed_at_any_size_equal_the_reference(buffers, p
     from wordcount import words
 
     expected = sum((reference_counts(b) for b in buffers), Counter())
-    old = words.ARROW_PENDING_BYTES
+    old = words.ARROW_PENDING_BYTES, words.ARROW_PENDING_WORDS
     words.ARROW_PENDING_BYTES = pending
+    words.ARROW_PENDING_WORDS = pending // 3
     try:
         for arrow in (True, False):
             total = Tally()
@@ -112,4 +113,4 @@ def test_tallies_absorbed_and_flushed_at_any_size_equal_the_reference(buffers, p
                 assert not t._pending and not t._text and not t._ascii  # left empty
             assert total.counts() == expected
     finally:
-        words.ARROW_PENDING_BYTES = old
+        words.ARROW_PENDING_BYTES, words.ARROW_PENDING_WORDS = old

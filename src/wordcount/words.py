@@ -46,9 +46,11 @@ except ImportError:  # the optional 'fast' extra is not installed
     _pa = None
 
 USE_ARROW = _pa is not None
-# Split ASCII buffers kept (as Arrow arrays) before they are counted together: memory is about
-# twice this (the words and their offsets), whatever the task's size.
+# Split ASCII buffers kept (as Arrow arrays) before they are counted together, at most this
+# many bytes or words: memory is the bytes plus 8 per word (offsets), whatever the task's size
+# (words of two letters: 8 MiB of text is 2.8 M words, 22 MB of offsets)
 ARROW_PENDING_BYTES = 64 << 20
+ARROW_PENDING_WORDS = 2_000_000
 
 try:  # the C helper behind Counter.update(iterable); falls back to the public method.
     from collections import _count_elements as _count_into  # type: ignore[attr-defined]
@@ -71,14 +73,14 @@ class Tally:
     are merged once, in ``counts()``.
     """
 
-    __slots__ = ("_arrow", "_ascii", "_pending", "_pending_bytes", "_text")
+    __slots__ = ("_arrow", "_ascii", "_pending", "_pending_bytes", "_pending_words", "_text")
 
     def __init__(self) -> None:
         self._ascii: Counter[bytes] = Counter()
         self._text: Counter[str] = Counter()
         self._arrow = USE_ARROW
         self._pending: list = []  # split ASCII buffers (Arrow string arrays) not counted yet
-        self._pending_bytes = 0
+        self._pending_bytes = self._pending_words = 0
 
     def add(self, data: bytes) -> None:
         if data.isascii():
@@ -93,19 +95,25 @@ class Tally:
 
     def _add_ascii(self, data: bytes) -> None:
         if self._arrow:
-            self._pending.append(_arrow_split(data))
+            words = _arrow_split(data)
+            self._pending.append(words)
             self._pending_bytes += len(data)
-            if self._pending_bytes >= ARROW_PENDING_BYTES:
+            self._pending_words += len(words)
+            if self._full():
                 self._flush_arrow()
         else:
             _count_into(self._ascii, data.translate(_ASCII_TABLE).split())
+
+    def _full(self) -> bool:
+        return (self._pending_bytes >= ARROW_PENDING_BYTES
+                or self._pending_words >= ARROW_PENDING_WORDS)
 
     def _flush_arrow(self) -> None:
         """Count the pending split buffers together (one value_counts, one conversion)."""
         if not self._pending:
             return
         freq = _pc.value_counts(_pa.chunked_array(self._pending, _pa.large_string()))
-        self._pending, self._pending_bytes = [], 0
+        self._pending, self._pending_bytes, self._pending_words = [], 0, 0
         words, ns = freq.field(0).to_pylist(), freq.field(1).to_pylist()
         if not self._text:  # (the common case: one flush, pure ASCII) a dict built in C
             self._text.update(dict(zip(words, ns, strict=True)))
@@ -122,13 +130,14 @@ class Tally:
         ARROW_PENDING_BYTES, not merged as Python dicts task by task."""
         self._pending += other._pending
         self._pending_bytes += other._pending_bytes
-        other._pending, other._pending_bytes = [], 0
+        self._pending_words += other._pending_words
+        other._pending, other._pending_bytes, other._pending_words = [], 0, 0
         for mine, theirs in ((self._text, other._text), (self._ascii, other._ascii)):
             get = mine.get
             for word, n in theirs.items():
                 mine[word] = get(word, 0) + n
             theirs.clear()
-        if self._pending_bytes >= ARROW_PENDING_BYTES:
+        if self._full():
             self._flush_arrow()
 
     def counts(self) -> Counter[str]:
