@@ -37,6 +37,11 @@ CRASH_EXIT = 70
 DEFAULT_CRASH_PROB = 0.3
 CLOCK_SYNC_S = 30.0  # how often a worker measures its clock against Redis's
 IDLE_POLL_S = 0.05  # first wait for a job when there is none (doubling up to block_ms)
+# While tasks keep coming, the active-jobs hash read for one take serves the next takes for
+# this long: a call per task less (a job cancelled, deleted or re-created on the other queue
+# meanwhile costs at most one task taken in vain: its commit is refused, or the take finds
+# nothing)
+ACTIVE_REUSE_S = 0.5
 
 
 @dataclass
@@ -117,6 +122,7 @@ class Worker:
         self._in_flight: Future | None = None
         self._clock_synced = float("-inf")
         self._idle_s = IDLE_POLL_S
+        self._active: tuple[float, dict] | None = None  # (read at, jobs): see ACTIVE_REUSE_S
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -181,7 +187,11 @@ class Worker:
         """One iteration. False when there is no active job at all."""
         if time.monotonic() - self._clock_synced > CLOCK_SYNC_S:
             self.sync_clock()
-        jobs = self.queue.active_jobs()
+        if self._active and time.monotonic() - self._active[0] < ACTIVE_REUSE_S:
+            jobs = self._active[1]
+        else:
+            jobs = self.queue.active_jobs()
+            self._active = (time.monotonic(), jobs) if jobs else None
         if not jobs:
             self.registration.idle()
             # Poll the (small) active-jobs hash 20 times a second at first, then back off to
@@ -194,6 +204,7 @@ class Worker:
         self._idle_s = IDLE_POLL_S
         claimed = self.queue.take(jobs)
         if claimed is None:
+            self._active = None  # nothing to take: read the active jobs again next time
             self.drain()
             self.registration.idle()
             self.queue.finish_merges(jobs)
