@@ -312,12 +312,13 @@ newest first), the job listed in the registry (zset job -> created ms); on the s
 stream and its group. The tombstone stays: the incarnations it names stay deleted. ]]
 local function create_job(k, args, kind, lineage)
   drop_job(k, args[3])
+  local phase = tonumber(args[15]) > 0 and 'map' or ''  -- a shuffle job begins with its maps
   redis.call('HSET', k.meta, 'plan', args[4], 'epoch', args[5], 'queue', kind, 'total', args[6],
     'bytes', args[7], 'root', args[8], 'mount', args[12], 'errors', args[11],
     'lineage', lineage, 'submitted', 0,
     'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0,
     'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running',
-    'reduces', args[15], 'phase', tonumber(args[15]) > 0 and 'map' or '', 'shuffled', 0,
+    'reduces', args[15], 'phase', phase, 'shuffled', 0,
     'shuffled_words', 0, 'reduced', 0, 'reduce_busy_ms', 0, 'reduces_done', 0)
   redis.call('ZADD', k.registry, args[2], args[3])
   if kind == 'stream' then

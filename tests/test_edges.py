@@ -427,9 +427,9 @@ def test_a_library_of_the_same_protocol_with_other_code_is_replaced(redis_server
     corpus = tiny_corpus(tmp_path / "corpus", 5)
     env = redis_server.env()
     conn = connect(redis_server)
-    text = library_text().replace("apply_pairs(keys[next_key], args, 12)",
-                                  "apply_pairs(keys[next_key], args, 12) "
-                                  "apply_pairs(keys[next_key], args, 12)")
+    text = library_text().replace("apply_pairs(keys[next_key], args, 13)",
+                                  "apply_pairs(keys[next_key], args, 13) "
+                                  "apply_pairs(keys[next_key], args, 13)")
     assert text != library_text()
     build = hashlib.sha256(text.encode()).hexdigest()[:12]
     doubled = text.replace("local BUILD = '@BUILD@'", f"local BUILD = '{build}'")

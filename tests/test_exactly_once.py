@@ -114,7 +114,8 @@ def test_redis_restarted_from_older_snapshots_during_big_commits(redis_server, t
             redis_server.start()
             kills.append(elapsed)
 
-    args = ["--slowdown", "60", "--claim-timeout", "1000"]
+    # (1/100 speed: at 1/60 a lease-queue job once ended after 2 of the 3 kills)
+    args = ["--slowdown", "100", "--claim-timeout", "1000"]
     if commit_pairs:
         args += ["--commit-pairs", commit_pairs]
     result, progress, _, conn, job = run_job(redis_server, corpus, 2, args, chunk=300_000,

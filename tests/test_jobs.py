@@ -84,7 +84,7 @@ def test_meta_field_names_agree_with_the_lua_library():
     .lua file writes exactly those (finished_ms is written when the job ends)."""
     lua = (ROOT / "redis" / "wordcount.lua").read_text()
     body = lua[lua.index("local function create_job"):lua.index("local function may_replace")]
-    written = set(re.findall(r"'([a-z_]+)', (?:args|0|kind|lineage|'running')", body))
+    written = set(re.findall(r"'([a-z_]+)', (?:args|0|kind|lineage|phase|'running')", body))
     names = {v for k, v in vars(Meta).items() if k.isupper() and isinstance(v, str)}
     assert written | {"finished_ms"} == names
 
