@@ -237,3 +237,62 @@ def conn_queue(conn):
     from wordcount.queue import Queues
 
     return Queues(conn, "test", conn.settings)
+
+
+def test_a_late_map_whose_job_rolls_back_to_the_map_phase_commits_as_a_map(redis_server,
+                                                                           monkeypatch):
+    """A requeued map is LATE (reduce phase); before its direct commit lands, Redis rolls
+    back to a snapshot of the map phase: the direct commit is refused (WCPHASE) and the map
+    commits its partitions instead. Before, the worker exited 4 on the refusal (soak seed
+    8105, lease queue)."""
+    from wordcount import jobs
+    from wordcount.queue import Queues
+
+    corpus = redis_server.directory + "/../in"
+    generate(corpus, 2, 30_000, seed=3)
+    conn = connect(redis_server)
+    conn.client.config_set("save", "")
+    job = _job(conn, corpus, reduces=2, chunk=30_000)
+    qs = Queues(conn, "w1", conn.settings)
+    counts = Counter({"alpha": 2, "beta": 3})
+    first = take(conn, job.name)
+    assert qs.complete_map(first, counts, 10, 1, 2) is Applied.APPLIED
+    conn.client.save()  # the map phase, one map settled
+    for _ in range(len(job.tasks) - 1):
+        assert qs.fail(take(conn, job.name), "unreadable") is Applied.APPLIED
+    assert _meta(conn, job, Meta.PHASE) == "reduce"
+    assert jobs.requeue(conn, job.name) == len(job.tasks) - 1
+    late = next(c for c in iter(lambda: take(conn, job.name), None) if c.reduce is None)
+    commit = functions.map_commit
+
+    def then_roll_back(*args, **kwargs):
+        out = commit(*args, **kwargs)
+        if out is Applied.LATE:
+            redis_server.kill()
+            redis_server.start()
+        return out
+    monkeypatch.setattr(functions, "map_commit", then_roll_back)
+    assert qs.complete_map(late, counts, 10, 1, 2) is Applied.APPLIED
+    # it went to the partitions of the restored map phase (whose last map it was)
+    assert int(_meta(conn, job, Meta.SHUFFLED)) == 2
+
+
+def test_a_client_that_follows_another_incarnation_takes_its_reduces(redis_server):
+    """Re-created after a loss under the epoch it adopted, a job keeps that incarnation's R
+    (workers know an epoch's partitions): soak seed 930."""
+    import tempfile
+
+    corpus = tempfile.mkdtemp(dir=redis_server.directory)
+    generate(corpus, 2, 30_000, seed=3)
+    conn = connect(redis_server)
+    a = _job(conn, corpus, reduces=2)
+    b = client.plan_job([str(corpus)], 100_000)
+    b.queue, b.reduces = os.environ["WORDCOUNT_QUEUE"], 5
+    client.submit(conn, b)
+    assert b.epoch == a.epoch and b.reduces == 2
+    redis_server.kill()
+    redis_server.wipe()
+    redis_server.start()
+    conn.ensure_functions()
+    client.submit(conn, b)
+    assert client.progress(conn, b.name).reduces == 2

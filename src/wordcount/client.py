@@ -181,6 +181,11 @@ def submit(conn: Connection, job: Job, fresh: bool = False,
         if reply.replaced:
             job.replaced.add(reply.replaced)
             log.info("job %s: replaced its incarnation %s", job.name, reply.replaced)
+        if reply.epoch != job.epoch:  # another client's incarnation of our plan: its R too,
+            # so that re-creating it under that epoch (after Redis lost it) keeps what workers
+            # know of that epoch (a shuffle job's partitions)
+            job.reduces = int(conn.call(lambda r: r.hget(keys.meta(job.name), Meta.REDUCES))
+                              or 0)
         job.epoch = reply.epoch  # the incarnation in Redis: ours, or one of our plan
         added += reply.added
         if on_batch is not None:
@@ -352,6 +357,7 @@ def follow(conn: Connection, job: Job, p: Progress) -> bool:
         raise JobConflictError(f"job {job.name} was replaced by another plan while we waited "
                                "for it")
     job.epoch = p.epoch  # ours, or another client's of our plan (submit --fresh): follow it
+    job.reduces = p.reduces  # (and its mode: re-created under that epoch, it stays the same)
     if p.state == "cancelled":
         raise JobCancelledError(f"job {job.name} was cancelled (wordcount cancel): "
                                 f"{p.done + p.dead}/{p.total} tasks had settled")

@@ -122,13 +122,23 @@ class _Backend:
         pieces (one call, O(R) work in Redis whatever the vocabulary). A map settling after the
         reduce phase began (a requeued dead letter) is committed directly instead."""
         nwords = sum(counts.values())
-        outcome = functions.map_commit(self.conn, c, shuffle.pieces(counts, reduces), nbytes,
-                                       nwords, busy_ms, skipped)
-        if outcome is Applied.LATE:
+        pieces = shuffle.pieces(counts, reduces)
+        for _ in range(self.MAX_RESTAGE):
+            outcome = functions.map_commit(self.conn, c, pieces, nbytes, nwords, busy_ms,
+                                           skipped)
+            if outcome is not Applied.LATE:
+                return outcome
             log.info("task %s %s: the reduce phase already began; committing its counts "
                      "directly", c.job, c.id)
-            return self.complete(c, counts, nbytes, busy_ms, skipped=skipped)
-        return outcome
+            try:
+                return self.complete(c, counts, nbytes, busy_ms, skipped=skipped)
+            except ResponseError as exc:
+                if not str(exc).startswith("WCPHASE"):
+                    raise
+                # Redis rolled back (or lost the job) to its map phase meanwhile: a map
+                # commit again
+                log.info("task %s %s: the job is in its map phase again", c.job, c.id)
+        return Applied.RESTAGE  # (phases flipping back and forth: left for another attempt)
 
     def read_partition(self, c: Claimed, maps: int, reduces: int
                        ) -> tuple[Counter[str], list[str]]:
