@@ -571,12 +571,14 @@ def _try(fn, retries: int = 1, pause: float = 0.25):
 
 
 def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, raft_image):
-    """compose.raft.yml: three RedisRaft nodes, the lease queue, 4 workers at 1/80 speed with
+    """compose.raft.yml: three RedisRaft nodes, the lease queue, 4 workers at 1/200 speed with
     every commit staged (2,000-pair pieces), while the chaos profile SIGKILLs a random Raft
     node every 4 s (down 1.5 s): the job completes, exactly, and the kills happened while it
     ran; a killed node came back by itself (it replays its Raft log and rejoins: no init
     service). (Needs the RedisRaft image: `make raft-sources`, then `make images`.)"""
-    c = cluster({"WORKERS": "4", "WORKER_SLOWDOWN": "80", "WORDCOUNT_COMMIT_PAIRS": "2000",
+    # (1/200: at 1/80 the job ended in 12 s, after 2 kills, once a woken BLPOP no longer cost a
+    # worker ~2 s on RedisRaft)
+    c = cluster({"WORKERS": "4", "WORKER_SLOWDOWN": "200", "WORDCOUNT_COMMIT_PAIRS": "2000",
                  "CHAOS_MODE": "kill", "CHAOS_TARGETS": "raft", "CHAOS_INTERVAL": "4",
                  "CHAOS_DOWNTIME": "1.5", "SUBMIT_ARGS": "--chunk-size 1MiB --timeout 400"},
                 profiles=("chaos",), compose_file="compose.raft.yml")
@@ -604,7 +606,7 @@ def test_raft_chaos_partitions_the_leader_and_workers(cluster, tmp_path, raft_im
     network for 3 s (docker network disconnect, then connect with its aliases) while the job
     runs: exact, and both kinds of partition happened mid-job (a worker cut off loses its lease
     to another and commits a duplicate or finds it settled)."""
-    c = cluster({"WORKERS": "3", "WORKER_SLOWDOWN": "80", "CHAOS_MODE": "partition",
+    c = cluster({"WORKERS": "3", "WORKER_SLOWDOWN": "200", "CHAOS_MODE": "partition",
                  "CHAOS_TARGETS": "raft,worker", "CHAOS_INTERVAL": "4", "CHAOS_DOWNTIME": "3",
                  "CHAOS_SEED": "5", "WORDCOUNT_CLAIM_TIMEOUT_MS": "2000",
                  "SUBMIT_ARGS": "--chunk-size 1MiB --timeout 400"},
