@@ -142,7 +142,7 @@ def test_heartbeat_keeps_a_slow_task(redis_server, tmp_path):
     job.queue = os.environ["WORDCOUNT_QUEUE"]
     client.submit(conn, job)
     log = str(tmp_path / "workers.log")
-    slow = WorkerPool(1, redis_server.env(), WorkerOptions.parse(args + ["--slowdown", "40"]),
+    slow = WorkerPool(1, redis_server.env(), WorkerOptions.parse(args + ["--slowdown", "150"]),
                       log_path=log)
     time.sleep(1.0)
     idle = WorkerPool(2, redis_server.env(), WorkerOptions.parse(args), log_path=log)

@@ -75,7 +75,10 @@ def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planne
         nbytes += len(data)
         if on_buffer is not None:  # (after the buffer is counted: a --slowdown paces both)
             on_buffer(len(data))
-    return tally.counts(), nbytes
+    counts = tally.counts()
+    if on_buffer is not None:  # the final count (the Tally defers its work): paced too
+        on_buffer(0)
+    return counts, nbytes
 
 
 def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
@@ -118,7 +121,10 @@ def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
             flush()
     if batch:
         flush()
-    return tally.counts(), nbytes, failed
+    counts = tally.counts()
+    if on_buffer is not None:  # the final count (the Tally defers its work): paced too
+        on_buffer(0)
+    return counts, nbytes, failed
 
 
 def _reference_task(task: Task) -> Counter[str]:
