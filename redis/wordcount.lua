@@ -698,6 +698,26 @@ local function stream_job(stream, meta)
   return cur[1]
 end
 
+--[[ wc_take: deliver one new task to this consumer and start its lease, in one call: no entry
+is ever delivered without a lease (read, then leased, a worker dying between the two calls left
+an entry that only XAUTOCLAIM found, after a claim timeout), and a take is one round trip.
+KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms)
+ARGV: 1 identity, 2 now, 3 group, 4 consumer
+Returns: {id, {field, value, ...}, 1}, or nil when there is no new entry (or the job no longer
+runs on the stream queue). ]]
+local function wc_take(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  local stream, meta, leases = keys[1], keys[2], keys[3]
+  if not stream_job(stream, meta) then return nil end
+  local res = redis.call('XREADGROUP', 'GROUP', args[3], args[4], 'COUNT', 1,
+                         'STREAMS', stream, '>')
+  local entry = res and res[1] and res[1][2][1]
+  if not entry then return nil end
+  redis.call('ZADD', leases, args[2], entry[1])
+  return {entry[1], entry[2], 1}
+end
+
 --[[ wc_claim_stale: take over one task idle longer than the claim timeout (XAUTOCLAIM): its
 holder died or froze. A delivery: it counts towards --max-attempts.
 KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms)
@@ -718,20 +738,18 @@ local function wc_claim_stale(keys, args)
   return {id, entry[2], p and p[4] or 1}
 end
 
---[[ wc_heartbeat: keep a task we are still working on (reset its idle time), or start our
-lease on a freshly read task (ARGV 6 = "start").
-KEYS: 1 stream, 2 leases
-ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 task id, 6 "start" | "beat"
+--[[ wc_heartbeat: keep a task we are still working on (reset its idle time).
+KEYS: 1 stream
+ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 task id
 Returns: 1 still ours, 0 lost (settled, claimed by another worker, or the job is gone). ]]
 local function wc_heartbeat(keys, args)
   local err = version_error(args)
   if err then return err end
-  local stream, leases = keys[1], keys[2]
+  local stream = keys[1]
   if redis.call('EXISTS', stream) == 0 then return 0 end
   local p = pending_entry(stream, args[3], args[5])
   if not p or p[2] ~= args[4] then return 0 end
   redis.call('XCLAIM', stream, args[3], args[4], 0, args[5], 'JUSTID')
-  if args[6] == 'start' then redis.call('ZADD', leases, args[2], args[5]) end
   return 1
 end
 
@@ -1010,6 +1028,7 @@ redis.register_function('wc_stage', wc_stage)
 redis.register_function('wc_commit_staged', wc_commit_staged)
 redis.register_function('wc_merge', wc_merge)
 redis.register_function('wc_dead', wc_dead)
+redis.register_function('wc_take', wc_take)
 redis.register_function('wc_claim_stale', wc_claim_stale)
 redis.register_function('wc_heartbeat', wc_heartbeat)
 redis.register_function('wc_speculate', wc_speculate)

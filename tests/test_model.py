@@ -690,9 +690,10 @@ class ProtocolModel(RuleBasedStateMachine):
         before = observe(self.r, name)
         if kind == "stream":
             if how == "new":
-                c = self.queues(worker).backends["stream"]._read_new([name])
+                c = functions.take(self.conn, name, worker)
                 if c is not None:
-                    assert functions.heartbeat(self.conn, c, worker, start=True)
+                    assert self.r.zscore(keys.leases(name), c.id) == CLOCK.ms, \
+                        f"{name}: {c.id} taken without its lease started"
                 elif live:
                     assert not before.queued, f"{name}: entries {before.queued} after the " \
                                               "group's last-delivered id, but none was read"

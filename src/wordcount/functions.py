@@ -1,7 +1,7 @@
 """The commit protocol, on the client side: one typed wrapper per Redis Function in
 ``redis/wordcount.lua``. Only this module knows argument orders and return codes.
 
-A task's life, on either queue: submit → take (stream: XREADGROUP | ``claim_stale`` |
+A task's life, on either queue: submit → take (stream: ``take`` | ``claim_stale`` |
 ``speculate``; lease: ``lease_claim`` | ``lease_speculate``) → heartbeat while counting →
 ``commit`` (or ``stage`` × N + ``commit_staged`` + ``merge`` × N for a huge vocabulary) or
 ``dead``. Settling (commit, commit_staged, dead) is one Function for both queues: the claim's
@@ -178,6 +178,14 @@ def _stream_claimed(job: str, reply: object, how: str) -> Claimed | None:
     return Claimed.from_fields(job, entry_id, fields, deliveries, how, "stream")
 
 
+def take(conn: Connection, job: str, consumer: str) -> Claimed | None:
+    """A new task of the job delivered to ``consumer`` with its lease started (one call), or
+    None when the stream has none."""
+    reply = conn.fcall("wc_take", [keys.tasks(job), keys.meta(job), keys.leases(job)],
+                       [IDENTITY, now_ms(), keys.GROUP, consumer])
+    return _stream_claimed(job, reply, "new")
+
+
 def claim_stale(conn: Connection, job: str, consumer: str, min_idle_ms: int) -> Claimed | None:
     reply = conn.fcall("wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job)],
                        [IDENTITY, now_ms(), keys.GROUP, consumer, min_idle_ms])
@@ -191,11 +199,10 @@ def speculate(conn: Connection, job: str, consumer: str, min_ms: int, factor: fl
     return _stream_claimed(job, reply, "backup")
 
 
-def heartbeat(conn: Connection, c: Claimed, consumer: str, start: bool = False) -> bool:
+def heartbeat(conn: Connection, c: Claimed, consumer: str) -> bool:
     """Reset the task's idle time if we still own it; False when it was taken from us."""
-    return bool(conn.fcall("wc_heartbeat", [keys.tasks(c.job), keys.leases(c.job)],
-                           [IDENTITY, now_ms(), keys.GROUP, consumer, c.id,
-                            "start" if start else "beat"]))
+    return bool(conn.fcall("wc_heartbeat", [keys.tasks(c.job)],
+                           [IDENTITY, now_ms(), keys.GROUP, consumer, c.id]))
 
 
 # -- the lease queue ------------------------------------------------------------------------------

@@ -203,26 +203,13 @@ class StreamQueue(_Backend):
         if c is None and block:
             self._wait_new(jobs)
             c = self._read_new(jobs)
-        if c is not None and c.how == "new" and not functions.heartbeat(
-                self.conn, c, self.consumer, start=True):
-            return None  # settled or taken between our read and now
-        return c  # (a stale or backup claim started its lease in its Function)
+        return c  # (every claim started its lease in its Function)
 
     def _read_new(self, jobs: list[str]) -> Claimed | None:
-        """One new entry, one stream at a time: a read over several streams delivers one entry
-        of each (COUNT is per stream), and every entry delivered is a lease we must keep."""
-        for job in jobs:
-            try:
-                reply = self.conn.call(lambda r, job=job: r.xreadgroup(
-                    keys.GROUP, self.consumer, {keys.tasks(job): ">"}, count=1))
-            except ResponseError as exc:
-                if vanished(exc):
-                    continue  # deleted, or re-created on the lease queue, meanwhile
-                raise
-            for _stream, entries in reply or []:
-                for entry_id, fields in entries:
-                    return Claimed.from_fields(job, entry_id, fields, 1, "new", self.kind)
-        return None
+        """One new entry, one stream at a time (``wc_take``: delivered and leased in one call;
+        a read over several streams would deliver one entry of each, every one a lease we must
+        keep)."""
+        return _first(jobs, lambda job: functions.take(self.conn, job, self.consumer))
 
     def _wait_new(self, jobs: list[str]) -> None:
         """Wait (at most block_ms) for an entry added to any of the streams: a plain XREAD,
