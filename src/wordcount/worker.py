@@ -291,7 +291,9 @@ class Worker:
                         reduces: int = 0, consumed: list[str] | None = None) -> None:
         try:
             self.crash_point(armed, "before-commit")
+            committing = time.perf_counter()
             outcome = self._commit(c, counts, nbytes, busy_ms, skipped, reduces, consumed)
+            commit_ms = int((time.perf_counter() - committing) * 1000)
             self.crash_point(armed, "after-commit")
         finally:
             beat.stop()
@@ -315,8 +317,8 @@ class Worker:
             log.error("task %s %s: Redis kept losing its staged pieces; left for another "
                       "attempt", c.job, c.id)
         what = (f"reduce {c.reduce}" if c.reduce is not None else f"{c.task.nbytes} bytes")
-        log.info("task %s %s (%s, %s) %s in %d ms", c.job, c.id, c.how, what,
-                 outcome.name.lower(), busy_ms)
+        log.info("task %s %s (%s, %s) %s in %d ms (counted; committed in %d ms)", c.job, c.id,
+                 c.how, what, outcome.name.lower(), busy_ms, commit_ms)
         self.registration.update(**asdict(self.stats))
 
     def local_root(self, job_root: str, mount: str) -> str:
