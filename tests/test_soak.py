@@ -261,10 +261,18 @@ def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     started = time.monotonic()
     summary = soak.run_many(RUNS, FIRST_SEED, ONE_PHASE, workdir=tmp_path, timeout_s=120,
                             out=out)
+    assert len(summary.reports) == RUNS
+    assert summary.ok, f"{len(summary.failures)} of {RUNS} soak runs failed:\n{out.getvalue()}"
+    plans = {FIRST_SEED + i: (soak.draw_plan(FIRST_SEED + i, ONE_PHASE[i % 2]),
+                              ONE_PHASE[i % 2]) for i in range(RUNS)}
+
+    def missed(reports):  # the seeds that planned a move no run has fired yet
+        fired = {k for r in reports for k in r.moves}
+        return [s for s, (plan, _) in plans.items()
+                if {f.kind for f in plan.faults} - fired & set(soak.MOVES)]
+    summary = _again(summary, missed, lambda s: plans[s][1], tmp_path, out, timeout_s=120)
     text = out.getvalue()
     print(text, f"({time.monotonic() - started:.0f} s)")
-    assert len(summary.reports) == RUNS
-    assert summary.ok, f"{len(summary.failures)} of {RUNS} soak runs failed:\n{text}"
     # never vacuous: the faults really happened, in the middle of jobs
     assert summary.total("kills_mid") > 0, text
     assert summary.total("crashes") > 0, text
@@ -370,18 +378,43 @@ def test_the_shuffle_seeds_schedule_what_they_claim():
             assert "wipe" not in moves[clients[0]:] and plan.mid_submit != "wipe", seed
 
 
+def _again(summary: soak.SoakSummary, missed, path_of, tmp_path, out, tries: int = 2,
+           **kwargs) -> soak.SoakSummary:
+    """A move is drawn at a point of its job's progress (and a delay after the move before it):
+    it fires only if the job is still running then, so a run on a machine faster or slower
+    than usual can end before it. The seeds ``missed(reports)`` names (those whose planned
+    moves no run has fired yet) run again, at most ``tries`` times each; every run must pass.
+    Returns the summary of all the runs."""
+    reports = list(summary.reports)
+    for _ in range(tries):
+        seeds = missed(reports)
+        if not seeds:
+            break
+        print(f"again (a planned move did not fire): seeds {seeds}", file=out)
+        for seed in seeds:
+            more = soak.run_many(0, 0, (path_of(seed),), workdir=tmp_path, out=out,
+                                 seeds=[seed], **kwargs)
+            assert more.ok, f"seed {seed} failed when run again:\n{out.getvalue()}"
+            reports += more.reports
+    return soak.SoakSummary(reports)
+
+
 def _shuffle_soak(seeds, tmp_path, **kwargs) -> tuple[soak.SoakSummary, str]:
     out = io.StringIO()
     summary = soak.run_many(0, 0, ("shuffle",), workdir=tmp_path, out=out, seeds=seeds, **kwargs)
+    assert len(summary.reports) == len(seeds)
+    assert summary.ok, (f"{len(summary.failures)} of {len(seeds)} shuffle soak runs "
+                        f"failed:\n{out.getvalue()}")
+    # never vacuous: moves landed in every seed's reduce phase (those that missed it, run again)
+    summary = _again(summary, lambda reports: [s for s in seeds if not any(
+        r.seed == s and r.reduce_moves for r in reports)], lambda s: "shuffle", tmp_path, out,
+        **kwargs)
     text = out.getvalue()
     print(text)
-    assert len(summary.reports) == len(seeds)
-    assert summary.ok, f"{len(summary.failures)} of {len(seeds)} shuffle soak runs failed:\n{text}"
     assert all(r.reduces for r in summary.reports), text
     assert summary.total("kills_mid") > 0 and summary.total("crashes") > 0, text
-    # never vacuous: moves landed in reduce phases, and maps committed after them (LATE)
-    assert summary.total("reduce_moves") >= len(seeds), text
-    assert summary.total("late_maps") > 0, text
+    assert {r.seed for r in summary.reports if r.reduce_moves} == set(seeds), text
+    assert summary.total("late_maps") > 0, text  # maps committed after the reduce phase began
     return summary, text
 
 

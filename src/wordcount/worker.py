@@ -251,6 +251,8 @@ class Worker:
             else:  # a shuffle job's reduce task: sum its partition of every map's output
                 counts, consumed = self.queue.read_partition(c, info.maps, info.reduces)
                 nbytes, skipped = 0, []
+                if self.faults.slowdown > 1:  # a straggler is slow at reduces too
+                    time.sleep((time.perf_counter() - started) * (self.faults.slowdown - 1))
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
         except shuffle.CorruptPiece as exc:
