@@ -528,3 +528,13 @@ def test_sweep_corpus_options(sweep, option, value):
     rc, err = invoke(["corpus", "out", "--files", "1", "--size", "10", f"{option}={value}"])
     assert rc == EXIT_USAGE and "Traceback" not in err, (rc, err)
     assert not (root / "out").exists()
+
+
+@pytest.mark.parametrize("command,mode", [("submit", "atomic"), ("run", "atomic"),
+                                          ("run", "per-word")])  # (per-word: no job's mode)
+def test_reduces_without_the_shuffle_is_refused(text_file, dead_redis, command, mode):
+    """`--reduces` names the shuffle's reduce tasks: beside a one-phase mode it is a usage
+    error (exit 2, before anything runs), never silently a shuffle job or ignored."""
+    extra = ["--redis-url", dead_redis] if command == "submit" else []
+    proc = wc(command, str(text_file), "--commit", mode, "--reduces", "3", *extra)
+    assert_one_line_error(proc, EXIT_USAGE, "--reduces", f"--commit {mode}")

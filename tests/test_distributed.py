@@ -392,7 +392,7 @@ def test_submit_no_wait_status_and_resume(redis_server, tmp_path):
     status = subprocess.run([*cmd, "status", "--json"], env=env, capture_output=True, text=True,
                             timeout=60)
     (doc,) = json.loads(status.stdout)
-    assert doc["job"] == name and doc["state"] == "running" and doc["total"] == 1
+    assert doc["job"] == name and doc["state"] == "running" and doc["total"] == 1 + doc["reduces"]
     pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
     try:
         resumed = subprocess.run([*cmd, "submit", str(data), "--json"], env=env,

@@ -345,6 +345,10 @@ def test_every_function_is_deterministic_and_ttl_free():
 
 # -- the end-to-end self-check ------------------------------------------------------------
 
+# a task per file, one phase (the figures of a shuffle job's check: tests/test_shuffle.py)
+ONE_TASK_PER_FILE = ("--json", "--pack-size", "0", "--commit", "atomic")
+
+
 def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
     data = tmp_path / "d"
     data.mkdir()
@@ -353,7 +357,7 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
     env = redis_server.env()
     pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
     try:
-        ok = cli(env, "submit", str(data), "--json", "--pack-size", "0")  # (a task per file)
+        ok = cli(env, "submit", str(data), *ONE_TASK_PER_FILE)
     finally:
         pool.stop()
     assert ok.returncode == 0, ok.stderr
@@ -364,13 +368,13 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
                             "bytes_meta": size, "ok": True}
     conn = connect(redis_server)
     conn.client.zincrby(keys.counts(doc["job"]), 1, "common")  # a task applied 1 word too much
-    bad = cli(env, "submit", str(data), "--json", "--pack-size", "0")
+    bad = cli(env, "submit", str(data), *ONE_TASK_PER_FILE)
     assert bad.returncode == EXIT_INCONSISTENT, bad.stderr
     assert "failed the self-check" in bad.stderr and "301 words" in bad.stderr
     assert bad.stdout == "" and "Traceback" not in bad.stderr
     conn.client.zincrby(keys.counts(doc["job"]), -1, "common")
     conn.client.hdel(keys.done(doc["job"]), "0-2")  # a task whose settlement was lost
-    bad = cli(env, "submit", str(data), "--json", "--pack-size", "0")
+    bad = cli(env, "submit", str(data), *ONE_TASK_PER_FILE)
     assert bad.returncode == EXIT_INCONSISTENT and "never settled ['0-2']" in bad.stderr
 
 

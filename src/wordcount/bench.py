@@ -147,7 +147,7 @@ def tokenizer(args: argparse.Namespace) -> int:
 
 
 # ``wordcount run`` flags per commit mode (bench distributed --variants)
-VARIANTS = {"atomic": [], "shuffle": ["--commit", "shuffle"], "per-word": ["--commit", "per-word"]}
+VARIANTS = {mode: ["--commit", mode] for mode in ("atomic", "shuffle", "per-word")}
 
 
 def _names(text: str, known, what: str) -> list[str]:

@@ -237,7 +237,8 @@ def _finish(conn, job, args, started: float, deadline: float | None = None,
 
 def _result_doc(job, progress) -> dict[str, Any]:
     """What a distributed result adds to the JSON of ``count``."""
-    return {"job": job.name, "tasks": len(job.tasks), "dead": progress.dead,
+    return {"job": job.name, "tasks": len(job.tasks), "reduces": progress.reduces,
+            "commit": "shuffle" if progress.reduces else "atomic", "dead": progress.dead,
             "stolen": progress.stolen, "backups": progress.backups,
             "duplicates": progress.duplicates, "resubmits": progress.resubmits,
             "created_ms": progress.created_ms, "finished_ms": progress.finished_ms,
@@ -282,11 +283,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
                           fingerprint=args.fingerprint, data_root=settings.data_root,
                           pack_size=args.pack_size)
-    job.reduces = args.reduces or 0  # (--commit shuffle without it: from the workers, below)
+    _check_reduces(args)
+    job.reduces = args.reduces or 0  # (a shuffle job without it: from the workers, below)
     with stop_on_signals(), timeout_message(
             args, f"job {job.name} keeps running if it was submitted: `wordcount wait "
                   f"{job.name}` waits for its result (or submit the same inputs again)"):
         return _submit(args, settings, job, started, deadline)
+
+
+def _check_reduces(args: argparse.Namespace) -> None:
+    if args.reduces and args.commit != "shuffle":
+        raise exc.UsageError(f"--reduces is the shuffle's: --commit {args.commit} has no reduce "
+                             "tasks")
 
 
 def _submit(args: argparse.Namespace, settings, job, started: float,
@@ -343,10 +351,10 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-wait", action="store_true", help="print the job name and return")
     from .workeropts import JOB_COMMIT_MODES, add_reduces_arg
 
-    p.add_argument("--commit", choices=JOB_COMMIT_MODES, default="atomic",
-                   help="atomic (default): each task's counts applied in the Function that "
-                        "settles it; shuffle: maps store R partitions, R reduce tasks sum them "
-                        "(Redis work per map task O(R), not O(its vocabulary))")
+    p.add_argument("--commit", choices=JOB_COMMIT_MODES, default="shuffle",
+                   help="shuffle (the default): maps store R partitions, R reduce tasks sum "
+                        "them (Redis work per map task O(R), not O(its vocabulary)); atomic: "
+                        "each task's counts applied in the Function that settles it")
     add_reduces_arg(p)
     add_timeout_args(p)
     add_redis_args(p)
@@ -490,7 +498,7 @@ def cmd_result(args: argparse.Namespace) -> int:
         raise exc.JobCancelledError(f"job {job.name} was cancelled: its counts are partial")
     if not p.finished:
         raise exc.JobNotFinishedError(
-            f"job {job.name} is running: {p.done + p.dead}/{p.total} tasks settled; "
+            f"job {job.name} is running: {p.done + p.dead}/{p.all_tasks} tasks settled; "
             f"`wordcount wait {job.name}` waits for its result")
     report.check_output(args.counts_out, "--counts-out")
     result, progress = client.result(conn, job, p.job_seconds, p)
@@ -533,7 +541,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     cancelled = jobs.cancel(conn, args.job)
     p = client.progress(conn, args.job)
     if cancelled:
-        print(f"job {args.job} cancelled: {p.done + p.dead}/{p.total} tasks had settled; "
+        print(f"job {args.job} cancelled: {p.done + p.dead}/{p.all_tasks} tasks had settled; "
               "workers drop its tasks in flight (`wordcount delete` removes it)")
     else:
         print(f"job {args.job} is {p.state}, not running: nothing changed")
@@ -639,7 +647,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     report.check_output(args.worker_log, "--worker-log")
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
                           pack_size=args.pack_size)
-    if args.commit == "shuffle" or args.reduces:
+    _check_reduces(args)
+    if args.commit == "shuffle":
         from . import shuffle
 
         job.reduces = args.reduces or shuffle.default_reduces(args.workers)
@@ -673,7 +682,7 @@ def _run_parser(sub) -> argparse.ArgumentParser:
                    help="how many workers run with --slowdown (default 1 if --slowdown > 1)")
     p.add_argument("-v", "--verbose", action="store_true")
     add_reduces_arg(p)
-    add_fault_args(p)
+    add_fault_args(p, commit_default="shuffle")
     add_chunk_arg(p)
     add_pack_arg(p)
     add_output_args(p)

@@ -42,8 +42,10 @@ class JobRow:
         # held: by workers now -- of a running job only (a cancelled job's leases are left to
         # lapse: its workers drop those tasks, and nothing holds them any more)
         held = p.pending if p.state == "running" else 0
-        return {"job": self.name, "state": p.state, "queue": p.queue, "total": p.total,
-                "submitted": p.submitted, "done": p.done, "dead": p.dead, "pending": held,
+        # total: every task, a shuffle job's reduces too (done counts them as they settle)
+        return {"job": self.name, "state": p.state, "queue": p.queue, "total": p.all_tasks,
+                "reduces": p.reduces, "phase": p.phase, "submitted": p.submitted,
+                "done": p.done, "dead": p.dead, "pending": held,
                 "bytes": p.bytes, "done_bytes": p.done_bytes, "words": p.words,
                 "distinct": self.distinct, "stolen": p.stolen, "backups": p.backups,
                 "duplicates": p.duplicates, "created_ms": p.created_ms,

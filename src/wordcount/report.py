@@ -173,7 +173,9 @@ def print_jobs(docs: list[dict[str, Any]], now_ms: int, out: IO[str] | None = No
     rows = []
     for d in docs:
         age = _age((now_ms - d["created_ms"]) / 1000) if d["created_ms"] else "-"
-        rows.append([d["job"], d["state"], f"{d['done']}/{d['total']}", str(d["dead"]),
+        state = f"{d['state']} ({d['phase']})" if d["state"] == "running" and d.get("phase") \
+            else d["state"]
+        rows.append([d["job"], state, f"{d['done']}/{d['total']}", str(d["dead"]),
                      str(d["pending"]), f"{d['done_bytes']:,}/{d['bytes']:,}",
                      f"{d['words']:,}", f"{d['distinct']:,}", age, f"{d['seconds']:.1f}s",
                      d["queue"]])

@@ -267,9 +267,7 @@ class RunPlan:
 
     def client_args(self) -> list[str]:
         """A second client's commit mode (`wordcount submit` arguments)."""
-        if not self.reduces:
-            return []  # (the default, atomic: as before the shuffle path existed)
-        if not self.client_reduces:
+        if not self.reduces or not self.client_reduces:
             return ["--commit", "atomic"]
         return ["--commit", "shuffle", "--reduces", str(self.client_reduces)]
 

@@ -26,8 +26,8 @@ JOB_COMMIT_MODES = ("atomic", "shuffle")
 
 def add_reduces_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reduces", type=argtypes.reduces, metavar="R",
-                   help="reduce tasks of a --commit shuffle job (implies it; default 2 per "
-                        "worker: `run`'s --workers, or the workers alive in Redis)")
+                   help="reduce tasks of a shuffle job (default 2 per worker: `run`'s "
+                        "--workers, or the workers alive in Redis; at least 2)")
 
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
@@ -41,7 +41,10 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
                         "of this many (default 50000)")
 
 
-def add_fault_args(p: argparse.ArgumentParser) -> None:
+def add_fault_args(p: argparse.ArgumentParser, commit_default: str = "atomic") -> None:
+    """The fault and commit-mode flags of ``worker`` and ``run`` (``run``'s jobs default to
+    the shuffle, a worker's own commits to atomic: a job's mode is the job's, workers follow
+    it)."""
     g = p.add_argument_group("fault injection (experiments and tests)")
     g.add_argument("--crash-at", choices=[*CRASH_POINTS, "any"],
                    help="end the process abruptly (os._exit) at this point of a task")
@@ -55,11 +58,11 @@ def add_fault_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stall-max", type=argtypes.float_in(0), default=2.0, metavar="S")
     g.add_argument("--slowdown", type=argtypes.float_in(1), default=1.0, metavar="FACTOR",
                    help="run at 1/FACTOR speed (a straggler)")
-    g.add_argument("--commit", choices=COMMIT_MODES, default="atomic",
-                   help="atomic: each task's counts applied in the Function that settles it; "
-                        "shuffle (run only: a job's mode, which workers follow): maps store R "
-                        "partitions, R reduce tasks sum them; per-word: the lab's naive "
-                        "ZINCRBY per occurrence (NOT crash-safe)")
+    g.add_argument("--commit", choices=COMMIT_MODES, default=commit_default,
+                   help="shuffle (run only: a job's mode, which workers follow): maps store R "
+                        "partitions, R reduce tasks sum them; atomic: each task's counts "
+                        "applied in the Function that settles it; per-word: the lab's naive "
+                        "ZINCRBY per occurrence (NOT crash-safe); default %(default)s")
     g.add_argument("--speculate-factor", type=argtypes.float_in(0), metavar="FACTOR",
                    help="back up a task running longer than FACTOR x the mean task time "
                         "(default 3; 0 disables)")
