@@ -134,8 +134,32 @@ local function record_done(k, args, skipped, is_reduce)
   end
 end
 
-local function apply_pairs(counts, list, first)
-  for i = first, #list, 2 do  -- a loop, not unpack(): unpack fails at ~8000 values
+--[[ Apply the (word, count) pairs list[first..] to the counts table. A reduce task's pairs are
+its partition's totals: no other task writes a word of that partition, and the task applies
+them once (settled once; a staged piece merged once), so while no late map added to the table
+(meta `late`) its words are not in the table yet and ZADD of the totals is exactly ZINCRBY, at
+one call per 1000 words instead of one per word. Any other pairs are increments (ZINCRBY), and
+those of a shuffle job's map (settled after its reduce phase began: a requeued dead letter) set
+`late`, after which the reduces increment too, so the two commute in any order. ]]
+local ZADD_BATCH = 2000  -- values per ZADD (unpack fails at ~8000)
+
+local function apply_pairs(meta, counts, list, first, reduce)
+  if reduce and redis.call('HEXISTS', meta, 'late') == 0 then
+    local batch, n = {}, 0
+    for i = first, #list, 2 do
+      batch[n + 1], batch[n + 2], n = list[i + 1], list[i], n + 2
+      if n == ZADD_BATCH then
+        redis.call('ZADD', counts, unpack(batch, 1, n))
+        n = 0
+      end
+    end
+    if n > 0 then redis.call('ZADD', counts, unpack(batch, 1, n)) end
+    return
+  end
+  if not reduce and first < #list and hget_number(meta, 'reduces') > 0 then
+    redis.call('HSET', meta, 'late', 1)
+  end
+  for i = first, #list, 2 do
     redis.call('ZINCRBY', counts, list[i + 1], list[i])
   end
 end
@@ -515,7 +539,7 @@ local function wc_commit(keys, args)
     if err then return err end
   end
   k.leave(args[5])
-  apply_pairs(keys[next_key], args, 13)
+  apply_pairs(k.meta, keys[next_key], args, 13, args[12] ~= '')
   if free then free() end
   record_done(k, args, args[11], args[12] ~= '')
   finish_if_complete(k, args[7], args[2])
@@ -563,17 +587,21 @@ end
 --[[ wc_stage: write one piece of a big task's (word, count) pairs into its own list, for
 wc_commit_staged. The piece is replaced whole (DEL + RPUSH in one call), so a retried or
 replayed call leaves the same list, and a piece either exists complete or not at all.
-KEYS: 1 meta, 2 piece (list)
-ARGV: 1 identity, 2 epoch, then word, count pairs
+The task leaves the leases zset: an attempt that is committing is never backed up (a backup
+would commit through this same Redis, after it). A crashed or frozen committer still loses
+the task to a thief (its heartbeats stop), which starts a new attempt and lease.
+KEYS: 1 meta, 2 piece (list), 3 leases
+ARGV: 1 identity, 2 epoch, 3 task id, then word, count pairs
 Returns: 1 staged, -1 stale, -2 gone (nothing written). ]]
 local function wc_stage(keys, args)
   local err = version_error(args)
   if err then return err end
   local bad = check_epoch(keys[1], args[2])
   if bad then return bad end
+  redis.call('ZREM', keys[3], args[3])
   redis.call('DEL', keys[2])
   local step = 1000
-  for i = 3, #args, step do
+  for i = 4, #args, step do
     redis.call('RPUSH', keys[2], unpack(args, i, math.min(i + step - 1, #args)))
   end
   return 1
@@ -654,7 +682,10 @@ local function wc_merge(keys, args)
   if redis.call('EXISTS', piece) == 0 then
     return redis.error_reply('WCLOST accepted piece ' .. piece .. ' is missing')
   end
-  apply_pairs(counts, redis.call('LRANGE', piece, 0, -1), 1)
+  -- (the task that staged it: a reduce applies its totals, see apply_pairs)
+  local id = string.match(piece, ':stage:[^:]*:([^:]*):')
+  apply_pairs(meta, counts, redis.call('LRANGE', piece, 0, -1), 1,
+              is_reduce({meta = meta}, id or ''))
   redis.call('DEL', piece)
   redis.call('SREM', merges, piece)
   finish_if_complete({meta = meta, active = active, merges = merges}, args[4], args[2])

@@ -287,6 +287,24 @@ def test_speculate_backs_up_the_oldest_attempt_beyond_the_first_hundred(redis_se
     assert client.progress(conn, "spec").backups == 1
 
 
+def test_an_attempt_that_began_its_staged_commit_is_not_backed_up(redis_server, queue_kind):
+    """A backup of a committing attempt could only commit after it, through the same Redis
+    (high cardinality: reduces were backed up while their commit was Redis-bound, 3 of 4 in
+    one run); a frozen committer still loses its task to a thief."""
+    conn = connect(redis_server, speculate_min_ms=0, speculate_factor=1.0)
+    client.submit(conn, client.Job("spec", "p", "/x", [Task("f", 0, 1), Task("g", 0, 1)],
+                                   queue=queue_kind))
+    c = take(conn, "spec", "w1")
+    slow = take(conn, "spec", "w1")
+    pieces = functions.stage_keys(c, "a1", 1)
+    assert functions.stage(conn, c, pieces[0], ["w", 1]) is Applied.APPLIED
+    backups = Queues(conn, "w2", conn.settings).backends[queue_kind]
+    backup = backups._speculate(["spec"])
+    assert backup is not None and backup.id == slow.id  # the attempt still counting
+    assert backups._speculate(["spec"]) is None  # not the committing one
+    assert functions.commit_staged(conn, c, pieces, 1, 1, 1, 1) is Applied.APPLIED
+
+
 # -- protocol versions ----------------------------------------------------------------------------
 
 def _library_with_protocol(version: str) -> str:

@@ -209,6 +209,48 @@ def test_a_map_requeued_after_the_reduce_phase_is_counted_once(redis_server, cor
     assert_counts_equal(result.counts, oracle(corpus))
 
 
+@pytest.mark.parametrize("commit_pairs", [50_000, 7], ids=["direct", "staged"])
+def test_a_late_map_settled_before_a_reduce_is_not_overwritten(redis_server, corpus, tmp_path,
+                                                               commit_pairs):
+    """A reduce writes its partition's totals with ZADD, which would overwrite what a late map
+    (requeued during the reduce phase) had added: a late map marks the job, and later reduces
+    increment. Order forced here: the requeued map settles before any reduce ("staged": every
+    commit and merge in pieces of 7 pairs)."""
+    from wordcount import jobs
+    from wordcount.queue import Queues
+    from wordcount.words import reference_counts
+
+    conn = connect(redis_server, commit_pairs=commit_pairs)
+    job = _job(conn, corpus)
+    qs = Queues(conn, "w1", conn.settings)
+    victim = sorted(corpus.iterdir())[0]
+    shutil.move(victim, tmp_path / "hidden")
+    _work_until(conn, lambda: _meta(conn, job, Meta.PHASE) == "reduce")
+    shutil.move(tmp_path / "hidden", victim)
+    dead = int(_meta(conn, job, Meta.DEAD))
+    assert dead and jobs.requeue(conn, job.name) == dead
+    held, lates = [], []
+    for _ in range(dead + R):
+        c = take(conn, job.name)
+        (held if c.reduce is not None else lates).append(c)
+    assert len(lates) == dead and len(held) == R
+    for c in lates:  # counted as a worker would, its file back
+        counts = Counter()
+        for t in c.task.ranges():
+            with open(os.path.join(job.root, t.path), "rb") as f:
+                f.seek(t.start)
+                counts += reference_counts(f.read(t.end - t.start))
+        assert qs.complete_map(c, counts, c.task.nbytes, 1, R) is Applied.APPLIED
+    assert conn.client.hget(keys.meta(job.name), "late") == "1"
+    for c in held:
+        counts, maps = qs.read_partition(c, len(job.tasks), R)
+        assert qs.complete(c, counts, 0, 1, consumed=maps) is Applied.APPLIED
+    qs.finish_merges([job.name])
+    result, progress = client.result(conn, job, 0)
+    assert result.errors == [] and progress.check["ok"]
+    assert_counts_equal(result.counts, oracle(corpus))
+
+
 def test_the_functions_guard_both_phases(redis_server, corpus):
     """A plain commit of a map in the map phase is refused (its words would miss the
     reduces); a reduce held across a rollback to the map phase is stale; a reduce whose

