@@ -241,7 +241,7 @@ def test_a_late_map_settled_before_a_reduce_is_not_overwritten(redis_server, cor
                 f.seek(t.start)
                 counts += reference_counts(f.read(t.end - t.start))
         assert qs.complete_map(c, counts, c.task.nbytes, 1, R) is Applied.APPLIED
-    assert conn.client.hget(keys.meta(job.name), "late") == "1"
+    assert _meta(conn, job, Meta.LATE) == "1"
     for c in held:
         counts, maps = qs.read_partition(c, len(job.tasks), R)
         assert qs.complete(c, counts, 0, 1, consumed=maps) is Applied.APPLIED

@@ -162,6 +162,7 @@ class Meta:
     REDUCED = "reduced"  # words the reduce tasks applied
     REDUCE_BUSY_MS = "reduce_busy_ms"  # the reduces' counting time (busy_ms: the maps')
     REDUCES_DONE = "reduces_done"
+    LATE = "late"  # set once a map settled in the reduce phase: reduces increment (apply_pairs)
 
     # every other field is an integer
     TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE, PHASE)
