@@ -355,3 +355,17 @@ def test_the_rate_after_a_requeue_is_what_was_counted_while_watching():
     # a result that was finished before we watched at all: the job's own average
     reused = client.Follower(job, quiet=True)
     assert reused.detail(after, 0.01).endswith(", 0.0 MB/s")  # 4 MB over an hour
+
+
+def test_a_result_table_is_read_whole_in_chunks_by_rank(redis_server, monkeypatch):
+    """The client reads the table with ZRANGE by rank, READ_CHUNK words per call: every word
+    once, with its count, whatever the chunk boundaries (equal counts span them)."""
+    from collections import Counter
+
+    conn = connect(redis_server)
+    table = {f"w{i}": i % 5 + 1 for i in range(1000)} | {"big": 2**40}
+    conn.client.zadd(keys.counts("chunks"), table)
+    monkeypatch.setattr(client, "READ_CHUNK", 7)
+    assert client.fetch_counts(conn, "chunks") == Counter(table)
+    monkeypatch.setattr(client, "READ_CHUNK", 1001)
+    assert client.fetch_counts(conn, "chunks") == Counter(table)

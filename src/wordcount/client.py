@@ -447,12 +447,23 @@ class Snapshot:
     skipped: dict[str, list[Skipped]] = field(default_factory=dict)
 
 
+READ_CHUNK = 20_000  # words of the result table per ZRANGE
+
+
 def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], dict[str, str],
                                                int, dict[str, list[Skipped]]]:
     def run(r):
+        # by rank, in chunks: a walk along the sorted set's skiplist, where ZSCAN walks its hash
+        # table in memory order (2 M words: 0.4 s of Redis CPU against 2.4 s, and 2.2 s against
+        # 4.0 s here). A table that changed between two chunks is caught like any change of a
+        # finished job (read_finished), and by the self-check's word total.
         counts: Counter[str] = Counter()
-        for word, score in r.zscan_iter(keys.counts(name), count=5000):
-            counts[word] = int(score)
+        table = keys.counts(name)
+        size = r.zcard(table)
+        for start in range(0, size, READ_CHUNK):
+            dict.update(counts, {word: int(score) for word, score in  # (set, not add)
+                                 r.zrange(table, start, start + READ_CHUNK - 1,
+                                          withscores=True)})
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(keys.done(name))
         pipe.hgetall(keys.dead(name))
