@@ -226,7 +226,8 @@ class JobRun:
     def per_task(self) -> float:
         if not self.tasks or math.isnan(self.cmds):
             return NAN
-        return (self.cmds - self.polls * self.poll_cmds) / self.tasks
+        per_task = (self.cmds - self.polls * self.poll_cmds) / self.tasks
+        return per_task if per_task >= 0 else NAN  # (never: a miscount, not a figure)
 
 
 def _vm_hwm(pid: int) -> int:
@@ -429,14 +430,21 @@ def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, n
     if before is not None and after is not None:
         run.redis_cpu = after["cpu"] - before["cpu"]
         run.cmds, run.fcalls = after["cmds"] - before["cmds"], after["fcalls"] - before["fcalls"]
+        if target.raft and target.leader() != leader:  # an election meanwhile: the commands
+            run.cmds = run.fcalls = NAN                # went through two nodes
         if target.raft:
             run.raft_log = after["log"] - before["log"]
             run.raft_entries = after["entries"] - before["entries"]
             run.compacted = after["snapshots"] > before["snapshots"]
-        # what one progress poll of the client costs, measured alone (the workers stopped)
-        a = _commands(clients[leader].info("commandstats"))[0]
-        client.progress(conn, job.name)
-        run.poll_cmds = _commands(clients[leader].info("commandstats"))[0] - a
+        # what one progress poll of the client costs, measured alone (the workers stopped):
+        # the least of 5, since a node may run other commands meanwhile (RedisRaft's own: once
+        # 133 for a 4-command poll, which made a job's commands per task negative)
+        costs = []
+        for _ in range(5):
+            a = _commands(clients[leader].info("commandstats"))[0]
+            client.progress(conn, job.name)
+            costs.append(_commands(clients[leader].info("commandstats"))[0] - a)
+        run.poll_cmds = min(costs)
     run.redis_rss = max((_vm_hwm(pid) for pid in target.pids()), default=0)
     mems = []
     for c in clients:
