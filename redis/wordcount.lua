@@ -44,7 +44,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '8'
+local PROTOCOL = '9'  -- 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -450,7 +450,7 @@ ARGV: 1 identity, 2 now, 3 job, 4 epoch the caller saw ('' any: then the current
       delete only a job done or cancelled before then
 Returns: 1 deleted, 0 not deleted (running, or finished too recently, with ARGV 7), -2 gone (no
 such job, or another incarnation than the caller saw: nothing changed, so a replayed delete never
-deletes a job created after it). Error WCSTATE: the job is running and force is not set. ]]
+deletes a job created after it). Error WCRUNNING: the job is running and force is not set. ]]
 local function wc_delete(keys, args)
   local err = version_error(args)
   if err then return err end
@@ -460,7 +460,7 @@ local function wc_delete(keys, args)
   if args[7] ~= '' then
     if cur[2] == 'running' or tonumber(cur[3] or '0') > tonumber(args[7]) then return 0 end
   elseif cur[2] == 'running' and args[5] ~= '1' then
-    return redis.error_reply('WCSTATE job ' .. job .. ' is running')
+    return redis.error_reply('WCRUNNING job ' .. job .. ' is running')
   end
   local epochs = lineage_of(k.meta)
   table.insert(epochs, 1, cur[1])
@@ -1002,14 +1002,14 @@ KEYS: 1 meta, 2 active, 3 dead, then stream queue: 4 stream; lease queue: 4 queu
 ARGV: 1 identity, 2 now, 3 queue kind, 4 group, 5 job, 6 epoch the caller saw ('' any), then
       task ids in plan order (the caller reads them from the dead hash: no HKEYS here, whose
       order differs between nodes)
-Returns: tasks requeued, or -2 gone. Error WCSTATE: the job is cancelled. ]]
+Returns: tasks requeued, or -2 gone. Error WCCANCELLED: the job is cancelled. ]]
 local function wc_requeue(keys, args)
   local err = version_error(args) or operated(keys[1], args[6])
   if err then return err end
   local meta, active, dead = keys[1], keys[2], keys[3]
   local state = redis.call('HGET', meta, 'state')
   if state == 'cancelled' then
-    return redis.error_reply('WCSTATE job ' .. args[5] .. ' is cancelled: submit it again')
+    return redis.error_reply('WCCANCELLED job ' .. args[5] .. ' is cancelled: submit it again')
   end
   local requeued, first = 0, nil
   for i = 7, #args do

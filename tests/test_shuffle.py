@@ -256,12 +256,12 @@ def test_the_functions_guard_both_phases(redis_server, corpus):
     reduces); a reduce held across a rollback to the map phase is stale; a reduce whose
     partition is not what it read is told to read it again; a map after the map phase is
     late."""
-    from redis.exceptions import ResponseError
+    from wordcount.exceptions import PhaseError
 
     conn = connect(redis_server)
     job = _job(conn, corpus)
     c = take(conn, job.name)
-    with pytest.raises(ResponseError, match="WCPHASE"):
+    with pytest.raises(PhaseError, match="map of a shuffle job in its map phase"):
         functions.commit(conn, c, ["w", 1], c.task.nbytes, 1, 0)
     reduce_ = c.__class__(**{**c.__dict__, "id": f"0-{len(job.tasks) + 1}", "reduce": 0})
     assert functions.commit(conn, reduce_, ["w", 1], 0, 1, 0,

@@ -16,8 +16,9 @@ Redis Function library.
   to run (exit 4). Functions persist in RDB/AOF, so without this an upgraded worker would keep
   running the old commit logic restored from a snapshot.
 - ``fcall`` loads the library when Redis answers "Function not found" (a fresh Redis that
-  restarted with no data) and tries once more; a Function refusing our protocol version
-  (WCVERSION: someone loaded another version or build under us) is ProtocolMismatchError.
+  restarted with no data) and tries once more. The library's error replies (WCVERSION: a
+  Function refusing our protocol/build, someone loaded another under us; and the others) are
+  decoded in one table, ``functions._ERRORS``.
 Retrying a call whose reply was lost is safe by construction: every Function is idempotent.
 
 Who loads the library: whichever worker or client first finds it missing or older (the ACL of
@@ -567,21 +568,14 @@ class Connection:
         def attempt(r: redis.Redis) -> Any:
             return r.fcall(name, len(keys_), *keys_, *args)
 
-        try:
-            try:
-                return self.call(attempt)
-            except ResponseError as exc:
-                if "Function not found" not in str(exc):
-                    raise
-                log.info("Redis has no %s function (fresh or restarted Redis): loading", name)
-                self.load_functions()
-                return self.call(attempt)
+        try:  # (the library's own error replies: functions._ERRORS)
+            return self.call(attempt)
         except ResponseError as exc:
-            if str(exc).startswith("WCVERSION"):
-                raise ProtocolMismatchError(
-                    f"{exc}: the library in Redis was replaced by another version; restart "
-                    "with the matching version of wordcount") from None
-            raise
+            if "Function not found" not in str(exc):
+                raise
+            log.info("Redis has no %s function (fresh or restarted Redis): loading", name)
+            self.load_functions()
+            return self.call(attempt)
 
     def ping(self, retry_seconds: float | None = None) -> None:
         self.call(lambda r: r.ping(), retry_seconds)

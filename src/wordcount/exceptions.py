@@ -50,6 +50,17 @@ class JobInconsistentError(WordcountError):
     exit_code = EXIT_INCONSISTENT
 
 
+class PhaseError(WordcountError):
+    """A commit that does not fit its shuffle job's phase (WCPHASE): a plain commit of a map in
+    the map phase (its words would miss the reduces), or a map commit of the wrong number of
+    partition pieces."""
+
+
+class PieceLostError(JobInconsistentError):
+    """An accepted staged piece is missing from Redis (WCLOST): never expected, since no key
+    of a job has a TTL; the job's table cannot be completed."""
+
+
 class JobConflictError(WordcountError):
     """A job of that name exists in Redis with a different plan."""
 

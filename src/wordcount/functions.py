@@ -3,26 +3,81 @@
 
 A task's life, on either queue: submit → take (stream: ``take`` | ``claim_stale`` |
 ``speculate``; lease: ``lease_claim`` | ``lease_speculate``) → heartbeat while counting →
-``commit`` (or ``stage`` × N + ``commit_staged`` + ``merge`` × N for a huge vocabulary) or
-``dead``. Settling (commit, commit_staged, dead) is one Function for both queues: the claim's
-``kind`` says which queue keys it passes. A job as a whole is created (``submit``, in
-gap-free batches) and deleted (``delete``, then ``sweep`` of its old stage pieces) in one call
-each. Every call passes the library identity (protocol and build) and the caller's clock
-(``now``): the Functions never read the time.
+``commit`` (or, for a huge vocabulary, ``commit_in_pieces``: ``stage`` × N +
+``commit_staged`` + ``merge`` × N) or ``dead``. Settling (commit, commit_staged, dead) is one
+Function for both queues: the claim's ``kind`` says which queue keys it passes. A job as a
+whole is created (``submit``, in gap-free batches) and deleted (``delete``, then ``sweep`` of
+its old stage pieces) in one call each. Every call passes the library identity (protocol and
+build) and the caller's clock (``now``): the Functions never read the time. Every error reply
+of the library is decoded in one table, ``_ERRORS``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from redis.exceptions import ResponseError
 
 from . import keys
 from .connection import IDENTITY, Connection
-from .exceptions import JobCancelledError, JobConflictError, JobDeletedError, JobRunningError
+from .exceptions import (
+    JobCancelledError,
+    JobConflictError,
+    JobDeletedError,
+    JobRunningError,
+    PhaseError,
+    PieceLostError,
+    ProtocolMismatchError,
+    WordcountError,
+)
 from .planner import Task
 from .protocol import Applied, Claimed, Skipped, Submitted, now_ms, parts_text, skipped_text
+
+log = logging.getLogger(__name__)
+
+# Every error reply of the library, decoded here and nowhere else: its code (the reply's first
+# word), and what the caller gets, made from the job it named and the reply's text after the
+# code. (The Functions' other outcomes are return codes: protocol.Applied.)
+_ERRORS: dict[str, Callable[[str, str], WordcountError]] = {
+    # a caller of another protocol/build (the library was replaced under us)
+    "WCVERSION": lambda job, text: ProtocolMismatchError(
+        f"WCVERSION {text}: the library in Redis was replaced by another version; restart "
+        "with the matching version of wordcount"),
+    # wc_submit: the job exists with another plan (or on the other queue)
+    "WCCONFLICT": lambda job, text: JobConflictError(
+        f"job {job!r} already exists with different inputs (or on another queue); choose "
+        "another --job name or --fresh"),
+    # wc_submit: an operator deleted the incarnation this client follows
+    "WCDELETED": lambda job, text: JobDeletedError(
+        f"job {job} was deleted (wordcount delete) while this client followed it: not "
+        "submitted again"),
+    # wc_delete without force, of a running job
+    "WCRUNNING": lambda job, text: JobRunningError(
+        f"job {job} is running: cancel it first (wordcount cancel {job}), or delete --force"),
+    # wc_requeue of a cancelled job
+    "WCCANCELLED": lambda job, text: JobCancelledError(text),
+    # a commit that does not fit the shuffle job's phase (a plain commit of a map in the map
+    # phase; a map commit of the wrong number of pieces)
+    "WCPHASE": lambda job, text: PhaseError(text),
+    # wc_merge: an accepted staged piece is missing (never expected: no key has a TTL)
+    "WCLOST": lambda job, text: PieceLostError(text),
+}
+
+
+def _fcall(conn: Connection, name: str, keys_: Sequence[str], args: Sequence[object],
+           job: str = "") -> Any:
+    """FCALL ``name``; an error reply of the library raised as what ``_ERRORS`` makes of it."""
+    try:
+        return conn.fcall(name, keys_, args)
+    except ResponseError as exc:
+        code, _, text = str(exc).partition(" ")
+        if code in _ERRORS:
+            raise _ERRORS[code](job, text) from None
+        raise
 
 
 def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
@@ -43,18 +98,8 @@ def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
                           replace, keys.GROUP, reduces]
     for t in tasks:
         args += [os.fsencode(t.path), t.start, t.end, t.ident, parts_text(t)]
-    try:
-        added, submitted, current, state, replaced = conn.fcall("wc_submit",
-                                                                keys.job_keys(job), args)
-    except ResponseError as exc:
-        if str(exc).startswith("WCCONFLICT"):
-            raise JobConflictError(f"job {job!r} already exists with different inputs (or on "
-                                   "another queue); choose another --job name or --fresh"
-                                   ) from None
-        if str(exc).startswith("WCDELETED"):
-            raise JobDeletedError(f"job {job} was deleted (wordcount delete) while this client "
-                                  "followed it: not submitted again") from None
-        raise
+    added, submitted, current, state, replaced = _fcall(conn, "wc_submit", keys.job_keys(job),
+                                                        args, job)
     return Submitted(int(added), int(submitted), current, state, replaced or "")
 
 
@@ -63,15 +108,9 @@ def delete(conn: Connection, job: str, epoch: str = "", force: bool = False,
     """Delete the job whole (leaving a tombstone of its epoch). APPLIED: deleted; DUPLICATE:
     not deleted (``finished_before``: running, or finished later); GONE: no such job, or not
     the incarnation ``epoch``. JobRunningError: running and not ``force``."""
-    try:
-        return Applied(conn.fcall("wc_delete", keys.job_keys(job), [
-            IDENTITY, now_ms(), job, epoch, "1" if force else "0", how,
-            "" if finished_before is None else finished_before]))
-    except ResponseError as exc:
-        if str(exc).startswith("WCSTATE"):
-            raise JobRunningError(f"job {job} is running: cancel it first (wordcount cancel "
-                                  f"{job}), or delete --force") from None
-        raise
+    return Applied(_fcall(conn, "wc_delete", keys.job_keys(job), [
+        IDENTITY, now_ms(), job, epoch, "1" if force else "0", how,
+        "" if finished_before is None else finished_before], job))
 
 
 def sweep(conn: Connection, job: str, pieces: Sequence[str]) -> int:
@@ -79,7 +118,7 @@ def sweep(conn: Connection, job: str, pieces: Sequence[str]) -> int:
     the job; returns how many were deleted."""
     if not pieces:
         return 0
-    return int(conn.fcall("wc_sweep", [keys.meta(job), *pieces],
+    return int(_fcall(conn, "wc_sweep", [keys.meta(job), *pieces],
                           [IDENTITY, *(keys.stage_epoch(p) for p in pieces)]))
 
 
@@ -87,7 +126,7 @@ def prune(conn: Connection, tombstones: dict[str, str]) -> int:
     """Forget these tombstones (job -> the value read), each only if it is unchanged."""
     if not tombstones:
         return 0
-    return int(conn.fcall("wc_prune", [keys.deleted()],
+    return int(_fcall(conn, "wc_prune", [keys.deleted()],
                           [IDENTITY, *(x for kv in sorted(tombstones.items()) for x in kv)]))
 
 
@@ -120,7 +159,7 @@ def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, n
     map tasks whose partition pieces it summed (freed by this call); the call is refused
     unless the job still has ``c.epoch``."""
     keys_, args = _settle(c)
-    return Applied(conn.fcall("wc_commit", [*keys_, keys.counts(c.job)],
+    return Applied(_fcall(conn, "wc_commit", [*keys_, keys.counts(c.job)],
                               [*args, nbytes, nwords, busy_ms, skipped_text(skipped),
                                consumed_text(c, consumed), *pairs]))
 
@@ -130,7 +169,7 @@ def map_commit(conn: Connection, c: Claimed, pieces: Sequence[bytes], nbytes: in
     """Settle a shuffle job's map task, storing its output as R partition pieces
     (wordcount.shuffle); LATE when its reduce phase already began (then ``commit``)."""
     keys_, args = _settle(c)
-    return Applied(conn.fcall("wc_map_commit", keys_,
+    return Applied(_fcall(conn, "wc_map_commit", keys_,
                               [*args, nbytes, nwords, busy_ms, skipped_text(skipped),
                                *pieces]))
 
@@ -143,7 +182,7 @@ def stage(conn: Connection, c: Claimed, key: str, pairs: Sequence[object]) -> Ap
     """Write one piece (replacing it whole: a retry is harmless). Nothing is visible to the
     job until ``commit_staged`` accepts every piece. The attempt is no longer a candidate for
     a backup copy (it is committing)."""
-    return Applied(conn.fcall("wc_stage", [keys.meta(c.job), key, keys.leases(c.job)],
+    return Applied(_fcall(conn, "wc_stage", [keys.meta(c.job), key, keys.leases(c.job)],
                               [IDENTITY, c.epoch, c.id, *pairs]))
 
 
@@ -153,21 +192,53 @@ def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct:
     """Settle the task and accept its staged pieces, only if all of them (``distinct`` pairs in
     all) are there; RESTAGE otherwise."""
     keys_, args = _settle(c)
-    return Applied(conn.fcall("wc_commit_staged", [*keys_, *pieces],
+    return Applied(_fcall(conn, "wc_commit_staged", [*keys_, *pieces],
                               [*args, nbytes, nwords, busy_ms, distinct,
                                skipped_text(skipped), consumed_text(c, consumed)]))
 
 
 def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:
     """Apply one accepted piece (APPLIED), or nothing if it already was (DUPLICATE)."""
-    return Applied(conn.fcall(
-        "wc_merge", [piece, keys.counts(job), keys.meta(job), keys.active(), keys.merges(job)],
+    return Applied(_fcall(
+        conn, "wc_merge",
+        [piece, keys.counts(job), keys.meta(job), keys.active(), keys.merges(job)],
         [IDENTITY, now_ms(), epoch, job]))
+
+
+def commit_in_pieces(conn: Connection, c: Claimed, pairs: Sequence[object], distinct: int,
+                     nbytes: int, nwords: int, busy_ms: int, skipped: Sequence[Skipped] = (),
+                     consumed: Sequence[str] = (), *, piece_pairs: int, rounds: int
+                     ) -> Applied:
+    """The staged commit, whole: a task with more than ``piece_pairs`` distinct words (``pairs``
+    flat, ``distinct`` of them) is written in pieces of ``piece_pairs`` pairs under a name of
+    this attempt (``stage`` x N), settled only if every piece is in Redis (``commit_staged``;
+    RESTAGE when a Redis restart from an older snapshot dropped one: the pieces are written
+    again, at most ``rounds`` times), then its accepted pieces are applied (``merge`` x N; any
+    idle worker finishes the merges of a committer that died)."""
+    step = 2 * piece_pairs
+    values = [pairs[i:i + step] for i in range(0, len(pairs), step)]
+    pieces = stage_keys(c, uuid.uuid4().hex[:12], len(values))
+    outcome = Applied.RESTAGE
+    for round_ in range(1, rounds + 1):
+        for key, piece in zip(pieces, values, strict=True):
+            staged = stage(conn, c, key, piece)
+            if staged is not Applied.APPLIED:
+                return staged  # stale or gone: the task is no longer the job's
+        outcome = commit_staged(conn, c, pieces, distinct, nbytes, nwords, busy_ms, skipped,
+                                consumed)
+        if outcome is not Applied.RESTAGE:
+            break
+        log.warning("task %s %s: staged pieces missing at commit (Redis restarted from an "
+                    "older snapshot?); staging again (round %d)", c.job, c.id, round_)
+    if outcome is Applied.APPLIED:
+        for key in pieces:
+            merge(conn, c.job, c.epoch, key)
+    return outcome
 
 
 def dead(conn: Connection, c: Claimed, reason: str) -> Applied:
     keys_, args = _settle(c)
-    return Applied(conn.fcall("wc_dead", keys_, [*args, reason]))
+    return Applied(_fcall(conn, "wc_dead", keys_, [*args, reason]))
 
 
 # -- the stream queue -----------------------------------------------------------------------------
@@ -182,27 +253,27 @@ def _stream_claimed(job: str, reply: object, how: str) -> Claimed | None:
 def take(conn: Connection, job: str, consumer: str) -> Claimed | None:
     """A new task of the job delivered to ``consumer`` with its lease started (one call), or
     None when the stream has none."""
-    reply = conn.fcall("wc_take", [keys.tasks(job), keys.meta(job), keys.leases(job)],
+    reply = _fcall(conn, "wc_take", [keys.tasks(job), keys.meta(job), keys.leases(job)],
                        [IDENTITY, now_ms(), keys.GROUP, consumer])
     return _stream_claimed(job, reply, "new")
 
 
 def claim_stale(conn: Connection, job: str, consumer: str, min_idle_ms: int) -> Claimed | None:
-    reply = conn.fcall("wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job)],
+    reply = _fcall(conn, "wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job)],
                        [IDENTITY, now_ms(), keys.GROUP, consumer, min_idle_ms])
     return _stream_claimed(job, reply, "stale")
 
 
 def speculate(conn: Connection, job: str, consumer: str, min_ms: int, factor: float
               ) -> Claimed | None:
-    reply = conn.fcall("wc_speculate", [keys.tasks(job), keys.meta(job), keys.leases(job)],
+    reply = _fcall(conn, "wc_speculate", [keys.tasks(job), keys.meta(job), keys.leases(job)],
                        [IDENTITY, now_ms(), keys.GROUP, consumer, min_ms, factor])
     return _stream_claimed(job, reply, "backup")
 
 
 def heartbeat(conn: Connection, c: Claimed, consumer: str) -> bool:
     """Reset the task's idle time if we still own it; False when it was taken from us."""
-    return bool(conn.fcall("wc_heartbeat", [keys.tasks(c.job)],
+    return bool(_fcall(conn, "wc_heartbeat", [keys.tasks(c.job)],
                            [IDENTITY, now_ms(), keys.GROUP, consumer, c.id]))
 
 
@@ -224,21 +295,21 @@ def _lease_claimed(job: str, reply: object) -> Claimed | None:
 def lease_claim(conn: Connection, job: str, consumer: str, lease_ms: int,
                 now: int | None = None) -> Claimed | None:
     """The task whose lease expired first (stolen), else the next task never taken."""
-    reply = conn.fcall("wc_lease_claim", _lease_keys(job),
+    reply = _fcall(conn, "wc_lease_claim", _lease_keys(job),
                        [IDENTITY, now_ms() if now is None else now, consumer, lease_ms])
     return _lease_claimed(job, reply)
 
 
 def lease_speculate(conn: Connection, job: str, consumer: str, lease_ms: int, min_ms: int,
                     factor: float) -> Claimed | None:
-    reply = conn.fcall("wc_lease_speculate", _lease_keys(job),
+    reply = _fcall(conn, "wc_lease_speculate", _lease_keys(job),
                        [IDENTITY, now_ms(), consumer, lease_ms, min_ms, factor])
     return _lease_claimed(job, reply)
 
 
 def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) -> bool:
     """Extend our lease to now + lease_ms if we still own the task; False when we lost it."""
-    return bool(conn.fcall("wc_lease_heartbeat", [keys.expiry(c.job), keys.owners(c.job)],
+    return bool(_fcall(conn, "wc_lease_heartbeat", [keys.expiry(c.job), keys.owners(c.job)],
                            [IDENTITY, now_ms(), consumer, c.id, lease_ms]))
 
 
@@ -247,7 +318,7 @@ def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) 
 def cancel(conn: Connection, job: str, epoch: str = "") -> Applied:
     """APPLIED: the running job is cancelled; DUPLICATE: it was not running; GONE: no such job
     (or not the incarnation ``epoch``, when given)."""
-    return Applied(conn.fcall("wc_cancel", [keys.meta(job), keys.active()],
+    return Applied(_fcall(conn, "wc_cancel", [keys.meta(job), keys.active()],
                               [IDENTITY, now_ms(), job, epoch]))
 
 
@@ -259,11 +330,6 @@ def requeue(conn: Connection, job: str, kind: str, task_ids: Sequence[str], epoc
     queue_keys = ([keys.tasks(job)] if kind == "stream" else
                   [keys.queue(job), keys.attempts(job), keys.notify(job),
                    keys.specs(job)])
-    try:
-        return int(conn.fcall("wc_requeue", [keys.meta(job), keys.active(), keys.dead(job),
-                                             *queue_keys],
-                              [IDENTITY, now_ms(), kind, keys.GROUP, job, epoch, *task_ids]))
-    except ResponseError as exc:
-        if str(exc).startswith("WCSTATE"):
-            raise JobCancelledError(str(exc)[len("WCSTATE "):]) from None
-        raise
+    return int(_fcall(conn, "wc_requeue", [keys.meta(job), keys.active(), keys.dead(job),
+                                           *queue_keys],
+                      [IDENTITY, now_ms(), kind, keys.GROUP, job, epoch, *task_ids], job))

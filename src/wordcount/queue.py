@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from redis.exceptions import ResponseError
 
 from . import functions, keys, shuffle
 from .connection import Connection
-from .exceptions import UsageError
+from .exceptions import PhaseError, UsageError
 from .protocol import QUEUES, Applied, Claimed, Meta, Skipped, task_seq
 from .settings import Settings
 
@@ -149,9 +148,7 @@ class _Backend:
                      "directly", c.job, c.id)
             try:
                 return self.complete(c, counts, nbytes, busy_ms, skipped=skipped)
-            except ResponseError as exc:
-                if not str(exc).startswith("WCPHASE"):
-                    raise
+            except PhaseError:
                 # Redis rolled back (or lost the job) to its map phase meanwhile: a map
                 # commit again
                 log.info("task %s %s: the job is in its map phase again", c.job, c.id)
@@ -184,27 +181,9 @@ class _Backend:
     def _complete_staged(self, c: Claimed, pairs: list[object], distinct: int, nbytes: int,
                          nwords: int, busy_ms: int, skipped: Sequence[Skipped],
                          consumed: Sequence[str] = ()) -> Applied:
-        """Stage the pairs in pieces, then settle the task only if every piece is in Redis.
-        A Redis restart from an older snapshot can drop pieces already written: the commit
-        answers RESTAGE, and the pieces are written again."""
-        step = 2 * self.settings.commit_pairs
-        values = [pairs[i:i + step] for i in range(0, len(pairs), step)]
-        pieces = functions.stage_keys(c, uuid.uuid4().hex[:12], len(values))
-        for round_ in range(1, self.MAX_RESTAGE + 1):
-            for key, piece in zip(pieces, values, strict=True):
-                staged = functions.stage(self.conn, c, key, piece)
-                if staged is not Applied.APPLIED:
-                    return staged  # stale or gone: the task is no longer the job's
-            outcome = functions.commit_staged(self.conn, c, pieces, distinct, nbytes, nwords,
-                                              busy_ms, skipped, consumed)
-            if outcome is not Applied.RESTAGE:
-                break
-            log.warning("task %s %s: staged pieces missing at commit (Redis restarted from an "
-                        "older snapshot?); staging again (round %d)", c.job, c.id, round_)
-        if outcome is Applied.APPLIED:
-            for key in pieces:
-                functions.merge(self.conn, c.job, c.epoch, key)
-        return outcome
+        return functions.commit_in_pieces(
+            self.conn, c, pairs, distinct, nbytes, nwords, busy_ms, skipped, consumed,
+            piece_pairs=self.settings.commit_pairs, rounds=self.MAX_RESTAGE)
 
     def fail(self, c: Claimed, reason: str) -> Applied:
         return functions.dead(self.conn, c, reason)
