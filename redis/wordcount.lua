@@ -44,7 +44,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '9'  -- 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
+local PROTOCOL = '10'  -- 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -343,7 +343,8 @@ local function create_job(k, args, kind, lineage)
     'done', 0, 'dead', 0, 'words', 0, 'done_bytes', 0, 'busy_ms', 0, 'stolen', 0,
     'backups', 0, 'duplicates', 0, 'created_ms', args[2], 'state', 'running',
     'reduces', args[15], 'phase', phase, 'shuffled', 0,
-    'shuffled_words', 0, 'reduced', 0, 'reduce_busy_ms', 0, 'reduces_done', 0)
+    'shuffled_words', 0, 'reduced', 0, 'reduce_busy_ms', 0, 'reduces_done', 0,
+    'app', args[16])
   redis.call('ZADD', k.registry, args[2], args[3])
   if kind == 'stream' then
     redis.call('XGROUP', 'CREATE', k.tasks, args[14], '0', 'MKSTREAM')
@@ -374,7 +375,8 @@ ARGV: 1 identity, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call cre
       11 errors (JSON list of [path, why]: inputs that could not be planned), 12 mount (the
       client's data root: what a worker's data root stands for), 13 replace mode (see
       may_replace), 14 consumer group, 15 reduces (R > 0: a shuffle job of R reduce tasks,
-      used only when this call creates the job; 0: one phase), then 5 values per task: path,
+      used only when this call creates the job; 0: one phase), 16 app (what the tasks' bytes
+      become: wordcount.apps; part of the plan id), then 5 values per task: path,
       start, end, identity,
       parts ('' or, for a packed task, the JSON list of its ranges, each a list of path,
       start, end and identity: opaque here)
@@ -414,7 +416,7 @@ local function wc_submit(keys, args)
   local epoch = redis.call('HGET', k.meta, 'epoch')
   local submitted = hget_number(k.meta, 'submitted')
   local added, seq = 0, tonumber(args[10])
-  for i = 16, #args, 5 do
+  for i = 17, #args, 5 do
     if seq == submitted + 1 then
       local id = '0-' .. seq
       redis.call('HSET', k.specs, id, cjson.encode({args[i], args[i + 1], args[i + 2],

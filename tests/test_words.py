@@ -6,11 +6,11 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wordcount.planner import last_whitespace
 from wordcount.words import (
     ASCII_WHITESPACE,
     Tally,
     count_bytes,
-    last_whitespace,
     reference_counts,
     split_non_ascii,
 )

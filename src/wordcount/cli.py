@@ -34,7 +34,25 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                    help="words to show (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--counts-out", metavar="PATH",
-                   help="write every word as word<TAB>count, by count desc then word")
+                   help="write the whole table: word count, every word as word<TAB>count by "
+                        "count desc then word; the index, word<TAB>N<TAB>doc:count,...; a "
+                        "PATH ending in .json: one JSON object")
+
+
+def add_app_arg(p: argparse.ArgumentParser) -> None:
+    """(count, submit, run: the commands that make a table)"""
+    from .apps import DEFAULT, name_of
+
+    p.add_argument("--app", type=name_of, default=DEFAULT, metavar="NAME",
+                   help=f"what the inputs become (default {DEFAULT}; `wordcount apps` lists "
+                        "them; or package.module:APP, importable on every worker)")
+
+
+def _app(args: argparse.Namespace):
+    """The app ``--app`` names, loaded now: an unknown one is a usage error before any work."""
+    from . import apps
+
+    return apps.get(args.app)
 
 
 def add_chunk_arg(p: argparse.ArgumentParser) -> None:
@@ -64,9 +82,11 @@ def cmd_count(args: argparse.Namespace) -> int:
         raise exc.UsageError(f"--workers is for the threads and processes engines: the "
                              f"{args.engine} engine runs on one thread (add --engine processes)")
     report.check_output(args.counts_out, "--counts-out")
+    app = _app(args)
     with stop_on_signals(first=_stop_count):
-        result = engines.count_inputs(args.inputs, args.engine, args.workers, args.chunk_size)
-    report.emit(result, args.top, args.json, args.counts_out)
+        result = engines.count_inputs(args.inputs, args.engine, args.workers, args.chunk_size,
+                                      args.app)
+    report.emit(result, args.top, args.json, args.counts_out, app=app)
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 
 
@@ -95,8 +115,34 @@ def _count_parser(sub) -> argparse.ArgumentParser:
                         "them, the same table; reference: the naive oracle (re + Counter)")
     p.add_argument("--workers", type=argtypes.workers, default=None,
                    help="threads/processes, 1-1024 (default: CPU count)")
+    add_app_arg(p)
     add_chunk_arg(p)
     add_output_args(p)
+    return p
+
+
+# -- apps -------------------------------------------------------------------------------------
+
+def cmd_apps(args: argparse.Namespace) -> int:
+    import json
+
+    from . import apps
+
+    rows = [(name, apps.get(name).summary) for name in apps.APPS]
+    if args.json:
+        print(json.dumps([{"app": n, "summary": s} for n, s in rows]))
+        return exc.EXIT_OK
+    width = max(len(n) for n, _ in rows)
+    for name, summary in rows:
+        print(f"{name:<{width}}  {summary}")
+    print(f"-- --app NAME picks one (default {apps.DEFAULT}); a module of your own: --app "
+          "package.module:APP (an instance of wordcount.apps.App, importable by every worker)")
+    return exc.EXIT_OK
+
+
+def _apps_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("apps", help="the apps a job can run (--app NAME)")
+    p.add_argument("--json", action="store_true")
     return p
 
 
@@ -231,8 +277,16 @@ def _finish(conn, job, args, started: float, deadline: float | None = None,
                          on_poll=on_poll, timeout_s=timeout_s)
     result, progress = client.result(conn, job, waited.job_seconds, waited)
     doc = {**_result_doc(job, progress), "wait_seconds": round(time.perf_counter() - started, 6)}
-    report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})})
+    report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})},
+                app=_job_app(job))
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
+
+
+def _job_app(job):
+    """The app a job was submitted with (a job read back from Redis names its own)."""
+    from . import apps
+
+    return apps.get(job.app)
 
 
 def _result_doc(job, progress) -> dict[str, Any]:
@@ -280,9 +334,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     settings = settings_from(args)
     report.check_output(args.counts_out, "--counts-out")
+    _app(args)
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
                           fingerprint=args.fingerprint, data_root=settings.data_root,
-                          pack_size=args.pack_size)
+                          pack_size=args.pack_size, app=args.app)
     _check_reduces(args)
     job.reduces = args.reduces or 0  # (a shuffle job without it: from the workers, below)
     with stop_on_signals(), timeout_message(
@@ -358,6 +413,7 @@ def _submit_parser(sub) -> argparse.ArgumentParser:
     add_reduces_arg(p)
     add_timeout_args(p)
     add_redis_args(p)
+    add_app_arg(p)
     add_chunk_arg(p)
     add_pack_arg(p)
     add_output_args(p)
@@ -502,7 +558,8 @@ def cmd_result(args: argparse.Namespace) -> int:
             f"`wordcount wait {job.name}` waits for its result")
     report.check_output(args.counts_out, "--counts-out")
     result, progress = client.result(conn, job, p.job_seconds, p)
-    report.emit(result, args.top, args.json, args.counts_out, _result_doc(job, progress))
+    report.emit(result, args.top, args.json, args.counts_out, _result_doc(job, progress),
+                app=_job_app(job))
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 
 
@@ -510,6 +567,45 @@ def _result_parser(sub) -> argparse.ArgumentParser:
     p = _job_parser(sub, "result", "the result of a finished job (self-checked); exit 7 while "
                                    "it runs")
     add_output_args(p)
+    return p
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    import json
+
+    from . import apps, client, jobs
+
+    conn = _operator(args, "wordcount-lookup")
+    p = jobs.require(conn, args.job)
+    if p.state != "done":
+        raise exc.JobNotFinishedError(
+            f"job {args.job} is {p.state}: {p.done + p.dead}/{p.all_tasks} tasks settled, so "
+            "its table is partial; `wordcount wait` waits for it")
+    app = apps.get(p.app)
+    found = app.lookup(conn, args.job, args.words)
+    if not found:
+        raise exc.UsageError(f"no word in {' '.join(map(repr, args.words))} (the word rule "
+                             "keeps runs of letters and digits, lowercased)")
+    if client.progress(conn, args.job).finished_ms != p.finished_ms:
+        raise exc.JobLostError(f"job {args.job} changed while it was read (Redis restarted, "
+                               "or it was counted again): ask again")
+    if args.json:
+        print(json.dumps(found, ensure_ascii=False))
+    elif p.app == "index":
+        for word, ndocs, docs in found:
+            listed = ", ".join(f"{d} ({n})" for d, n in docs.items()) or "-"
+            print(f"{word}\t{ndocs} documents\t{listed}")
+    else:
+        for row in found:
+            print("\t".join(map(str, row)))
+    return exc.EXIT_OK
+
+
+def _lookup_parser(sub) -> argparse.ArgumentParser:
+    p = _job_parser(sub, "lookup", "look words up in a finished job's table, in Redis (an "
+                                   "index job: the documents of each word)")
+    p.add_argument("words", nargs="+", metavar="WORD")
+    p.add_argument("--json", action="store_true", help="one JSON list")
     return p
 
 
@@ -645,8 +741,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise exc.UsageError(f"--stragglers {stragglers} is more than --workers {args.workers}")
     report.check_output(args.counts_out, "--counts-out")
     report.check_output(args.worker_log, "--worker-log")
+    _app(args)
     job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
-                          pack_size=args.pack_size)
+                          pack_size=args.pack_size, app=args.app)
     _check_reduces(args)
     if args.commit == "shuffle":
         from . import shuffle
@@ -683,6 +780,7 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     add_reduces_arg(p)
     add_fault_args(p, commit_default="shuffle")
+    add_app_arg(p)
     add_chunk_arg(p)
     add_pack_arg(p)
     add_output_args(p)
@@ -713,6 +811,7 @@ def _soak_parser(sub) -> None:
 # the commands that set their own (bench, chaos, soak: one handler per sub-command or module).
 COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | None]] = [
     (_count_parser, cmd_count),
+    (_apps_parser, cmd_apps),
     (_corpus_parser, cmd_corpus),
     (_bench_parser, None),
     (_worker_parser, cmd_worker),
@@ -720,6 +819,7 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | 
     (_status_parser, cmd_jobs),
     (_jobs_parser, cmd_jobs),
     (_result_parser, cmd_result),
+    (_lookup_parser, cmd_lookup),
     (_wait_parser, cmd_wait),
     (_cancel_parser, cmd_cancel),
     (_delete_parser, cmd_delete),

@@ -74,6 +74,9 @@ class Job:
     # apply their counts). Chosen by the client that creates the incarnation: a client that
     # finds its plan in Redis follows whatever that incarnation records.
     reduces: int = 0
+    # What the tasks' bytes become (wordcount.apps): part of the plan id, so the same inputs
+    # under another app are another job, never a reused result.
+    app: str = "wordcount"
 
     @property
     def total_bytes(self) -> int:
@@ -82,14 +85,15 @@ class Job:
 
 def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
              root: str | None = None, fingerprint: str = "stat",
-             data_root: str | None = None, pack_size: int | None = None) -> Job:
+             data_root: str | None = None, pack_size: int | None = None,
+             app: str = "wordcount") -> Job:
     """Plan a job over ``inputs``: task paths relative to ``root`` (default: the inputs' common
     directory), each range with its file's identity, small ranges packed into tasks of up to
     ``pack_size`` bytes (``planner.pack``; 0: none; default the smaller of 4 MiB and the chunk
     size, so that packing never makes a task bigger than the chunk size asked for).
     ``data_root`` (the client's data root, WORDCOUNT_DATA_ROOT) is recorded as the job's mount
     when the root lies under it: a worker's own data root then maps it (a prefix
-    substitution), whatever the job's root."""
+    substitution), whatever the job's root. ``app`` (wordcount.apps) is part of the plan."""
     if fingerprint not in FINGERPRINTS:
         raise UsageError(f"--fingerprint must be one of {', '.join(FINGERPRINTS)}")
     files, errors = planner.discover(inputs)
@@ -103,7 +107,7 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
         if os.path.commonpath([data_root, root]) == data_root:
             mount = data_root
     tasks, plan_errors = planner.plan(files, chunk_size)
-    digest = hashlib.sha256(f"root\0{root}\n".encode("utf-8", "surrogateescape"))
+    digest = hashlib.sha256(f"app\0{app}\nroot\0{root}\n".encode("utf-8", "surrogateescape"))
     by_file: dict[str, list[Task]] = {}
     for t in tasks:
         by_file.setdefault(t.path, []).append(t)
@@ -126,7 +130,7 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
             digest.update(f"{r.path}\0{r.start}\0{r.end}\n".encode("utf-8", "surrogateescape"))
     plan_id = digest.hexdigest()[:16]
     job = check_job_name(name) if name else f"job-{plan_id}"
-    return Job(job, plan_id, root, planned, errors + plan_errors, mount=mount)
+    return Job(job, plan_id, root, planned, errors + plan_errors, mount=mount, app=app)
 
 
 def replace_mode(job: Job, first: bool) -> str:
@@ -176,7 +180,7 @@ def submit(conn: Connection, job: Job, fresh: bool = False,
             total_bytes=job.total_bytes, root=job.root, mount=job.mount, kind=job.queue,
             first_seq=seq, tasks=job.tasks[seq - 1:batch_end(job.tasks, seq - 1, batch)],
             errors=errors,
-            replace=replace_mode(job, first), reduces=job.reduces)
+            replace=replace_mode(job, first), reduces=job.reduces, app=job.app)
         first = False
         if reply.replaced:
             job.replaced.add(reply.replaced)
@@ -222,6 +226,7 @@ class Progress:
     shuffled: int = 0  # maps whose output went to the partitions
     shuffled_words: int = 0  # their words
     reduced: int = 0  # words the reduce tasks applied
+    app: str = "wordcount"  # what the tasks' bytes become (wordcount.apps)
     resubmits: int = 0  # client-side: times the job had to be resubmitted
     check: dict[str, object] = field(default_factory=dict)  # client-side: the self-check
 

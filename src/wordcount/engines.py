@@ -1,7 +1,8 @@
 """Local engines: serial, threads, processes (and the naive reference, the oracle).
 
 All of them run the same pipeline: ``planner.plan`` → ``count_task`` per task → merge. The
-distributed engine (``worker``) calls the same ``count_task``.
+distributed engine (``worker``) calls the same ``count_checked``/``count_pack``. What a task's
+bytes become is the app's business (``wordcount.apps``: its mapper), never looked into here.
 """
 
 from __future__ import annotations
@@ -12,25 +13,30 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
-from . import planner
+from . import apps, planner
+from .apps import App, Mapper
 from .planner import InputError, Task
-from .words import Tally, reference_counts
 
 ENGINES = ("serial", "threads", "processes", "reference")
 
 
 def count_task(task: Task, path: str | None = None, buffer_size: int = planner.READ_BUFFER,
-               on_buffer: Callable[[int], None] | None = None) -> Counter[str]:
-    """Count one task (``path`` overrides ``task.path``, e.g. resolved under a data root).
-    Raises OSError if the file can't be read."""
-    return tally_task(task, path, buffer_size, on_buffer).counts()
+               on_buffer: Callable[[int], None] | None = None, app: App | None = None,
+               doc: str | None = None) -> Counter[str]:
+    """Count one task (``path`` overrides ``task.path``, e.g. resolved under a data root;
+    ``doc``: the document the app sees, default the path). Raises OSError if the file can't
+    be read."""
+    return tally_task(task, path, buffer_size, on_buffer, app, doc).counts()
 
 
 def tally_task(task: Task, path: str | None = None, buffer_size: int = planner.READ_BUFFER,
-               on_buffer: Callable[[int], None] | None = None) -> Tally:
-    """``count_task``'s words, not yet turned into a table (see ``Tally.absorb``)."""
-    tally = Tally()
+               on_buffer: Callable[[int], None] | None = None, app: App | None = None,
+               doc: str | None = None) -> Mapper:
+    """``count_task``'s mapper, its pairs not yet combined into a table (word count's Tally:
+    see ``Tally.absorb``)."""
+    tally = (app or apps.get()).mapper(task.path if doc is None else doc)
     for data in planner.read_range(path or task.path, task.start, task.end, buffer_size):
         tally.add(data)
         if on_buffer is not None:
@@ -64,12 +70,14 @@ def _checked_buffers(task: Task, path: str, mapped: bool, buffer_size: int) -> I
 
 
 def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planner.READ_BUFFER,
-                  on_buffer: Callable[[int], None] | None = None) -> tuple[Counter[str], int]:
-    """Count one task of a planned job (one range), checking that the file at ``path`` is the
-    one the plan recorded before and after its range is read; ``mapped``: read under a
-    worker's own data root. Returns the counts and the bytes actually read. Raises
-    FileChangedError (the file is not what was planned) or another OSError."""
-    tally, nbytes = Tally(), 0
+                  on_buffer: Callable[[int], None] | None = None, app: App | None = None
+                  ) -> tuple[Counter[str], int]:
+    """Count one task of a planned job (one range; the app sees ``task.path``, relative to
+    the job's root, as its document), checking that the file at ``path`` is the one the plan
+    recorded before and after its range is read; ``mapped``: read under a worker's own data
+    root. Returns the counts and the bytes actually read. Raises FileChangedError (the file is
+    not what was planned) or another OSError."""
+    tally, nbytes = (app or apps.get()).mapper(task.path), 0
     for data in _checked_buffers(task, path, mapped, buffer_size):
         tally.add(data)
         nbytes += len(data)
@@ -83,17 +91,21 @@ def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planne
 
 def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
                buffer_size: int = planner.READ_BUFFER,
-               on_buffer: Callable[[int], None] | None = None
+               on_buffer: Callable[[int], None] | None = None, app: App | None = None
                ) -> tuple[Counter[str], int, list[tuple[Task, OSError]]]:
     """Count a packed task: each range checked as ``count_checked`` checks one (``resolve``
     maps a part's path to the file to read, raising OSError when it may not be read), read
     whole before any of it is counted (a part is small: under the pack size), so a part that
     fails adds nothing. Many small parts are counted as one buffer, joined by a newline (an
-    ASCII whitespace byte: no word, no UTF-8 sequence, no lowercasing context spans it).
-    Returns the counts, the bytes read, and the parts that could not be read with their errors.
+    ASCII whitespace byte: no word, no UTF-8 sequence, no lowercasing context spans it),
+    when the app's pairs do not depend on the document (``App.joins_documents``); else each
+    part goes through a mapper of its own. Returns the counts, the bytes read, and the parts
+    that could not be read with their errors.
     Raises FileChangedError when a part is not what the plan recorded: the task's input
     changed, a failure of the whole task."""
-    tally, nbytes = Tally(), 0
+    app = app or apps.get()
+    tally, nbytes = app.mapper(""), 0
+    per_doc: Counter[str] = Counter()  # an app that maps each document apart: its pairs
     batch: list[bytes] = []
     batched = 0
     failed: list[tuple[Task, OSError]] = []
@@ -115,59 +127,71 @@ def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
         except OSError as exc:
             failed.append((part, exc))
             continue
+        if not app.joins_documents:
+            one = app.mapper(part.path)
+            for d in data:
+                one.add(d)
+            merge_into(per_doc, one.counts())
+            nbytes += sum(len(d) for d in data)
+            if on_buffer is not None:
+                on_buffer(sum(len(d) for d in data))
+            continue
         batch += data
         batched += sum(len(d) for d in data)
         if batched >= buffer_size:
             flush()
     if batch:
         flush()
-    counts = tally.counts()
+    counts = tally.counts() if app.joins_documents else per_doc
     if on_buffer is not None:  # the final count (the Tally defers its work): paced too
         on_buffer(0)
     return counts, nbytes, failed
 
 
-def _reference_task(task: Task) -> Counter[str]:
-    """The naive way: read the whole range at once, regex, Counter."""
+def _reference_task(task: Task, app: App, doc: str) -> Counter[str]:
+    """The naive way: read the whole range at once, the app's reference map."""
     with open(task.path, "rb") as f:
         f.seek(task.start)
-        return reference_counts(f.read(task.nbytes))
+        return app.reference(f.read(task.nbytes), doc)
 
 
 @dataclass
 class Outcome:
     task: Task
-    counts: Counter[str] | Tally | None  # a Tally from the serial engine (merged uncounted)
+    counts: Counter[str] | Mapper | None  # a mapper from the serial engine (see count_inputs)
     error: str | None = None
 
 
-def _attempt(fn: Callable[[Task], Counter[str] | Tally], task: Task) -> Outcome:
+def _attempt(fn: Callable[..., Counter[str] | Mapper], task: Task, *args: object) -> Outcome:
     try:
-        return Outcome(task, fn(task))
+        return Outcome(task, fn(task, *args))
     except OSError as exc:
         return Outcome(task, None, planner.describe(exc))
 
 
-def _count(task: Task) -> Outcome:
-    return _attempt(count_task, task)
+def _doc(task: Task, root: str | None) -> str:
+    return os.path.relpath(task.path, root) if root else task.path
 
 
-def _tally(task: Task) -> Outcome:
-    return _attempt(tally_task, task)
+def _count(task: Task, app_name: str = apps.DEFAULT, root: str | None = None) -> Outcome:
+    """(By the app's name: what a process pool's child resolves on its side.)"""
+    return _attempt(count_task, task, None, planner.READ_BUFFER, None, apps.get(app_name),
+                    _doc(task, root))
 
 
-def _count_reference(task: Task) -> Outcome:
-    return _attempt(_reference_task, task)
-
-
-def execute(tasks: Sequence[Task], engine: str = "serial", workers: int | None = None
-            ) -> Iterator[Outcome]:
-    """Run tasks on an engine, yielding outcomes as they complete."""
+def execute(tasks: Sequence[Task], engine: str = "serial", workers: int | None = None,
+            app_name: str = apps.DEFAULT, root: str | None = None) -> Iterator[Outcome]:
+    """Run tasks on an engine, yielding outcomes as they complete. ``root``: documents are
+    task paths relative to it (the app's ``doc``)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if engine in ("serial", "reference"):
-        fn = _count_reference if engine == "reference" else _tally
-        yield from map(fn, tasks)
+    app = apps.get(app_name)
+    if engine == "reference":
+        yield from (_attempt(_reference_task, t, app, _doc(t, root)) for t in tasks)
+        return
+    if engine == "serial":
+        yield from (_attempt(tally_task, t, None, planner.READ_BUFFER, None, app,
+                             _doc(t, root)) for t in tasks)
         return
     workers = workers or os.cpu_count() or 1
     pool: Executor
@@ -178,7 +202,7 @@ def execute(tasks: Sequence[Task], engine: str = "serial", workers: int | None =
     with pool:
         # Largest tasks first: better load balance at the end of the job.
         order = sorted(tasks, key=lambda t: -t.nbytes)
-        yield from pool.map(_count, order, chunksize=1)
+        yield from pool.map(partial(_count, app_name=app_name, root=root), order, chunksize=1)
 
 
 @dataclass
@@ -195,26 +219,35 @@ class Result:
 
 
 def count_inputs(inputs: Sequence[str], engine: str = "serial", workers: int | None = None,
-                 chunk_size: int = planner.DEFAULT_CHUNK_SIZE) -> Result:
-    """The whole local job: discover, plan, count, merge. Raises NoInputError."""
+                 chunk_size: int = planner.DEFAULT_CHUNK_SIZE, app_name: str = apps.DEFAULT
+                 ) -> Result:
+    """The whole local job: discover, plan, count, merge. Raises NoInputError. The app's
+    documents are the files' paths relative to their common directory (as a distributed job's
+    are relative to its root)."""
     started = time.perf_counter()
     files, errors = planner.discover(inputs)
     tasks, plan_errors = planner.plan(files, chunk_size)
     result = Result(errors=errors + plan_errors)
     failed: set[str] = set()
-    tally = Tally()  # the serial engine's tasks, counted together (Tally.absorb)
-    for outcome in execute(tasks, engine, workers):
+    app = apps.get(app_name)
+    # the serial engine's word count: its tasks' tallies counted together (Tally.absorb)
+    tally = app.mapper("") if app.joins_documents else None
+    root = planner.common_root(files) if files else None
+    for outcome in execute(tasks, engine, workers, app_name, root):
         if outcome.counts is None:
             if outcome.task.path not in failed:
                 failed.add(outcome.task.path)
                 result.errors.append(InputError(outcome.task.path, outcome.error or "error"))
             continue
-        if isinstance(outcome.counts, Tally):
+        if isinstance(outcome.counts, Counter):
+            merge_into(result.counts, outcome.counts)
+        elif tally is not None and hasattr(tally, "absorb"):
             tally.absorb(outcome.counts)
         else:
-            merge_into(result.counts, outcome.counts)
+            merge_into(result.counts, outcome.counts.counts())
         result.bytes += outcome.task.nbytes
-    merge_into(result.counts, tally.counts())
+    if tally is not None:
+        merge_into(result.counts, tally.counts())
     result.files = len({t.path for t in tasks} - failed)
     result.seconds = time.perf_counter() - started
     return result

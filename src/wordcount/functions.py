@@ -49,8 +49,8 @@ _ERRORS: dict[str, Callable[[str, str], WordcountError]] = {
         "with the matching version of wordcount"),
     # wc_submit: the job exists with another plan (or on the other queue)
     "WCCONFLICT": lambda job, text: JobConflictError(
-        f"job {job!r} already exists with different inputs (or on another queue); choose "
-        "another --job name or --fresh"),
+        f"job {job!r} already exists with different inputs, another app (--app) or on another "
+        "queue; choose another --job name or --fresh"),
     # wc_submit: an operator deleted the incarnation this client follows
     "WCDELETED": lambda job, text: JobDeletedError(
         f"job {job} was deleted (wordcount delete) while this client followed it: not "
@@ -82,20 +82,21 @@ def _fcall(conn: Connection, name: str, keys_: Sequence[str], args: Sequence[obj
 
 def submit(conn: Connection, job: str, *, plan_id: str, epoch: str, total: int,
            total_bytes: int, root: str, mount: str, kind: str, first_seq: int,
-           tasks: Iterable[Task], errors: str = "[]", replace: str = "", reduces: int = 0
-           ) -> Submitted:
+           tasks: Iterable[Task], errors: str = "[]", replace: str = "", reduces: int = 0,
+           app: str = "wordcount") -> Submitted:
     """Append tasks first_seq.. of a job (creating it, as incarnation ``epoch`` on the ``kind``
     queue, when Redis has none; ``errors`` is the JSON list of inputs that could not be
     planned). Only the next tasks of the job's sequence are added: the reply's ``submitted``
     says where to go on. ``replace``: "" never replace another incarnation, "*" replace any
     (``submit --fresh``, its first call), "<since>,e1,e2," (its later calls) replace these
     (ones this client replaced before) and any created before ``since`` (ms: its first call).
-    ``reduces`` > 0: a shuffle job of that many reduce tasks (when this call creates it)."""
+    ``reduces`` > 0: a shuffle job of that many reduce tasks (when this call creates it);
+    ``app``: what its tasks' bytes become (recorded when this call creates it)."""
     # paths as their bytes (a file name need not be UTF-8; the connection decodes replies with
     # surrogateescape, so they come back as the same str)
     args: list[object] = [IDENTITY, now_ms(), job, plan_id, epoch, total, total_bytes,
                           os.fsencode(root), kind, first_seq, errors, os.fsencode(mount),
-                          replace, keys.GROUP, reduces]
+                          replace, keys.GROUP, reduces, app]
     for t in tasks:
         args += [os.fsencode(t.path), t.start, t.end, t.ident, parts_text(t)]
     added, submitted, current, state, replaced = _fcall(conn, "wc_submit", keys.job_keys(job),

@@ -43,7 +43,8 @@ class JobRow:
         # lapse: its workers drop those tasks, and nothing holds them any more)
         held = p.pending if p.state == "running" else 0
         # total: every task, a shuffle job's reduces too (done counts them as they settle)
-        return {"job": self.name, "state": p.state, "queue": p.queue, "total": p.all_tasks,
+        return {"job": self.name, "state": p.state, "queue": p.queue, "app": p.app,
+                "total": p.all_tasks,
                 "reduces": p.reduces, "phase": p.phase, "submitted": p.submitted,
                 "done": p.done, "dead": p.dead, "pending": held,
                 "bytes": p.bytes, "done_bytes": p.done_bytes, "words": p.words,
@@ -101,7 +102,7 @@ def load(conn: Connection, name: str) -> client.Job:
         tasks.append(Task(path, int(start), int(end), ident, parse_parts(parts)))
     errors = [InputError(path, why) for path, why in json.loads(p.errors or "[]")]
     return client.Job(name, p.plan, p.root, tasks, errors, epoch=p.epoch, queue=p.queue,
-                      mount=p.mount or p.root, reduces=p.reduces)
+                      mount=p.mount or p.root, reduces=p.reduces, app=p.app)
 
 
 def cancel(conn: Connection, name: str) -> bool:

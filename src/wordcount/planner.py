@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .exceptions import NoInputError
-from .words import first_whitespace, last_whitespace
 
 DEFAULT_CHUNK_SIZE = 64 << 20  # bytes per task
 READ_BUFFER = 8 << 20  # bytes read at a time inside a task: bounds a worker's memory
@@ -29,6 +29,31 @@ READ_BUFFER = 8 << 20  # bytes read at a time inside a task: bounds a worker's m
 # "ασ.β" whole, but "ας." + "β" cut). Proven by a property test (tests/test_bad_input.py).
 CUT_BYTES = bytes(c for c in range(128) if not chr(c).isalnum() and chr(c) not in "'.:^`")
 _CUT_MARKS = bytes(32 if c in CUT_BYTES else 120 for c in range(256))  # cut → " ", else "x"
+
+ASCII_WHITESPACE = b" \t\n\r\v\f"
+_WS_RE = re.compile(rb"[ \t\n\r\v\f]")
+
+
+def last_whitespace(data: bytes | memoryview) -> int:
+    """Index of the last ASCII whitespace byte in ``data``, or -1."""
+    n = len(data)
+    lo = max(0, n - 4096)
+    while True:
+        window = bytes(data[lo:n])
+        best = max(window.rfind(c) for c in ASCII_WHITESPACE)
+        if best >= 0:
+            return lo + best
+        if lo == 0:
+            return -1
+        n, lo = lo, max(0, lo - (1 << 20))
+
+
+def first_whitespace(data: bytes, pos: int = 0) -> int:
+    """Index of the first ASCII whitespace byte at or after ``pos``, or -1."""
+    m = _WS_RE.search(data, pos)
+    return m.start() if m else -1
+
+
 _PROBE = 64 << 10  # bytes read at a time while looking for a boundary
 
 

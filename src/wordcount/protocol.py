@@ -163,9 +163,10 @@ class Meta:
     REDUCE_BUSY_MS = "reduce_busy_ms"  # the reduces' counting time (busy_ms: the maps')
     REDUCES_DONE = "reduces_done"
     LATE = "late"  # set once a map settled in the reduce phase: reduces increment (apply_pairs)
+    APP = "app"  # what the tasks' bytes become (wordcount.apps: a name or an import path)
 
     # every other field is an integer
-    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE, PHASE)
+    TEXT = (PLAN, EPOCH, QUEUE, ROOT, MOUNT, ERRORS, LINEAGE, STATE, PHASE, APP)
 
 
 JOB_STATES = ("running", "done", "cancelled")

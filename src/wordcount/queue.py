@@ -48,6 +48,7 @@ class JobInfo:
     mount: str = ""  # the client's data root: what a worker's data root maps (see worker)
     maps: int = 0  # tasks in the plan (a shuffle job's map tasks)
     reduces: int = 0  # a shuffle job's R (0: one phase)
+    app: str = "wordcount"  # what its tasks' bytes become (wordcount.apps)
 
 
 # job -> (queue kind, epoch) of every running job, as the active-jobs hash says
@@ -276,14 +277,15 @@ class Queues:
         return out
 
     def _read_info(self, job: str) -> JobInfo | None:
-        plan, epoch, root, kind, mount, total, reduces = self.conn.call(lambda r: r.hmget(
-            keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE, Meta.MOUNT,
-            Meta.TOTAL, Meta.REDUCES))
+        plan, epoch, root, kind, mount, total, reduces, app = self.conn.call(
+            lambda r: r.hmget(keys.meta(job), Meta.PLAN, Meta.EPOCH, Meta.ROOT, Meta.QUEUE,
+                              Meta.MOUNT, Meta.TOTAL, Meta.REDUCES, Meta.APP))
         if plan is None:
             self._info.pop(job, None)
             return None
         info = self._info[job] = JobInfo(plan, epoch, root, kind or "stream", mount or root,
-                                         int(total or 0), int(reduces or 0))
+                                         int(total or 0), int(reduces or 0),
+                                         app or "wordcount")
         return info
 
     def info(self, c: Claimed) -> JobInfo | None:

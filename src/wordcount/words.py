@@ -166,21 +166,6 @@ def count_bytes(data: bytes) -> Counter[str]:
     return tally.counts()
 
 
-def last_whitespace(data: bytes | memoryview) -> int:
-    """Index of the last ASCII whitespace byte in ``data``, or -1."""
-    n = len(data)
-    lo = max(0, n - 4096)
-    while True:
-        window = bytes(data[lo:n])
-        best = max(window.rfind(c) for c in ASCII_WHITESPACE)
-        if best >= 0:
-            return lo + best
-        if lo == 0:
-            return -1
-        n, lo = lo, max(0, lo - (1 << 20))
-
-
-_WS_RE = re.compile(rb"[ \t\n\r\v\f]")
 # Marks, one byte per input byte: 0x80 non-ASCII, 0x20 ASCII whitespace, 0x00 anything else;
 # then memchr-speed find/rfind locate tokens without a Python loop over bytes.
 _MARKS = bytes(0x80 if c >= 0x80 else 0x20 if c in ASCII_WHITESPACE else 0 for c in range(256))
@@ -205,9 +190,3 @@ def split_non_ascii(data: bytes) -> tuple[list[bytes], list[bytes]]:
         hit = marks.find(b"\x80", pos)
     rest.append(data[pos:])
     return rest, tokens
-
-
-def first_whitespace(data: bytes, pos: int = 0) -> int:
-    """Index of the first ASCII whitespace byte at or after ``pos``, or -1."""
-    m = _WS_RE.search(data, pos)
-    return m.start() if m else -1

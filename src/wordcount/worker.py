@@ -20,9 +20,9 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from . import engines, keys, planner, shuffle
+from . import apps, engines, keys, planner, shuffle
 from .connection import Connection
-from .exceptions import PermissionRefusedError, ShutdownRequested
+from .exceptions import PermissionRefusedError, ShutdownRequested, UsageError
 from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, Skipped, sync_clock
 from .queue import Queues, TaskQueue
 from .registry import Registration
@@ -247,7 +247,8 @@ class Worker:
         try:
             started = time.perf_counter()
             if c.reduce is None:
-                counts, nbytes, skipped = self._count(c, info.root, info.mount)
+                counts, nbytes, skipped = self._count(c, info.root, info.mount,
+                                                      apps.get(info.app))
             else:  # a shuffle job's reduce task: sum its partition of every map's output
                 counts, consumed = self.queue.read_partition(c, info.maps, info.reduces)
                 nbytes, skipped = 0, []
@@ -255,6 +256,10 @@ class Worker:
                     time.sleep((time.perf_counter() - started) * (self.faults.slowdown - 1))
             busy_ms = int((time.perf_counter() - started) * 1000)
             self.crash_point(armed, "after-count")
+        except UsageError as exc:  # the job's app is not installed here
+            beat.stop()
+            self._dead(c, f"app {info.app!r} cannot run on worker {self.consumer}: {exc}")
+            return
         except shuffle.CorruptPiece as exc:
             beat.stop()
             self._dead(c, f"reduce task {c.reduce} (partition {c.reduce} of {info.reduces}): "
@@ -338,7 +343,7 @@ class Worker:
         return (f" (read at {self.local_root(info.root, info.mount)}: this worker's data root "
                 f"{self.settings.data_root} stands for the job's {info.mount or info.root})")
 
-    def _count(self, c: Claimed, job_root: str, mount: str
+    def _count(self, c: Claimed, job_root: str, mount: str, app: apps.App
                ) -> tuple[Counter[str], int, list[Skipped]]:
         """Count the task under the data root of the plan it was claimed under (mapped into
         this worker's --data-root, where the job's files are mounted), checking that each file
@@ -361,9 +366,9 @@ class Worker:
 
         if not c.task.parts:
             path = planner.resolve_under(root, c.task.path)
-            return (*engines.count_checked(c.task, path, mapped, on_buffer=pace), [])
+            return (*engines.count_checked(c.task, path, mapped, on_buffer=pace, app=app), [])
         counts, nbytes, failed = engines.count_pack(
-            c.task, planner.resolver(root), mapped, on_buffer=pace)
+            c.task, planner.resolver(root), mapped, on_buffer=pace, app=app)
         if len(failed) == len(c.task.parts):  # nothing readable: a dead letter, as one range
             part, exc = failed[0]
             raise type(exc)(exc.errno, f"{part.path}: {planner.describe(exc)}"

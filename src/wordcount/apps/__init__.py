@@ -1,0 +1,121 @@
+"""The app seam: what the framework asks of an app, and how it finds one by name.
+
+The framework (planner, engines, worker, queue, client) moves byte ranges, commits key/value
+pairs exactly once and sums them; it never looks inside an app. An app says:
+
+- **map** -- how the bytes of one document (a file, or a byte range of one) become pairs:
+  ``mapper(doc)`` returns a ``Mapper`` that is fed the range's buffers (``add``) and gives its
+  pairs, already combined (``counts``: key -> integer). ``doc`` is the file's path relative to
+  the job's root. ``joins_documents``: the pairs do not depend on ``doc``, so the small files of
+  a packed task may go through one mapper (word count), or not (the index: a mapper per file).
+- **reduce** -- always addition of integers. That is what makes a commit idempotent and
+  commutative in Redis (ZINCRBY/ZADD on one sorted set, staged and applied exactly once), and
+  what the client's self-check relies on: the table's values sum to the values the accepted
+  commits reported. An app whose reduce is not a sum does not fit this framework.
+- **store and print** -- the result is a table key -> integer (a Redis sorted set); the app
+  writes it (``write``: the full table, ``--counts-out``), shows its top (``top``/``text``),
+  and answers point queries from Redis (``lookup``).
+- **the oracle** -- ``reference(data, doc)``: the plainest possible map of one whole range, the
+  sequential truth the tests compare every engine against.
+
+Apps are found by name (``APPS``) or by import path (``package.module:attribute``, an App
+instance or class); ``wordcount apps`` lists the named ones. A user's own app must be importable
+wherever a worker runs (on the compose clusters: in the image, see README "Apps").
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections import Counter
+from collections.abc import Sequence
+from functools import cache
+from typing import IO, Any, Protocol
+
+from ..exceptions import UsageError
+
+DEFAULT = "wordcount"
+# name -> "module:attribute" (imported only when the app is used)
+APPS = {
+    "wordcount": "wordcount.apps.wordcount:APP",
+    "index": "wordcount.apps.index:APP",
+}
+
+
+class Mapper(Protocol):
+    def add(self, data: bytes) -> None:
+        """One buffer of the range (cut only where ``planner.CUT_BYTES`` allows)."""
+
+    def counts(self) -> Counter[str]:
+        """The pairs of everything added, combined (each key once)."""
+
+
+class App:
+    """The interface (and the defaults an app may keep)."""
+
+    name = ""
+    summary = ""
+    joins_documents = True
+    key_noun, total_noun = "keys", "values"  # for the summary line: "-- 5 words, 3 distinct"
+
+    def mapper(self, doc: str) -> Mapper:
+        raise NotImplementedError
+
+    def reference(self, data: bytes, doc: str) -> Counter[str]:
+        raise NotImplementedError
+
+    def top(self, counts: Counter[str], k: int) -> list[Any]:
+        """The K rows ``--top`` shows and ``--json``'s "top" carries."""
+        from ..report import top
+        return [list(row) for row in top(counts, k)]
+
+    def text(self, rows: list[Any], out: IO[str]) -> None:
+        from ..report import shorten
+        shown = [(shorten(w), n) for w, n in rows]
+        width = max((len(w) for w, _ in shown), default=4)
+        for word, n in shown:
+            out.write(f"{word:<{width}}  {n:>12,}\n")
+
+    def distinct(self, counts: Counter[str]) -> int:
+        """The summary's "distinct" figure."""
+        return len(counts)
+
+    def write(self, counts: Counter[str], path: str) -> None:
+        """The whole table to ``path`` (atomically replaced)."""
+        raise NotImplementedError
+
+    def lookup(self, conn, job: str, queries: Sequence[str]) -> list[Any]:
+        """Point queries answered from the job's table in Redis."""
+        raise UsageError(f"the {self.name} app answers no lookup")
+
+
+def _load(spec: str) -> App:
+    module, _, attr = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attr or "APP")
+    except (ImportError, AttributeError) as e:
+        raise UsageError(f"app {spec!r} cannot be loaded: {e}") from None
+    app = found() if isinstance(found, type) else found
+    if not isinstance(app, App):
+        raise UsageError(f"app {spec!r} is not a wordcount.apps.App")
+    return app
+
+
+@cache
+def get(name: str = DEFAULT) -> App:
+    """The app called ``name`` (``APPS``), or at import path ``module:attribute``. UsageError
+    when there is none."""
+    if name in APPS:
+        return _load(APPS[name])
+    if ":" in name or "." in name:
+        return _load(name)
+    raise UsageError(f"no app named {name!r}: choose from {', '.join(APPS)}, or name one by "
+                     "import path (package.module:APP)")
+
+
+def name_of(text: str) -> str:
+    """``--app``'s argument type: a known name or an import path (checked on first use)."""
+    text = text.strip()
+    if not text or os.sep in text or any(c.isspace() for c in text):
+        raise UsageError(f"not an app name: {text!r}")
+    return text
