@@ -641,3 +641,22 @@ def test_verdict_names_partitions(tmp_path):
     out = io.StringIO()
     assert clusterjob.verdict(0, data, results, out) == 0
     assert "PASS: exact counts after 1 partitions during the job (raft 1)" in out.getvalue()
+
+
+def test_client_report_of_another_app_shows_its_top_from_the_json():
+    """APP=index make up: the client's report prints the index's rows (words by documents)."""
+    import io
+
+    from wordcount.clusterjob import next_steps, print_report
+
+    doc = {"app": "index", "top": [["cat", 2, 2], ["big", 1, 1]], "total": 4, "distinct": 3,
+           "files": 2, "bytes": 16, "seconds": 0.5, "errors": [], "tasks": 1, "stolen": 0,
+           "backups": 0, "duplicates": 0, "dead": 0, "resubmits": 0}
+    out = io.StringIO()
+    print_report(doc, None, 0, 2, out)
+    next_steps({"APP": "index"}, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "top 2 of 3 distinct words (index):"
+    assert lines[1].split() == ["cat", "2", "documents", "2"]
+    assert lines[3].startswith("-- 4 words, 2 files, 16 bytes")
+    assert "counts.tsv (index)" in out.getvalue()

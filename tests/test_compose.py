@@ -897,6 +897,22 @@ def test_make_start_then_operator_commands_through_make_wc(images, tmp_path):
         docs = json.loads(workers.stdout.strip().splitlines()[-1])
         assert len(docs) == 2 and not any(d["lost"] for d in docs), docs
         assert sum(d["applied"] for d in docs) == doc["tasks"] + doc["reduces"]
+        # the inverted index on the same cluster (README, "Apps"), byte for byte the local
+        # engine's, and a lookup answered by the cluster's Redis
+        from wordcount import apps, engines
+
+        indexed = wc("submit", "/data/books", "--app", "index", "--json", "--counts-out",
+                     "/data/index.tsv")
+        assert indexed.returncode == 0, indexed.stderr[-3000:]
+        idoc = json.loads(indexed.stdout.strip().splitlines()[-1])
+        assert idoc["app"] == "index" and idoc["check"]["ok"] is True
+        local = engines.count_inputs([str(data / "books")], app_name="index")
+        apps.get("index").write(local.counts, str(tmp_path / "index.tsv"))
+        assert (data / "index.tsv").read_bytes() == (tmp_path / "index.tsv").read_bytes()
+        word = idoc["top"][0][0]
+        look = wc("lookup", idoc["job"], word, "--json")
+        found = json.loads(look.stdout.strip().splitlines()[-1])
+        assert found[0][0] == word and found[0][1] == idoc["top"][0][1], look.stdout
     finally:
         down = _run([*make, "down"], timeout=180, env=env)
         assert down.returncode == 0, down.stderr

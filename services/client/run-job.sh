@@ -8,6 +8,7 @@
 #   SAMPLE_FILES [16] SAMPLE_SIZE [4MiB] SAMPLE_SKEW [32MiB] SAMPLE_SEED [0]
 #   SAMPLE_UNICODE [empty; 1 = mix in non-ASCII words]   the generated corpus
 #   SUBMIT_ARGS  extra `wordcount submit` flags, e.g. "--chunk-size 8MiB --timeout 600"
+#   APP [wordcount]  the app (`wordcount apps`): APP=index make up builds the index
 #   SUBMIT_FRESH [1]  drop the job's old state first: Redis keeps finished jobs (in
 #                its volume), and the same data is the same job, so without this a
 #                second `make up` would just read the previous result back

@@ -68,20 +68,32 @@ def result_of(doc: dict[str, Any], counts: Counter[str]) -> Result:
 def print_report(doc: dict[str, Any], counts: Counter[str] | None, status: int, k: int,
                  out: IO[str]) -> None:
     """The text report of ``wordcount count`` (report.print_text) for the job, from the full
-    table when there is one, then the distributed figures and the verdict."""
-    if counts is None:  # no counts.tsv (submit failed part way): the JSON's top only
-        counts = Counter(dict(doc.get("top", [])))
-        out.write("(no counts.tsv: only the top words of result.json)\n")
-    result = result_of(doc, counts)
-    out.write(f"top {min(k, len(counts))} of {int(doc['distinct']):,} distinct words:\n")
-    report.print_text(result, k, out)
+    table when there is one, then the distributed figures and the verdict. Another app than
+    word count (APP): its own top rows, from the JSON."""
+    app_name = doc.get("app", "wordcount")
+    if app_name != "wordcount":
+        from . import apps
+
+        app = apps.get(app_name)
+        out.write(f"top {len(doc.get('top', []))} of {int(doc['distinct']):,} "
+                  f"{app.key_noun} ({app_name}):\n")
+        app.text(doc.get("top", []), out)
+        out.write(f"-- {int(doc['total']):,} {app.total_noun}, {int(doc['files']):,} files, "
+                  f"{int(doc['bytes']):,} bytes in {float(doc['seconds']):.2f} s\n")
+    else:
+        if counts is None:  # no counts.tsv (submit failed part way): the JSON's top only
+            counts = Counter(dict(doc.get("top", [])))
+            out.write("(no counts.tsv: only the top words of result.json)\n")
+        out.write(f"top {min(k, len(counts))} of {int(doc['distinct']):,} distinct words:\n")
+        report.print_text(result_of(doc, counts), k, out)
     out.write(f"-- {doc.get('tasks', '?')} tasks: {doc.get('stolen', 0)} stolen, "
               f"{doc.get('backups', 0)} backups, {doc.get('duplicates', 0)} duplicates, "
               f"{doc.get('dead', 0)} dead, {doc.get('resubmits', 0)} resubmits\n")
     if status == EXIT_OK:
         out.write("-- complete: every task counted exactly once (self-check passed)\n")
     else:
-        out.write(f"-- INCOMPLETE (exit {status}): {len(result.errors)} errors, see above\n")
+        out.write(f"-- INCOMPLETE (exit {status}): {len(doc.get('errors', []))} errors, see "
+                  "above\n")
 
 
 def next_steps(env: dict[str, str] | os._Environ, out: IO[str]) -> None:
@@ -90,7 +102,8 @@ def next_steps(env: dict[str, str] | os._Environ, out: IO[str]) -> None:
     data = env.get("WORDCOUNT_DATA_HOST") or "./data"
     raft = "raft" in (env.get("REDIS_URL") or "")
     compose = "docker compose -f compose.raft.yml" if raft else "docker compose"
-    out.write(f"-- results: {results}/counts.tsv (every word), {results}/result.json (summary)\n")
+    what = "every word" if (env.get("APP") or "wordcount") == "wordcount" else env.get("APP")
+    out.write(f"-- results: {results}/counts.tsv ({what}), {results}/result.json (summary)\n")
     scale = "--scale worker=8 --exit-code-from client"
     out.write(f"-- another job: put files in {data} (or empty it for a new sample), then "
               f"`make {'up-raft' if raft else 'up'}` (or `{compose} up {scale}`)\n")
@@ -132,7 +145,7 @@ def run_job(env: dict[str, str] | os._Environ | None = None, out: IO[str] | None
 
     # -v: progress lines on stderr even with --json (stdout is the JSON document)
     cmd = ["wordcount", "submit", str(data), "--data-root", str(data), "--json", "-v",
-           "--counts-out", str(results / "counts.tsv")]
+           "--counts-out", str(results / "counts.tsv"), "--app", env.get("APP") or "wordcount"]
     if (env.get("SUBMIT_FRESH") or "1") == "1":
         cmd.append("--fresh")
     cmd += (env.get("SUBMIT_ARGS") or "").split()
@@ -145,8 +158,9 @@ def run_job(env: dict[str, str] | os._Environ | None = None, out: IO[str] | None
         return status
     os.replace(tmp, results / "result.json")
     doc = json.loads((results / "result.json").read_text(encoding="utf-8"))
-    tsv = results / "counts.tsv"
-    counts = read_counts(tsv) if tsv.is_file() else None
+    tsv = results / "counts.tsv"  # (another app's table: its own format, not read here)
+    counts = read_counts(tsv) if tsv.is_file() and doc.get("app", "wordcount") == "wordcount" \
+        else None
     print_report(doc, counts, status, len(doc.get("top", [])) or 10, out)
     next_steps(env, out)
     return status
