@@ -94,6 +94,22 @@ def float_in(low: float, high: float = 1e6, above: bool = False) -> Callable[[st
     return parse
 
 
+def fraction_in(low: int, high: int) -> Callable[[str], str]:
+    """An exact decimal or fraction (``0.85``, ``1e-9``, ``17/20``) in [low, high), kept as
+    its text: a fixed-point computation turns it into a Fraction, never a float."""
+    def parse(text: str) -> str:
+        from fractions import Fraction
+
+        try:
+            value = Fraction(text.strip())
+        except (ValueError, ZeroDivisionError):
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"must be at least {low} and below {high}: {text}")
+        return text.strip()
+    return parse
+
+
 positive_int = int_in(1)
 non_negative_int = int_in(0)
 workers = int_in(1, 1024)  # --workers

@@ -46,6 +46,43 @@ def add_app_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--app", type=name_of, default=DEFAULT, metavar="NAME",
                    help=f"what the inputs become (default {DEFAULT}; `wordcount apps` lists "
                         "them; or package.module:APP, importable on every worker)")
+    g = p.add_argument_group("an iterative app's rounds (--app pagerank)")
+    g.add_argument("--rounds", type=argtypes.positive_int, metavar="N",
+                   help="stop after N rounds (default 30)")
+    g.add_argument("--epsilon", type=argtypes.fraction_in(0, 1), metavar="E",
+                   help="or once the L1 change of a round is at most E (default 1e-9)")
+    g.add_argument("--damping", type=argtypes.fraction_in(0, 1), metavar="D",
+                   help="PageRank's damping factor, in [0, 1) (default 0.85)")
+
+
+def _planner(args: argparse.Namespace, data_root: str | None = None):
+    """plan(app spec, job name): a job of the command's inputs (an iterative app plans one
+    per round)."""
+    from . import client
+
+    def plan(spec: str, name: str | None):
+        return client.plan_job(args.inputs, args.chunk_size, name, args.data_root,
+                               fingerprint=getattr(args, "fingerprint", "stat"),
+                               data_root=data_root, pack_size=args.pack_size, app=spec)
+    return plan
+
+
+def _iter_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"rounds": args.rounds, "epsilon": args.epsilon, "damping": args.damping}
+
+
+def _iterate(conn, job, args, started: float, plan, on_poll=None) -> int:
+    """An iterative app's job (``job``: its inputs, name, queue and reduces): its rounds, each
+    a job, then the app's table printed as any result."""
+    from . import client, report
+
+    app = _app(args)
+    result, extra = client.run_rounds(conn, app, job, plan, _iter_options(args),
+                                      quiet=args.quiet or (args.json and not args.verbose),
+                                      on_poll=on_poll, fresh=getattr(args, "fresh", False))
+    extra.update(app=app.name, wait_seconds=round(time.perf_counter() - started, 6))
+    report.emit(result, args.top, args.json, args.counts_out, extra, app=app)
+    return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 
 
 def _app(args: argparse.Namespace):
@@ -84,10 +121,29 @@ def cmd_count(args: argparse.Namespace) -> int:
     report.check_output(args.counts_out, "--counts-out")
     app = _app(args)
     with stop_on_signals(first=_stop_count):
-        result = engines.count_inputs(args.inputs, args.engine, args.workers, args.chunk_size,
-                                      args.app)
+        if app.iterative:  # rounds need shared tables: on one machine, the sequential oracle
+            result = _count_iterative(args, app)
+        else:
+            result = engines.count_inputs(args.inputs, args.engine, args.workers,
+                                          args.chunk_size, args.app)
     report.emit(result, args.top, args.json, args.counts_out, app=app)
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
+
+
+def _count_iterative(args: argparse.Namespace, app):
+    from . import planner
+    from .engines import Result
+
+    if args.engine != "serial":
+        raise exc.UsageError(f"--app {args.app} runs on one machine as its sequential oracle "
+                             "(the serial engine); its rounds run distributed with `run`")
+    started = time.perf_counter()
+    files, errors = planner.discover(args.inputs)
+    options = {k: v for k, v in _iter_options(args).items() if v is not None}
+    ranks, _ = app.oracle(files, **{k: str(v) if k != "rounds" else v
+                                    for k, v in options.items()})
+    return Result(counts=ranks, files=len(files), bytes=sum(os.path.getsize(f) for f in files),
+                  seconds=time.perf_counter() - started, errors=errors)
 
 
 def _stop_count(signum: int) -> None:
@@ -143,6 +199,29 @@ def cmd_apps(args: argparse.Namespace) -> int:
 def _apps_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("apps", help="the apps a job can run (--app NAME)")
     p.add_argument("--json", action="store_true")
+    return p
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .apps import pagerank
+
+    if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+        raise exc.UsageError(f"{args.outdir}: exists and is not a directory")
+    paths = pagerank.generate(args.outdir, args.pages, args.links, args.files, args.seed)
+    size = sum(os.path.getsize(p) for p in paths)
+    print(f"wrote {len(paths)} files, {size:,} bytes of links among {args.pages:,} pages to "
+          f"{args.outdir}", file=sys.stderr)
+    return exc.EXIT_OK
+
+
+def _graph_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("graph", help="generate a deterministic link graph (--app pagerank)")
+    p.add_argument("outdir")
+    p.add_argument("--pages", type=argtypes.positive_int, required=True)
+    p.add_argument("--links", type=argtypes.non_negative_int, default=5,
+                   help="mean out-links per page (0..2x, some pages none; default 5)")
+    p.add_argument("--files", type=argtypes.positive_int, default=1)
+    p.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -327,17 +406,17 @@ def _worker_parser(sub) -> argparse.ArgumentParser:
 # -- submit -------------------------------------------------------------------------------------
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from . import client, report
+    from . import report
 
     setup_logging(args.verbose, logging.WARNING)
     deadline = deadline_of(args)
     started = time.perf_counter()
     settings = settings_from(args)
     report.check_output(args.counts_out, "--counts-out")
-    _app(args)
-    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
-                          fingerprint=args.fingerprint, data_root=settings.data_root,
-                          pack_size=args.pack_size, app=args.app)
+    if _app(args).iterative and args.no_wait:
+        raise exc.UsageError(f"--app {args.app} runs rounds that this command drives: it "
+                             "cannot --no-wait")
+    job = _planner(args, settings.data_root)(args.app, args.job)
     _check_reduces(args)
     job.reduces = args.reduces or 0  # (a shuffle job without it: from the workers, below)
     with stop_on_signals(), timeout_message(
@@ -372,6 +451,8 @@ def _submit(args: argparse.Namespace, settings, job, started: float,
         job.reduces = shuffle.default_reduces(len(alive))
 
     jobs.expire(conn, settings.keep_jobs_s)  # finished jobs past their retention
+    if _app(args).iterative:
+        return _iterate(conn, job, args, started, _planner(args, settings.data_root))
     before = client.progress(conn, job.name)
     added = client.submit(conn, job, fresh=args.fresh)
     reused = before.finished and before.plan == job.plan_id and not args.fresh
@@ -727,7 +808,7 @@ def _workers_parser(sub) -> argparse.ArgumentParser:
 # -- run ----------------------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import client, embedded, report
+    from . import embedded, report
     from .workeropts import WorkerOptions
 
     setup_logging(args.verbose, logging.WARNING)
@@ -741,9 +822,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise exc.UsageError(f"--stragglers {stragglers} is more than --workers {args.workers}")
     report.check_output(args.counts_out, "--counts-out")
     report.check_output(args.worker_log, "--worker-log")
-    _app(args)
-    job = client.plan_job(args.inputs, args.chunk_size, args.job, args.data_root,
-                          pack_size=args.pack_size, app=args.app)
+    app = _app(args)
+    plan = _planner(args)
+    job = plan(args.app, args.job)
     _check_reduces(args)
     if args.commit == "shuffle":
         from . import shuffle
@@ -751,11 +832,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         job.reduces = args.reduces or shuffle.default_reduces(args.workers)
 
     def finish(conn, tend: Callable[[], None]) -> int:
+        if app.iterative:
+            return _iterate(conn, job, args, started, plan, on_poll=tend)
         return _finish(conn, job, args, started, deadline, {"workers": args.workers},
                        on_poll=tend)
 
+    first = job
+    if app.iterative:  # the local cluster starts with round 0 (the rounds then follow)
+        first = plan("links", job.name + "-links")
+        first.reduces = job.reduces
     with stop_on_signals(), timeout_message(args, "the local cluster was stopped"):
-        return embedded.run_job(job, args.workers, options, finish, stragglers=stragglers,
+        return embedded.run_job(first, args.workers, options, finish, stragglers=stragglers,
                                 queue=args.queue or os.environ.get("WORDCOUNT_QUEUE"),
                                 worker_log=args.worker_log, deadline=deadline,
                                 quiet=args.quiet)
@@ -812,6 +899,7 @@ def _soak_parser(sub) -> None:
 COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | None]] = [
     (_count_parser, cmd_count),
     (_apps_parser, cmd_apps),
+    (_graph_parser, cmd_graph),
     (_corpus_parser, cmd_corpus),
     (_bench_parser, None),
     (_worker_parser, cmd_worker),

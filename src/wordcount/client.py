@@ -106,7 +106,9 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
         data_root = os.path.abspath(data_root)
         if os.path.commonpath([data_root, root]) == data_root:
             mount = data_root
-    tasks, plan_errors = planner.plan(files, chunk_size)
+    from . import apps
+
+    tasks, plan_errors = planner.plan(files, chunk_size, apps.get(app).line_records)
     digest = hashlib.sha256(f"app\0{app}\nroot\0{root}\n".encode("utf-8", "surrogateescape"))
     by_file: dict[str, list[Task]] = {}
     for t in tasks:
@@ -484,6 +486,37 @@ def fetch_counts(conn: Connection, name: str) -> Counter[str]:
     return _read(conn, name)[0]
 
 
+def finished_version(conn: Connection, name: str) -> tuple[str, int]:
+    """(epoch, finish ms) of job ``name``'s incarnation in Redis: which finished table it has
+    (("", 0) when it has none)."""
+    epoch, finished = conn.call(lambda r: r.hmget(keys.meta(name), Meta.EPOCH,
+                                                  Meta.FINISHED_MS))
+    return epoch or "", int(finished or 0)
+
+
+def finished_table(conn: Connection, name: str) -> tuple[Counter[str], tuple[str, int]]:
+    """The table of job ``name``, finished whole: done, nothing set aside, its table summing to
+    what its accepted commits applied, and the same incarnation before and after the read
+    (what an iterative app's next round reads), with its version (``finished_version``).
+    apps.TaskError when it is not (never submitted, still running, rolled back by a Redis
+    restart, incomplete)."""
+    from .apps import TaskError
+
+    before = progress(conn, name)
+    if not before.finished or before.dead:
+        raise TaskError(f"PREREQ: the table of job {name} is not a finished, complete one "
+                        f"({before.state}, {before.dead} tasks set aside): an earlier round "
+                        "must be counted (again) first")
+    counts = _read(conn, name)[0]
+    after = progress(conn, name)
+    applied = before.reduced + before.words - before.shuffled_words
+    if (after.epoch, after.finished_ms) != (before.epoch, before.finished_ms) \
+            or sum(counts.values()) != applied:
+        raise TaskError(f"PREREQ: the table of job {name} changed while it was read, or does "
+                        "not sum to what its commits applied")
+    return counts, (after.epoch, after.finished_ms)
+
+
 def read_finished(conn: Connection, job: Job, waited: Progress | None = None) -> Snapshot:
     """Read the finished job. The read is retried (after waiting for the job again) if Redis
     restarted meanwhile: the job must be finished, and identically so (same epoch, same
@@ -574,6 +607,35 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
                                    f"self-check: {'; '.join(broken)}. Not reporting it as "
                                    "exact.")
     return figures
+
+
+def run_rounds(conn: Connection, app, base: Job, plan: Callable[[str, str], Job],
+               options: dict[str, object], quiet: bool = False,
+               on_poll: Callable[[], None] | None = None, fresh: bool = False
+               ) -> tuple[Result, dict[str, object]]:
+    """An iterative app (apps.App.iterate): its rounds, each one job of ``base``'s inputs
+    planned by ``plan(app spec, job name)`` and named ``base.name`` + the round's suffix, on
+    ``base``'s queue and with its reduces; each submitted, waited for and self-checked as any
+    job (a finished round, e.g. after a client restart, is reused). Returns the app's final
+    table as a Result and what the app adds to the JSON result. ``fresh`` (submit --fresh):
+    each round counted again, once."""
+    started = time.monotonic()
+    refreshed: set[str] = set()
+
+    def run_round(spec: str, suffix: str, again: bool) -> tuple[Result, str]:
+        job = plan(spec, base.name + suffix)
+        job.queue, job.reduces = base.queue, base.reduces
+        submit(conn, job, fresh=again or (fresh and suffix not in refreshed))
+        refreshed.add(suffix)
+        waited = wait(conn, job, quiet=quiet, on_poll=on_poll)
+        res, _ = result(conn, job, waited.job_seconds, waited)
+        return res, job.name
+
+    counts, extra = app.iterate(run_round, options)
+    files = {r.path for t in base.tasks for r in t.ranges()}
+    return (Result(counts=counts, files=len(files), bytes=base.total_bytes,
+                   seconds=time.monotonic() - started, errors=list(base.errors)),
+            {"job": base.name, "tasks": len(base.tasks), **extra})
 
 
 def dead_letters(job: Job, dead: dict[str, str],

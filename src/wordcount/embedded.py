@@ -284,6 +284,9 @@ class WorkerPool:
                     p.wait()
 
 
+RUN_BLOCK_MS = 100  # a `run` worker's longest wait for new work (Settings.block_ms: 1 s)
+
+
 def run_job(job: client.Job, workers: int, options: WorkerOptions,
             finish: Callable[[Connection, Callable[[], None]], int], *, stragglers: int = 0,
             queue: str | None = None, worker_log: str | None = None,
@@ -302,7 +305,11 @@ def run_job(job: client.Job, workers: int, options: WorkerOptions,
         log_path = worker_log or os.path.join(server.directory, "workers.log")
         pool = None
         try:
-            pool = WorkerPool(workers, server.env(), options.replace(slowdown=1.0),
+            # a private cluster: workers wait for new work in short blocks, so a job that
+            # starts as the last one ends (an iterative app's next round) is taken at once
+            env = {**server.env(), "WORDCOUNT_BLOCK_MS":
+                   os.environ.get("WORDCOUNT_BLOCK_MS") or str(RUN_BLOCK_MS)}
+            pool = WorkerPool(workers, env, options.replace(slowdown=1.0),
                               log_path=log_path, first_options=options, first=stragglers)
             job.queue = resolve_kind(conn, settings.queue)
             client.submit(conn, job)

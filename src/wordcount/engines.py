@@ -226,10 +226,10 @@ def count_inputs(inputs: Sequence[str], engine: str = "serial", workers: int | N
     are relative to its root)."""
     started = time.perf_counter()
     files, errors = planner.discover(inputs)
-    tasks, plan_errors = planner.plan(files, chunk_size)
+    app = apps.get(app_name)
+    tasks, plan_errors = planner.plan(files, chunk_size, app.line_records)
     result = Result(errors=errors + plan_errors)
     failed: set[str] = set()
-    app = apps.get(app_name)
     # the serial engine's word count: its tasks' tallies counted together (Tally.absorb)
     tally = app.mapper("") if app.joins_documents else None
     root = planner.common_root(files) if files else None

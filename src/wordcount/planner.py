@@ -155,8 +155,10 @@ def discover(inputs: Sequence[str]) -> tuple[list[str], list[InputError]]:
     return sorted(unique), errors
 
 
-def split_file(path: str, size: int, chunk_size: int, name: str | None = None) -> list[Task]:
-    """Byte-range tasks for one file of ``size`` bytes, cut right after ASCII whitespace."""
+def split_file(path: str, size: int, chunk_size: int, name: str | None = None,
+               lines: bool = False) -> list[Task]:
+    """Byte-range tasks for one file of ``size`` bytes, cut right after ASCII whitespace (or,
+    ``lines``: right after a newline, for an app whose records are lines)."""
     if chunk_size <= 0:
         raise ValueError("chunk size must be positive")
     name = path if name is None else name
@@ -170,21 +172,22 @@ def split_file(path: str, size: int, chunk_size: int, name: str | None = None) -
             if target >= size:
                 tasks.append(Task(name, start, size))
                 break
-            end = _boundary_at_or_after(f, target, size)
+            end = _boundary_at_or_after(f, target, size, lines)
             tasks.append(Task(name, start, end))
             start = end
     return tasks
 
 
-def _boundary_at_or_after(f, target: int, size: int) -> int:
-    """Smallest position p >= target with data[p-1] ASCII whitespace, or size."""
+def _boundary_at_or_after(f, target: int, size: int, lines: bool = False) -> int:
+    """Smallest position p >= target with data[p-1] ASCII whitespace (``lines``: a newline),
+    or size."""
     pos = target - 1
     while pos < size:
         f.seek(pos)
         probe = f.read(_PROBE)
         if not probe:
             return size
-        i = first_whitespace(probe)
+        i = probe.find(b"\n") if lines else first_whitespace(probe)
         if i >= 0:
             return pos + i + 1
         pos += len(probe)
@@ -192,15 +195,16 @@ def _boundary_at_or_after(f, target: int, size: int) -> int:
 
 
 def plan(
-    files: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE
+    files: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE, lines: bool = False
 ) -> tuple[list[Task], list[InputError]]:
-    """Tasks for every readable file; files that can't be opened become errors."""
+    """Tasks for every readable file (``lines``: ranges cut after a newline); files that can't
+    be opened become errors."""
     tasks: list[Task] = []
     errors: list[InputError] = []
     for path in files:
         try:
             size = os.stat(path).st_size
-            tasks.extend(split_file(path, size, chunk_size))
+            tasks.extend(split_file(path, size, chunk_size, lines=lines))
         except OSError as exc:
             errors.append(InputError(path, describe(exc)))
     return tasks, errors

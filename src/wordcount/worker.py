@@ -123,6 +123,8 @@ class Worker:
         self._clock_synced = float("-inf")
         self._idle_s = IDLE_POLL_S
         self._active: tuple[float, dict] | None = None  # (read at, jobs): see ACTIVE_REUSE_S
+        # finished jobs' tables (Worker._table): (job, its version) -> table
+        self._tables: dict[tuple[str, tuple[str, int]], Counter[str]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -248,7 +250,7 @@ class Worker:
             started = time.perf_counter()
             if c.reduce is None:
                 counts, nbytes, skipped = self._count(c, info.root, info.mount,
-                                                      apps.get(info.app))
+                                                      self._app(info.app))
             else:  # a shuffle job's reduce task: sum its partition of every map's output
                 counts, consumed = self.queue.read_partition(c, info.maps, info.reduces)
                 nbytes, skipped = 0, []
@@ -259,6 +261,10 @@ class Worker:
         except UsageError as exc:  # the job's app is not installed here
             beat.stop()
             self._dead(c, f"app {info.app!r} cannot run on worker {self.consumer}: {exc}")
+            return
+        except apps.TaskError as exc:  # a record the app cannot map, an earlier round gone
+            beat.stop()
+            self._dead(c, f"{c.task.describe()}: {exc}")
             return
         except shuffle.CorruptPiece as exc:
             beat.stop()
@@ -327,6 +333,30 @@ class Worker:
         log.info("task %s %s (%s, %s) %s in %d ms (counted; committed in %d ms)", c.job, c.id,
                  c.how, what, outcome.name.lower(), busy_ms, commit_ms)
         self.registration.update(**asdict(self.stats))
+
+    def _app(self, spec: str) -> apps.App:
+        """The job's app, reading earlier jobs' tables (an iterative app's rounds) from this
+        worker's Redis: the last few, kept (a finished job's table never changes)."""
+        app = apps.get(spec)
+        if app.iterative or "?" in spec:
+            app.bind(self._table)
+        return app
+
+    def _table(self, job: str) -> Counter[str]:
+        """A finished job's table: kept by (job, incarnation, finish time), so a job of the
+        same name counted anew is read anew (one small read per task checks which it is)."""
+        from . import client
+
+        version = client.finished_version(self.conn, job)
+        cache = self._tables
+        if (job, version) not in cache:
+            table, read = client.finished_table(self.conn, job)
+            cache[(job, read)] = table
+            while len(cache) > 3:
+                cache.pop(next(iter(cache)))
+            if read != version:
+                return table
+        return cache[(job, version)]
 
     def local_root(self, job_root: str, mount: str) -> str:
         """Where this worker finds the job's root: the root itself, or, with a data root of

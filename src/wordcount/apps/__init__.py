@@ -18,8 +18,15 @@ pairs exactly once and sums them; it never looks inside an app. An app says:
 - **the oracle** -- ``reference(data, doc)``: the plainest possible map of one whole range, the
   sequential truth the tests compare every engine against.
 
+- **iterate** (an iterative app, ``iterative``): ``iterate(run_round, options)`` runs rounds,
+  each one job of the framework under an app spec of its own (``name?key=value&...``: the
+  round's parameters, ``configure``), and reads the finished tables of earlier rounds
+  (``bind``: a reader of finished jobs' tables, given by the worker). Each round is exactly once
+  because it is a job; the job's end is the barrier. See ``apps/pagerank.py``.
+
 Apps are found by name (``APPS``) or by import path (``package.module:attribute``, an App
-instance or class); ``wordcount apps`` lists the named ones. A user's own app must be importable
+instance or class), with ``?parameters`` for a configured one; ``wordcount apps`` lists the
+named ones. A user's own app must be importable
 wherever a worker runs (on the compose clusters: in the image, see README "Apps").
 """
 
@@ -28,18 +35,32 @@ from __future__ import annotations
 import importlib
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import IO, Any, Protocol
 
-from ..exceptions import UsageError
+from ..exceptions import EXIT_INPUT_ERRORS, UsageError, WordcountError
 
 DEFAULT = "wordcount"
 # name -> "module:attribute" (imported only when the app is used)
 APPS = {
     "wordcount": "wordcount.apps.wordcount:APP",
     "index": "wordcount.apps.index:APP",
+    "pagerank": "wordcount.apps.pagerank:APP",
+    "links": "wordcount.apps.pagerank:LINKS",
 }
+
+
+class TaskError(WordcountError):
+    """A task the app cannot map (a malformed record, an earlier round's table missing): the
+    worker sets the task aside with this message, never retries it forever (and a client
+    whose rounds end so exits 3)."""
+
+    exit_code = EXIT_INPUT_ERRORS
+
+
+# A reader of finished jobs' tables (job name -> its table), for apps that read earlier rounds
+TableReader = Callable[[str], "Counter[str]"]
 
 
 class Mapper(Protocol):
@@ -56,9 +77,26 @@ class App:
     name = ""
     summary = ""
     joins_documents = True
+    line_records = False  # its records are lines: ranges are cut after a newline
+    iterative = False  # it runs rounds of jobs (``iterate``), not one job
     key_noun, total_noun = "keys", "values"  # for the summary line: "-- 5 words, 3 distinct"
 
     def mapper(self, doc: str) -> Mapper:
+        raise NotImplementedError
+
+    def configure(self, params: dict[str, str]) -> App:
+        """This app with a round's parameters (the ``?...`` of its spec)."""
+        raise UsageError(f"the {self.name} app takes no parameters")
+
+    def bind(self, tables: TableReader) -> None:
+        """Where its mappers read earlier jobs' tables (a worker's Redis)."""
+
+    def iterate(self, run_round: Callable[[str, str, bool], Any], options: dict[str, Any]
+                ) -> tuple[Counter[str], dict[str, Any]]:
+        """An iterative app's rounds: ``run_round(spec, suffix, fresh)`` runs one job of the
+        same inputs under app ``spec`` (named the base job's name + ``suffix``; ``fresh``:
+        replacing an incarnation that exists) and returns (its Result, the job's name);
+        returns the final table and what the JSON result adds."""
         raise NotImplementedError
 
     def reference(self, data: bytes, doc: str) -> Counter[str]:
@@ -103,8 +141,14 @@ def _load(spec: str) -> App:
 
 @cache
 def get(name: str = DEFAULT) -> App:
-    """The app called ``name`` (``APPS``), or at import path ``module:attribute``. UsageError
-    when there is none."""
+    """The app called ``name`` (``APPS``), or at import path ``module:attribute``, configured
+    with the parameters after a ``?`` (``pagerank?round=2&...``). UsageError when there is
+    none."""
+    if "?" in name:
+        from urllib.parse import parse_qsl
+
+        base, _, query = name.partition("?")
+        return get(base).configure(dict(parse_qsl(query, keep_blank_values=True)))
     if name in APPS:
         return _load(APPS[name])
     if ":" in name or "." in name:

@@ -1,0 +1,363 @@
+"""PageRank, Piccolo-style: rounds of kernel tasks over a link graph, each round one exactly-once
+job, in fixed-point integers so that every run is bit-identical to the sequential oracle.
+
+Input: files of lines ``page<TAB>target`` (a link; ``#`` comments and blank lines are skipped; a
+page is any text without a tab or newline). Tasks are byte ranges cut after a newline
+(``line_records``). A line that is not a link sets its task aside with that message.
+
+The rounds (``PageRank.iterate``, driven by the client; Piccolo's control thread):
+
+0. ``links``: a job counting every page's out-links and in-links (keys ``out<TAB>page``,
+   ``in<TAB>page``); its pages are the graph's N pages, those with no out-link the dangling ones.
+1. round r = 1, 2, ...: a job of app ``pagerank?...`` over the same inputs, whose kernel maps each
+   link p -> q to q's share of p's rank, ``rank(p) * dn // (dd * outdeg(p))`` (damping dn/dd),
+   reading rank(p) from round r-1's table and outdeg(p) from the links table (the shared tables;
+   each worker reads them once per round). The framework sums the shares per page exactly once
+   (ZINCRBY/ZADD in the commit that settles each task) -- the accumulation into the next table.
+2. the job's end is the barrier; then the client computes the round's base, what every page
+   gets besides its in-links, ``((dd - dn) * SCALE + dn * dangling) // (dd * N)`` (dangling:
+   the previous ranks of the pages with no out-link), and rank_r(q) = base_r + table_r(q): the
+   swap is naming round r's job, and its base, in round r+1's parameters.
+3. it stops after ``rounds`` rounds, or once the L1 change of the ranks is at most ``epsilon``.
+
+Ranks are integers in units of 1/SCALE (SCALE = 10**15: the ranks sum to about 1; every value
+stays below 2**53, so Redis's double scores hold it exactly). Every share is floor-divided on
+its own, and integer addition is associative: any split into tasks, any order of commits, a
+task counted twice (applied once), a round counted again after a Redis rollback, gives the same
+bits. Floats would not: float addition is not associative, so the sum of one page's shares
+would depend on which tasks a worker happened to combine and in which order the commits
+reached Redis -- two exact runs would differ in their last bits, and no run could be checked
+bit for bit against an oracle.
+
+Every round is a job: its plan id names its parameters (the previous round's job and base), so
+a client that restarts reuses the rounds already finished (checkpoints: each round's table
+stays in Redis with its job). A round whose kernel finds an earlier round's table missing or
+unfinished (Redis restarted from a snapshot taken before that round ended) sets its tasks aside
+(``PREREQ``); the client then counts the earlier rounds again (reusing any that survived) and
+the round afresh. The result is the same: a round's table is a function of the graph and the
+round's parameters only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import IO, Any
+
+from . import App, TableReader, TaskError
+
+SCALE = 10**15
+DEFAULTS = {"rounds": 30, "epsilon": "1e-9", "damping": "0.85"}
+OUT, IN = "out\t", "in\t"
+
+
+def as_decimal(rank: int) -> str:
+    """A rank in units of 1/SCALE as its exact decimal."""
+    return f"{rank // SCALE}.{rank % SCALE:015d}"
+
+
+def damping_of(text: str) -> Fraction:
+    d = Fraction(text)
+    if not 0 <= d < 1:
+        raise ValueError(f"damping must be in [0, 1): {text}")
+    return d
+
+
+class _Links:
+    """Feeds complete lines to ``emit(page, target)``; a line cut between two buffers waits for
+    its end (buffers are cut anywhere a word could end, not only at newlines)."""
+
+    __slots__ = ("carry", "emit", "out")
+
+    def __init__(self, emit: Callable[[Counter[str], str, str], None]) -> None:
+        self.carry, self.emit, self.out = b"", emit, Counter()
+
+    def add(self, data: bytes) -> None:
+        data = self.carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self.carry = data
+            return
+        self.carry = data[cut + 1:]
+        for line in data[:cut].split(b"\n"):
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        line = line.rstrip(b"\r")
+        if not line or line.startswith(b"#"):
+            return
+        page, tab, target = line.partition(b"\t")
+        if not tab or not page or not target or b"\t" in target:
+            raise TaskError(f"not a page<TAB>target line: {line[:80]!r}")
+        self.emit(self.out, page.decode("utf-8", "surrogateescape"),
+                  target.decode("utf-8", "surrogateescape"))
+
+    def counts(self) -> Counter[str]:
+        if self.carry:
+            line, self.carry = self.carry, b""
+            self._line(line)
+        return self.out
+
+
+def parse_graph(data: bytes) -> list[tuple[str, str]]:
+    """Every link of a whole file (the oracle's reading: no buffers, no carry)."""
+    links = []
+    for line in data.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line or line.startswith(b"#"):
+            continue
+        page, tab, target = line.partition(b"\t")
+        if not tab or not page or not target or b"\t" in target:
+            raise TaskError(f"not a page<TAB>target line: {line[:80]!r}")
+        links.append((page.decode("utf-8", "surrogateescape"),
+                      target.decode("utf-8", "surrogateescape")))
+    return links
+
+
+def _count_link(out: Counter[str], page: str, target: str) -> None:
+    out[OUT + page] += 1
+    out[IN + target] += 1
+
+
+class Links(App):
+    """Round 0: the graph's pages and their out- and in-degrees."""
+
+    name = "links"
+    summary = "a link graph's pages with their out- and in-links (PageRank's round 0)"
+    line_records = True
+    key_noun, total_noun = "degree entries", "link ends"
+
+    def mapper(self, doc: str) -> _Links:
+        return _Links(_count_link)
+
+    def reference(self, data: bytes, doc: str) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for page, target in parse_graph(data):
+            _count_link(out, page, target)
+        return out
+
+    def write(self, counts: Counter[str], path: str) -> None:
+        from ..report import write_counts
+        write_counts(counts, path)
+
+
+def degrees(table: Counter[str]) -> tuple[list[str], dict[str, int]]:
+    """The links table as (every page, sorted; page -> out-degree)."""
+    pages = sorted({k.split("\t", 1)[1] for k in table})
+    return pages, {k[len(OUT):]: n for k, n in table.items() if k.startswith(OUT)}
+
+
+class PageRank(App):
+    """A round's kernel (configured with its parameters), and the rounds' driver."""
+
+    name = "pagerank"
+    summary = ("PageRank of a link graph (page<TAB>target lines), Piccolo-style rounds in "
+               "fixed point: --rounds, --epsilon, --damping")
+    line_records = True
+    iterative = True
+    key_noun, total_noun = "pages", "rank units (1e-15)"
+
+    def __init__(self, params: dict[str, str] | None = None) -> None:
+        self.params = params or {}
+        self.tables: TableReader | None = None
+        # (the tables they were derived from, out-degrees, page -> previous rank)
+        self._shared: tuple[tuple, dict[str, int], Callable[[str], int]] | None = None
+
+    def configure(self, params: dict[str, str]) -> PageRank:
+        missing = {"links", "prev", "base", "n", "damping"} - set(params)
+        if missing:
+            raise TaskError(f"a pagerank round needs {sorted(missing)}")
+        return PageRank(params)
+
+    def bind(self, tables: TableReader) -> None:
+        self.tables = tables
+
+    # -- the kernel ------------------------------------------------------------------------
+
+    def _read_shared(self) -> tuple[dict[str, int], Callable[[str], int]]:
+        """(out-degrees, page -> rank in the previous round). The reader hands out the same
+        table object while the job's finished incarnation is the same (a worker keeps the last
+        few), so they are derived once per worker and round -- and again when a job of that
+        name was counted anew (``--fresh``, other inputs)."""
+        if self.tables is None:
+            raise TaskError("a pagerank round reads earlier tables from Redis: it runs on "
+                            "workers (run/submit), not on a local engine")
+        links = self.tables(self.params["links"])
+        prev = self.tables(self.params["prev"]) if self.params["prev"] else None
+        if self._shared is None or self._shared[0][0] is not links \
+                or self._shared[0][1] is not prev:
+            _, outdeg = degrees(links)
+            if prev is not None:
+                base, get = int(self.params["base"]), prev.get
+
+                def rank(page: str) -> int:
+                    return base + get(page, 0)
+            else:
+                first = SCALE // int(self.params["n"])
+
+                def rank(page: str) -> int:
+                    return first
+            self._shared = ((links, prev), outdeg, rank)
+        return self._shared[1], self._shared[2]
+
+    def mapper(self, doc: str) -> _Links:
+        if not self.params:
+            raise TaskError("the pagerank app runs as rounds: `wordcount run/submit --app "
+                            "pagerank` (a round is configured by the client)")
+        outdeg, rank = self._read_shared()
+        d = Fraction(self.params["damping"])
+        dn, dd = d.numerator, d.denominator
+
+        def share(out: Counter[str], page: str, target: str) -> None:
+            n = rank(page) * dn // (dd * outdeg[page])
+            if n:
+                out[target] += n
+        return _Links(share)
+
+    def reference(self, data: bytes, doc: str) -> Counter[str]:
+        mapper = self.mapper(doc)
+        for page, target in parse_graph(data):
+            mapper.emit(mapper.out, page, target)
+        return mapper.out
+
+    # -- the rounds (the client's control loop) --------------------------------------------
+
+    def iterate(self, run_round, options: dict[str, Any]) -> tuple[Counter[str], dict[str, Any]]:
+        rounds = int(options.get("rounds") or DEFAULTS["rounds"])
+        damping = damping_of(str(options.get("damping") or DEFAULTS["damping"]))
+        limit = int(Fraction(str(options.get("epsilon") or DEFAULTS["epsilon"])) * SCALE)
+        done: list[tuple[str, str]] = []  # (spec, suffix) of the rounds so far, for a redo
+
+        def run(spec: str, suffix: str, upto: int):
+            """Round ``suffix``; when its kernel found an earlier table gone (PREREQ), the
+            rounds before it (``done[:upto]``) again, in order (a finished one is reused, one
+            that lost its own earlier tables is counted afresh), then this one afresh."""
+            for attempt in range(5):
+                result, name = run_round(spec, suffix, attempt > 0)
+                if not any("PREREQ" in e.error for e in result.errors):
+                    if result.errors:
+                        raise TaskError(f"round {suffix.lstrip('-')}: {result.errors[0].path}: "
+                                        f"{result.errors[0].error}")
+                    return result, name
+                for i, earlier in enumerate(done[:upto]):
+                    run(*earlier, i)
+            raise TaskError(f"round {suffix.lstrip('-')}: its earlier rounds kept vanishing")
+
+        links, links_job = run("links", "-links", 0)
+        done.append(("links", "-links"))
+        pages, outdeg = degrees(links.counts)
+        n = len(pages)
+        if not n:
+            raise TaskError("the graph has no link")
+        dangling = [p for p in pages if p not in outdeg]
+        ranks = dict.fromkeys(pages, SCALE // n)
+        prev, base, delta, r = "", 0, 0, 0
+        seconds = links.seconds
+        for r in range(1, rounds + 1):
+            spec = (f"pagerank?links={links_job}&prev={prev}&base={base}&n={n}"
+                    f"&damping={damping}")
+            result, prev = run(spec, f"-r{r}", len(done))
+            done.append((spec, f"-r{r}"))
+            seconds += result.seconds
+            mass = sum(ranks[p] for p in dangling)
+            base = ((damping.denominator - damping.numerator) * SCALE
+                    + damping.numerator * mass) // (damping.denominator * n)
+            get = result.counts.get
+            new = {p: base + get(p, 0) for p in pages}
+            delta = sum(abs(new[p] - ranks[p]) for p in pages)
+            ranks = new
+            if delta <= limit:
+                break
+        return Counter(ranks), {"rounds": r, "delta": as_decimal(delta), "pages": n,
+                                "links": sum(outdeg.values()), "scale": SCALE,
+                                "round_seconds": round(seconds, 6)}
+
+    # -- output ------------------------------------------------------------------------------
+
+    def top(self, counts: Counter[str], k: int) -> list[Any]:
+        rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max(k, 0)]
+        return [[page, as_decimal(rank)] for page, rank in rows]
+
+    def text(self, rows: list[Any], out: IO[str]) -> None:
+        width = max((len(r[0]) for r in rows), default=4)
+        for page, rank in rows:
+            out.write(f"{page:<{width}}  {rank}\n")
+
+    def write(self, counts: Counter[str], path: str) -> None:
+        """``page<TAB>rank`` (exact decimal), by rank descending then page; ``.json``:
+        ``{"scale": SCALE, "ranks": {page: rank in 1/SCALE units}}``."""
+        import json
+
+        from ..report import replace_atomically
+        rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if path.endswith(".json"):
+            replace_atomically(path, lambda f: json.dump(
+                {"scale": SCALE, "ranks": dict(rows)}, f, ensure_ascii=False), "the ranks")
+            return
+        replace_atomically(path, lambda f: f.writelines(
+            f"{p}\t{as_decimal(n)}\n" for p, n in rows), "the ranks")
+
+    def oracle(self, paths: Sequence[str], **options: Any) -> tuple[Counter[str], int]:
+        return oracle(paths, **options)
+
+    def lookup(self, conn, job: str, queries):
+        raise TaskError("a pagerank job's table is one round's shares: `wordcount lookup` "
+                        "answers word count and index jobs")
+
+
+APP = PageRank()
+LINKS = Links()
+
+
+# -- the sequential oracle, and a graph for tests and demos ------------------------------------
+
+def oracle(paths: Sequence[str], rounds: int = DEFAULTS["rounds"],  # type: ignore[assignment]
+           epsilon: str = DEFAULTS["epsilon"], damping: str = DEFAULTS["damping"]
+           ) -> tuple[Counter[str], int]:
+    """PageRank of the whole graph in one process, the plainest way, in the same fixed point:
+    (ranks, rounds run). The truth every distributed run must equal bit for bit."""
+    links: list[tuple[str, str]] = []
+    for p in paths:
+        with open(p, "rb") as f:
+            links += parse_graph(f.read())
+    pages = sorted({p for p, _ in links} | {q for _, q in links})
+    outdeg = Counter(p for p, _ in links)
+    d = damping_of(damping)
+    limit = int(Fraction(epsilon) * SCALE)
+    n = len(pages)
+    ranks = dict.fromkeys(pages, SCALE // n)
+    ran = 0
+    for ran in range(1, rounds + 1):  # noqa: B007 - the rounds run are returned
+        shares: Counter[str] = Counter()
+        for p, q in links:
+            shares[q] += ranks[p] * d.numerator // (d.denominator * outdeg[p])
+        mass = sum(ranks[p] for p in pages if not outdeg[p])
+        base = ((d.denominator - d.numerator) * SCALE + d.numerator * mass) // (d.denominator * n)
+        new = {p: base + shares[p] for p in pages}
+        delta = sum(abs(new[p] - ranks[p]) for p in pages)
+        ranks = new
+        if delta <= limit:
+            break
+    return Counter(ranks), ran
+
+
+def generate(outdir: str, pages: int, links: int, files: int = 1, seed: int = 0) -> list[str]:
+    """A deterministic link graph: ``pages`` pages (p0, p1, ...), each with 0..2*``links``
+    out-links (some none: dangling pages) to targets skewed towards low numbers (a few popular
+    pages), as ``page<TAB>target`` lines in ``files`` files. Returns their paths."""
+    rng = random.Random(seed)
+    os.makedirs(outdir, exist_ok=True)
+    paths = [os.path.join(outdir, f"graph-{i:03}.tsv") for i in range(files)]
+    outs = [open(p, "w", encoding="utf-8", newline="\n") for p in paths]
+    try:
+        for i in range(pages):
+            f = outs[i * files // pages]
+            for _ in range(rng.randint(0, 2 * links)):
+                f.write(f"p{i}\tp{int(pages * rng.random() ** 2)}\n")
+    finally:
+        for f in outs:
+            f.close()
+    return paths
