@@ -349,7 +349,9 @@ class Worker:
 
         version = client.finished_version(self.conn, job)
         cache = self._tables
-        if (job, version) not in cache:
+        if (job, version) in cache:  # (most recently used last: a round's links table stays)
+            cache[(job, version)] = cache.pop((job, version))
+        else:
             table, read = client.finished_table(self.conn, job)
             cache[(job, read)] = table
             while len(cache) > 3:

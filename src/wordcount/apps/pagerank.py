@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -66,13 +67,29 @@ def damping_of(text: str) -> Fraction:
     return d
 
 
+# A link line (``page<TAB>target``, an optional CR) and a line that is none: no blank line, no
+# comment. Names hold no tab, CR or LF. Matched over a whole buffer at once (C speed).
+_LINK = re.compile(rb"^([^\t\n\r#][^\t\n\r]*)\t([^\t\n\r]+)\r?$", re.M)
+_BAD = re.compile(rb"^(?!#|\r?$)(?![^\t\n\r#][^\t\n\r]*\t[^\t\n\r]+\r?$).*$", re.M)
+
+
+def _check(body: bytes) -> None:
+    bad = _BAD.search(body)
+    if bad:
+        line = bad.group(0).removesuffix(b"\r")
+        raise TaskError(f"not a page<TAB>target line: {line[:80]!r}")
+
+
 class _Links:
-    """Feeds complete lines to ``emit(page, target)``; a line cut between two buffers waits for
-    its end (buffers are cut anywhere a word could end, not only at newlines)."""
+    """Feeds the links of complete lines, as (page, target) byte strings, to ``emit(out,
+    pairs)``, a buffer at a time; a line cut between two buffers waits for its end (buffers
+    are cut anywhere a word could end, not only at newlines). Keys are decoded once, at the
+    end."""
 
     __slots__ = ("carry", "emit", "out")
 
-    def __init__(self, emit: Callable[[Counter[str], str, str], None]) -> None:
+    def __init__(self, emit: Callable[[Counter[bytes], list[tuple[bytes, bytes]]], None]
+                 ) -> None:
         self.carry, self.emit, self.out = b"", emit, Counter()
 
     def add(self, data: bytes) -> None:
@@ -82,44 +99,42 @@ class _Links:
             self.carry = data
             return
         self.carry = data[cut + 1:]
-        for line in data[:cut].split(b"\n"):
-            self._line(line)
+        self._body(data[:cut + 1])
 
-    def _line(self, line: bytes) -> None:
-        line = line.rstrip(b"\r")
-        if not line or line.startswith(b"#"):
-            return
-        page, tab, target = line.partition(b"\t")
-        if not tab or not page or not target or b"\t" in target:
-            raise TaskError(f"not a page<TAB>target line: {line[:80]!r}")
-        self.emit(self.out, page.decode("utf-8", "surrogateescape"),
-                  target.decode("utf-8", "surrogateescape"))
+    def _body(self, body: bytes) -> None:
+        _check(body)
+        self.emit(self.out, _LINK.findall(body))
 
     def counts(self) -> Counter[str]:
         if self.carry:
             line, self.carry = self.carry, b""
-            self._line(line)
-        return self.out
+            self._body(line + b"\n")
+        return Counter({k.decode("utf-8", "surrogateescape"): n for k, n in self.out.items()
+                        if n})
 
 
 def parse_graph(data: bytes) -> list[tuple[str, str]]:
-    """Every link of a whole file (the oracle's reading: no buffers, no carry)."""
+    """Every link of a whole file, line by line (the oracle's reading: no buffers, no carry,
+    no regular expression)."""
     links = []
     for line in data.split(b"\n"):
-        line = line.rstrip(b"\r")
+        line = line.removesuffix(b"\r")
         if not line or line.startswith(b"#"):
             continue
         page, tab, target = line.partition(b"\t")
-        if not tab or not page or not target or b"\t" in target:
+        if not tab or not page or not target or b"\t" in target or b"\r" in line:
             raise TaskError(f"not a page<TAB>target line: {line[:80]!r}")
         links.append((page.decode("utf-8", "surrogateescape"),
                       target.decode("utf-8", "surrogateescape")))
     return links
 
 
-def _count_link(out: Counter[str], page: str, target: str) -> None:
-    out[OUT + page] += 1
-    out[IN + target] += 1
+_OUT, _IN = OUT.encode(), IN.encode()
+
+
+def _count_links(out: Counter[bytes], pairs: list[tuple[bytes, bytes]]) -> None:
+    out.update(_OUT + p for p, _ in pairs)
+    out.update(_IN + q for _, q in pairs)
 
 
 class Links(App):
@@ -131,12 +146,13 @@ class Links(App):
     key_noun, total_noun = "degree entries", "link ends"
 
     def mapper(self, doc: str) -> _Links:
-        return _Links(_count_link)
+        return _Links(_count_links)
 
     def reference(self, data: bytes, doc: str) -> Counter[str]:
         out: Counter[str] = Counter()
         for page, target in parse_graph(data):
-            _count_link(out, page, target)
+            out[OUT + page] += 1
+            out[IN + target] += 1
         return out
 
     def write(self, counts: Counter[str], path: str) -> None:
@@ -144,10 +160,18 @@ class Links(App):
         write_counts(counts, path)
 
 
+_DEGREES: list = []  # [(links table, its degrees)]: the last one derived, for the next round
+
+
 def degrees(table: Counter[str]) -> tuple[list[str], dict[str, int]]:
-    """The links table as (every page, sorted; page -> out-degree)."""
+    """The links table as (every page, sorted; page -> out-degree); the same table object
+    (a worker keeps it while its job's incarnation is the same) is derived once."""
+    if _DEGREES and _DEGREES[0][0] is table:
+        return _DEGREES[0][1]
     pages = sorted({k.split("\t", 1)[1] for k in table})
-    return pages, {k[len(OUT):]: n for k, n in table.items() if k.startswith(OUT)}
+    found = pages, {k[len(OUT):]: n for k, n in table.items() if k.startswith(OUT)}
+    _DEGREES[:] = [(table, found)]
+    return found
 
 
 class PageRank(App):
@@ -163,8 +187,8 @@ class PageRank(App):
     def __init__(self, params: dict[str, str] | None = None) -> None:
         self.params = params or {}
         self.tables: TableReader | None = None
-        # (the tables they were derived from, out-degrees, page -> previous rank)
-        self._shared: tuple[tuple, dict[str, int], Callable[[str], int]] | None = None
+        # (the tables they were derived from, page -> its share per out-link)
+        self._shared: tuple[tuple, dict[bytes, int]] | None = None
 
     def configure(self, params: dict[str, str]) -> PageRank:
         missing = {"links", "prev", "base", "n", "damping"} - set(params)
@@ -177,11 +201,11 @@ class PageRank(App):
 
     # -- the kernel ------------------------------------------------------------------------
 
-    def _read_shared(self) -> tuple[dict[str, int], Callable[[str], int]]:
-        """(out-degrees, page -> rank in the previous round). The reader hands out the same
-        table object while the job's finished incarnation is the same (a worker keeps the last
-        few), so they are derived once per worker and round -- and again when a job of that
-        name was counted anew (``--fresh``, other inputs)."""
+    def _read_shared(self) -> dict[bytes, int]:
+        """Each page's share of its rank per out-link, this round (page as its bytes). The
+        reader hands out the same table object while the job's finished incarnation is the
+        same (a worker keeps the last few), so they are derived once per worker and round --
+        and again when a job of that name was counted anew (``--fresh``, other inputs)."""
         if self.tables is None:
             raise TaskError("a pagerank round reads earlier tables from Redis: it runs on "
                             "workers (run/submit), not on a local engine")
@@ -190,38 +214,34 @@ class PageRank(App):
         if self._shared is None or self._shared[0][0] is not links \
                 or self._shared[0][1] is not prev:
             _, outdeg = degrees(links)
+            d = Fraction(self.params["damping"])
+            dn, dd = d.numerator, d.denominator
             if prev is not None:
                 base, get = int(self.params["base"]), prev.get
-
-                def rank(page: str) -> int:
-                    return base + get(page, 0)
+                shares = {p: (base + get(p, 0)) * dn // (dd * n) for p, n in outdeg.items()}
             else:
                 first = SCALE // int(self.params["n"])
-
-                def rank(page: str) -> int:
-                    return first
-            self._shared = ((links, prev), outdeg, rank)
-        return self._shared[1], self._shared[2]
+                shares = {p: first * dn // (dd * n) for p, n in outdeg.items()}
+            self._shared = ((links, prev), {p.encode("utf-8", "surrogateescape"): v
+                                            for p, v in shares.items()})
+        return self._shared[1]
 
     def mapper(self, doc: str) -> _Links:
         if not self.params:
             raise TaskError("the pagerank app runs as rounds: `wordcount run/submit --app "
                             "pagerank` (a round is configured by the client)")
-        outdeg, rank = self._read_shared()
-        d = Fraction(self.params["damping"])
-        dn, dd = d.numerator, d.denominator
+        shares = self._read_shared()
 
-        def share(out: Counter[str], page: str, target: str) -> None:
-            n = rank(page) * dn // (dd * outdeg[page])
-            if n:
-                out[target] += n
+        def share(out: Counter[bytes], pairs: list[tuple[bytes, bytes]]) -> None:
+            get = out.get
+            for page, target in pairs:
+                out[target] = get(target, 0) + shares[page]
         return _Links(share)
 
     def reference(self, data: bytes, doc: str) -> Counter[str]:
         mapper = self.mapper(doc)
-        for page, target in parse_graph(data):
-            mapper.emit(mapper.out, page, target)
-        return mapper.out
+        mapper.add(data + b"\n")
+        return mapper.counts()
 
     # -- the rounds (the client's control loop) --------------------------------------------
 
