@@ -80,7 +80,8 @@ def lab_tsv(counts: Counter[str]) -> str:
 def test_apps_lists_the_named_apps_and_an_unknown_one_is_a_usage_error(tmp_path):
     out = wc("apps", "--json")
     assert out.returncode == EXIT_OK, out.stderr
-    assert [a["app"] for a in json.loads(out.stdout)] == ["wordcount", "index"]
+    assert [a["app"] for a in json.loads(out.stdout)] == ["wordcount", "index", "pagerank",
+                                                          "links"]
     (tmp_path / "a.txt").write_text("x\n")
     bad = wc("count", str(tmp_path), "--app", "nope")
     assert bad.returncode == EXIT_USAGE

@@ -62,8 +62,8 @@ def test_vanished_file_is_reported(tmp_path, monkeypatch):
     (tmp_path / "b.txt").write_text("beta")
     real_plan = engines.planner.plan
 
-    def plan_then_delete(files, chunk_size):
-        tasks, errors = real_plan(files, chunk_size)
+    def plan_then_delete(files, chunk_size, lines=False):
+        tasks, errors = real_plan(files, chunk_size, lines)
         (tmp_path / "b.txt").unlink()
         return tasks, errors
 

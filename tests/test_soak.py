@@ -99,8 +99,13 @@ def test_the_schedule_is_a_function_of_the_seed():
 
 def test_the_one_phase_plans_of_a_seed_are_what_they_were_before_the_shuffle_path():
     """The shuffle path's values are drawn after all others: an atomic or staged seed (the
-    bounded seeds below, a failure's replay command) is still the plan it was."""
-    lines = soak.draw_plan(3441, "staged").describe().splitlines()
+    bounded seeds below, a failure's replay command) is still the plan it was (the apps move,
+    from a generator of its own, may be added; nothing else changes)."""
+    import dataclasses
+
+    plan = soak.draw_plan(3441, "staged")
+    plan = dataclasses.replace(plan, faults=tuple(f for f in plan.faults if f.kind != "apps"))
+    lines = plan.describe().splitlines()
     assert lines[0] == "seed 3441, staged path (--commit-pairs 50)"
     assert lines[3] == (
         "snapshots: only the scheduled ones; faults: kill@0.20+0.37s down 0.41s, "

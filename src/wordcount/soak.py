@@ -114,7 +114,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import client, corpus, jobs, keys
+from . import apps, client, corpus, jobs, keys
 from .exceptions import (
     EXIT_CANCELLED,
     EXIT_DELETED,
@@ -138,7 +138,7 @@ DEFAULT_TIMEOUT_S = 90.0  # a run whose job has not finished by then fails ("tim
 POLL_S = 0.05
 # The nemesis' moves (Fault.kind), and what may interrupt a submission between two batches.
 MOVES = ("snapshot", "kill", "wipe", "replan", "requeue", "cancel", "delete", "delete-cut",
-         "fresh", "client2", "change", "pause-worker", "pause-redis")
+         "fresh", "client2", "change", "pause-worker", "pause-redis", "apps")
 MID_SUBMIT = ("wipe", "rollback", "delete", "fresh")
 CHANGES = ("rewrite", "truncate", "replace")
 MAX_RECOVERIES = 8  # loud failures a run may recover from (more: a livelock, the run fails)
@@ -493,6 +493,14 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
         events = [f for f in events if f.kind != "requeue"]
         reduce_events.insert(0, Fault("requeue", 0.0, round(rng.uniform(0.0, 0.1), 2),
                                       phase="reduce"))
+    # From a generator of its own (every draw above, on every path, is what it was before):
+    # two more clients of the same inputs, named by their plans, one of them building the
+    # inverted index (two apps on the same inputs and workers: two jobs, never one's table
+    # for the other's)
+    more = random.Random(f"apps-{seed}")
+    if more.random() < 0.15:
+        _insert(events, Fault("apps", round(more.uniform(0.05, 0.85), 3),
+                              round(more.uniform(0.0, 0.5), 2)))
     return RunPlan(seed=seed, commit_path=commit_path, corpus=spec, chunk_size=chunk,
                    workers=workers, crash_prob=crash_prob, stall_prob=stall_prob,
                    stall_max=stall_max, claim_timeout_ms=claim_timeout,
@@ -645,7 +653,8 @@ class Files:
 
 @dataclass
 class SecondClient:
-    """Another client's `wordcount submit` of the job's inputs (``fresh``: with --fresh)."""
+    """Another client's `wordcount submit` of the job's inputs (``fresh``: with --fresh;
+    ``app``: of its own job, named by its plan, with that app)."""
 
     proc: subprocess.Popen
     fresh: bool
@@ -653,6 +662,21 @@ class SecondClient:
     out: Path
     started: float
     ended: float = 0.0
+    app: str | None = None
+
+    def expected(self, state: dict[Path, bytes | None], tmp: Path) -> str:
+        """The table this client must have written, of one state of its inputs."""
+        if self.app in (None, "wordcount"):
+            return tsv(oracle_of(state))
+        app = apps.get(self.app)
+        total: Counter[str] = Counter()
+        present = [path for path, data in state.items() if data is not None]
+        # the documents: paths relative to the files' common directory (the plan's root)
+        root = os.path.commonpath([os.path.dirname(p) for p in present]) if present else ""
+        for path in present:
+            total.update(app.reference(state[path] or b"", os.path.relpath(path, root)))
+        app.write(total, str(tmp))
+        return tmp.read_text(encoding="utf-8")
 
 
 # -- the nemesis --------------------------------------------------------------------------------
@@ -867,15 +891,16 @@ class Nemesis:
                                 env={**os.environ, **self.client_env, **(env or {})},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None
-                      ) -> SecondClient:
+    def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None,
+                      app: str | None = None) -> SecondClient:
         out = self.rundir / f"client2-{len(self.clients)}.tsv"
-        args = ["submit", str(self.inputs), "--job", JOB_NAME, "--chunk-size", str(self.chunk),
+        named = ["--job", JOB_NAME] if app is None else ["--app", app]
+        args = ["submit", str(self.inputs), *named, "--chunk-size", str(self.chunk),
                 "--quiet", "--counts-out", str(out), "--timeout", f"{max(timeout_s, 5):.0f}",
                 *self.plan.client_args()]
         env = {"WORDCOUNT_QUEUE": queue or self.queue}
         c = SecondClient(self.cli(*args, *(["--fresh"] if fresh else []), env=env), fresh,
-                         self.inputs, out, time.monotonic())
+                         self.inputs, out, time.monotonic(), app=app)
         self.clients.append(c)
         self.report.clients += 1
         return c
@@ -891,6 +916,13 @@ class Nemesis:
     def move_client2(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
         c = self.second_client(False, timeout_s)
         self.event(f"{label}: another client's submit of the same inputs (pid {c.proc.pid})")
+
+    def move_apps(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
+        index = self.second_client(False, timeout_s, app="index")
+        counts = self.second_client(False, timeout_s, app="wordcount")
+        self.event(f"{label}: two more clients of the same inputs, each a job of its own "
+                   f"plan: --app index (pid {index.proc.pid}) and --app wordcount (pid "
+                   f"{counts.proc.pid})")
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -1359,14 +1391,17 @@ class _Run:
             during = (c.started, end)
             since = (0.0, end)  # (another plan: its own, if the inputs changed before it ran)
             if code == 0:
-                got = Counter()
-                for line in c.out.read_text(encoding="utf-8").splitlines():
-                    word, count = line.rsplit("\t", 1)
-                    got[word] = int(count)
-                if not any(tsv(got) == tsv(oracle_of(state))
+                got = c.out.read_text(encoding="utf-8")
+                tmp = c.out.with_suffix(".expected")
+                if not any(got == c.expected(state, tmp)
                            for state in self.files.between(*during, c.inputs)):
-                    self.report.diff = diff_summary(got, oracle_of(self.files.now(c.inputs)))
-                    raise RunFailed(f"{why}: its table is the oracle of no state of the inputs")
+                    if c.app in (None, "wordcount"):
+                        self.report.diff = diff_summary(
+                            Counter({w: int(n) for w, n in (line.rsplit("\t", 1) for line in
+                                                            got.splitlines())}),
+                            oracle_of(self.files.now(c.inputs)))
+                    raise RunFailed(f"{why}{f' (--app {c.app})' if c.app else ''}: its table "
+                                    "is the oracle of no state of the inputs")
                 continue
             allowed = {
                 EXIT_CANCELLED: ("cancel",),
