@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,8 @@ from wordcount.apps import TaskError, pagerank
 from wordcount.engines import Result
 from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_OK
 from wordcount.planner import InputError
+
+from .test_jobs import Workers
 
 ROUNDS = "12"
 
@@ -174,25 +175,21 @@ def test_the_rounds_count_again_what_a_rollback_took(graph, tmp_path):
 
 # -- a Redis that restarts from an old snapshot; a RedisRaft leader killed ---------------------
 
-class Workers:
-    def __init__(self, env: dict[str, str], n: int, log: Path, *args: str) -> None:
-        self.log = open(log, "ab")  # noqa: SIM115
-        self.procs = [subprocess.Popen([sys.executable, "-m", "wordcount", "worker", *args],
-                                       env={**os.environ, **env, "WORDCOUNT_BLOCK_MS": "100"},
-                                       stdout=self.log, stderr=subprocess.STDOUT)
-                      for _ in range(n)]
+def submit_rounds(env: dict[str, str], graph: Path, out: Path) -> subprocess.Popen:
+    """`wordcount submit --app pagerank` of the graph as job "pr", in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "wordcount", "submit", str(graph), "--app", "pagerank",
+         "--job", "pr", "--rounds", ROUNDS, "--chunk-size", "3000", "--counts-out", str(out),
+         "--json", "-q"], env={**os.environ, **env}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
 
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.log.close()
+
+@pytest.fixture
+def fast_workers(monkeypatch):
+    """Workers (tests/test_jobs.py) that wait for new work in short blocks, as `run`'s do: the
+    next round is taken at once."""
+    monkeypatch.setenv("WORDCOUNT_BLOCK_MS", "100")
+    return Workers
 
 
 def meta_exists(r: redis.Redis, job: str) -> bool:
@@ -200,19 +197,14 @@ def meta_exists(r: redis.Redis, job: str) -> bool:
 
 
 def test_a_redis_restart_from_a_snapshot_rounds_old_is_survived_bit_for_bit(
-        redis_server, graph, expected, tmp_path):
+        redis_server, graph, expected, tmp_path, fast_workers):
     """A snapshot taken while round 3 runs; Redis killed once round 6 exists, restarted from it:
     rounds 3-5 are rolled back (their jobs gone or running again), the client counts them
     again, and the final ranks are the oracle's, bit for bit."""
     ranks, _ = expected
-    env = redis_server.env()
-    workers = Workers(env, 2, tmp_path / "workers.log")
+    workers = fast_workers(redis_server, 2, log=tmp_path / "workers.log")
     out = tmp_path / "ranks.tsv"
-    client = subprocess.Popen(
-        [sys.executable, "-m", "wordcount", "submit", str(graph), "--app", "pagerank",
-         "--job", "pr", "--rounds", ROUNDS, "--chunk-size", "3000", "--counts-out", str(out),
-         "--json", "-q"], env={**os.environ, **env}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    client = submit_rounds(redis_server.env(), graph, out)
     seen = {}
     try:
         r = redis.Redis.from_url(redis_server.url, password=redis_server.password)
@@ -246,16 +238,11 @@ def test_a_redis_restart_from_a_snapshot_rounds_old_is_survived_bit_for_bit(
 
 
 def test_a_raft_leader_killed_mid_rounds_is_survived_bit_for_bit(raft_cluster, graph, expected,
-                                                                  tmp_path):
+                                                                  tmp_path, fast_workers):
     ranks, _ = expected
-    env = raft_cluster.env()
-    workers = Workers(env, 2, tmp_path / "workers.log")
+    workers = fast_workers(raft_cluster, 2, log=tmp_path / "workers.log")
     out = tmp_path / "ranks.tsv"
-    client = subprocess.Popen(
-        [sys.executable, "-m", "wordcount", "submit", str(graph), "--app", "pagerank",
-         "--job", "pr", "--rounds", ROUNDS, "--chunk-size", "3000", "--counts-out", str(out),
-         "--json", "-q"], env={**os.environ, **env}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    client = submit_rounds(raft_cluster.env(), graph, out)
     killed: list[int] = []
 
     def nemesis() -> None:
@@ -289,7 +276,8 @@ def test_a_raft_leader_killed_mid_rounds_is_survived_bit_for_bit(raft_cluster, g
 
 
 def test_the_same_rounds_counted_anew_on_changed_links_read_the_new_tables(redis_server,
-                                                                             tmp_path):
+                                                                             tmp_path,
+                                                                             fast_workers):
     """`submit --job pr` of a graph, then `submit --job pr --fresh` of the same pages with one
     link moved, on the same long-lived workers: round 1's parameters are the same text both
     times (same job names, same page count), so only the tables' versions tell the workers
@@ -298,7 +286,7 @@ def test_the_same_rounds_counted_anew_on_changed_links_read_the_new_tables(redis
     g = tmp_path / "g"
     g.mkdir()
     (g / "links.tsv").write_text("a\tb\nb\tc\nc\ta\nd\ta\n")
-    workers = Workers(env, 2, tmp_path / "workers.log")
+    workers = fast_workers(redis_server, 2, log=tmp_path / "workers.log")
     try:
         first = wc("submit", str(g), "--app", "pagerank", "--job", "pr", "--rounds", "5",
                    "--counts-out", str(tmp_path / "1.tsv"), "-q", env=env)
