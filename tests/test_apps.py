@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -342,3 +343,37 @@ def test_the_framework_never_imports_an_app():
     assert {k: v for k, v in offenders.items() if v} == {}
     # (and the check sees such an import where there is one)
     assert _imports(ROOT / "src" / "wordcount" / "apps" / "index.py") & {"wordcount.words"}
+
+
+# -- the 6.5840 lab's parallelism and job-count checks -------------------------------------------
+
+TASK_LINE = re.compile(r"task (\S+) (\S+) \((\w+), (reduce \d+|\d+ bytes)\) applied in (\d+) ms "
+                       r"\(counted; committed in \d+ ms\) by (\S+) from (\d+)")
+
+
+def test_maps_and_reduces_run_in_parallel_and_each_task_exactly_once(tmp_path):
+    """Two workers, both slowed (so that a task lasts long enough to overlap another): some map
+    tasks and some reduce tasks were counted at the same time by the two workers (intervals
+    from the workers' logs); with no fault every task was applied exactly once (one
+    'applied' line per map and reduce task, no duplicate, steal or backup); the index exact."""
+    docs = make_docs(tmp_path / "docs", n=30)
+    log = tmp_path / "workers.log"
+    out = tmp_path / "index.tsv"
+    run = wc("run", str(docs), "--app", "index", "--workers", "2", "--stragglers", "2",
+             "--slowdown", "50", "--reduces", "4", "--chunk-size", "20000", "--pack-size",
+             "3000", "--worker-log", str(log), "--counts-out", str(out), "--json", "-q")
+    assert run.returncode == EXIT_OK, run.stderr
+    doc = json.loads(run.stdout)
+    assert (doc["duplicates"], doc["stolen"], doc["backups"]) == (0, 0, 0)
+    assert out.read_text(encoding="utf-8") == lab_tsv(index_oracle(docs))
+    lines = [m.groups() for m in TASK_LINE.finditer(log.read_text())]
+    applied = [(tid, what) for _, tid, _, what in (g[:4] for g in lines)]
+    assert len(applied) == doc["tasks"] + doc["reduces"] == len(set(applied))
+
+    def overlapping(kind: str) -> bool:
+        spans = [(int(g[6]), int(g[6]) + int(g[4]), g[5]) for g in lines
+                 if g[3].startswith("reduce") == (kind == "reduce")]
+        return any(a[2] != b[2] and a[0] < b[1] and b[0] < a[1]
+                   for i, a in enumerate(spans) for b in spans[i + 1:])
+    assert overlapping("map"), "no two map tasks ran at the same time"
+    assert overlapping("reduce"), "no two reduce tasks ran at the same time"

@@ -257,6 +257,7 @@ class Worker:
                 if self.faults.slowdown > 1:  # a straggler is slow at reduces too
                     time.sleep((time.perf_counter() - started) * (self.faults.slowdown - 1))
             busy_ms = int((time.perf_counter() - started) * 1000)
+            counted_from_ms = int(time.time() * 1000) - busy_ms  # (for the log: wall clock)
             self.crash_point(armed, "after-count")
         except UsageError as exc:  # the job's app is not installed here
             beat.stop()
@@ -291,7 +292,7 @@ class Worker:
                       "counted", c.job, c.id, s.path, s.start, s.end, s.why)
         self._in_flight = self._committer.submit(self._commit_and_log, c, counts, nbytes,
                                                  busy_ms, armed, beat, skipped,
-                                                 info.reduces, consumed)
+                                                 info.reduces, consumed, counted_from_ms)
 
     def drain(self) -> None:
         """Wait for the commit in flight (re-raising its error, e.g. Redis unavailable)."""
@@ -301,7 +302,8 @@ class Worker:
 
     def _commit_and_log(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
                         armed: str | None, beat: Heartbeat, skipped: list[Skipped],
-                        reduces: int = 0, consumed: list[str] | None = None) -> None:
+                        reduces: int = 0, consumed: list[str] | None = None,
+                        counted_from_ms: int = 0) -> None:
         try:
             self.crash_point(armed, "before-commit")
             committing = time.perf_counter()
@@ -330,8 +332,10 @@ class Worker:
             log.error("task %s %s: Redis kept losing its staged pieces; left for another "
                       "attempt", c.job, c.id)
         what = (f"reduce {c.reduce}" if c.reduce is not None else f"{c.task.nbytes} bytes")
-        log.info("task %s %s (%s, %s) %s in %d ms (counted; committed in %d ms)", c.job, c.id,
-                 c.how, what, outcome.name.lower(), busy_ms, commit_ms)
+        # (by whom and from when, on this machine's clock: when tasks ran at the same time)
+        log.info("task %s %s (%s, %s) %s in %d ms (counted; committed in %d ms) by %s from %d",
+                 c.job, c.id, c.how, what, outcome.name.lower(), busy_ms, commit_ms,
+                 self.consumer, counted_from_ms)
         self.registration.update(**asdict(self.stats))
 
     def _app(self, spec: str) -> apps.App:
