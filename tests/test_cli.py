@@ -234,7 +234,7 @@ def test_operator_commands_do_not_offer_worker_flags(capsys):
 def test_make_logs_timeline_is_in_time_order_without_the_noise():
     """`make logs` printed each container's log in turn, half of it Redis saving every second
     and worker DEBUG lines: now one timeline, the noise only with LOGS_ALL=1 (--all)."""
-    from wordcount.clusterjob import timeline
+    from wordcount.lab.clusterjob import timeline
 
     raw = [
         "worker-1  | 2026-12-03T10:00:02.000000000Z INFO task j 0-1 applied\n",

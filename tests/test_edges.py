@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 from wordcount import cli, client, functions, keys
-from wordcount.corpus import generate
 from wordcount.exceptions import EXIT_DELETED, EXIT_INPUT_ERRORS
+from wordcount.lab.corpus import generate
 from wordcount.words import reference_counts
 
 from .conftest import connect, oracle, tsv

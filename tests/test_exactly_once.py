@@ -94,7 +94,7 @@ def test_redis_restarted_from_older_snapshots_during_big_commits(redis_server, t
     """The issue's reproduction, scaled down: tasks with thousands of distinct words, every
     commit staged in 300-pair pieces, Redis SIGKILLed three times and restarted from an RDB
     snapshot taken earlier by the test (so the restart really rolls back)."""
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     from .test_distributed import run_job
 

@@ -12,32 +12,84 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "wordcount"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__main__")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The package's modules that ``path`` imports, anywhere in it."""
+def module_name(path: Path) -> str:
+    """``worker`` for src/wordcount/worker.py, ``lab.soak`` for src/wordcount/lab/soak.py,
+    ``lab`` for src/wordcount/lab/__init__.py (``__init__`` for the package's own)."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+FILES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if p.stem != "__main__"}
+MODULES = sorted(FILES)
+
+
+def _package_of(module: str) -> list[str]:
+    """The package a module's relative imports start from, as name parts under wordcount."""
+    path = FILES[module]
+    parts = module.split(".") if module != "__init__" else []
+    return parts if path.name == "__init__.py" else parts[:-1]
+
+
+def import_nodes(path: Path) -> list[tuple[ast.AST, list[str]]]:
+    """Every import statement in ``path`` with the names of the functions it is inside."""
+    found: list[tuple[ast.AST, list[str]]] = []
+
+    def walk(node: ast.AST, scope: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.append((child, scope))
+            inner = (scope + [child.name]
+                     if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else scope)
+            walk(child, inner)
+
+    walk(ast.parse(path.read_text(encoding="utf-8")), [])
+    return found
+
+
+def resolve(node: ast.AST, module: str) -> set[str]:
+    """The dotted names (absolute) that one import statement of ``module`` imports."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names}
+    assert isinstance(node, ast.ImportFrom)
+    if node.level:
+        base = ["wordcount"] + _package_of(module)
+        base = base[:len(base) - (node.level - 1)]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    return {target} | {f"{target}.{a.name}" for a in node.names}
+
+
+def _local(name: str) -> str | None:
+    """A dotted name's module of this package (``lab.soak``), or None."""
+    if name == "wordcount":
+        return "__init__"
+    if not name.startswith("wordcount."):
+        return None
+    parts = name.split(".")[1:]
+    while parts:  # wordcount.lab.soak.Soak -> lab.soak
+        if ".".join(parts) in FILES:
+            return ".".join(parts)
+        parts.pop()
+    return None
+
+
+def imported_modules(module: str) -> set[str]:
+    """The package's modules that ``module`` imports, anywhere in it."""
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names
-                         if a.name.startswith("wordcount."))
-        elif isinstance(node, ast.ImportFrom):
-            if node.level == 1 or node.module == "wordcount":
-                module = None if node.level == 1 and not node.module else node.module
-                if module in (None, "wordcount"):  # from . import a, b
-                    found.update(a.name for a in node.names)
-                else:
-                    found.add(module.split(".")[0])  # from .a import x
-            elif node.level == 0 and (node.module or "").startswith("wordcount."):
-                found.add(node.module.split(".")[1])  # type: ignore[union-attr]
+    for node, _scope in import_nodes(FILES[module]):
+        found.update(m for n in resolve(node, module) if (m := _local(n)))
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
-    names = {p.stem for p in PACKAGE.glob("*.py")}
-    return {p.stem: (imported_modules(p) & names) - {p.stem, "__init__"}
-            for p in PACKAGE.glob("*.py")}
+    # a module's own package (its __init__) is imported by Python anyway: not an edge
+    return {m: imported_modules(m) - {m, "__init__"} - {".".join(_package_of(m)) or None}
+            for m in FILES}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -71,7 +123,8 @@ def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
     graph = import_graph()
-    assert "cli" not in graph["embedded"] and "cli" not in graph["bench"]
+    assert "cli" not in graph["embedded"] and "cli" not in graph["lab.bench"]
+    assert "lab.corpus" in graph["lab.soak"] and "client" in graph["lab.soak"]
 
 
 @pytest.mark.parametrize("module", MODULES)

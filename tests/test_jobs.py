@@ -56,7 +56,7 @@ class Workers:
 
 @pytest.fixture
 def corpus(tmp_path):
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path / "corpus"
     generate(root, 4, 120_000, seed=9, unicode=True)

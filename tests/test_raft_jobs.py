@@ -23,7 +23,7 @@ from wordcount import client
 from wordcount.connection import Connection
 from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_REDIS, EXIT_USAGE
-from wordcount.raft import RaftCluster
+from wordcount.lab.raft import RaftCluster
 from wordcount.settings import Settings
 from wordcount.workeropts import WorkerOptions
 
@@ -39,7 +39,7 @@ def cluster(raft_cluster):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path_factory.mktemp("raftcorpus")
     generate(root, 6, 250_000, skew_size=600_000, seed=21, unicode=True)

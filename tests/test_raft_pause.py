@@ -31,9 +31,9 @@ from wordcount import keys
 from wordcount.connection import Connection, _no_leader_reply, block_seconds
 from wordcount.embedded import WorkerPool
 from wordcount.functions import commit
+from wordcount.lab.raft import RaftCluster
 from wordcount.protocol import Applied
 from wordcount.queue import Queues
-from wordcount.raft import RaftCluster
 from wordcount.settings import Settings
 from wordcount.workeropts import WorkerOptions
 
@@ -56,7 +56,7 @@ BOGUS = "zzrogue"  # a word no corpus file has: only a rogue commit could put it
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path_factory.mktemp("raftpause")
     generate(root, 6, 250_000, skew_size=600_000, seed=23, unicode=True)

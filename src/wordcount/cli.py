@@ -103,7 +103,7 @@ def _count_parser(sub) -> argparse.ArgumentParser:
 # -- corpus -----------------------------------------------------------------------------------
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from . import corpus
+    from .lab import corpus
 
     if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
         raise exc.UsageError(f"{args.outdir}: exists and is not a directory")
@@ -692,7 +692,7 @@ def _run_parser(sub) -> argparse.ArgumentParser:
 # -- commands whose module defines its parser and handlers ------------------------------------
 
 def _bench_parser(sub) -> None:
-    from . import bench
+    from .lab import bench
 
     bench.add_parser(sub)
 
@@ -704,7 +704,7 @@ def _chaos_parser(sub) -> None:
 
 
 def _soak_parser(sub) -> None:
-    from . import soak
+    from .lab import soak
 
     soak.add_parser(sub)
 
