@@ -1500,7 +1500,7 @@ def _count_lines(path: Path, text: str) -> int:
 
 
 def _crash_exit() -> int:
-    from ..worker import CRASH_EXIT
+    from .faults import CRASH_EXIT
 
     return CRASH_EXIT
 
