@@ -1,4 +1,4 @@
-"""wordcount.chaos against a fake docker client and a fake clock: no Docker needed."""
+"""The chaos monkey (chaos/monkey.py) against a fake docker client and a fake clock: no Docker."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from wordcount import chaos as chaos_mod
-from wordcount.chaos import PROJECT_LABEL, SERVICE_LABEL, Chaos, Config, config_from, own_project
+from chaos import monkey as chaos_mod
+from chaos.monkey import PROJECT_LABEL, SERVICE_LABEL, Chaos, Config, config_from, own_project
 from wordcount.cli import build_parser, main
 from wordcount.exceptions import UsageError
 

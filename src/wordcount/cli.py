@@ -698,7 +698,7 @@ def _bench_parser(sub) -> None:
 
 
 def _chaos_parser(sub) -> None:
-    from . import chaos
+    from chaos import monkey as chaos
 
     chaos.add_parser(sub)
 

@@ -11,7 +11,8 @@ a client or an operator runs.
 (The chaos monkey lives beside its Dockerfile, in the top-level ``chaos`` package.)
 
 The import rule: the product (``wordcount`` outside this package) never imports the lab; the
-lab may import anything. The one exception is ``wordcount.cli``, which imports a lab module
-lazily, inside the functions that register or run the lab's commands.
+lab may import anything. The exceptions, lazy imports inside named functions only:
+``wordcount.cli``'s functions that register or run the lab's commands, and
+``workeropts.WorkerOptions.faults``, which builds ``faults.Faults`` when a fault option is given.
 tests/test_imports.py enforces it.
 """
