@@ -6,7 +6,8 @@ a client or an operator runs.
 - ``corpus``: the deterministic corpus generator (``wordcount corpus``);
 - ``raft``: local RedisRaft clusters (tests, soak, benchmarks);
 - ``clusterjob``: the compose cluster's own commands (job, verdict, timeline);
-- ``faults``: the worker's fault injection (``--crash-at``, ``--stall-*``, ``--slowdown``).
+- ``faults``: the worker's fault injection (``--crash-at``, ``--stall-*``, ``--slowdown``);
+- ``clirun``: the CLI as a child process (the soak harness, the tests).
 
 (The chaos monkey lives beside its Dockerfile, in the top-level ``chaos`` package.)
 

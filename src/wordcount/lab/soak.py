@@ -128,6 +128,7 @@ from ..exceptions import (
 )
 from ..words import reference_counts
 from . import corpus
+from .clirun import wc_bg
 
 log = logging.getLogger("wordcount.lab.soak")  # (also when run as __main__)
 
@@ -864,9 +865,7 @@ class Nemesis:
                    f"-> exit {proc.returncode}")
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "wordcount", *args],
-                                env={**os.environ, **self.client_env, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return wc_bg(*args, env={**self.client_env, **(env or {})})
 
     def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None
                       ) -> SecondClient:
