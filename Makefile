@@ -37,7 +37,7 @@ bench-distributed: install redis-server ## wordcount run (Redis, 2 workers) vs p
 
 .PHONY: soak
 soak: install redis-server ## long randomized fault run (SOAK_RUNS=200)
-	$(BIN)/python -m wordcount.soak --runs $(or $(SOAK_RUNS),200) --seed $(or $(SOAK_SEED),1000) --path both $(SOAK_ARGS)
+	$(BIN)/python -m wordcount.lab.soak --runs $(or $(SOAK_RUNS),200) --seed $(or $(SOAK_SEED),1000) --path both $(SOAK_ARGS)
 
 # images, up, chaos, logs, down: the compose cluster
 include mk/cluster.mk

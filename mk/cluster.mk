@@ -79,7 +79,7 @@ chaos: images install ## the job while Redis is SIGKILLed every CHAOS_INTERVAL=5
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
 	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) WORDCOUNT_MAX_ATTEMPTS=$(CHAOS_MAX_ATTEMPTS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \
-	$(BIN)/python -m wordcount.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
+	$(BIN)/python -m wordcount.lab.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 
 start: images ## keep Redis and WORKERS=8 workers running (detached); operate with make wc ARGS=...
 	@bash scripts/ensure-compose.sh >/dev/null
@@ -95,7 +95,7 @@ wc: ## a wordcount command in the cluster: make wc ARGS='submit /data' / 'jobs -
 
 logs: install ## the last cluster run's logs as one timeline (LOGS_ALL=1: with Redis's saving and DEBUG lines)
 	@$(CLUSTER_COMPOSE) logs --no-color --timestamps \
-	    | $(BIN)/python -m wordcount.clusterjob timeline $(if $(LOGS_ALL),--all)
+	    | $(BIN)/python -m wordcount.lab.clusterjob timeline $(if $(LOGS_ALL),--all)
 
 down: ## remove the cluster's containers, network and volumes: data, passwords (keeps ./data, ./results)
 	@bash scripts/ensure-compose.sh >/dev/null

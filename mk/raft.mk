@@ -1,4 +1,4 @@
-# mk/raft.mk — RedisRaft (compose.raft.yml, src/wordcount/raft.py), included by
+# mk/raft.mk — RedisRaft (compose.raft.yml, src/wordcount/lab/raft.py), included by
 # the top-level Makefile. Upstream sources and binaries live outside the repo:
 #   make raft-sources   the pinned Redis 7.2.6 + RedisRaft sources in the source
 #                       cache ($WORDCOUNT_SRC_CACHE, default ~/.cache/wordcount/src);
@@ -67,11 +67,11 @@ chaos-raft: images raft-image-present install ## the job while RedisRaft nodes a
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
 	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \
-	$(BIN)/python -m wordcount.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
+	$(BIN)/python -m wordcount.lab.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 
 logs-raft: install ## the last RedisRaft cluster run's logs as one timeline (LOGS_ALL=1: everything)
 	@$(RAFT_COMPOSE_ENV) docker compose --profile '*' logs --no-color --timestamps \
-	    | $(BIN)/python -m wordcount.clusterjob timeline $(if $(LOGS_ALL),--all)
+	    | $(BIN)/python -m wordcount.lab.clusterjob timeline $(if $(LOGS_ALL),--all)
 
 down-raft: ## remove the RedisRaft cluster's containers, network and volumes: Raft logs, passwords
 	@bash scripts/ensure-compose.sh >/dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Host copies of redis-server / redis-cli 7.2.6 and redisraft.so, for the tests
 # that run 3-node RedisRaft clusters as plain processes on 127.0.0.1
-# (src/wordcount/raft.py, tests/test_raft_cluster.py), in
+# (src/wordcount/lab/raft.py, tests/test_raft_cluster.py), in
 #   $WORDCOUNT_RAFT_BIN (default ~/.cache/wordcount/raft-bin)
 #       redis-server  redis-cli  redisraft.so  MANIFEST (the pinned commits)
 # Made from the wordcount/redisraft image (built by scripts/build-images.sh raft

@@ -115,7 +115,7 @@ def connect(server, **overrides):
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory) -> Path:
     """6 x 300 KB ASCII + Unicode files and one 1.2 MB skew file, plus the nasty files."""
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path_factory.mktemp("small")
     generate(root / "gen", 6, 300_000, skew_size=1_200_000, seed=3, unicode=True)
@@ -160,7 +160,7 @@ def take(conn, job: str, consumer: str = "w1"):
 def raft_binaries():
     """redis-server 7.2.6 + redisraft.so on the host (``make raft-bin``); skip, naming what is
     missing, without them; fail when they are there but broken."""
-    from wordcount.raft import RaftUnavailable, find_binaries
+    from wordcount.lab.raft import RaftUnavailable, find_binaries
 
     try:
         found = find_binaries()
@@ -173,7 +173,7 @@ def raft_binaries():
 @pytest.fixture
 def raft_cluster(raft_binaries, tmp_path):
     """A started 3-node RedisRaft cluster on 127.0.0.1, stopped after the test."""
-    from wordcount.raft import RaftCluster
+    from wordcount.lab.raft import RaftCluster
 
     c = RaftCluster(3, directory=str(tmp_path / "raft"), binaries=raft_binaries)
     c.start()

@@ -31,6 +31,7 @@ import redis
 from wordcount.connection import LIBRARY, Connection, library_code
 from wordcount.embedded import free_port
 from wordcount.exceptions import EXIT_OK, EXIT_REDIS, RedisUnavailableError
+from wordcount.lab.clirun import wc as run_wc
 from wordcount.settings import Settings
 
 from .conftest import assert_counts_equal, tsv
@@ -381,9 +382,7 @@ def test_operators_read_jobs_and_workers_as_admin_and_change_them_as_client(acl_
     """admin may not FCALL, so the read-only operator commands must not need a Function
     (jobs, status, workers, result); cancel and requeue run Functions: the client user's."""
     def wc(user: str, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "wordcount", *args],
-                              env=acl_redis.env(user), capture_output=True, text=True,
-                              timeout=60)
+        return run_wc(*args, base_env=acl_redis.env(user), timeout=60)
 
     for args in (["jobs"], ["status", "--json"], ["workers"]):
         out = wc("admin", *args)

@@ -35,6 +35,7 @@ from wordcount.exceptions import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from wordcount.lab.clirun import wc as run_wc
 from wordcount.report import TEXT_WORD_MAX
 from wordcount.words import count_bytes, reference_counts
 
@@ -44,8 +45,7 @@ DOCUMENTED = {EXIT_OK, EXIT_USAGE, EXIT_INPUT_ERRORS, EXIT_REDIS, EXIT_TIMEOUT}
 
 def wc(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
        cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=cwd)
+    return run_wc(*args, env=env, timeout=timeout, cwd=cwd)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> None:

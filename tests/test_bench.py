@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from wordcount import bench
 from wordcount.cli import build_parser
+from wordcount.lab import bench
 
 QUEUE_ROW = re.compile(
     r"^(?P<label>(atomic|shuffle) (stream|lease) (1-Redis|RedisRaft))\s+(?P<seconds>[\d.]+)"

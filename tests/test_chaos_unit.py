@@ -1,4 +1,4 @@
-"""wordcount.chaos against a fake docker client and a fake clock: no Docker needed."""
+"""The chaos monkey (chaos/monkey.py) against a fake docker client and a fake clock: no Docker."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from wordcount import chaos as chaos_mod
-from wordcount.chaos import PROJECT_LABEL, SERVICE_LABEL, Chaos, Config, config_from, own_project
+from chaos import monkey as chaos_mod
+from chaos.monkey import PROJECT_LABEL, SERVICE_LABEL, Chaos, Config, config_from, own_project
 from wordcount.cli import build_parser, main
 from wordcount.exceptions import UsageError
 
@@ -521,7 +521,7 @@ def test_mode_and_raft_target_configuration():
         parse("--mode", "nope")
 
 
-# -- wordcount.clusterjob: make chaos's verdict and the compose client's report ------------------
+# -- wordcount.lab.clusterjob: make chaos's verdict and the compose client's report --------------
 
 def _verdict_dirs(tmp_path, kills_at):
     import json as _json
@@ -543,7 +543,7 @@ def _verdict_dirs(tmp_path, kills_at):
 def test_verdict_passes_only_exact_counts_with_kills_mid_job(tmp_path):
     import io
 
-    from wordcount.clusterjob import verdict
+    from wordcount.lab.clusterjob import verdict
 
     data, results = _verdict_dirs(tmp_path, [85.0, 95.0, 99.0])  # one before the job started
     out = io.StringIO()
@@ -559,7 +559,7 @@ def test_verdict_passes_only_exact_counts_with_kills_mid_job(tmp_path):
 def test_verdict_fails_without_kills_during_the_job(tmp_path):
     import io
 
-    from wordcount.clusterjob import verdict
+    from wordcount.lab.clusterjob import verdict
 
     data, results = _verdict_dirs(tmp_path, [80.0])
     out = io.StringIO()
@@ -571,7 +571,7 @@ def test_client_report_is_report_py_text_and_says_what_next(tmp_path):
     import io
     from collections import Counter
 
-    from wordcount.clusterjob import next_steps, print_report
+    from wordcount.lab.clusterjob import next_steps, print_report
 
     counts = Counter({"the": 3, "cat": 1, "dog": 1, "end": 1})
     doc = {"top": [["the", 3], ["cat", 1]], "distinct": 4, "files": 1, "bytes": 24,
@@ -624,7 +624,7 @@ def test_pause_freezes_a_worker_and_unpauses_it_even_when_stopped_early():
 
 
 def test_verdict_names_partitions(tmp_path):
-    from wordcount import clusterjob
+    from wordcount.lab import clusterjob
 
     data = tmp_path / "data"
     data.mkdir()

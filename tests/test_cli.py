@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from wordcount.cli import main
 from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_USAGE
+from wordcount.lab.clirun import wc as run_wc
 
 from .conftest import tsv
 
@@ -104,8 +105,7 @@ def _wc(*args: str, env_extra: dict | None = None) -> tuple[subprocess.Completed
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REDIS_", "WORDCOUNT_"))} | {"REDIS_PASSWORD": "x"}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "wordcount", *args], env=env | (env_extra or {}),
-                          capture_output=True, text=True, timeout=120)
+    proc = run_wc(*args, env=env_extra, base_env=env, timeout=120)
     return proc, time.monotonic() - started
 
 
@@ -234,7 +234,7 @@ def test_operator_commands_do_not_offer_worker_flags(capsys):
 def test_make_logs_timeline_is_in_time_order_without_the_noise():
     """`make logs` printed each container's log in turn, half of it Redis saving every second
     and worker DEBUG lines: now one timeline, the noise only with LOGS_ALL=1 (--all)."""
-    from wordcount.clusterjob import timeline
+    from wordcount.lab.clusterjob import timeline
 
     raw = [
         "worker-1  | 2026-12-03T10:00:02.000000000Z INFO task j 0-1 applied\n",

@@ -371,7 +371,7 @@ def cluster(request, tmp_path, monkeypatch, docker_client, images) -> Iterator:
 
 def generate(root: Path, files: int, size: int, skew: int, seed: int = 1,
              unicode: bool = False) -> None:
-    from wordcount.corpus import generate as corpus
+    from wordcount.lab.corpus import generate as corpus
 
     corpus(root, files, size, skew_size=skew, seed=seed, unicode=unicode)
 

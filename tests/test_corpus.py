@@ -1,4 +1,4 @@
-"""Tests for the deterministic corpus generator (wordcount.corpus)."""
+"""Tests for the deterministic corpus generator (wordcount.lab.corpus)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from wordcount import corpus
 from wordcount.argtypes import parse_size
-from wordcount.corpus import UNICODE_WORDS, generate, generate_distinct
+from wordcount.lab import corpus
+from wordcount.lab.corpus import UNICODE_WORDS, generate, generate_distinct
 from wordcount.words import reference_counts
 
 WORD_RE = re.compile(r"[^\W_]+")
@@ -117,7 +117,7 @@ def test_deterministic_in_fresh_interpreter(tmp_path):
 
     src = os.path.dirname(os.path.dirname(os.path.abspath(wordcount.__file__)))
     code = (
-        "import sys; from wordcount.corpus import generate; "
+        "import sys; from wordcount.lab.corpus import generate; "
         "generate(sys.argv[1], files=2, size=30000, skew_size=7000, seed=9, unicode=True)"
     )
     outs = []
@@ -236,7 +236,7 @@ def test_distinct_in_a_fresh_interpreter(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from wordcount.corpus import generate_distinct; "
+    code = ("import sys; from wordcount.lab.corpus import generate_distinct; "
             "generate_distinct(sys.argv[1], files=2, size=30_000, distinct=900, seed=9, "
             "zipf=0.8)")
     outs = []

@@ -104,7 +104,7 @@ def test_random_crashes_and_stalls_6_5840_style(redis_server, small_corpus, redu
 
 
 def test_straggler_is_backed_up_and_applied_once(redis_server, tmp_path):
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     corpus = tmp_path / "even"
     generate(corpus, 8, 1_500_000, seed=5)
@@ -132,7 +132,7 @@ def test_straggler_is_backed_up_and_applied_once(redis_server, tmp_path):
 def test_heartbeat_keeps_a_slow_task(redis_server, tmp_path):
     """One task that takes many claim timeouts on a live (heartbeating) worker, while two idle
     workers watch it: nobody steals it, nobody backs it up, it is counted once."""
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     corpus = tmp_path / "one"
     generate(corpus, 1, 3_000_000, seed=9)

@@ -27,8 +27,10 @@ from pathlib import Path
 import pytest
 
 from wordcount import cli, client, functions, keys
-from wordcount.corpus import generate
 from wordcount.exceptions import EXIT_DELETED, EXIT_INPUT_ERRORS
+from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.clirun import wc_bg
+from wordcount.lab.corpus import generate
 from wordcount.words import reference_counts
 
 from .conftest import connect, oracle, tsv
@@ -77,13 +79,7 @@ class Workers:
 
 
 def wc(*args: str, env: dict, timeout: float = BOUND_S + 30, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **env}, **kw)
-
-
-def wc_bg(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "wordcount", *args], env={**os.environ, **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return run_wc(*args, env=env, timeout=timeout, **kw)
 
 
 def wait_until(predicate, timeout: float = 60.0, what: str = "the condition") -> None:

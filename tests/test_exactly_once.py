@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,6 +28,7 @@ from wordcount.exceptions import (
     JobInconsistentError,
     ProtocolMismatchError,
 )
+from wordcount.lab.clirun import wc as run_wc
 from wordcount.planner import Task
 from wordcount.protocol import Applied, now_ms
 from wordcount.queue import Queues
@@ -44,8 +43,7 @@ LUA = Path(__file__).resolve().parents[1] / "redis" / "wordcount.lua"
 
 
 def cli(env, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "wordcount", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout)
+    return run_wc(*args, env=env, timeout=timeout)
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -94,7 +92,7 @@ def test_redis_restarted_from_older_snapshots_during_big_commits(redis_server, t
     """The issue's reproduction, scaled down: tasks with thousands of distinct words, every
     commit staged in 300-pair pieces, Redis SIGKILLed three times and restarted from an RDB
     snapshot taken earlier by the test (so the restart really rolls back)."""
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     from .test_distributed import run_job
 

@@ -94,7 +94,7 @@ def recorded(monkeypatch):
 
 def test_every_function_is_called_with_the_keys_its_header_names(redis_server, queue_kind,
                                                                  recorded, tmp_path):
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     corpus = tmp_path / "in"
     generate(corpus, 3, 40_000, seed=5)

@@ -20,6 +20,7 @@ import pytest
 
 from wordcount import client, jobs, keys, registry, report
 from wordcount.exceptions import JobCancelledError, JobRunningError, NoSuchJobError
+from wordcount.lab.clirun import wc as run_wc
 from wordcount.protocol import Meta
 
 from .conftest import assert_counts_equal, connect, oracle
@@ -56,7 +57,7 @@ class Workers:
 
 @pytest.fixture
 def corpus(tmp_path):
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path / "corpus"
     generate(root, 4, 120_000, seed=9, unicode=True)
@@ -285,8 +286,7 @@ def test_the_worker_registry_shows_live_busy_and_lost_workers(redis_server, corp
 
 
 def wc(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **env})
+    return run_wc(*args, env=env, timeout=timeout)
 
 
 def test_the_operator_commands_as_a_user_types_them(redis_server, corpus, tmp_path):

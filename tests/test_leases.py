@@ -37,7 +37,7 @@ def test_workers_with_clocks_minutes_off_still_count_exactly(redis_server, tmp_p
     ahead. Each measures its offset to Redis's clock and sets its deadlines on Redis's time: no
     lease looks expired early (nothing stolen from a live worker) and the count is exact.
     (Before the clocks were synced, the worker behind lost every lease.)"""
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     monkeypatch.setenv("WORDCOUNT_QUEUE", "lease")
 

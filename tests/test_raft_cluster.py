@@ -1,5 +1,5 @@
 """RedisRaft on loopback: 3-node clusters of real redis-server 7.2.6 + RedisRaft processes
-(src/wordcount/raft.py), their failure behaviour, and which commands RedisRaft accepts inside a
+(src/wordcount/lab/raft.py), their failure behaviour, and which commands RedisRaft accepts inside a
 Redis Function (the table the lease queue's Lua is written against).
 
 Needs the host binaries from ``make raft-bin`` (which needs ``make raft-sources``); without
@@ -14,7 +14,7 @@ import time
 import pytest
 
 import redis
-from wordcount.raft import (
+from wordcount.lab.raft import (
     FUNCTION_PROBES,
     RaftCluster,
     format_probe,
@@ -193,7 +193,7 @@ def test_two_nodes_down_refuses_writes_and_recovers(cluster, capsys, survivor):
 
 
 def test_commands_inside_functions(cluster, capsys):
-    """The probe table (also: python -m wordcount.raft probe). Asserts only what
+    """The probe table (also: python -m wordcount.lab.raft probe). Asserts only what
     /work/shared/REDISRAFT.md and RedisRaft's docs say; the rest is reported."""
     client = cluster.client(cluster.leader())
     results = probe_commands(client)

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,7 +20,8 @@ from wordcount import client
 from wordcount.connection import Connection
 from wordcount.embedded import WorkerPool
 from wordcount.exceptions import EXIT_REDIS, EXIT_USAGE
-from wordcount.raft import RaftCluster
+from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.raft import RaftCluster
 from wordcount.settings import Settings
 from wordcount.workeropts import WorkerOptions
 
@@ -39,7 +37,7 @@ def cluster(raft_cluster):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path_factory.mktemp("raftcorpus")
     generate(root, 6, 250_000, skew_size=600_000, seed=21, unicode=True)
@@ -215,9 +213,7 @@ def test_leader_killed_after_the_last_commit_before_the_result_is_read(cluster, 
 # -- bad input ----------------------------------------------------------------------------
 
 def cli(env, *args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "wordcount", *args],
-                          env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_wc(*args, env=env, timeout=timeout)
 
 
 def test_no_quorum_is_a_clear_exit_4(cluster, tmp_path):

@@ -16,9 +16,7 @@ test here is skipped, naming what is missing.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -31,9 +29,11 @@ from wordcount import keys
 from wordcount.connection import Connection, _no_leader_reply, block_seconds
 from wordcount.embedded import WorkerPool
 from wordcount.functions import commit
+from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.clirun import wc_bg
+from wordcount.lab.raft import RaftCluster
 from wordcount.protocol import Applied
 from wordcount.queue import Queues
-from wordcount.raft import RaftCluster
 from wordcount.settings import Settings
 from wordcount.workeropts import WorkerOptions
 
@@ -56,7 +56,7 @@ BOGUS = "zzrogue"  # a word no corpus file has: only a rogue commit could put it
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from wordcount.corpus import generate
+    from wordcount.lab.corpus import generate
 
     root = tmp_path_factory.mktemp("raftpause")
     generate(root, 6, 250_000, skew_size=600_000, seed=23, unicode=True)
@@ -74,9 +74,7 @@ def report(capsys, text: str) -> None:
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *args],
-                          env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_wc(*args, env=env, timeout=timeout)
 
 
 def read_tsv(path: Path) -> Counter[str]:
@@ -101,9 +99,7 @@ def run_job(cluster: RaftCluster, corpus: Path, tmp_path: Path, nemesis, *wait_a
     log = tmp_path / "workers.log"
     pool = WorkerPool(2, env, WorkerOptions.parse(worker_args), log_path=str(log))
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "wordcount", *argv],
-                            env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = wc_bg(*argv, env=env)
     try:
         # (the pipes are small: the client writes its progress and result only at the end
         # with --json and a non-terminal stderr, a few lines)

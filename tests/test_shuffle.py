@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wordcount import client, functions, keys, shuffle
-from wordcount.corpus import generate
 from wordcount.embedded import WorkerPool
+from wordcount.lab.corpus import generate
 from wordcount.protocol import Applied, Meta
 from wordcount.worker import Worker
 from wordcount.workeropts import WorkerOptions

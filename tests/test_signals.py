@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wordcount.corpus import generate
+from wordcount.lab.corpus import generate
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The soak harness (wordcount.soak): its schedule is a pure function of the seed, its checker
+"""The soak harness (wordcount.lab.soak): its schedule is a pure function of the seed, its checker
 tells exact from wrong and loud from silent, and a bounded soak (10 seeded runs, real
 redis-server, worker and client processes on loopback) must pass while the nemesis demonstrably
 did every kind of thing: Redis killed, wiped, paused and rolled back mid-job and mid-submission,
@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from wordcount import soak
+from wordcount.lab import soak
 
 # Run i of the bounded soak: seed FIRST_SEED + i, atomic and staged in turn. Chosen (the first
 # 10 consecutive seeds that do) so that the drawn plans hold every move of soak.MOVES, every
@@ -232,7 +232,7 @@ def test_cli_exit_status_and_replay_command(monkeypatch, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "4 runs (2 atomic, 1 staged, 1 shuffle): 3 passed, 1 failed" in out
     assert "FAILED seed 8 (staged): counts differ" in out
-    assert "-m wordcount.soak --runs 1 --seed 8 --path staged --keep" in out
+    assert "-m wordcount.lab.soak --runs 1 --seed 8 --path staged --keep" in out
     calls.clear()
     assert soak.main(["--runs", "2", "--seed", "1", "--path", "atomic",
                       "--workdir", str(tmp_path)]) == 0
@@ -244,7 +244,8 @@ def test_cli_exit_status_and_replay_command(monkeypatch, capsys, tmp_path):
     calls.clear()
     assert soak.main(["--runs", "1", "--seed", "8", "--path", "shuffle",
                       "--workdir", str(tmp_path)]) == soak.EXIT_SOAK_FAILED
-    assert "-m wordcount.soak --runs 1 --seed 8 --path shuffle --keep" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "-m wordcount.lab.soak --runs 1 --seed 8 --path shuffle --keep" in out
     # the lead registers it as `wordcount soak`
     parser = argparse.ArgumentParser()
     soak.add_parser(parser.add_subparsers(dest="command"))

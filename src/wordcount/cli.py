@@ -228,7 +228,7 @@ def _graph_parser(sub) -> argparse.ArgumentParser:
 # -- corpus -----------------------------------------------------------------------------------
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from . import corpus
+    from .lab import corpus
 
     if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
         raise exc.UsageError(f"{args.outdir}: exists and is not a directory")
@@ -877,19 +877,19 @@ def _run_parser(sub) -> argparse.ArgumentParser:
 # -- commands whose module defines its parser and handlers ------------------------------------
 
 def _bench_parser(sub) -> None:
-    from . import bench
+    from .lab import bench
 
     bench.add_parser(sub)
 
 
 def _chaos_parser(sub) -> None:
-    from . import chaos
+    from chaos import monkey as chaos
 
     chaos.add_parser(sub)
 
 
 def _soak_parser(sub) -> None:
-    from . import soak
+    from .lab import soak
 
     soak.add_parser(sub)
 

@@ -25,11 +25,10 @@ import redis
 
 from . import client
 from .connection import Connection
-from .exceptions import EXIT_REDIS, UsageError, WordcountError
+from .exceptions import EXIT_CRASHED, EXIT_REDIS, UsageError, WordcountError
 from .queue import resolve_kind
 from .runtime import setup_logging
 from .settings import Settings
-from .worker import CRASH_EXIT
 from .workeropts import WorkerOptions
 
 log = logging.getLogger(__name__)
@@ -161,7 +160,7 @@ class RedisServer:
 
 
 def _worker_main(env: dict[str, str], options: WorkerOptions, log_path: str | None) -> None:
-    """Body of a forked worker process: its own environment, log, Redis connection and Faults;
+    """Body of a forked worker process: its own environment, log, Redis connection and faults;
     ``wordcount worker --exit-when-idle`` with these options."""
     # Not the parent's handlers (``run`` raises on SIGTERM/SIGHUP/SIGINT); the Worker installs
     # its own. The parent forks with them held (``signals_held``): a pending one lands now.
@@ -253,10 +252,10 @@ class WorkerPool:
             code = p.poll()
             if code is None:
                 continue
-            if code not in (0, CRASH_EXIT):
+            if code not in (0, EXIT_CRASHED):
                 raise WordcountError(f"a worker exited with status {code}; see "
                                      f"{self.log_path or 'its log'}")
-            if code == CRASH_EXIT:
+            if code == EXIT_CRASHED:
                 self.crashes += 1
             if self.respawn or code == 0:
                 with signals_held():

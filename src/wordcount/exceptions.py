@@ -12,6 +12,7 @@ EXIT_TIMEOUT = 6  # --timeout passed before the command finished (a submitted jo
 EXIT_NOT_FINISHED = 7  # `result JOB`: the job is still running (`wait JOB` waits for it)
 EXIT_CANCELLED = 8  # the job was cancelled (`wordcount cancel`)
 EXIT_DELETED = 9  # the job was deleted (`wordcount delete`) while this command waited for it
+EXIT_CRASHED = 70  # a worker's injected crash (wordcount.lab.faults): a WorkerPool restarts it
 EXIT_INTERRUPTED = 130
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import socket
 import threading
@@ -18,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from . import apps, engines, keys, planner, shuffle
 from .connection import Connection
@@ -30,11 +29,8 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The points of a task attempt where a worker calls its faults' ``crash_point``
 CRASH_POINTS = ("after-claim", "after-count", "before-commit", "after-commit")
-CRASH_EXIT = 70
-# --crash-prob's default: a job under injected crashes that still finishes (with 1, every
-# attempt of every task crashes, and every task ends set aside)
-DEFAULT_CRASH_PROB = 0.3
 CLOCK_SYNC_S = 30.0  # how often a worker measures its clock against Redis's
 IDLE_POLL_S = 0.05  # first wait for a job when there is none (doubling up to block_ms)
 # While tasks keep coming, the active-jobs hash read for one take serves the next takes for
@@ -44,22 +40,22 @@ IDLE_POLL_S = 0.05  # first wait for a job when there is none (doubling up to bl
 ACTIVE_REUSE_S = 0.5
 
 
-@dataclass
-class Faults:
-    """Injected failures, for experiments and tests."""
-
-    crash_at: str | None = None  # one of CRASH_POINTS, or "any" (a random one per attempt)
-    crash_prob: float = DEFAULT_CRASH_PROB
-    stall_prob: float = 0.0  # 6.5840-style: sleep up to stall_max seconds mid-task
-    stall_max: float = 2.0
-    slowdown: float = 1.0  # 2 = half speed (a straggler)
-    rng: random.Random = field(default_factory=random.Random)
+class NoFaults:
+    """The hooks a worker calls for injected faults; a product worker injects none. The lab's
+    ``Faults`` (``wordcount.lab.faults``) overrides them to crash, stall or slow a worker."""
 
     def arm(self) -> str | None:
-        """Decide, for one task attempt, where (if anywhere) this attempt crashes."""
-        if not self.crash_at or self.rng.random() >= self.crash_prob:
-            return None
-        return self.rng.choice(CRASH_POINTS) if self.crash_at == "any" else self.crash_at
+        """A task attempt starts: where (one of CRASH_POINTS) it is to crash, if anywhere."""
+        return None
+
+    def crash_point(self, armed: str | None, point: str) -> None:
+        """The attempt armed with ``armed`` is at ``point``."""
+
+    def pace(self, nbytes: int) -> None:
+        """A buffer of ``nbytes`` was counted."""
+
+    def reduce_done(self, started: float) -> None:
+        """A reduce that started at ``started`` (time.perf_counter) was summed."""
 
 
 @dataclass
@@ -102,13 +98,13 @@ class Heartbeat(threading.Thread):
 
 class Worker:
     def __init__(self, settings: Settings, queue: TaskQueue | None = None,
-                 faults: Faults | None = None, exit_when_idle: bool = False,
+                 faults: NoFaults | None = None, exit_when_idle: bool = False,
                  commit_mode: str = "atomic", idle_grace_s: float = 3.0) -> None:
         self.settings = settings
         self.consumer = consumer_name()
         self.conn = Connection(settings, name=f"wordcount-worker-{self.consumer}")
         self.queue = queue or Queues(self.conn, self.consumer, settings)
-        self.faults = faults or Faults()
+        self.faults = faults or NoFaults()
         self.exit_when_idle = exit_when_idle
         self.commit_mode = commit_mode
         self.idle_grace_s = idle_grace_s
@@ -221,10 +217,7 @@ class Worker:
     # -- one task -----------------------------------------------------------------------------
 
     def crash_point(self, armed: str | None, point: str) -> None:
-        if armed == point:
-            log.warning("injected crash at %s", point)
-            logging.shutdown()
-            os._exit(CRASH_EXIT)
+        self.faults.crash_point(armed, point)
 
     def process(self, c: Claimed) -> None:
         """Claim → count on this thread; the commit goes to the committer thread, so the next
@@ -254,8 +247,7 @@ class Worker:
             else:  # a shuffle job's reduce task: sum its partition of every map's output
                 counts, consumed = self.queue.read_partition(c, info.maps, info.reduces)
                 nbytes, skipped = 0, []
-                if self.faults.slowdown > 1:  # a straggler is slow at reduces too
-                    time.sleep((time.perf_counter() - started) * (self.faults.slowdown - 1))
+                self.faults.reduce_done(started)
             busy_ms = int((time.perf_counter() - started) * 1000)
             counted_from_ms = int(time.time() * 1000) - busy_ms  # (for the log: wall clock)
             self.crash_point(armed, "after-count")
@@ -387,19 +379,7 @@ class Worker:
         ranges that could not be read. OSError when nothing could be read."""
         root = self.local_root(job_root, mount)
         mapped = os.path.normpath(root) != os.path.normpath(job_root)
-        last = time.perf_counter()
-        stall_at = (self.faults.rng.random() < self.faults.stall_prob)
-
-        def pace(_: int) -> None:
-            nonlocal last, stall_at
-            now = time.perf_counter()
-            if self.faults.slowdown > 1:
-                time.sleep((now - last) * (self.faults.slowdown - 1))
-            if stall_at:
-                stall_at = False
-                time.sleep(self.faults.rng.uniform(0, self.faults.stall_max))
-            last = time.perf_counter()
-
+        pace = self.faults.pace
         if not c.task.parts:
             path = planner.resolve_under(root, c.task.path)
             return (*engines.count_checked(c.task, path, mapped, on_buffer=pace, app=app), [])

@@ -14,7 +14,7 @@ from typing import Any
 from . import argtypes
 from .exceptions import EXIT_OK, ShutdownRequested, UsageError
 from .settings import Settings
-from .worker import CRASH_POINTS, DEFAULT_CRASH_PROB, Faults, Worker
+from .worker import CRASH_POINTS, NoFaults, Worker
 
 # atomic: one Function settles a task and applies its counts; shuffle: a job of two phases
 # (maps store R partitions, R reduce tasks sum them: wordcount/shuffle.py), a job's mode that
@@ -22,6 +22,9 @@ from .worker import CRASH_POINTS, DEFAULT_CRASH_PROB, Faults, Worker
 # occurrence (NOT crash-safe)
 COMMIT_MODES = ("atomic", "shuffle", "per-word")
 JOB_COMMIT_MODES = ("atomic", "shuffle")
+# --crash-prob's default: a job under injected crashes that still finishes (with 1, every
+# attempt of every task crashes, and every task ends set aside)
+DEFAULT_CRASH_PROB = 0.3
 
 
 def add_reduces_arg(p: argparse.ArgumentParser) -> None:
@@ -77,7 +80,7 @@ class _FlagParser(argtypes.ArgumentParser):
 class WorkerOptions:
     """What a worker is started with, besides its environment (Redis URL, password,
     ``WORDCOUNT_*``): the protocol settings it overrides, its injected faults, its commit mode.
-    Plain values, so a forked worker makes its own ``Faults`` (and random stream) from them."""
+    Plain values, so a forked worker makes its own faults (and random stream) from them."""
 
     crash_at: str | None = None  # one of CRASH_POINTS, or "any"
     crash_prob: float = DEFAULT_CRASH_PROB
@@ -131,8 +134,13 @@ class WorkerOptions:
             overrides["speculate_factor"] = 0.0  # backups of non-idempotent commits double-count
         return overrides
 
-    def faults(self) -> Faults:
-        """A new ``Faults`` (with its own random stream)."""
+    def faults(self) -> NoFaults:
+        """None injected, or (a fault option given) a new lab ``Faults`` with its own random
+        stream: the one place the product reaches the lab, only for a fault option."""
+        if not self.crash_at and not self.stall_prob and self.slowdown <= 1:
+            return NoFaults()
+        from .lab.faults import Faults
+
         return Faults(crash_at=self.crash_at, crash_prob=self.crash_prob,
                       stall_prob=self.stall_prob, stall_max=self.stall_max,
                       slowdown=self.slowdown)

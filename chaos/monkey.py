@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .exceptions import EXIT_OK, UsageError, WordcountError
+from wordcount.exceptions import EXIT_OK, UsageError, WordcountError
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

@@ -41,7 +41,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import argtypes, corpus
+from .. import argtypes
+from . import corpus
 
 # The Redis side (redis, client, connection, embedded, raft) is imported inside the benchmarks
 # that use it: this module is imported whenever the CLI builds its parser.
@@ -163,7 +164,7 @@ def distributed(args: argparse.Namespace) -> int:
     """The Redis engine (``wordcount run``: private redis-server + N worker processes) in each
     commit mode against the serial engine and the local processes engine with the same number
     of workers, on the same corpus; every table compared with the serial engine's."""
-    from . import shuffle
+    from .. import shuffle
 
     variants = _names(args.variants, VARIANTS, "variant")
     data, spec = corpus_of(args, "8x32MiB")
@@ -315,9 +316,9 @@ def _table_digest(target: _Target, job, waited) -> tuple[str, int]:
         code = 1
         try:
             os.close(rfd)
-            from . import client
-            from .connection import Connection
-            from .settings import Settings
+            from .. import client
+            from ..connection import Connection
+            from ..settings import Settings
 
             conn = Connection(Settings.from_env({}, redis_url=target.url,
                                                 redis_password=target.password))
@@ -352,10 +353,10 @@ def _one_job(label: str, mode: str, target: _Target, data: str, kind: str, worke
     measure it: wall time from submit to finished, and (without a nemesis: a restarted node
     starts its counters again) Redis's CPU, commands and Raft log over that time, and the
     peak RSS of the workers and of Redis."""
-    from . import client
-    from .connection import Connection
-    from .embedded import WorkerPool
-    from .settings import Settings
+    from .. import client
+    from ..connection import Connection
+    from ..embedded import WorkerPool
+    from ..settings import Settings
 
     conn = Connection(Settings.from_env({}, redis_url=target.url,
                                         redis_password=target.password))
@@ -382,7 +383,7 @@ def _one_job(label: str, mode: str, target: _Target, data: str, kind: str, worke
 
 def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, nemesis
                  ) -> None:
-    from . import client
+    from .. import client
 
     leader = target.leader()
     for pid in target.pids():
@@ -517,8 +518,8 @@ def _print_queue_runs(runs: list[JobRun], modes: list[str]) -> None:
 def queues(args: argparse.Namespace) -> int:
     """Each commit mode on the stream and the lease queue of one Redis and on the lease queue
     of RedisRaft, alternated in each round; then Raft under node kills; failover times."""
-    from . import shuffle
-    from .embedded import RedisServer
+    from .. import shuffle
+    from ..embedded import RedisServer
     from .raft import RaftCluster, RaftUnavailable, find_binaries
 
     modes = _names(args.modes, QUEUE_MODES, "mode")
@@ -614,8 +615,8 @@ def _raft_nemesis(cluster, every: float):
 def _failover_seconds(cluster, connection=None) -> float:
     """SIGKILL the leader; seconds until a write through our Connection succeeds again.
     ``connection``: the Connection class to time (another version of it, to compare)."""
-    from .connection import Connection
-    from .settings import Settings
+    from ..connection import Connection
+    from ..settings import Settings
 
     conn = (connection or Connection)(Settings.from_env({}, redis_url=cluster.url,
                                                         redis_password=cluster.password))

@@ -1,4 +1,4 @@
-"""The compose cluster's own commands (``python -m wordcount.clusterjob ...``).
+"""The compose cluster's own commands (``python -m wordcount.lab.clusterjob ...``).
 
 ``job``      what the compose ``client`` service runs (services/client/run-job.sh execs it): the
              sample corpus into /data when it is empty, one ``wordcount submit`` of it (progress
@@ -27,10 +27,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from . import report
-from .engines import Result, count_inputs
-from .exceptions import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, WordcountError
-from .planner import InputError
+from .. import report
+from ..engines import Result, count_inputs
+from ..exceptions import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, WordcountError
+from ..planner import InputError
 
 EXIT_VERDICT_FAIL = EXIT_FAILURE
 
@@ -72,7 +72,7 @@ def print_report(doc: dict[str, Any], counts: Counter[str] | None, status: int, 
     word count (APP): its own top rows, from the JSON."""
     app_name = doc.get("app", "wordcount")
     if app_name != "wordcount":
-        from . import apps
+        from .. import apps
 
         app = apps.get(app_name)
         out.write(f"top {len(doc.get('top', []))} of {int(doc['distinct']):,} "
@@ -252,7 +252,7 @@ def timeline(lines: Iterable[str], everything: bool = False) -> list[str]:
 # -- command line -----------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wordcount.clusterjob",
+    parser = argparse.ArgumentParser(prog="python -m wordcount.lab.clusterjob",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("job", help="the compose client: sample, submit, report (env: see "

@@ -13,7 +13,7 @@ cache, ``make raft-bin`` builds/copies ``redis-server`` and ``redisraft.so`` int
 ``~/.cache/wordcount/raft-bin`` (``WORDCOUNT_RAFT_BIN``). ``find_binaries()`` finds them or
 raises ``RaftUnavailable`` naming what is missing.
 
-``probe_commands()`` (and ``python -m wordcount.raft probe``) tells which commands RedisRaft
+``probe_commands()`` (and ``python -m wordcount.lab.raft probe``) tells which commands RedisRaft
 accepts inside a Redis Function and a few outside one.
 """
 
@@ -34,8 +34,8 @@ from typing import Any
 
 import redis
 
-from .embedded import free_port
-from .exceptions import WordcountError
+from ..embedded import free_port
+from ..exceptions import WordcountError
 
 REDIS_VERSION = "7.2.6"
 RAFT_BIN_ENV = "WORDCOUNT_RAFT_BIN"
@@ -612,8 +612,8 @@ def format_probe(results: list[ProbeResult]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m wordcount.raft probe``: start a 3-node cluster, print the probe table."""
-    parser = argparse.ArgumentParser(prog="python -m wordcount.raft")
+    """``python -m wordcount.lab.raft probe``: start a 3-node cluster, print the probe table."""
+    parser = argparse.ArgumentParser(prog="python -m wordcount.lab.raft")
     parser.add_argument("what", choices=["probe"])
     parser.add_argument("--nodes", type=int, default=3)
     args = parser.parse_args(argv)

@@ -509,7 +509,7 @@ def parse_spec(text: str, size: int | None = None, files: int | None = None,
     instead of the preset's (the layout kept); ``files``: another file count (the total
     kept); ``distinct``/``zipf``: the high-cardinality knobs (``distinct`` turns any layout
     into a high-cardinality corpus). ValueError on anything else."""
-    from .argtypes import parse_size
+    from ..argtypes import parse_size
 
     spec = PRESETS.get(text)
     if spec is None:

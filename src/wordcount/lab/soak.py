@@ -79,15 +79,15 @@ Timing (which task a kill interrupts) is not reproducible, only the plan of faul
 a failing seed re-runs the same workload and schedule, which usually, not always, fails again.
 
 **On RedisRaft** (``--raft``): the same runs on a three-node RedisRaft cluster on loopback
-(``wordcount.raft``; its binaries from ``make raft-bin``), on the lease queue. There are no
+(``wordcount.lab.raft``; its binaries from ``make raft-bin``), on the lease queue. There are no
 snapshots to roll back to (the Raft log is the persistence): each ``kill``/``wipe`` SIGKILLs
 one node, the leader or another at random (drawn from the seed), and starts it again after the
 downtime; ``pause-redis`` pauses the leader or a follower (SIGSTOP, 1-4 s: an election under
 way while the old leader is frozen); an aimed kill hits the leader during a staged commit.
 Nothing may roll back, and the full table must still equal the oracle.
 
-``python -m wordcount.soak --runs N --seed S [--path atomic|staged|shuffle|all] [--keep]``: run i
-uses seed S+i and the i-th path in turn (``all``, the default, is every path; ``both`` is its
+``python -m wordcount.lab.soak --runs N --seed S [--path atomic|staged|shuffle|all] [--keep]``:
+run i uses seed S+i and the i-th path in turn (``all``, the default, is every path; ``both`` is its
 older name); one line per run, a summary (how many runs each move
 survived), and for each failure the seed and the command that replays it. Exit 0 only if every
 run passed, ``EXIT_SOAK_FAILED`` (6) otherwise.
@@ -114,8 +114,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from . import apps, client, corpus, jobs, keys
-from .exceptions import (
+from .. import apps, client, jobs, keys
+from ..exceptions import (
     EXIT_CANCELLED,
     EXIT_DELETED,
     EXIT_INPUT_ERRORS,
@@ -126,9 +126,11 @@ from .exceptions import (
     JobDeletedError,
     WordcountError,
 )
-from .words import reference_counts
+from ..words import reference_counts
+from . import corpus
+from .clirun import wc_bg
 
-log = logging.getLogger("wordcount.soak")  # (also when run as __main__)
+log = logging.getLogger("wordcount.lab.soak")  # (also when run as __main__)
 
 PATHS = ("atomic", "staged", "shuffle")
 JOB_NAME = "soak"
@@ -773,8 +775,8 @@ class Nemesis:
         queued, that no worker will ever get -- breaks it at once, long before the job's wait
         would time out (the counter and the specs are written in the same call, so even a
         rollback keeps them equal; the reduce tasks' specs and the phase, too)."""
-        from . import keys as k
-        from .protocol import Meta
+        from .. import keys as k
+        from ..protocol import Meta
 
         def read(r):
             pipe = r.pipeline(transaction=False)
@@ -887,9 +889,7 @@ class Nemesis:
                    f"-> exit {proc.returncode}")
 
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "wordcount", *args],
-                                env={**os.environ, **self.client_env, **(env or {})},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return wc_bg(*args, env={**self.client_env, **(env or {})})
 
     def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None,
                       app: str | None = None) -> SecondClient:
@@ -954,7 +954,7 @@ class Nemesis:
         sees a wrong table, not a lucky one."""
         import json
 
-        from . import keys as k
+        from .. import keys as k
 
         def read(r):
             pipe = r.pipeline(transaction=False)
@@ -1142,8 +1142,8 @@ class Nemesis:
 # -- one run ------------------------------------------------------------------------------------
 
 def _connect(server: Any, deadline: float | None = None, **overrides: Any) -> Any:
-    from .connection import Connection
-    from .settings import Settings
+    from ..connection import Connection
+    from ..settings import Settings
 
     settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
                                  **overrides)
@@ -1203,8 +1203,8 @@ class _Run:
     # -- set up ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from .embedded import RedisServer, WorkerPool
-        from .workeropts import WorkerOptions
+        from ..embedded import RedisServer, WorkerPool
+        from ..workeropts import WorkerOptions
 
         plan, rundir = self.plan, self.rundir
         generated = plan.corpus.generate(rundir / "a")
@@ -1534,7 +1534,7 @@ def _count_lines(path: Path, text: str) -> int:
 
 
 def _crash_exit() -> int:
-    from .worker import CRASH_EXIT
+    from .faults import CRASH_EXIT
 
     return CRASH_EXIT
 
@@ -1575,7 +1575,7 @@ def replay_command(seed: int, commit_path: str, timeout_s: float = DEFAULT_TIMEO
     rel = os.path.relpath(python)
     if not rel.startswith(".."):
         python = rel
-    cmd = [python, "-m", "wordcount.soak", "--runs", "1", "--seed", str(seed), "--path",
+    cmd = [python, "-m", "wordcount.lab.soak", "--runs", "1", "--seed", str(seed), "--path",
            commit_path, "--keep"]
     if timeout_s != DEFAULT_TIMEOUT_S:
         cmd += ["--timeout", f"{timeout_s:g}"]
@@ -1715,7 +1715,7 @@ def add_parser(sub) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wordcount.soak",
+    parser = argparse.ArgumentParser(prog="python -m wordcount.lab.soak",
                                      description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
