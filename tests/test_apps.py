@@ -313,7 +313,8 @@ def test_a_users_own_app_by_import_path_runs_on_the_workers(tmp_path):
 
 # -- the layering -------------------------------------------------------------------------------
 
-APP_MODULES = {"wordcount.words", "wordcount.apps.wordcount", "wordcount.apps.index"}
+APP_MODULES = {"wordcount.words", "wordcount.apps.wordcount", "wordcount.apps.index",
+               "wordcount.apps.pagerank"}
 
 
 def _imports(path: Path) -> set[str]:

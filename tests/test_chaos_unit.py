@@ -647,7 +647,7 @@ def test_client_report_of_another_app_shows_its_top_from_the_json():
     """APP=index make up: the client's report prints the index's rows (words by documents)."""
     import io
 
-    from wordcount.clusterjob import next_steps, print_report
+    from wordcount.lab.clusterjob import next_steps, print_report
 
     doc = {"app": "index", "top": [["cat", 2, 2], ["big", 1, 1]], "total": 4, "distinct": 3,
            "files": 2, "bytes": 16, "seconds": 0.5, "errors": [], "tasks": 1, "stolen": 0,

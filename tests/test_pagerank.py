@@ -23,6 +23,7 @@ from wordcount import apps, engines
 from wordcount.apps import TaskError, pagerank
 from wordcount.engines import Result
 from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_OK
+from wordcount.lab import graph as graphs
 from wordcount.planner import InputError
 
 from .test_jobs import Workers
@@ -45,7 +46,7 @@ def oracle_tsv(ranks: Counter[str]) -> str:
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("graph")
-    pagerank.generate(str(root), pages=500, links=3, files=4, seed=7)
+    graphs.generate(str(root), pages=500, links=3, files=4, seed=7)
     # a page name of its own kind (non-ASCII, a space), a self-loop, a comment, CRLF
     (root / "extra.tsv").write_bytes("# comment\r\nstraße page\tp0\r\np1\tp1\n\np0\tstraße page"
                                      .encode())

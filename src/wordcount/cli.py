@@ -203,11 +203,11 @@ def _apps_parser(sub) -> argparse.ArgumentParser:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .apps import pagerank
+    from .lab import graph
 
     if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
         raise exc.UsageError(f"{args.outdir}: exists and is not a directory")
-    paths = pagerank.generate(args.outdir, args.pages, args.links, args.files, args.seed)
+    paths = graph.generate(args.outdir, args.pages, args.links, args.files, args.seed)
     size = sum(os.path.getsize(p) for p in paths)
     print(f"wrote {len(paths)} files, {size:,} bytes of links among {args.pages:,} pages to "
           f"{args.outdir}", file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import sys
@@ -11,11 +10,9 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from . import apps
-from .apps import App
+from .apps import TEXT_WORD_MAX, App, shorten, top  # noqa: F401 - (re-exported)
 from .engines import Result
 from .exceptions import UsageError, WordcountError
-
-TEXT_WORD_MAX = 60  # characters of a word shown in text output (TSV and JSON: every one)
 
 
 def ranked(counts: Counter[str]) -> list[tuple[str, int]]:
@@ -29,12 +26,6 @@ def ranked_words(counts: Counter[str]) -> list[str]:
     words = sorted(counts)
     words.sort(key=counts.__getitem__, reverse=True)
     return words
-
-
-def top(counts: Counter[str], k: int) -> list[tuple[str, int]]:
-    if k <= 0:
-        return []
-    return heapq.nsmallest(k, counts.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
 def _special(path: str) -> bool:
@@ -139,11 +130,6 @@ def write_counts(counts: Counter[str], path: str) -> None:
             part = words[i:i + 100_000]
             f.write("".join(map(line, part, map(counts.__getitem__, part))))
     replace_atomically(path, lines)
-
-
-def shorten(word: str, limit: int = TEXT_WORD_MAX) -> str:
-    """A word as text output shows it: a very long one cut, with its length."""
-    return word if len(word) <= limit else f"{word[:limit]}…({len(word):,} chars)"
 
 
 def as_json(result: Result, k: int, extra: dict[str, Any] | None = None,

@@ -32,6 +32,7 @@ wherever a worker runs (on the compose clusters: in the image, see README "Apps"
 
 from __future__ import annotations
 
+import heapq
 import importlib
 import os
 from collections import Counter
@@ -42,6 +43,7 @@ from typing import IO, Any, Protocol
 from ..exceptions import EXIT_INPUT_ERRORS, UsageError, WordcountError
 
 DEFAULT = "wordcount"
+TEXT_WORD_MAX = 60  # characters of a word shown in text output (TSV and JSON: every one)
 # name -> "module:attribute" (imported only when the app is used)
 APPS = {
     "wordcount": "wordcount.apps.wordcount:APP",
@@ -61,6 +63,17 @@ class TaskError(WordcountError):
 
 # A reader of finished jobs' tables (job name -> its table), for apps that read earlier rounds
 TableReader = Callable[[str], "Counter[str]"]
+
+
+def top(counts: Counter[str], k: int) -> list[tuple[str, int]]:
+    if k <= 0:
+        return []
+    return heapq.nsmallest(k, counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def shorten(word: str, limit: int = TEXT_WORD_MAX) -> str:
+    """A word as text output shows it: a very long one cut, with its length."""
+    return word if len(word) <= limit else f"{word[:limit]}…({len(word):,} chars)"
 
 
 class Mapper(Protocol):
@@ -104,11 +117,9 @@ class App:
 
     def top(self, counts: Counter[str], k: int) -> list[Any]:
         """The K rows ``--top`` shows and ``--json``'s "top" carries."""
-        from ..report import top
         return [list(row) for row in top(counts, k)]
 
     def text(self, rows: list[Any], out: IO[str]) -> None:
-        from ..report import shorten
         shown = [(shorten(w), n) for w, n in rows]
         width = max((len(w) for w, _ in shown), default=4)
         for word, n in shown:

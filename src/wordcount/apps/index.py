@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from typing import IO, Any
 
 from .. import words
-from . import App
+from . import App, shorten
 
 SEP = "\t"
 _ESCAPES = str.maketrans({"%": "%25", "\t": "%09", "\n": "%0A", "\r": "%0D", ",": "%2C",
@@ -94,7 +94,6 @@ class Index(App):
         return [[w, n, total[w]] for w, n in rows]
 
     def text(self, rows: list[Any], out: IO[str]) -> None:
-        from ..report import shorten
         width = max((len(shorten(r[0])) for r in rows), default=4)
         for word, ndocs, n in rows:
             noun = "document " if ndocs == 1 else "documents"
