@@ -7,20 +7,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from wordcount import client, functions, keys
-from wordcount.embedded import WorkerPool
+from wordcount.embedded import LocalCluster
 from wordcount.exceptions import (
     EXIT_INPUT_ERRORS,
     EXIT_REDIS,
     EXIT_USAGE,
     InputChangedError,
 )
+from wordcount.lab.clirun import wc
 from wordcount.planner import Task
 from wordcount.protocol import Applied
 from wordcount.workeropts import WorkerOptions
@@ -39,27 +38,19 @@ def run_job(server, corpus, n_workers=2, worker_args=(), chunk=CHUNK, timeout=24
             job_name=None, during=None, reduces=0):
     """Plan + submit in-process, N worker processes (respawned after injected crashes),
     wait, read the result. ``during(elapsed)`` is called on every poll; ``reduces`` > 0: a
-    shuffle job of that many reduce tasks."""
+    shuffle job of that many reduce tasks. Returns the cluster too (its ``crashes``)."""
     conn = connect(server)
     job = client.plan_job([str(corpus)], chunk, job_name)
     job.queue = os.environ.get("WORDCOUNT_QUEUE", "stream")
     job.reduces = reduces
     client.submit(conn, job)
-    pool = WorkerPool(n_workers, server.env(), WorkerOptions.parse(worker_args),
-                      log_path=os.path.join(server.directory, "workers.log"))
     started = time.monotonic()
-
-    def on_poll():
-        pool.tend()
-        if during:
-            during(time.monotonic() - started)
-
-    try:
-        waited = client.wait(conn, job, quiet=True, timeout_s=timeout, on_poll=on_poll)
+    with LocalCluster(n_workers, server, options=WorkerOptions.parse(worker_args),
+                      log_path=os.path.join(server.directory, "workers.log")) as cluster:
+        waited = cluster.wait(conn, job, timeout_s=timeout, on_poll=during and (
+            lambda: during(time.monotonic() - started)))
         result, progress = client.result(conn, job, time.monotonic() - started, waited)
-    finally:
-        pool.stop()
-    return result, progress, pool, conn, job
+    return result, progress, cluster, conn, job
 
 
 @COMMIT_MODES
@@ -81,11 +72,11 @@ def test_crash_points(redis_server, small_corpus, point, reduces):
     """~12 tasks (6 files, one split into 6 ranges; and 3 reduces); half the attempts
     crash."""
     corpus = small_corpus / "gen"
-    result, progress, pool, _, _ = run_job(
+    result, progress, cluster, _, _ = run_job(
         redis_server, corpus, 2,
         ["--crash-at", point, "--crash-prob", "0.5", "--max-attempts", "1000",
          "--claim-timeout", "400"], reduces=reduces)
-    assert pool.crashes > 0, "no crash was injected: the test proved nothing"
+    assert cluster.crashes > 0, "no crash was injected: the test proved nothing"
     assert result.errors == []
     assert_counts_equal(result.counts, oracle(corpus))
     if point in ("after-claim", "after-count", "before-commit"):
@@ -95,11 +86,11 @@ def test_crash_points(redis_server, small_corpus, point, reduces):
 @COMMIT_MODES
 def test_random_crashes_and_stalls_6_5840_style(redis_server, small_corpus, reduces):
     corpus = small_corpus / "gen"
-    result, _, pool, _, _ = run_job(
+    result, _, cluster, _, _ = run_job(
         redis_server, corpus, 3,
         ["--crash-at", "any", "--crash-prob", "0.33", "--stall-prob", "0.33", "--stall-max", "2",
          "--max-attempts", "1000", "--claim-timeout", "500"], reduces=reduces)
-    assert pool.crashes > 0
+    assert cluster.crashes > 0
     assert_counts_equal(result.counts, oracle(corpus))
 
 
@@ -114,15 +105,12 @@ def test_straggler_is_backed_up_and_applied_once(redis_server, tmp_path):
     client.submit(conn, job)
     env = {**redis_server.env(), "WORDCOUNT_SPECULATE_MIN_MS": "300"}
     log = str(tmp_path / "workers.log")
-    straggler = WorkerPool(1, env, WorkerOptions.parse(["--slowdown", "100", "-v"]), log_path=log)
-    time.sleep(1.5)  # let the straggler take the first task
-    normal = WorkerPool(1, env, log_path=log)
-    try:
-        client.wait(conn, job, quiet=True, timeout_s=120)
-        straggler.procs[0].wait(120)  # its late commit arrives after the job finished
-    finally:
-        normal.stop()
-        straggler.stop()
+    with LocalCluster(1, env=env, options=WorkerOptions.parse(["--slowdown", "100", "-v"]),
+                      log_path=log) as straggler:
+        time.sleep(1.5)  # let the straggler take the first task
+        with LocalCluster(1, env=env, log_path=log) as normal:
+            normal.wait(conn, job, timeout_s=120)
+        straggler.pool.procs[0].wait(120)  # its late commit arrives after the job finished
     result, progress = client.result(conn, job, 0)
     assert progress.backups >= 1, "nobody backed up the straggler's task"
     assert progress.duplicates >= 1, "the straggler's own commit never arrived"
@@ -142,15 +130,11 @@ def test_heartbeat_keeps_a_slow_task(redis_server, tmp_path):
     job.queue = os.environ["WORDCOUNT_QUEUE"]
     client.submit(conn, job)
     log = str(tmp_path / "workers.log")
-    slow = WorkerPool(1, redis_server.env(), WorkerOptions.parse(args + ["--slowdown", "150"]),
-                      log_path=log)
-    time.sleep(1.0)
-    idle = WorkerPool(2, redis_server.env(), WorkerOptions.parse(args), log_path=log)
-    try:
-        client.wait(conn, job, quiet=True, timeout_s=120)
-    finally:
-        slow.stop()
-        idle.stop()
+    with LocalCluster(1, redis_server, options=WorkerOptions.parse(args + ["--slowdown", "150"]),
+                      log_path=log) as slow:
+        time.sleep(1.0)
+        with LocalCluster(2, redis_server, options=WorkerOptions.parse(args), log_path=log):
+            slow.wait(conn, job, timeout_s=120)
     result, progress = client.result(conn, job, 0)
     busy_ms = int(conn.client.hget(keys.meta(job.name), "busy_ms"))
     assert busy_ms > 5 * 300, f"the task took {busy_ms} ms: not longer than the claim timeout"
@@ -173,11 +157,8 @@ def test_poison_missing_and_escaping_tasks_are_dead_lettered(redis_server, tmp_p
     (tmp_path / "secret.txt").write_text("top secret\n")
     job.tasks.append(Task("../secret.txt", 0, 11))
     client.submit(conn, job)
-    pool = WorkerPool(2, redis_server.env(), log_path=str(tmp_path / "w.log"))
-    try:
-        client.wait(conn, job, quiet=True, timeout_s=60, on_poll=pool.tend)
-    finally:
-        pool.stop()
+    with LocalCluster(2, redis_server, log_path=str(tmp_path / "w.log")) as cluster:
+        cluster.wait(conn, job, timeout_s=60)
     result, progress = client.result(conn, job, 0)
     assert progress.dead == 2 and progress.done == 1
     assert dict(result.counts) == {"good": 2, "words": 1}
@@ -190,11 +171,11 @@ def test_task_that_keeps_crashing_is_set_aside(redis_server, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("crashy text\n")
-    result, progress, pool, _, _ = run_job(
+    result, progress, cluster, _, _ = run_job(
         redis_server, data, 1,
         ["--crash-at", "after-claim", "--crash-prob", "1", "--max-attempts", "2",
          "--claim-timeout", "200"])
-    assert pool.crashes == 2
+    assert cluster.crashes == 2
     assert progress.dead == 1 and not result.counts
     assert "2 attempts failed (--max-attempts 2" in result.errors[0].error
 
@@ -296,25 +277,21 @@ def test_redis_killed_mid_job_and_restarted(redis_server, small_corpus, small_or
 
 def test_wrong_or_missing_password_is_a_clear_error(redis_server, tmp_path):
     (tmp_path / "a.txt").write_text("x")
-    base = [sys.executable, "-m", "wordcount", "submit", str(tmp_path), "--redis-url",
-            redis_server.url]
+    base = ["submit", str(tmp_path), "--redis-url", redis_server.url]
     env = {k: v for k, v in os.environ.items() if "REDIS" not in k}
-    wrong = subprocess.run(base, env={**env, "REDIS_PASSWORD": "nope"}, capture_output=True,
-                           text=True, timeout=60)
+    wrong = wc(*base, base_env={**env, "REDIS_PASSWORD": "nope"}, timeout=60)
     assert wrong.returncode == EXIT_REDIS
     assert "refused our credentials" in wrong.stderr and "Traceback" not in wrong.stderr
     assert "nope" not in wrong.stderr
-    missing = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60)
+    missing = wc(*base, base_env=env, timeout=60)
     assert missing.returncode == EXIT_USAGE
     assert "password is required" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_run_command_end_to_end(small_corpus, small_oracle, tmp_path):
     out = tmp_path / "counts.tsv"
-    proc = subprocess.run([sys.executable, "-m", "wordcount", "run", str(small_corpus),
-                           "--workers", "2", "--chunk-size", "150K", "--json",
-                           "--counts-out", str(out)], capture_output=True, text=True,
-                          timeout=300)
+    proc = wc("run", str(small_corpus), "--workers", "2", "--chunk-size", "150K", "--json",
+              "--counts-out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["total"] == sum(small_oracle.values()) and doc["workers"] == 2
@@ -327,18 +304,12 @@ def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
     (data / "ok.txt").write_text("fine\n")
     os.symlink("/etc/hostname", data / "escape.txt")
     env = {**os.environ, **redis_server.env()}
-    pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
-    try:
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
         # one task per file: the escaping one is a dead letter
-        proc = subprocess.run([sys.executable, "-m", "wordcount", "submit", str(data / "ok.txt"),
-                               str(data / "escape.txt"), "--json", "--pack-size", "0"],
-                              env=env, capture_output=True, text=True, timeout=120)
+        proc = wc("submit", str(data / "ok.txt"), str(data / "escape.txt"), "--json",
+                  "--pack-size", "0", env=env)
         # both files in one packed task: the escaping one is skipped, and named
-        packed = subprocess.run([sys.executable, "-m", "wordcount", "submit",
-                                 str(data / "ok.txt"), str(data / "escape.txt"), "--json"],
-                                env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        pool.stop()
+        packed = wc("submit", str(data / "ok.txt"), str(data / "escape.txt"), "--json", env=env)
     assert proc.returncode == EXIT_INPUT_ERRORS, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["total"] == 1 and doc["dead"] == 1 and doc["top"] == [["fine", 1]]
@@ -370,11 +341,8 @@ def test_interrupted_submission_is_completed_without_duplicates(redis_server, sm
     assert conn.client.type(tasks_key) == ("stream" if kind == "stream" else "list")
     assert (conn.client.xlen(tasks_key) if kind == "stream" else conn.client.llen(tasks_key)) \
         == len(job.tasks)
-    pool = WorkerPool(2, redis_server.env(), log_path=redis_server.directory + "/w.log")
-    try:
-        waited = client.wait(conn, job, quiet=True, timeout_s=120)
-    finally:
-        pool.stop()
+    with LocalCluster(2, redis_server, log_path=redis_server.directory + "/w.log") as cluster:
+        waited = cluster.wait(conn, job, timeout_s=120)
     result, _ = client.result(conn, job, 0, waited)
     assert_counts_equal(result.counts, small_oracle)
 
@@ -383,22 +351,15 @@ def test_submit_no_wait_status_and_resume(redis_server, tmp_path):
     data = tmp_path / "d"
     data.mkdir()
     (data / "a.txt").write_text("alpha beta alpha\n")
-    env = {**os.environ, **redis_server.env()}
-    cmd = [sys.executable, "-m", "wordcount"]
-    first = subprocess.run([*cmd, "submit", str(data), "--no-wait"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    env = redis_server.env()
+    first = wc("submit", str(data), "--no-wait", env=env, timeout=60)
     assert first.returncode == 0, first.stderr
     name = first.stdout.strip()
-    status = subprocess.run([*cmd, "status", "--json"], env=env, capture_output=True, text=True,
-                            timeout=60)
+    status = wc("status", "--json", env=env, timeout=60)
     (doc,) = json.loads(status.stdout)
     assert doc["job"] == name and doc["state"] == "running" and doc["total"] == 1 + doc["reduces"]
-    pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
-    try:
-        resumed = subprocess.run([*cmd, "submit", str(data), "--json"], env=env,
-                                 capture_output=True, text=True, timeout=60)
-    finally:
-        pool.stop()
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
+        resumed = wc("submit", str(data), "--json", env=env, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout)
     # the worker may finish the job before the second submit reads it: then it is reused
@@ -423,31 +384,25 @@ def test_packed_task_counts_its_readable_files_and_names_the_unreadable_one(redi
     engine's over them) and names the missing file, exit 3."""
     data = tmp_path / "data"
     _small_files(data, 51)
-    env = {**os.environ, **redis_server.env()}
-    cmd = [sys.executable, "-m", "wordcount"]
-    sub = subprocess.run([*cmd, "submit", str(data), "--no-wait", "--job", "packed"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    env = redis_server.env()
+    sub = wc("submit", str(data), "--no-wait", "--job", "packed", env=env, timeout=60)
     assert sub.returncode == 0, sub.stderr
     assert "packed: 1 tasks" in sub.stderr, sub.stderr  # 51 files, one task
     gone = data / "f007.txt"
     gone.rename(tmp_path / "aside.txt")
-    worker = subprocess.run([*cmd, "worker", "--exit-when-idle"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    worker = wc("worker", "--exit-when-idle", env=env)
     assert worker.returncode == 0, worker.stderr
     assert "cannot read f007.txt" in worker.stderr and "the rest of the task is counted" \
         in worker.stderr, worker.stderr
     assert "task packed 0-1 (new, " in worker.stderr  # a plain worker logs each task it settles
-    waited = subprocess.run([*cmd, "wait", "packed", "--counts-out", str(tmp_path / "got.tsv")],
-                            env=env, capture_output=True, text=True, timeout=60)
+    waited = wc("wait", "packed", "--counts-out", str(tmp_path / "got.tsv"), env=env, timeout=60)
     assert waited.returncode == EXIT_INPUT_ERRORS, waited.stderr
     assert f"{gone}: task 0-1 (packed, [0:" in waited.stderr, waited.stderr
     assert "not counted: No such file or directory" in waited.stderr
     assert "50 files" in waited.stdout, waited.stdout  # the ones counted
     assert (tmp_path / "got.tsv").read_text() == tsv(oracle(data))  # the 50, every word
     # and the serial engine says the same of the same 50 files
-    serial = subprocess.run([*cmd, "count", str(data), "--counts-out",
-                             str(tmp_path / "serial.tsv")], capture_output=True, text=True,
-                            timeout=60)
+    serial = wc("count", str(data), "--counts-out", str(tmp_path / "serial.tsv"), timeout=60)
     assert serial.returncode == 0, serial.stderr
     assert (tmp_path / "serial.tsv").read_text() == (tmp_path / "got.tsv").read_text()
 
@@ -466,11 +421,8 @@ def test_packed_task_with_a_changed_file_names_that_file_and_prints_no_table(red
     client.submit(conn, job)
     victim = data / "f011.txt"
     victim.write_text(victim.read_text() + " appended")
-    pool = WorkerPool(1, redis_server.env(), log_path=str(tmp_path / "w.log"))
-    try:
-        client.wait(conn, job, quiet=True, timeout_s=60, on_poll=pool.tend)
-    finally:
-        pool.stop()
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")) as cluster:
+        cluster.wait(conn, job, timeout_s=60)
     with pytest.raises(InputChangedError) as caught:
         client.result(conn, job, 0)
     text = str(caught.value)
@@ -485,12 +437,12 @@ def test_packed_tasks_survive_worker_crashes_exactly(redis_server, tmp_path):
     data = tmp_path / "data"
     _small_files(data / "small", 300)
     (data / "big.txt").write_text(" ".join(f"w{i % 997} Ωmega{i % 13}" for i in range(40_000)))
-    result, progress, pool, conn, job = run_job(
+    result, progress, cluster, conn, job = run_job(
         redis_server, data, 3, ["--crash-at", "any", "--crash-prob", "0.5"], chunk=60_000,
         job_name="packs")
     packs = [t for t in job.tasks if t.parts]
     assert packs and sum(len(t.parts) for t in packs) >= 300  # (the small files, packed)
-    assert pool.crashes > 0
+    assert cluster.crashes > 0
     assert result.errors == []
     assert_counts_equal(result.counts, oracle(data))
     assert progress.done == len(job.tasks)

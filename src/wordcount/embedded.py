@@ -2,7 +2,8 @@
 random password), N worker processes, one job; everything stopped at the end (``run_job``).
 
 ``RedisServer`` is also what the tests use to crash and restart Redis for real, and
-``WorkerPool`` how they start workers.
+``LocalCluster`` (a ``WorkerPool`` and, unless given one, a server) how the tests, the soak
+harness and the benchmarks run jobs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -286,37 +288,171 @@ class WorkerPool:
 RUN_BLOCK_MS = 100  # a `run` worker's longest wait for new work (Settings.block_ms: 1 s)
 
 
+class LocalCluster:
+    """Worker processes on this machine, and a redis-server of its own unless it is given
+    where Redis is (``server``: a ``RedisServer``, a ``RaftCluster``, anything with ``env()``;
+    or ``env`` alone). What ``wordcount run``, the soak harness, the benchmarks and the tests
+    run jobs on; the one place for
+
+    - how the workers start: forked, with stop signals held, their log at ``log_path``, each
+      new wait for work at most ``block_ms`` (None: the workers' default);
+    - how a job is waited for (``wait``, ``run``): the pool tended on every poll (a crashed
+      worker started again, any other exit an error), ``on_poll`` after it, an optional
+      ``nemesis(elapsed)`` on a thread of its own every ``every_s`` (one that raises fails the
+      wait once the job ends), and a timeout;
+    - how it all stops, however it ends (``stop``, or leaving the ``with``): the workers
+      first (SIGCONT, SIGTERM, a second SIGTERM after ``grace``, SIGKILL after
+      ``stop_timeout`` s), then a server of its own, with its temp dir.
+    """
+
+    def __init__(self, workers: int, server=None, *, env: dict[str, str] | None = None,
+                 options: WorkerOptions | None = None, log_path: str | None = None,
+                 first_options: WorkerOptions | None = None, first: int = 0,
+                 envs: Sequence[dict[str, str]] | None = None, respawn: bool = True,
+                 block_ms: int | None = None, stop_timeout: float = 10.0) -> None:
+        self.workers, self.options, self.log_path = workers, options, log_path
+        self.first_options, self.first, self.envs = first_options, first, envs
+        self.respawn, self.block_ms, self.stop_timeout = respawn, block_ms, stop_timeout
+        self.own_server = server is None and env is None
+        self.server = RedisServer() if self.own_server else server
+        self._env = env
+        self.pool: WorkerPool | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Where the workers (and a client) find Redis: REDIS_URL, REDIS_PASSWORD."""
+        return dict(self._env) if self._env is not None else self.server.env()
+
+    @property
+    def crashes(self) -> int:
+        return self.pool.crashes if self.pool is not None else 0
+
+    def start(self) -> LocalCluster:
+        try:
+            if self.own_server:
+                self.server.start()
+            env = self.env
+            if self.block_ms is not None:
+                env["WORDCOUNT_BLOCK_MS"] = os.environ.get("WORDCOUNT_BLOCK_MS") or str(
+                    self.block_ms)
+            if self.log_path is None and self.own_server:
+                self.log_path = os.path.join(self.server.directory, "workers.log")
+            self.pool = WorkerPool(self.workers, env, self.options, respawn=self.respawn,
+                                   log_path=self.log_path, first_options=self.first_options,
+                                   first=self.first, envs=self.envs)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def connect(self, name: str = "wordcount-client", deadline: float | None = None,
+                **overrides) -> Connection:
+        """A client connection to this cluster's Redis, the Functions loaded."""
+        env = self.env
+        settings = Settings.from_env({}, redis_url=env["REDIS_URL"],
+                                     redis_password=env.get("REDIS_PASSWORD"), **overrides)
+        conn = Connection(settings, name=name, deadline=deadline)
+        conn.ensure_functions()
+        return conn
+
+    def tend(self) -> None:
+        if self.pool is not None:
+            self.pool.tend()
+
+    def wait(self, conn: Connection, job: client.Job, *, timeout_s: float | None = None,
+             poll_s: float = 0.1, quiet: bool = True, on_poll: Callable[[], None] | None = None,
+             nemesis: Callable[[float], None] | None = None, every_s: float = 0.1
+             ) -> client.Progress:
+        """``client.wait`` for the job (resubmitting it if Redis lost it) with the pool tended
+        on every poll; see the class."""
+        def poll() -> None:
+            self.tend()
+            if on_poll is not None:
+                on_poll()
+
+        with Nemesis(nemesis, every_s) as running:
+            waited = client.wait(conn, job, poll_s=poll_s, quiet=quiet, timeout_s=timeout_s,
+                                 on_poll=poll)
+        running.check()
+        return waited
+
+    def run(self, conn: Connection, job: client.Job, *, fresh: bool = False, **wait_kw
+            ) -> client.Progress:
+        """Submit the job, then ``wait`` for it."""
+        client.submit(conn, job, fresh=fresh)
+        return self.wait(conn, job, **wait_kw)
+
+    def stop(self) -> None:
+        try:
+            if self.pool is not None:
+                self.pool.stop(timeout=self.stop_timeout)
+        finally:
+            if self.own_server:
+                self.server.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Nemesis:
+    """``during(elapsed)`` on a thread of its own every ``every_s`` while the ``with`` lasts
+    (a client waiting through a lost quorum must not stop it from bringing nodes back);
+    ``check()`` afterwards raises what it raised. ``during=None``: nothing runs."""
+
+    def __init__(self, during: Callable[[float], None] | None, every_s: float = 0.1) -> None:
+        self.during, self.every_s = during, every_s
+        self.started = time.monotonic()
+        self.stopped = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="nemesis")
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            try:
+                self.during(time.monotonic() - self.started)  # type: ignore[misc]
+            except BaseException as e:  # noqa: BLE001 - raised by check()
+                self.errors.append(e)
+                return
+
+    def __enter__(self) -> Nemesis:
+        self.started = time.monotonic()
+        if self.during is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(60)
+
+    def check(self) -> None:
+        if self.errors:
+            raise WordcountError(f"the nemesis failed: {self.errors[0]!r}") from self.errors[0]
+
+
 def run_job(job: client.Job, workers: int, options: WorkerOptions,
             finish: Callable[[Connection, Callable[[], None]], int], *, stragglers: int = 0,
             queue: str | None = None, worker_log: str | None = None,
             deadline: float | None = None, quiet: bool = False) -> int:
-    """``wordcount run``: a private redis-server, ``workers`` worker processes (the first
-    ``stragglers`` at ``options.slowdown``, the others at full speed), the job submitted on
-    ``queue``; then ``finish(conn, tend)`` waits for it and reports it (calling ``tend`` on
-    every poll keeps the pool) and returns the exit code. All of it is stopped (and its temp
-    dir, which holds the workers' log unless ``worker_log`` says otherwise, removed) however
-    this ends."""
-    with RedisServer() as server:
-        settings = Settings.from_env({}, redis_url=server.url, redis_password=server.password,
-                                     queue=queue)
-        conn = Connection(settings, name="wordcount-client", deadline=deadline)
-        conn.ensure_functions()
-        log_path = worker_log or os.path.join(server.directory, "workers.log")
-        pool = None
-        try:
-            # a private cluster: workers wait for new work in short blocks, so a job that
-            # starts as the last one ends (an iterative app's next round) is taken at once
-            env = {**server.env(), "WORDCOUNT_BLOCK_MS":
-                   os.environ.get("WORDCOUNT_BLOCK_MS") or str(RUN_BLOCK_MS)}
-            pool = WorkerPool(workers, env, options.replace(slowdown=1.0),
-                              log_path=log_path, first_options=options, first=stragglers)
-            job.queue = resolve_kind(conn, settings.queue)
-            client.submit(conn, job)
-            rc = finish(conn, pool.tend)
-        finally:
-            if pool is not None:
-                pool.stop()
-        if pool.crashes and not quiet:  # ("survived" only by a job that ended complete)
-            print(f"-- {pool.crashes} injected worker crashes"
-                  + (" survived" if rc == 0 else ""), file=sys.stderr)
-        return rc
+    """``wordcount run``: a ``LocalCluster`` of its own (a private redis-server, ``workers``
+    worker processes, the first ``stragglers`` at ``options.slowdown``, the others at full
+    speed), the job submitted on ``queue``; then ``finish(conn, tend)`` waits for it and
+    reports it (calling ``tend`` on every poll keeps the pool) and returns the exit code. All
+    of it is stopped (and its temp dir, which holds the workers' log unless ``worker_log``
+    says otherwise, removed) however this ends."""
+    # a private cluster: workers wait for new work in short blocks, so a job that starts as
+    # the last one ends (an iterative app's next round) is taken at once
+    cluster = LocalCluster(workers, options=options.replace(slowdown=1.0), log_path=worker_log,
+                           first_options=options, first=stragglers, block_ms=RUN_BLOCK_MS)
+    with cluster:
+        conn = cluster.connect(deadline=deadline, queue=queue)
+        job.queue = resolve_kind(conn, conn.settings.queue)
+        client.submit(conn, job)
+        rc = finish(conn, cluster.tend)
+    if cluster.crashes and not quiet:  # ("survived" only by a job that ended complete)
+        print(f"-- {cluster.crashes} injected worker crashes"
+              + (" survived" if rc == 0 else ""), file=sys.stderr)
+    return rc

@@ -354,35 +354,33 @@ def _one_job(label: str, mode: str, target: _Target, data: str, kind: str, worke
     starts its counters again) Redis's CPU, commands and Raft log over that time, and the
     peak RSS of the workers and of Redis."""
     from .. import client
-    from ..connection import Connection
-    from ..embedded import WorkerPool
-    from ..settings import Settings
+    from ..embedded import LocalCluster
 
-    conn = Connection(Settings.from_env({}, redis_url=target.url,
-                                        redis_password=target.password))
-    conn.ensure_functions()
     job = client.plan_job([data], chunk, name="bench-" + "".join(
         ch if ch.isalnum() else "-" for ch in label), pack_size=pack_size)
     job.queue = kind
     job.reduces = reduces if mode == "shuffle" else 0
     run = JobRun(label, mode, kind, target.where, NAN, forked_rss=_own_rss())
-    pool = WorkerPool(workers, target.env, log_path=os.devnull)
     clients: list = []
-    try:
-        time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
-        clients = target.clients()
-        _measure_job(run, job, conn, pool, clients, target, nemesis)
-    finally:
-        pool.stop()
-        for c in clients:
-            c.close()
+    with LocalCluster(workers, env=target.env, log_path=os.devnull) as cluster:
+        conn = cluster.connect()
+        try:
+            time.sleep(0.5)  # the workers are up and idle: their start is not the job's time
+            clients = target.clients()
+            _measure_job(run, job, conn, cluster, clients, target, nemesis)
+        finally:
+            for c in clients:
+                c.close()
     run.digest, run.words = _table_digest(target, job, run.waited)
     conn.close()
     return run
 
 
-def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, nemesis
+def _measure_job(run: JobRun, job, conn, cluster, clients: list, target: _Target, nemesis
                  ) -> None:
+    """Submit the job and wait for it on the cluster; its wall time, the workers' peak RSS,
+    and (without a nemesis) Redis's counters over that time into ``run``. The workers stop
+    at the end (the ``with`` of the caller too: a second stop is a no-op)."""
     from .. import client
 
     leader = target.leader()
@@ -391,7 +389,7 @@ def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, n
     peaks: dict[int, int] = {}
 
     def sample_workers() -> None:
-        for p in pool.procs:
+        for p in cluster.pool.procs:
             peaks[p.pid] = max(peaks.get(p.pid, 0), _vm_hwm(p.pid))
 
     last = [0.0]
@@ -399,7 +397,6 @@ def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, n
 
     def on_poll() -> None:
         polls[0] += 1
-        pool.tend()
         if time.monotonic() - last[0] > 0.25:
             last[0] = time.monotonic()
             sample_workers()
@@ -415,7 +412,7 @@ def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, n
         client.submit(conn, job)
         if thread:
             thread.start()
-        waited = client.wait(conn, job, quiet=True, poll_s=0.02, on_poll=on_poll)
+        waited = cluster.wait(conn, job, poll_s=0.02, on_poll=on_poll)
         run.seconds = time.perf_counter() - started
         after = None if nemesis else _sample(clients, leader, target.raft)
         sample_workers()  # (still alive, idle: VmHWM is their peak)
@@ -423,7 +420,7 @@ def _measure_job(run: JobRun, job, conn, pool, clients: list, target: _Target, n
         stop.set()
         if thread and thread.is_alive():
             thread.join(60)
-    pool.stop()
+    cluster.pool.stop()
     run.waited = waited
     run.polls = polls[0] + 1  # (the last poll saw the job done)
     run.tasks, run.reduces, run.kills = waited.total + waited.reduces, waited.reduces, kills[0]

@@ -1188,7 +1188,7 @@ class _Run:
         self.deadline = self.started + timeout_s
         self.timeout_s = timeout_s
         self.files = Files()
-        self.server = self.conn = self.pool = self.nemesis = None
+        self.server = self.conn = self.cluster = self.pool = self.nemesis = None
         self.hidden: list[tuple[Path, Path]] = []  # (where it was, where it is now)
         self.job: client.Job | None = None
         self.expected: Counter[str] = Counter()  # the main job's oracle, as planned
@@ -1203,7 +1203,7 @@ class _Run:
     # -- set up ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from ..embedded import RedisServer, WorkerPool
+        from ..embedded import LocalCluster, RedisServer
         from ..workeropts import WorkerOptions
 
         plan, rundir = self.plan, self.rundir
@@ -1231,11 +1231,12 @@ class _Run:
         if plan.mapped:
             env["WORDCOUNT_DATA_ROOT"] = str(rundir / "mnt")
         envs = [{"WORDCOUNT_CLOCK_SKEW_MS": str(ms)} if ms else {} for ms in plan.skews_ms]
-        self.pool = WorkerPool(plan.workers, env, WorkerOptions.parse(plan.worker_args()),
-                               log_path=str(rundir / "workers.log"),
-                               first_options=WorkerOptions.parse(plan.worker_args()
-                                                                 + plan.straggler_args()),
-                               first=1 if plan.straggler_slowdown else 0, envs=envs)
+        self.cluster = LocalCluster(
+            plan.workers, env=env, options=WorkerOptions.parse(plan.worker_args()),
+            log_path=str(rundir / "workers.log"),
+            first_options=WorkerOptions.parse(plan.worker_args() + plan.straggler_args()),
+            first=1 if plan.straggler_slowdown else 0, envs=envs, stop_timeout=5.0).start()
+        self.pool = self.cluster.pool
         client_env = {**self.server.env(), "WORDCOUNT_SUBMIT_BATCH": str(plan.submit_batch),
                       **({"WORDCOUNT_DATA_ROOT": str(rundir)} if plan.mapped else {})}
         self.nemesis = Nemesis(plan, self.server, self.conn, self.pool, self.report,
@@ -1495,7 +1496,7 @@ def run_one(seed: int, commit_path: str, workdir: Path | str, timeout_s: float =
         if run.pool is not None:
             report.crashes = run.pool.crashes + sum(
                 1 for p in run.pool.procs if p.poll() == _crash_exit())
-            run.pool.stop(timeout=5.0)
+            run.cluster.stop()
         if run.conn is not None:
             run.conn.close()
         if run.server is not None:
