@@ -18,7 +18,6 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,6 +31,7 @@ from wordcount.connection import LIBRARY, Connection, library_code
 from wordcount.embedded import free_port
 from wordcount.exceptions import EXIT_OK, EXIT_REDIS, RedisUnavailableError
 from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.clirun import wc_bg
 from wordcount.settings import Settings
 
 from .conftest import assert_counts_equal, tsv
@@ -260,17 +260,14 @@ def test_a_whole_job_runs_with_worker_and_client_credentials(acl_redis, small_co
     logs = tmp_path / "workers.log"
     with open(logs, "w") as log:
         for _ in range(2):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "wordcount", "worker", "--claim-timeout", "2000"],
-                env=worker_env, stdout=log, stderr=subprocess.STDOUT))
+            workers.append(wc_bg("worker", "--claim-timeout", "2000", base_env=worker_env,
+                                 stdout=log, stderr=subprocess.STDOUT))
     counts = tmp_path / "counts.tsv"
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "wordcount", "submit", str(small_corpus), "--fresh",
-             "--chunk-size", "200000", "--counts-out", str(counts), "--quiet",
-             "--timeout", "240"],
-            env={**acl_redis.env("client"), "WORDCOUNT_QUEUE": queue},
-            capture_output=True, text=True, timeout=300)
+        out = run_wc("submit", str(small_corpus), "--fresh", "--chunk-size", "200000",
+                     "--counts-out", str(counts), "--quiet", "--timeout", "240",
+                     base_env={**acl_redis.env("client"), "WORDCOUNT_QUEUE": queue},
+                     timeout=300)
     finally:
         for w in workers:
             w.terminate()
@@ -290,8 +287,7 @@ def test_a_whole_job_runs_with_worker_and_client_credentials(acl_redis, small_co
 
 def test_a_missing_password_file_is_a_usage_error(acl_redis, tmp_path):
     env = {**acl_redis.env("client"), "REDIS_PASSWORD_FILE": str(tmp_path / "nope")}
-    out = subprocess.run([sys.executable, "-m", "wordcount", "submit", str(tmp_path)], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = run_wc("submit", str(tmp_path), base_env=env, timeout=60)
     assert out.returncode == 2
     assert "REDIS_PASSWORD_FILE" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 

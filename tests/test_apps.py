@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +24,8 @@ from hypothesis import strategies as st
 from wordcount import apps, client, engines
 from wordcount.apps import index
 from wordcount.exceptions import EXIT_OK, EXIT_USAGE
+from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.clirun import wc_bg
 
 from .conftest import assert_counts_equal
 
@@ -33,9 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def wc(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
        cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
-                          cwd=cwd)
+    return run_wc(*args, env=env, timeout=timeout, cwd=cwd)
 
 
 def make_docs(root: Path, n: int = 40, seed: int = 3) -> Path:
@@ -200,9 +199,8 @@ def test_submit_workers_lookup_and_result_as_a_user_types_them(redis_server, tmp
     sub = wc("submit", str(docs), "--app", "index", "--no-wait", "--job", "idx",
              "--chunk-size", "30000", env=env)
     assert sub.returncode == EXIT_OK, sub.stderr
-    workers = [subprocess.Popen([sys.executable, "-m", "wordcount", "worker",
-                                 "--exit-when-idle"], env={**os.environ, **env},
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers = [wc_bg("worker", "--exit-when-idle", env=env, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
                for _ in range(3)]
     try:
         deadline = time.monotonic() + 120
@@ -238,8 +236,7 @@ def test_submit_workers_lookup_and_result_as_a_user_types_them(redis_server, tmp
     # word count's lookup: the counts of the words, from the same kind of table
     wc_run = wc("submit", str(docs), "--job", "counts", "--no-wait", env=env)
     assert wc_run.returncode == EXIT_OK
-    w = subprocess.run([sys.executable, "-m", "wordcount", "worker", "--exit-when-idle"],
-                       env={**os.environ, **env}, capture_output=True, timeout=120)
+    w = run_wc("worker", "--exit-when-idle", env=env, timeout=120, text=False)
     assert w.returncode == 0
     counts = wc("lookup", "counts", "cat", "w1", "--json", env=env)
     total = Counter()

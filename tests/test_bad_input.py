@@ -184,9 +184,8 @@ def test_counts_out_to_a_device_is_written_in_place(text_file, tmp_path):
     assert proc.stdout.startswith("b\t3\na\t2\nc\t1\n")
     assert os.path.islink("/dev/stdout")
     with open(tmp_path / "out.txt", "w") as out:  # stdout a regular file: still not replaced
-        proc = subprocess.run([sys.executable, "-m", "wordcount", "count", str(text_file),
-                               "--top", "0", "--counts-out", "/dev/stdout"], stdout=out,
-                              timeout=60)
+        proc = run_wc("count", str(text_file), "--top", "0", "--counts-out", "/dev/stdout",
+                      stdout=out, stderr=None, timeout=60)  # stderr: not captured
     assert proc.returncode == 0
     assert os.path.islink("/dev/stdout")
 

@@ -8,12 +8,11 @@ import argparse
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from wordcount.cli import build_parser
-from wordcount.lab import bench
+from wordcount.lab import bench, clirun
 
 QUEUE_ROW = re.compile(
     r"^(?P<label>(atomic|shuffle) (stream|lease) (1-Redis|RedisRaft))\s+(?P<seconds>[\d.]+)"
@@ -23,8 +22,7 @@ QUEUE_ROW = re.compile(
 
 
 def wordcount(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *argv], capture_output=True,
-                          text=True, timeout=timeout)
+    return clirun.wc(*argv, timeout=timeout)
 
 
 def test_bench_distributed_both_modes(tmp_path):

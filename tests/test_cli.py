@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
@@ -70,12 +69,11 @@ def test_bad_arguments_exit_2(argv):
 
 def test_module_entry_point_and_corpus_command(tmp_path):
     data = tmp_path / "data"
-    gen = subprocess.run([sys.executable, "-m", "wordcount", "corpus", str(data), "--files", "3",
-                          "--size", "20K", "--skew-size", "50K"], capture_output=True, text=True)
+    gen = run_wc("corpus", str(data), "--files", "3", "--size", "20K", "--skew-size", "50K",
+                 timeout=None)
     assert gen.returncode == 0, gen.stderr
     assert sorted(p.stat().st_size for p in data.iterdir()) == [20480, 20480, 20480, 51200]
-    out = subprocess.run([sys.executable, "-m", "wordcount", "count", str(data), "--json"],
-                         capture_output=True, text=True)
+    out = run_wc("count", str(data), "--json", timeout=None)
     assert out.returncode == 0 and json.loads(out.stdout)["files"] == 4
 
 
@@ -194,10 +192,9 @@ def test_the_readmes_local_example_writes_nothing_the_cluster_counts_or_git_trac
         if argv[0] == "corpus":  # the same command, at a test's size
             argv = [a for a in argv if not re.fullmatch(r"\d+MiB|--files|--size|--skew-size|\d+",
                                                         a)] + ["--files", "3", "--size", "20K"]
-        proc = subprocess.run([sys.executable, "-m", "wordcount", *argv], cwd=work,
-                              capture_output=True, text=True, timeout=300,
-                              env={k: v for k, v in os.environ.items()
-                                   if not k.startswith(("REDIS_", "WORDCOUNT_"))})
+        proc = run_wc(*argv, cwd=work, timeout=300,
+                      base_env={k: v for k, v in os.environ.items()
+                                if not k.startswith(("REDIS_", "WORDCOUNT_"))})
         assert proc.returncode == 0, (argv, proc.stderr)
     written = sorted(str(p.relative_to(work)) for p in work.rglob("*") if p.is_file())
     assert written and not any(p.startswith("data") for p in written), written

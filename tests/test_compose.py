@@ -32,6 +32,7 @@ import pytest
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # compose does the cleanup
 
 from wordcount import keys  # noqa: E402
+from wordcount.lab import clirun  # noqa: E402
 
 from .conftest import build_nasty  # noqa: E402
 
@@ -320,8 +321,7 @@ class Cluster:
 def assert_exact(data: Path, counts: Path, tmp_path: Path) -> None:
     """counts (a cluster's counts.tsv) == the serial engine's over data, byte for byte."""
     serial = tmp_path / "serial.tsv"
-    out = _run([sys.executable, "-m", "wordcount", "count", str(data), "--counts-out",
-                str(serial), "--json"], timeout=600)
+    out = clirun.wc("count", str(data), "--counts-out", str(serial), "--json", timeout=600)
     assert out.returncode == 0, f"serial count failed: {out.stderr[-2000:]}"
     got = counts.read_bytes()
     want = serial.read_bytes()

@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -48,9 +47,8 @@ class Workers:
         self.procs = [self.spawn() for _ in range(n)]
 
     def spawn(self, *extra: str, env: dict | None = None) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "wordcount", "worker", *self.args,
-                                 *extra], env={**self.env, **(env or {})}, stdout=self.log,
-                                stderr=subprocess.STDOUT)
+        return wc_bg("worker", *self.args, *extra, env=env, base_env=self.env, stdout=self.log,
+                     stderr=subprocess.STDOUT)
 
     def add(self, *extra: str, env: dict | None = None) -> subprocess.Popen:
         p = self.spawn(*extra, env=env)

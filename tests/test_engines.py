@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 import wordcount
 from wordcount import engines
 from wordcount.exceptions import EXIT_INPUT_ERRORS
+from wordcount.lab import clirun
 
 SRC = os.path.dirname(os.path.dirname(wordcount.__file__))
 
@@ -38,7 +38,7 @@ def test_unreadable_input_is_reported_and_the_rest_counted():
         with open(bad, "w") as f:
             f.write("hidden")
         os.chmod(bad, 0)
-        argv = [sys.executable, "-m", "wordcount", "count", top, "--json"]
+        argv = [*clirun.COMMAND, "count", top, "--json"]
         if os.geteuid() == 0:
             setpriv = shutil.which("setpriv")
             if setpriv is None:

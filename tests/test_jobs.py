@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from wordcount import client, jobs, keys, registry, report
 from wordcount.exceptions import JobCancelledError, JobRunningError, NoSuchJobError
 from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.clirun import wc_bg
 from wordcount.protocol import Meta
 
 from .conftest import assert_counts_equal, connect, oracle
@@ -36,8 +36,8 @@ class Workers:
     def __init__(self, server, n: int, *args: str, log: Path) -> None:
         env = {**os.environ, **server.env()}
         self.log = open(log, "ab")
-        self.procs = [subprocess.Popen([sys.executable, "-m", "wordcount", "worker", *args],
-                                       env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.procs = [wc_bg("worker", *args, base_env=env, stdout=self.log,
+                            stderr=subprocess.STDOUT)
                       for _ in range(n)]
 
     def stop(self) -> list[int]:

@@ -66,17 +66,13 @@ def test_workers_with_clocks_minutes_off_still_count_exactly(redis_server, tmp_p
 
 
 def test_an_unknown_queue_is_a_usage_error(tmp_path, redis_server):
-    import os
-    import subprocess
-    import sys
+    from wordcount.lab.clirun import wc
 
     (tmp_path / "a.txt").write_text("x\n")
-    env = {**os.environ, **redis_server.env()}
-    base = [sys.executable, "-m", "wordcount", "submit", str(tmp_path), "--no-wait"]
-    flag = subprocess.run([*base, "--queue", "bogus"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    env = redis_server.env()
+    base = ["submit", str(tmp_path), "--no-wait"]
+    flag = wc(*base, "--queue", "bogus", env=env, timeout=60)
     assert flag.returncode == 2 and "invalid choice: 'bogus'" in flag.stderr
-    envvar = subprocess.run(base, env={**env, "WORDCOUNT_QUEUE": "bogus"}, capture_output=True,
-                            text=True, timeout=60)
+    envvar = wc(*base, env={**env, "WORDCOUNT_QUEUE": "bogus"}, timeout=60)
     assert envvar.returncode == 2 and "unknown queue 'bogus'" in envvar.stderr
     assert "Traceback" not in flag.stderr + envvar.stderr

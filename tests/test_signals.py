@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from wordcount.lab.clirun import wc_bg
 from wordcount.lab.corpus import generate
 
 
@@ -103,11 +103,9 @@ def test_run_stops_the_whole_local_cluster(slow_corpus, tmp_path, signame, targe
     tmpdir.mkdir()
     log = tmp_path / "workers.log"
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wordcount", "run", str(slow_corpus), "--workers", "2",
-         "--slowdown", "50", "--stragglers", "2", "--worker-log", str(log)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)  # its own process group, as a shell job has
+    proc = wc_bg("run", str(slow_corpus), "--workers", "2", "--slowdown", "50",
+                 "--stragglers", "2", "--worker-log", str(log), base_env=env,
+                 start_new_session=True)  # its own process group, as a shell job has
     kids: dict[int, str] = {}
     try:
         # mid-job: Redis and both workers up, both workers ready and counting
@@ -155,10 +153,8 @@ def test_count_with_the_processes_engine_stops_its_pool(tmp_path, signame):
     signum = getattr(signal, signame)
     big = tmp_path / "big.txt"
     big.write_bytes(b"alpha beta gamma delta epsilon\n" * (8 << 20))  # 248 MiB: a few seconds
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wordcount", "count", str(big), "--engine", "processes",
-         "--workers", "2", "--chunk-size", "4M"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = wc_bg("count", str(big), "--engine", "processes", "--workers", "2",
+                 "--chunk-size", "4M", start_new_session=True)
     kids: dict[int, str] = {}
     try:
         kids = wait_for(lambda: (k := children(proc.pid)) and len(k) == 2 and k, 60, proc)

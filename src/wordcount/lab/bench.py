@@ -33,7 +33,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +42,7 @@ from dataclasses import dataclass
 
 from .. import argtypes
 from . import corpus
+from .clirun import wc_bg
 
 # The Redis side (redis, client, connection, embedded, raft) is imported inside the benchmarks
 # that use it: this module is imported whenever the CLI builds its parser.
@@ -68,8 +68,8 @@ def run_measured(label: str, argv: list[str], counts_path: str, env: dict | None
     """Run a wordcount command as its own process; wall time and peak RSS (of it or its
     largest child)."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "wordcount", *argv, "--json",
-                             "--counts-out", counts_path], stdout=subprocess.PIPE, env=env)
+    proc = wc_bg(*argv, "--json", "--counts-out", counts_path, base_env=env, stderr=None,
+                 text=False)
     out = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started

@@ -1,6 +1,7 @@
 """The wordcount CLI as a child process, for the lab and the tests: one place for how it is
 started (this interpreter, ``-m wordcount``), its environment (``env`` on top of ``base_env``,
-by default this process's), its output (text pipes) and its timeout."""
+by default this process's), its output (text pipes, unless the caller names its own ``stdout=``,
+``stderr=`` or ``text=``) and its timeout."""
 
 from __future__ import annotations
 
@@ -16,16 +17,24 @@ def _env(env: Mapping[str, str] | None, base_env: Mapping[str, str] | None) -> d
     return {**(os.environ if base_env is None else base_env), **(env or {})}
 
 
-def wc(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
+def _output(kw: dict) -> dict:
+    """stdout and stderr piped, as text, where the caller said nothing else."""
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("text", True)
+    return kw
+
+
+def wc(*args: str, env: Mapping[str, str] | None = None, timeout: float | None = 120,
        base_env: Mapping[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
-    """Run ``wordcount ARGS`` to its end (``subprocess.TimeoutExpired`` past ``timeout`` s);
-    its stdout and stderr as text."""
-    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout,
-                          env=_env(env, base_env), **kw)
+    """Run ``wordcount ARGS`` to its end (``subprocess.TimeoutExpired`` past ``timeout`` s,
+    ``None``: no limit); its stdout and stderr captured as text unless ``kw`` says otherwise."""
+    return subprocess.run([*COMMAND, *args], timeout=timeout, env=_env(env, base_env),
+                          **_output(kw))
 
 
 def wc_bg(*args: str, env: Mapping[str, str] | None = None,
           base_env: Mapping[str, str] | None = None, **kw) -> subprocess.Popen:
-    """Start ``wordcount ARGS`` in the background, its stdout and stderr piped as text."""
-    return subprocess.Popen([*COMMAND, *args], env=_env(env, base_env), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    """Start ``wordcount ARGS`` in the background, its stdout and stderr piped as text unless
+    ``kw`` says otherwise (e.g. ``stdout=log, stderr=subprocess.STDOUT``)."""
+    return subprocess.Popen([*COMMAND, *args], env=_env(env, base_env), **_output(kw))
