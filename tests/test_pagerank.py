@@ -6,9 +6,7 @@ and a RedisRaft leader kill; the rounds' redo after a lost table; bad input."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,6 +22,8 @@ from wordcount.apps import TaskError, pagerank
 from wordcount.engines import Result
 from wordcount.exceptions import EXIT_INPUT_ERRORS, EXIT_OK
 from wordcount.lab import graph as graphs
+from wordcount.lab.clirun import wc as run_wc
+from wordcount.lab.clirun import wc_bg
 from wordcount.planner import InputError
 
 from .test_jobs import Workers
@@ -33,8 +33,7 @@ ROUNDS = "12"
 
 def wc(*args: str, env: dict[str, str] | None = None, timeout: float = 300
        ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wordcount", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return run_wc(*args, env=env, timeout=timeout)
 
 
 def oracle_tsv(ranks: Counter[str]) -> str:
@@ -178,11 +177,8 @@ def test_the_rounds_count_again_what_a_rollback_took(graph, tmp_path):
 
 def submit_rounds(env: dict[str, str], graph: Path, out: Path) -> subprocess.Popen:
     """`wordcount submit --app pagerank` of the graph as job "pr", in the background."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "wordcount", "submit", str(graph), "--app", "pagerank",
-         "--job", "pr", "--rounds", ROUNDS, "--chunk-size", "3000", "--counts-out", str(out),
-         "--json", "-q"], env={**os.environ, **env}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+    return wc_bg("submit", str(graph), "--app", "pagerank", "--job", "pr", "--rounds", ROUNDS,
+                 "--chunk-size", "3000", "--counts-out", str(out), "--json", "-q", env=env)
 
 
 @pytest.fixture
@@ -203,12 +199,13 @@ def test_a_redis_restart_from_a_snapshot_rounds_old_is_survived_bit_for_bit(
     rounds 3-5 are rolled back (their jobs gone or running again), the client counts them
     again, and the final ranks are the oracle's, bit for bit."""
     ranks, _ = expected
+    r = redis.Redis.from_url(redis_server.url, password=redis_server.password)
+    r.config_set("save", "")  # only our SAVE below: no background save in its way
     workers = fast_workers(redis_server, 2, log=tmp_path / "workers.log")
     out = tmp_path / "ranks.tsv"
     client = submit_rounds(redis_server.env(), graph, out)
     seen = {}
     try:
-        r = redis.Redis.from_url(redis_server.url, password=redis_server.password)
 
         def wait_for(job: str) -> None:
             deadline = time.monotonic() + 120
@@ -219,7 +216,6 @@ def test_a_redis_restart_from_a_snapshot_rounds_old_is_survived_bit_for_bit(
 
         wait_for("pr-r3")
         r.save()  # the snapshot the restart will load: round 3 running or just done
-        r.config_set("save", "")
         wait_for("pr-r6")
         seen["before"] = [j for j in ("pr-r3", "pr-r4", "pr-r5") if meta_exists(r, j)]
         redis_server.kill()
