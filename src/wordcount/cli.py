@@ -672,13 +672,9 @@ def cmd_lookup(args: argparse.Namespace) -> int:
                                "or it was counted again): ask again")
     if args.json:
         print(json.dumps(found, ensure_ascii=False))
-    elif p.app == "index":
-        for word, ndocs, docs in found:
-            listed = ", ".join(f"{d} ({n})" for d, n in docs.items()) or "-"
-            print(f"{word}\t{ndocs} documents\t{listed}")
     else:
         for row in found:
-            print("\t".join(map(str, row)))
+            print(app.lookup_line(row))
     return exc.EXIT_OK
 
 

@@ -134,8 +134,13 @@ class App:
         raise NotImplementedError
 
     def lookup(self, conn, job: str, queries: Sequence[str]) -> list[Any]:
-        """Point queries answered from the job's table in Redis."""
+        """Point queries answered from the job's table in Redis: one row (a JSON-able list)
+        per answer."""
         raise UsageError(f"the {self.name} app answers no lookup")
+
+    def lookup_line(self, row: list[Any]) -> str:
+        """One ``lookup`` row as ``wordcount lookup`` prints it (without ``--json``)."""
+        return "\t".join(map(str, row))
 
 
 def _load(spec: str) -> App:

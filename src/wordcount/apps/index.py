@@ -128,6 +128,11 @@ class Index(App):
             found.append([word, len(docs), docs])
         return found
 
+    def lookup_line(self, row) -> str:
+        word, ndocs, docs = row
+        listed = ", ".join(f"{d} ({n})" for d, n in docs.items()) or "-"
+        return f"{word}\t{ndocs} documents\t{listed}"
+
 
 APP = Index()
 
