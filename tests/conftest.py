@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -99,6 +100,18 @@ def redis_server(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+def save(r) -> None:
+    """SAVE now (the snapshot a test will roll Redis back to), with automatic snapshots off
+    from here on and any background save they started finished first: SAVE during a BGSAVE
+    is refused ("Background save already in progress"). ``r``: a redis.Redis client."""
+    r.config_set("save", "")
+    deadline = time.monotonic() + 30
+    while r.info("persistence")["rdb_bgsave_in_progress"]:
+        assert time.monotonic() < deadline, "a background save never ended"
+        time.sleep(0.01)
+    r.save()
 
 
 def connect(server, **overrides):
