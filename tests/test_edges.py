@@ -32,7 +32,7 @@ from wordcount.lab.clirun import wc_bg
 from wordcount.lab.corpus import generate
 from wordcount.words import reference_counts
 
-from .conftest import connect, oracle, tsv
+from .conftest import connect, oracle, save, tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND_S = 90  # every job here ends well within this: past it, the test calls it a hang
@@ -131,7 +131,7 @@ def test_a_submission_of_many_batches_has_no_hole(redis_server, queue_kind, tmp_
         calls.append(kwargs["first_seq"])
         reply = real(*args, **kwargs)
         if len(calls) == 1 and fault == "rollback":
-            conn.call(lambda r: r.save())  # a snapshot with one batch in it
+            conn.call(save)  # a snapshot with one batch in it
         if len(calls) == 3:
             if fault in ("wipe", "rollback"):
                 redis_server.kill()
@@ -247,7 +247,7 @@ def test_fresh_after_a_delete_replaces_what_a_rollback_brings_back(redis_server,
     conn.call(lambda r: r.config_set("save", ""))
     assert wc("submit", str(a), "--job", "j", "--no-wait", env=env).returncode == 0
     a_epoch = conn.call(lambda r: r.hget(keys.meta("j"), "epoch"))
-    conn.call(lambda r: r.save())  # the snapshot: A's incarnation
+    conn.call(save)  # the snapshot: A's incarnation
     assert wc("delete", "--force", "j", env=env).returncode == 0
     out = tmp_path / "counts.tsv"
     fresh = wc_bg("submit", str(b), "--job", "j", "--fresh", "--quiet", "--counts-out",

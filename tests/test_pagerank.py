@@ -26,6 +26,7 @@ from wordcount.lab.clirun import wc as run_wc
 from wordcount.lab.clirun import wc_bg
 from wordcount.planner import InputError
 
+from .conftest import save
 from .test_jobs import Workers
 
 ROUNDS = "12"
@@ -200,7 +201,6 @@ def test_a_redis_restart_from_a_snapshot_rounds_old_is_survived_bit_for_bit(
     again, and the final ranks are the oracle's, bit for bit."""
     ranks, _ = expected
     r = redis.Redis.from_url(redis_server.url, password=redis_server.password)
-    r.config_set("save", "")  # only our SAVE below: no background save in its way
     workers = fast_workers(redis_server, 2, log=tmp_path / "workers.log")
     out = tmp_path / "ranks.tsv"
     client = submit_rounds(redis_server.env(), graph, out)
@@ -215,7 +215,7 @@ def test_a_redis_restart_from_a_snapshot_rounds_old_is_survived_bit_for_bit(
                 time.sleep(0.01)
 
         wait_for("pr-r3")
-        r.save()  # the snapshot the restart will load: round 3 running or just done
+        save(r)  # the snapshot the restart will load: round 3 running or just done
         wait_for("pr-r6")
         seen["before"] = [j for j in ("pr-r3", "pr-r4", "pr-r5") if meta_exists(r, j)]
         redis_server.kill()
