@@ -21,7 +21,7 @@ import pytest
 
 from wordcount import client, functions, jobs, keys
 from wordcount.connection import IDENTITY, PROTOCOL, library_code
-from wordcount.embedded import WorkerPool
+from wordcount.embedded import LocalCluster
 from wordcount.exceptions import (
     EXIT_INCONSISTENT,
     EXIT_REDIS,
@@ -34,7 +34,7 @@ from wordcount.protocol import Applied, now_ms
 from wordcount.queue import Queues
 from wordcount.workeropts import WorkerOptions
 
-from .conftest import assert_counts_equal, connect, oracle, take
+from .conftest import assert_counts_equal, connect, oracle, save, take
 
 # every test runs on both task queues (stream and lease): see conftest.queue_kind
 pytestmark = pytest.mark.usefixtures("queue_kind")
@@ -105,7 +105,7 @@ def test_redis_restarted_from_older_snapshots_during_big_commits(redis_server, t
 
     def chaos(elapsed):
         if len(saves) <= len(kills) and elapsed > 0.8 + 1.6 * len(kills):
-            admin.save()  # the snapshot we will roll back to
+            save(admin)  # the snapshot we will roll back to
             saves.append(elapsed)
         elif len(kills) < 3 and elapsed > 1.6 + 1.6 * len(kills):
             redis_server.kill()
@@ -142,22 +142,16 @@ def test_replanned_job_never_takes_a_stale_tasks_counts(redis_server, tmp_path):
     log = str(tmp_path / "workers.log")
     first = cli(env, "submit", str(a), "--job", "X", "--no-wait")
     assert first.returncode == 0, first.stderr
-    slow = WorkerPool(1, env, WorkerOptions(slowdown=300, speculate_factor=0, verbose=True),
-                      log_path=log)
-    try:
+    with LocalCluster(1, redis_server, log_path=log, options=WorkerOptions(
+            slowdown=300, speculate_factor=0, verbose=True)) as slow:
         wait_until(lambda: client.progress(conn, "X").pending == 1,
                    30, "the slow worker to take A's task")
         second = cli(env, "submit", str(b), "--job", "X", "--fresh", "--no-wait")
         assert second.returncode == 0, second.stderr
-        other = WorkerPool(1, env, WorkerOptions(slowdown=100, speculate_factor=0),
-                           log_path=log)
-        try:
+        with LocalCluster(1, redis_server, log_path=log,
+                          options=WorkerOptions(slowdown=100, speculate_factor=0)):
             done = cli(env, "submit", str(b), "--job", "X", "--json", timeout=240)
-            slow.procs[0].wait(120)  # its stale commit has been sent and refused
-        finally:
-            other.stop()
-    finally:
-        slow.stop()
+            slow.pool.procs[0].wait(120)  # its stale commit has been sent and refused
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["top"] == [["beta1", 200_000]] and doc["total"] == 200_000
@@ -174,8 +168,7 @@ def test_changed_inputs_are_a_new_job_and_unchanged_ones_are_reused(redis_server
     two.mkdir()
     (one / "a.txt").write_text("one two\n")
     (two / "a.txt").write_text("uno dos\n")  # same name, same size, other directory
-    pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
-    try:
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
         def top(path):
             proc = cli(env, "submit", str(path), "--json")
             assert proc.returncode == 0, proc.stderr
@@ -192,8 +185,6 @@ def test_changed_inputs_are_a_new_job_and_unchanged_ones_are_reused(redis_server
         os.utime(one / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and same mtime
         edited, _ = top(one)
         assert edited["top"] == [["six", 1], ["ten", 1]] and not edited["reused"]
-    finally:
-        pool.stop()
 
 
 def test_plan_identity_follows_file_identity(tmp_path):
@@ -227,21 +218,18 @@ def test_fresh_does_not_kill_workers_blocked_on_the_job(redis_server, tmp_path):
     conn = connect(redis_server)
     first = cli(env, "submit", str(data), "--job", "F", "--no-wait")
     assert first.returncode == 0, first.stderr
-    slow = WorkerPool(1, env, WorkerOptions(slowdown=200, speculate_factor=0), log_path=log)
-    idle = None
-    try:
+    with LocalCluster(1, redis_server, log_path=log,
+                      options=WorkerOptions(slowdown=200, speculate_factor=0)) as slow:
         wait_until(lambda: client.progress(conn, "F").pending == 1,
                    30, "the slow worker to take the task")
         # started now, the idle workers find the job active with nothing left to take
-        idle = WorkerPool(2, env, WorkerOptions(speculate_factor=0), log_path=log)
-        time.sleep(1.0)  # ... and block on its stream (or its notify list)
-        again = cli(env, "submit", str(data), "--job", "F", "--fresh", "--json", timeout=240)
-        for p in [*slow.procs, *idle.procs]:
-            assert p.poll() in (None, 0), open(log).read()[-3000:]
-    finally:
-        slow.stop()
-        if idle is not None:
-            idle.stop()
+        with LocalCluster(2, redis_server, log_path=log,
+                          options=WorkerOptions(speculate_factor=0)) as idle:
+            time.sleep(1.0)  # ... and block on its stream (or its notify list)
+            again = cli(env, "submit", str(data), "--job", "F", "--fresh", "--json",
+                        timeout=240)
+            for p in [*slow.pool.procs, *idle.pool.procs]:
+                assert p.poll() in (None, 0), open(log).read()[-3000:]
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["top"] == [["slow", 100_000], ["words", 100_000]]
     assert "Traceback" not in Path(log).read_text()
@@ -371,11 +359,8 @@ def test_self_check_fails_loudly_on_a_tampered_result(redis_server, tmp_path):
     for i in range(3):
         (data / f"{i}.txt").write_text(f"word{i} common\n" * 50)
     env = redis_server.env()
-    pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
-    try:
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
         ok = cli(env, "submit", str(data), *ONE_TASK_PER_FILE)
-    finally:
-        pool.stop()
     assert ok.returncode == 0, ok.stderr
     doc = json.loads(ok.stdout)
     size = sum(f.stat().st_size for f in data.iterdir())

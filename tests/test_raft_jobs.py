@@ -12,13 +12,12 @@ import json
 import logging
 import random
 import threading
-import time
 
 import pytest
 
 from wordcount import client
 from wordcount.connection import Connection
-from wordcount.embedded import WorkerPool
+from wordcount.embedded import LocalCluster
 from wordcount.exceptions import EXIT_REDIS, EXIT_USAGE
 from wordcount.lab.clirun import wc as run_wc
 from wordcount.lab.raft import RaftCluster
@@ -59,8 +58,9 @@ def connect(cluster: RaftCluster, **overrides) -> Connection:
 
 class Job:
     """A job on the cluster with N worker processes. The nemesis ``during(elapsed)`` runs on
-    its own thread every 0.1 s (a client waiting through a lost quorum must not stop it from
-    bringing nodes back); a kill counts as mid-job if the job had not finished yet."""
+    its own thread every 0.1 s (``LocalCluster.wait``: a client waiting through a lost quorum
+    must not stop it from bringing nodes back); a kill counts as mid-job if the job had not
+    finished yet."""
 
     def __init__(self, cluster, corpus, tmp_path, workers=2, args=(), chunk=150_000,
                  reduces=0):
@@ -69,7 +69,8 @@ class Job:
         self.job = client.plan_job([str(corpus)], chunk)
         self.job.queue = "lease"
         self.job.reduces = reduces  # > 0: a shuffle job
-        self.pool_args = (workers, cluster.env(), WorkerOptions.parse(args))
+        self.workers = LocalCluster(workers, cluster, options=WorkerOptions.parse(args),
+                                    log_path=str(tmp_path / "workers.log"))
         self.kills_mid_job: list[tuple[float, int]] = []
         self.finished = threading.Event()
 
@@ -80,35 +81,10 @@ class Job:
 
     def run(self, during=None, timeout=300):
         client.submit(self.conn, self.job)
-        pool = WorkerPool(*self.pool_args, log_path=str(self.tmp_path / "workers.log"))
-        started = time.monotonic()
-        stop = threading.Event()
-        errors: list[BaseException] = []
-
-        def nemesis():
-            while not stop.wait(0.1):
-                try:
-                    during(time.monotonic() - started)
-                except BaseException as e:  # noqa: BLE001 - reported by the test
-                    errors.append(e)
-                    return
-
-        thread = threading.Thread(target=nemesis, daemon=True)
-        if during:
-            thread.start()
-        try:
-            waited = client.wait(self.conn, self.job, quiet=True, timeout_s=timeout,
-                                 on_poll=pool.tend)
+        with self.workers:
+            waited = self.workers.wait(self.conn, self.job, timeout_s=timeout, nemesis=during)
             self.finished.set()
-            result, progress = client.result(self.conn, self.job, 0, waited)
-        finally:
-            self.finished.set()
-            stop.set()
-            if during:
-                thread.join(30)
-            pool.stop()
-        assert not errors, f"the nemesis failed: {errors[0]!r}"
-        return result, progress
+            return client.result(self.conn, self.job, 0, waited)
 
 
 SLOW = ["--slowdown", "60", "--claim-timeout", "3000"]
@@ -197,11 +173,8 @@ def test_leader_killed_after_the_last_commit_before_the_result_is_read(cluster, 
                                                                        tmp_path):
     job = Job(cluster, corpus, tmp_path, 2, ["--slowdown", "5"])
     client.submit(job.conn, job.job)
-    pool = WorkerPool(*job.pool_args, log_path=str(tmp_path / "workers.log"))
-    try:
-        waited = client.wait(job.conn, job.job, quiet=True, timeout_s=120, on_poll=pool.tend)
-    finally:
-        pool.stop()
+    with job.workers:
+        waited = job.workers.wait(job.conn, job.job, timeout_s=120)
     leader = cluster.leader()
     cluster.kill(leader)  # after the last commit, before the result is read
     result, progress = client.result(job.conn, job.job, 0, waited)
@@ -234,11 +207,8 @@ def test_a_wrong_address_in_the_node_list_is_survived(cluster, corpus, corpus_or
 
     bad = f"127.0.0.1:{free_port()}"  # nothing listens there
     env = {**cluster.env(), "REDIS_URL": cluster.url.replace("redis://", f"redis://{bad},")}
-    pool = WorkerPool(2, env, log_path=str(tmp_path / "w.log"))
-    try:
+    with LocalCluster(2, env=env, log_path=str(tmp_path / "w.log")):
         proc = cli(env, "submit", str(corpus), "--json", "--chunk-size", "200K", timeout=240)
-    finally:
-        pool.stop()
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["total"] == sum(corpus_oracle.values()) and doc["check"]["ok"]

@@ -27,7 +27,7 @@ import pytest
 import redis
 from wordcount import keys
 from wordcount.connection import Connection, _no_leader_reply, block_seconds
-from wordcount.embedded import WorkerPool
+from wordcount.embedded import LocalCluster
 from wordcount.functions import commit
 from wordcount.lab.clirun import wc as run_wc
 from wordcount.lab.clirun import wc_bg
@@ -97,29 +97,29 @@ def run_job(cluster: RaftCluster, corpus: Path, tmp_path: Path, nemesis, *wait_a
     argv = (["submit", str(corpus), "--chunk-size", CHUNK] if submit else ["wait", *wait_args])
     argv += ["--json", "--counts-out", str(out), "--timeout", str(JOB_TIMEOUT)]
     log = tmp_path / "workers.log"
-    pool = WorkerPool(2, env, WorkerOptions.parse(worker_args), log_path=str(log))
-    started = time.monotonic()
-    proc = wc_bg(*argv, env=env)
-    try:
-        # (the pipes are small: the client writes its progress and result only at the end
-        # with --json and a non-terminal stderr, a few lines)
-        while proc.poll() is None:
-            elapsed = time.monotonic() - started
-            if elapsed > JOB_TIMEOUT + 30:
+    with LocalCluster(2, cluster, options=WorkerOptions.parse(worker_args),
+                      log_path=str(log)) as workers:
+        started = time.monotonic()
+        proc = wc_bg(*argv, env=env)
+        try:
+            # (the pipes are small: the client writes its progress and result only at the end
+            # with --json and a non-terminal stderr, a few lines)
+            while proc.poll() is None:
+                elapsed = time.monotonic() - started
+                if elapsed > JOB_TIMEOUT + 30:
+                    proc.kill()
+                    raise AssertionError(f"the client hung: still running after {elapsed:.0f} s")
+                nemesis(elapsed, True)
+                workers.tend()  # a worker that exited (not an injected crash) fails the test
+                time.sleep(0.1)
+            seconds = time.monotonic() - started
+            nemesis(seconds, False)
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
                 proc.kill()
-                raise AssertionError(f"the client hung: still running after {elapsed:.0f} s")
-            nemesis(elapsed, True)
-            pool.tend()  # a worker that exited (not an injected crash) fails the test
-            time.sleep(0.1)
-        seconds = time.monotonic() - started
-        nemesis(seconds, False)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for node in cluster.nodes:  # never leave a node stopped (the workers' stop waits)
-            cluster.resume(node.index)
-        pool.stop()
+            for node in cluster.nodes:  # never leave a node stopped (the workers' stop waits)
+                cluster.resume(node.index)
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     return done, seconds, log.read_text(errors="replace") if log.exists() else ""
 

@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wordcount import client, functions, keys, shuffle
-from wordcount.embedded import WorkerPool
+from wordcount.embedded import LocalCluster
 from wordcount.lab.corpus import generate
 from wordcount.protocol import Applied, Meta
 from wordcount.worker import Worker
 from wordcount.workeropts import WorkerOptions
 
-from .conftest import assert_counts_equal, connect, oracle, take
+from .conftest import assert_counts_equal, connect, oracle, save, take
 from .test_edges import wc
 
 pytestmark = pytest.mark.usefixtures("queue_kind")
@@ -124,18 +124,15 @@ def test_a_worker_killed_right_after_each_commit_even_the_last_maps(redis_server
     the last map's too -- between the maps being done and the first reduce."""
     conn = connect(redis_server)
     job = _job(conn, corpus)
-    pool = WorkerPool(2, redis_server.env(), WorkerOptions.parse(
-        ["--crash-at", "after-commit", "--crash-prob", "1", "--claim-timeout", "500"]),
-        log_path=os.path.join(redis_server.directory, "workers.log"))
-    try:
-        waited = client.wait(conn, job, quiet=True, timeout_s=180, on_poll=pool.tend)
-    finally:
-        pool.stop()
+    with LocalCluster(2, redis_server, options=WorkerOptions.parse(
+            ["--crash-at", "after-commit", "--crash-prob", "1", "--claim-timeout", "500"]),
+            log_path=os.path.join(redis_server.directory, "workers.log")) as cluster:
+        waited = cluster.wait(conn, job, timeout_s=180)
     result, progress = client.result(conn, job, 0, waited)
     # every commit was followed by its worker's crash (the pool may stop before it has seen
     # the last ones: count them in the log)
     log = open(os.path.join(redis_server.directory, "workers.log"), encoding="utf-8").read()
-    assert log.count("injected crash at after-commit") >= len(job.tasks) + R, pool.crashes
+    assert log.count("injected crash at after-commit") >= len(job.tasks) + R, cluster.crashes
     assert_counts_equal(result.counts, oracle(corpus))
     assert progress.check["ok"]
 
@@ -151,17 +148,14 @@ def test_redis_restarted_from_a_snapshot_between_or_during_the_reduces(redis_ser
     _work_until(conn, lambda: _meta(conn, job, Meta.PHASE) == "reduce")
     total = len(job.tasks)
     _work_until(conn, lambda: int(_meta(conn, job, Meta.DONE)) == total + reduced_before)
-    conn.client.save()
+    save(conn.client)
     _work_until(conn, lambda: int(_meta(conn, job, Meta.DONE)) == total + reduced_before + 1)
     redis_server.kill()
     redis_server.start()
     assert int(_meta(conn, job, Meta.DONE)) == total + reduced_before  # rolled back
-    pool = WorkerPool(2, redis_server.env(), WorkerOptions(),
-                      log_path=os.path.join(redis_server.directory, "workers.log"))
-    try:
-        waited = client.wait(conn, job, quiet=True, timeout_s=120, on_poll=pool.tend)
-    finally:
-        pool.stop()
+    with LocalCluster(2, redis_server,
+                      log_path=os.path.join(redis_server.directory, "workers.log")) as cluster:
+        waited = cluster.wait(conn, job, timeout_s=120)
     result, progress = client.result(conn, job, 0, waited)
     assert_counts_equal(result.counts, oracle(corpus))
     assert progress.check["ok"] and progress.done == total + R
@@ -302,7 +296,7 @@ def test_a_late_map_whose_job_rolls_back_to_the_map_phase_commits_as_a_map(redis
     counts = Counter({"alpha": 2, "beta": 3})
     first = take(conn, job.name)
     assert qs.complete_map(first, counts, 10, 1, 2) is Applied.APPLIED
-    conn.client.save()  # the map phase, one map settled
+    save(conn.client)  # the map phase, one map settled
     for _ in range(len(job.tasks) - 1):
         assert qs.fail(take(conn, job.name), "unreadable") is Applied.APPLIED
     assert _meta(conn, job, Meta.PHASE) == "reduce"
