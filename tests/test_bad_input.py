@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from wordcount import planner
 from wordcount.argtypes import parse_size
 from wordcount.cli import main
-from wordcount.embedded import WorkerPool, free_port
+from wordcount.embedded import LocalCluster, free_port
 from wordcount.engines import count_task
 from wordcount.exceptions import (
     EXIT_INPUT_ERRORS,
@@ -280,11 +280,8 @@ def test_quiet_run_prints_the_result_and_no_progress(text_file):
 
 def test_quiet_submit_prints_the_result_and_no_progress(redis_server, text_file, tmp_path):
     env = redis_server.env()
-    pool = WorkerPool(1, env, log_path=str(tmp_path / "w.log"))
-    try:
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
         proc = wc("submit", str(text_file), "-q", env=env, timeout=60)
-    finally:
-        pool.stop()
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.splitlines()[0].split() == ["b", "3"]

@@ -6,7 +6,7 @@ time and count exactly. (Stream-queue leases expire by the server's idle time in
 from __future__ import annotations
 
 from wordcount import client, functions
-from wordcount.embedded import WorkerPool
+from wordcount.embedded import LocalCluster
 from wordcount.planner import Task
 from wordcount.workeropts import WorkerOptions
 
@@ -45,19 +45,15 @@ def test_workers_with_clocks_minutes_off_still_count_exactly(redis_server, tmp_p
 
     corpus = tmp_path / "c"
     generate(corpus, 6, 200_000, seed=17)
-    env = redis_server.env()
     log = str(tmp_path / "w.log")
-    behind = WorkerPool(1, {**env, "WORDCOUNT_CLOCK_SKEW_MS": "-300000"},
-                        WorkerOptions(slowdown=20, claim_timeout_ms=1500), log_path=log)
-    ahead = WorkerPool(1, {**env, "WORDCOUNT_CLOCK_SKEW_MS": "300000"},
-                       WorkerOptions(slowdown=20, claim_timeout_ms=1500), log_path=log)
-    try:
+    skewed = LocalCluster(2, redis_server, options=WorkerOptions(slowdown=20,
+                                                                 claim_timeout_ms=1500),
+                          envs=[{"WORDCOUNT_CLOCK_SKEW_MS": ms} for ms in ("-300000", "300000")],
+                          log_path=log)
+    with skewed:  # one worker 5 min behind Redis's clock, one 5 min ahead
         result, progress, _, _, _ = run_job(redis_server, corpus, 1,
                                             ["--slowdown", "20", "--claim-timeout", "1500"],
                                             chunk=100_000)
-    finally:
-        behind.stop()
-        ahead.stop()
     assert_counts_equal(result.counts, oracle(corpus))
     assert progress.check["ok"] and progress.queue == "lease"
     assert progress.stolen == 0, "a live worker lost a lease to clock skew"
