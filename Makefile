@@ -39,6 +39,10 @@ bench-distributed: install redis-server ## wordcount run (Redis, 2 workers) vs p
 soak: install redis-server ## long randomized fault run (SOAK_RUNS=200)
 	$(BIN)/python -m wordcount.lab.soak --runs $(or $(SOAK_RUNS),200) --seed $(or $(SOAK_SEED),1000) --path both $(SOAK_ARGS)
 
+.PHONY: experiments
+experiments: install redis-server ## every lab question: results/experiments/*.json, docs/EXPERIMENTS.md (SCALE=1: ~30 min)
+	$(BIN)/wordcount experiment --scale $(or $(SCALE),1) $(EXPERIMENTS)
+
 # images, up, chaos, logs, down: the compose cluster
 include mk/cluster.mk
 

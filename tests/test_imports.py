@@ -21,7 +21,8 @@ TOOLING = ("wordcount.lab", "chaos")  # the product's modules must not import th
 # inside that very function (so run only when the lab's command or a fault option is used)
 LAB_DOORS = {
     ("cli", "cmd_corpus"), ("cli", "_bench_parser"), ("cli", "_chaos_parser"),
-    ("cli", "_soak_parser"), ("cli", "cmd_graph"), ("workeropts", "WorkerOptions.faults"),
+    ("cli", "_soak_parser"), ("cli", "_experiment_parser"), ("cli", "cmd_graph"),
+    ("workeropts", "WorkerOptions.faults"),
 }
 
 

@@ -890,8 +890,15 @@ def _soak_parser(sub) -> None:
     soak.add_parser(sub)
 
 
+def _experiment_parser(sub) -> None:
+    from .lab import experiments
+
+    experiments.add_parser(sub)
+
+
 # (parser function, handler): the handler is set on the parser the function returns; None for
-# the commands that set their own (bench, chaos, soak: one handler per sub-command or module).
+# the commands that set their own (bench, chaos, soak, experiment: one handler per sub-command
+# or module).
 COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | None]] = [
     (_count_parser, cmd_count),
     (_apps_parser, cmd_apps),
@@ -912,6 +919,7 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | 
     (_run_parser, cmd_run),
     (_chaos_parser, None),
     (_soak_parser, None),
+    (_experiment_parser, None),
 ]
 
 

@@ -1,0 +1,334 @@
+"""The lab's questions (seed 000, labs 1-4; seed 004 for backup tasks), one ``Experiment``
+each. Sizes are for this 2-core machine at ``SCALE=1`` (all of them in well under 30 min);
+``SCALE`` multiplies every size. Each answer is a sentence whose numbers come from the JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .. import corpus as corpora
+from .core import Context, Experiment, Variant, find
+
+MiB = 1 << 20
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 10 else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} GiB"
+
+
+def _files(ctx: Context, files: int, size: int, seed: int = 1, skew: int = 0) -> Path:
+    """``files`` synthetic files of ``size`` bytes (+ ``skew.txt`` of ``skew`` bytes)."""
+    key = f"synthetic-{files}x{size}" + (f"+{skew}" if skew else "") + f"-s{seed}"
+    return ctx.corpus(key, lambda d: corpora.generate(d, files, size, skew_size=skew,
+                                                      seed=seed))
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """a's median time over b's, as ``1.23x``; ``n/a`` when either has no exact run."""
+    if not a or not b:
+        return "n/a"
+    return f"{a['median'] / b['median']:.2f}x"
+
+
+def _secs(row: dict[str, Any] | None) -> str:
+    return f"{row['median']:.2f} s" if row else "n/a"
+
+
+def _count(engine: str, workers: int = 2):
+    """``wordcount count`` with ``engine`` (``workers`` for the parallel engines only)."""
+    parallel = ["--workers", str(workers)] if engine in ("threads", "processes") else []
+    return lambda c, x: ["count", str(c), "--engine", engine, *parallel]
+
+
+def _run(*flags: str, workers: int = 2):
+    return lambda c, x: ["run", str(c), "--workers", str(workers), *flags]
+
+
+# -- E1 ----------------------------------------------------------------------------------------
+
+def _e1_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    serial, threads, procs, naive = (find(s, v) for v in ("serial", "threads ×2",
+                                                             "processes ×2", "naive"))
+    return (f"On {doc['machine']['cores']} cores the serial engine took {_secs(serial)}; "
+            f"threads ×2 took {_ratio(threads, serial)} its time (the GIL: one thread counts "
+            f"at a time), processes ×2 {_ratio(procs, serial)}, and the naive tokenizer "
+            f"{_ratio(naive, serial)} (the goal: serial ≥ 5× faster than naive). Every table "
+            "was the same, word for word.")
+
+
+E1 = Experiment(
+    "E1", "engines", "Serial vs threads vs processes: the same table, how fast?",
+    "engine", lambda ctx: [ctx.size(64 * MiB, 2 * MiB)],
+    lambda ctx, x: _files(ctx, 8, x // 8),
+    [Variant("serial", _count("serial")), Variant("threads ×2", _count("threads")),
+     Variant("processes ×2", _count("processes")), Variant("naive", _count("reference"))],
+    _e1_answer, setup=lambda ctx: "8 synthetic files (Zipf prose); `wordcount count --engine`")
+
+
+# -- E2 and COST -------------------------------------------------------------------------------
+
+def _e2_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    serial = find(s, "serial")
+    runs = sorted((r for r in s if r["variant"] == "run" and r["n"]), key=lambda r: r["x"])
+    if not serial or not runs:
+        return "No exact run: no answer."
+    beats = [r["x"] for r in runs if r["median"] < serial["median"]]
+    cost = (f"COST = {beats[0]} worker processes" if beats else
+            f"COST > {runs[-1]['x']} (no worker count tried beat one serial thread)")
+    best = min(runs, key=lambda r: r["median"])
+    one = runs[0]
+    return (f"One worker took {_secs(one)}, the serial engine {_secs(serial)}; the fastest "
+            f"was {best['x']} workers at {_secs(best)} ({one['median'] / best['median']:.2f}× "
+            f"one worker's speed, on {doc['machine']['cores']} cores). {cost} (McSherry et "
+            "al.: the cores a parallel system needs to beat one competent thread; the goal: "
+            "≤ 2).")
+
+
+E2 = Experiment(
+    "E2", "workers", "More workers on a fixed input: how does `wordcount run` scale, and "
+    "what is its COST?", "worker processes",
+    lambda ctx: [1, 2] if ctx.tiny else [1, 2, 3, 4, 8],
+    lambda ctx, x: _files(ctx, 16, ctx.size(64 * MiB, 2 * MiB) // 16),
+    [Variant("run", lambda c, x: ["run", str(c), "--workers", str(x)]),
+     Variant("processes", lambda c, x: ["count", str(c), "--engine", "processes",
+                                        "--workers", str(x)]),
+     Variant("serial", _count("serial"), only=lambda x: x == 1)],
+    _e2_answer, metric="mb_s",
+    setup=lambda ctx: "16 synthetic files; `wordcount run --workers N` (a private Redis, N "
+                      "forked workers, the default shuffle commit) beside `count --engine "
+                      "processes --workers N`; the serial engine once, for COST")
+
+
+# -- E3 ----------------------------------------------------------------------------------------
+
+def _e3_answer(doc: dict[str, Any]) -> str:
+    rows = sorted((r for r in doc["summary"] if r["n"]), key=lambda r: r["x"])
+    if len(rows) < 2:
+        return "Too few exact runs: no answer."
+    a, b = rows[0], rows[-1]
+    return (f"From {a['x']} to {b['x']} files of {_human(a['bytes'] / a['x'])} each, on 2 "
+            f"workers, throughput went from {a['mb_s']:.1f} to {b['mb_s']:.1f} MB/s: a fixed "
+            "cost per job (a private Redis, forked workers, planning) is spread over more "
+            "bytes.")
+
+
+E3 = Experiment(
+    "E3", "files", "More files on fixed workers: how does the time grow with the input?",
+    "files", lambda ctx: [1, 4] if ctx.tiny else [1, 2, 4, 8, 16, 32],
+    lambda ctx, x: _files(ctx, x, ctx.size(2 * MiB, 64 * 1024), seed=3),
+    [Variant("run ×2", _run())], _e3_answer, metric="mb_s",
+    setup=lambda ctx: f"N synthetic files of {_human(ctx.size(2 * MiB, 64 * 1024))} each; "
+                      "`wordcount run --workers 2`")
+
+
+# -- E4, E5 ------------------------------------------------------------------------------------
+
+def _e4_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    serial, procs = find(s, "serial"), find(s, "processes ×2")
+    atomic, shuffle = find(s, "run ×2 atomic"), find(s, "run ×2 shuffle")
+    return (f"Against the serial engine ({_secs(serial)}), `run` ×2 took "
+            f"{_ratio(atomic, serial)} its time with the atomic commit and "
+            f"{_ratio(shuffle, serial)} with the shuffle; processes ×2 took "
+            f"{_ratio(procs, serial)}. `run` ×2 against processes ×2: "
+            f"{_ratio(procs, shuffle)} the speed (shuffle; the goal: ≥ 0.95x).")
+
+
+E4 = Experiment(
+    "E4", "redis", "The Redis engine against serial and processes, in each commit mode",
+    "engine", lambda ctx: [ctx.size(64 * MiB, 2 * MiB)],
+    lambda ctx, x: _files(ctx, 8, x // 8),
+    [Variant("serial", _count("serial")), Variant("processes ×2", _count("processes")),
+     Variant("run ×2 atomic", _run("--commit", "atomic")),
+     Variant("run ×2 shuffle", _run("--commit", "shuffle"))],
+    _e4_answer, setup=lambda ctx: "8 synthetic files; `run --workers 2 --commit MODE`")
+
+
+def _e5_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    per_word, atomic = find(s, "per-word ZINCRBY"), find(s, "combined first")
+    if not per_word or not atomic:
+        return "No exact run: no answer."
+    mib = per_word["bytes"] / MiB
+    return (f"On a {mib:.1f} MiB slice, one ZINCRBY per occurrence took {_secs(per_word)} "
+            f"against {_secs(atomic)} when each task combines its counts first: "
+            f"{per_word['median'] / atomic['median']:.1f}× slower. Extrapolated linearly "
+            f"(the per-word mode's time is its number of occurrences), 1 GiB would take "
+            f"about {per_word['median'] / mib * 1024 / 60:.0f} min per-word; this slice is "
+            "all that was run, to keep the experiment short.")
+
+
+E5 = Experiment(
+    "E5", "per-word", "Per-word ZINCRBY against combining locally first",
+    "mode", lambda ctx: [ctx.size(4 * MiB, 256 * 1024)],
+    lambda ctx, x: _files(ctx, 4, x // 4, seed=5),
+    [Variant("per-word ZINCRBY", _run("--commit", "per-word")),
+     Variant("combined first", _run("--commit", "atomic"))],
+    _e5_answer, setup=lambda ctx: "a small slice (the per-word mode is slow); `run --commit "
+                                  "per-word` vs `--commit atomic`, 2 workers")
+
+
+# -- E6 ----------------------------------------------------------------------------------------
+
+def _e6_answer(doc: dict[str, Any]) -> str:
+    rows = sorted((r for r in doc["summary"] if r["variant"] == "run ×2" and r["n"]),
+                  key=lambda r: r["x"])
+    if len(rows) < 2:
+        return "Too few exact runs: no answer."
+    small, big = rows[0], rows[-1]
+    return (f"A {_human(small['x'])} file took {_secs(small)} end to end (the fixed cost of a "
+            f"job: start a Redis, fork workers, plan, commit), a {_human(big['x'])} file "
+            f"{_secs(big)}: {big['mb_s']:.1f} MB/s. Below a few MiB the fixed cost dominates.")
+
+
+E6 = Experiment(
+    "E6", "file size", "File size from 100 B up: throughput and the per-job overhead",
+    "file size (bytes)",
+    lambda ctx: ([100, 64 * 1024] if ctx.tiny else
+                 [100, 10_000, MiB, ctx.size(16 * MiB, MiB), ctx.size(128 * MiB, MiB)]),
+    lambda ctx, x: _files(ctx, 1, x, seed=6),
+    [Variant("serial", _count("serial")), Variant("run ×2", _run())],
+    _e6_answer, metric="mb_s",
+    setup=lambda ctx: "one synthetic file of each size (SCALE=8 reaches 1 GiB)")
+
+
+# -- E7 ----------------------------------------------------------------------------------------
+
+def _e7_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    bal = find(s, "split", "balanced")
+    split, whole = find(s, "split", "skewed"), find(s, "whole files", "skewed")
+    return (f"With one file 10× the others, splitting into byte ranges took "
+            f"{_ratio(split, bal)} the balanced corpus's time, whole files "
+            f"{_ratio(whole, bal)} (the goal: ≤ 1.1×; a task per whole file leaves one "
+            "worker with the big file while the other idles).")
+
+
+def _e7_corpus(ctx: Context, x: str) -> Path:
+    each = ctx.size(256 * 1024, 16 * 1024)
+    if x == "balanced":  # the same bytes, spread evenly
+        return _files(ctx, 110, each, seed=7)
+    return _files(ctx, 100, each, seed=7, skew=10 * each)
+
+
+E7 = Experiment(
+    "E7", "skew", "Skew: 100 equal files and one 10× bigger, with and without byte-range "
+    "splitting", "corpus", lambda ctx: ["balanced", "skewed"], _e7_corpus,
+    [Variant("split", _run("--chunk-size", "256KiB")),
+     Variant("whole files", _run("--chunk-size", "1GiB", "--pack-size", "0"),
+             only=lambda x: x == "skewed")],
+    _e7_answer, setup=lambda ctx: "100 files + skew.txt (10×), against 110 equal files; "
+                                  "`run --chunk-size 256KiB` vs whole files")
+
+
+# -- E8, E11, E12 ------------------------------------------------------------------------------
+
+def _e8_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    none = find(s, "no straggler")
+    backups, nobackups = find(s, "straggler, backups"), find(s, "straggler, no backups")
+    nb = backups.get("backups", 0) if backups else 0
+    return (f"One of 4 workers at half speed: {_ratio(backups, none)} the time of no "
+            f"straggler with backup tasks ({nb:g} backups a run, median), "
+            f"{_ratio(nobackups, none)} without (the goal: ≤ 1.1×).")
+
+
+_STRAGGLE = ("--workers", "4", "--slowdown", "2", "--stragglers", "1")
+E8 = Experiment(
+    "E8", "straggler", "A straggler at half speed, with and without backup tasks",
+    "corpus", lambda ctx: [ctx.size(32 * MiB, 2 * MiB)],
+    lambda ctx, x: _files(ctx, 16, x // 16, seed=8),
+    [Variant("no straggler", lambda c, x: ["run", str(c), "--workers", "4"]),
+     Variant("straggler, backups", lambda c, x: ["run", str(c), *_STRAGGLE]),
+     Variant("straggler, no backups", lambda c, x: ["run", str(c), *_STRAGGLE,
+                                                    "--speculate-factor", "0"])],
+    _e8_answer, setup=lambda ctx: "16 files, 4 workers (on 2 cores), one at `--slowdown 2`")
+
+
+def _e11_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    none, slow = find(s, "no straggler"), find(s, "straggler ×20")
+    if not slow:
+        return "No exact run: no answer."
+    return (f"A worker at 1/20 speed: the job took {_ratio(slow, none)} the time of no "
+            f"straggler; per run (median) {slow.get('stolen', 0):g} tasks were stolen, "
+            f"{slow.get('backups', 0):g} backed up and {slow.get('duplicates', 0):g} finished "
+            "twice, each applied once (the table is exact in every run: E12).")
+
+
+E11 = Experiment(
+    "E11", "severe straggler", "A severe straggler (1/20 speed): stealing, backups, and "
+    "how often a task is finished twice (E12)", "corpus",
+    lambda ctx: [ctx.size(16 * MiB, MiB)], lambda ctx, x: _files(ctx, 16, x // 16, seed=11),
+    [Variant("no straggler", _run()),
+     Variant("straggler ×20", _run("--slowdown", "20", "--stragglers", "1",
+                                   "--claim-timeout", "1000"))],
+    _e11_answer, setup=lambda ctx: "16 files, 2 workers, one at `--slowdown 20`")
+
+
+# -- E9, E10 -----------------------------------------------------------------------------------
+
+def _e9_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    failed = sum(r["failed"] for r in s)
+    worst = max((r for r in s if r["n"]), key=lambda r: r["median"], default=None)
+    clean = find(s, "p=0")
+    return (f"Every crash point × probability ended with the serial engine's table "
+            f"({failed} inexact runs). The slowest cell was {worst['variant']} at "
+            f"{worst['x']}: {_ratio(worst, clean)} the time without crashes (a crashed "
+            "task waits for its claim timeout)." if worst else "No exact run.")
+
+
+def _crashing(prob: float):
+    """``run`` with crashes at point x with probability ``prob``."""
+    return lambda c, x: ["run", str(c), "--workers", "2", "--crash-at", x, "--crash-prob",
+                         str(prob), "--max-attempts", "1000", "--claim-timeout", "500",
+                         "--commit", "atomic", "--chunk-size", "512KiB"]
+
+
+CRASH_POINTS = ["after-claim", "after-count", "before-commit", "after-commit"]
+E9 = Experiment(
+    "E9", "crash points", "Crashes at each point of a task, at several probabilities: "
+    "exactness and time", "crash point",
+    lambda ctx: CRASH_POINTS[:2] if ctx.tiny else CRASH_POINTS,
+    lambda ctx, x: _files(ctx, 16, ctx.size(16 * MiB, MiB) // 16, seed=9),
+    [Variant(f"p={p}", _crashing(p)) for p in (0, 0.1, 0.3)],
+    _e9_answer, setup=lambda ctx: "16 files in 512 KiB tasks, 2 workers, `--crash-at POINT "
+                                  "--crash-prob P --claim-timeout 500`; crashed workers are "
+                                  "started again")
+
+
+def _e10_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    cells = {(r["variant"], r["x"]): r for r in s if r["n"]}
+    parts = [f"{v} {x}: {_secs(r)}" for (v, x), r in sorted(cells.items())]
+    return ("Claim timeout against crashes (median): " + "; ".join(parts) + ". A short "
+            "timeout recovers a crashed task sooner; without failures it costs nothing here, "
+            "because live workers heartbeat their tasks.")
+
+
+def _timeout(ms: int):
+    """``run`` with claim timeout ``ms``, crashing at any point when x says so."""
+    return lambda c, x: ["run", str(c), "--workers", "2", "--claim-timeout", str(ms),
+                         "--max-attempts", "1000", "--chunk-size", "512KiB",
+                         *(["--crash-at", "any", "--crash-prob", "0.2"] if x != "none" else [])]
+
+
+E10 = Experiment(
+    "E10", "claim timeout", "Claim timeout small against large, with and without failures",
+    "failures", lambda ctx: ["none", "crashes p=0.2"],
+    lambda ctx, x: _files(ctx, 16, ctx.size(16 * MiB, MiB) // 16, seed=10),
+    [Variant(f"timeout {ms} ms", _timeout(ms)) for ms in (300, 5000)],
+    _e10_answer, setup=lambda ctx: "16 files in 512 KiB tasks, 2 workers")
+
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (E1, E2, E3, E4, E5, E6, E7, E8, E9,
+                                                          E10, E11)}
