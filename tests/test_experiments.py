@@ -98,6 +98,14 @@ def test_every_experiment_runs_tiny_and_is_exact(tmp_path):
         assert {r["variant"] for r in doc["runs"]} == set(doc["params"]["variants"]), name
         assert (tmp_path / "d" / "experiments" / f"{name}.png").exists()
     assert "No exact run" not in (tmp_path / "d" / "EXPERIMENTS.md").read_text()
+    # the fault experiment killed Redis mid-job in every faulty run, and says so on a timeline
+    e13 = json.loads((tmp_path / "r" / "E13.json").read_text())
+    killed = [r for r in e13["runs"] if r["variant"] == "killed once"]
+    assert killed and all(r["kills"] == 1 and r["lost"] == r["doubled"] == 0
+                          and r["timeline"][-1][1] == r["timeline"][-1][2] for r in killed)
+    assert all(0 < r["events"][0][0] < r["seconds"] for r in killed)  # mid-job
+    assert (tmp_path / "d" / "experiments" / "E13-timeline.png").exists()
+    assert "lost = 0, doubled = 0" in (tmp_path / "d" / "EXPERIMENTS.md").read_text()
 
 
 def test_an_inexact_run_fails_the_experiment_loudly(tmp_path, monkeypatch):

@@ -299,7 +299,7 @@ class LocalCluster:
     - how a job is waited for (``wait``, ``run``): the pool tended on every poll (a crashed
       worker started again, any other exit an error), ``on_poll`` after it, an optional
       ``nemesis(elapsed)`` on a thread of its own every ``every_s`` (one that raises fails the
-      wait once the job ends), and a timeout;
+      wait at the next poll), and a timeout;
     - how it all stops, however it ends (``stop``, or leaving the ``with``): the workers
       first (SIGCONT, SIGTERM, a second SIGTERM after ``grace``, SIGKILL after
       ``stop_timeout`` s), then a server of its own, with its temp dir.
@@ -367,6 +367,7 @@ class LocalCluster:
         on every poll; see the class."""
         def poll() -> None:
             self.tend()
+            running.check()  # a failed nemesis (a node it could not restart) ends the wait
             if on_poll is not None:
                 on_poll()
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .core import Context, run
-from .report import InvalidResult, markdown, plot, validate
+from .report import InvalidResult, markdown, plot, timeline, validate
 
 EXIT_EXPERIMENT_FAILED = 1  # a run's table was not exact, or its command failed
 RESULTS = Path("results/experiments")
@@ -49,6 +49,7 @@ def write_report(results: Path, docs: Path) -> Path:
     images = docs / "experiments"
     for doc in found:
         plot(doc, images / f"{doc['name']}.png")
+        timeline(doc, images / f"{doc['name']}-timeline.png")
     answers = {d["name"]: known[d["name"]].answer(d) for d in found if d["name"] in known}
     out = docs / "EXPERIMENTS.md"
     tmp = out.with_suffix(".md.new")

@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import corpus as corpora
 from .core import Context, Experiment, Variant, find
+from .faults import FAULT_EXPERIMENTS
 
 MiB = 1 << 20
 
@@ -331,4 +332,4 @@ E10 = Experiment(
 
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (E1, E2, E3, E4, E5, E6, E7, E8, E9,
-                                                          E10, E11)}
+                                                          E10, E11, *FAULT_EXPERIMENTS)}

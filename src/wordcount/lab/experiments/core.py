@@ -41,11 +41,25 @@ SCHEMA = 1  # the JSON layout the report reads (report.validate)
 @dataclass(frozen=True)
 class Variant:
     """One way of answering: a ``wordcount`` command line (without ``--json`` and
-    ``--counts-out``, which the runner adds) for the corpus at point ``x``."""
+    ``--counts-out``, which the runner adds) for the corpus at point ``x``; or, for what a
+    command cannot do (kill its own Redis on a schedule), ``call(corpus, x, counts)``: a job
+    run in this process that writes its table to ``counts`` and returns its record
+    (``seconds``, ``exit``, and e.g. a ``timeline`` and ``events``)."""
 
     label: str
-    argv: Callable[[Path, Any], list[str]]
+    argv: Callable[[Path, Any], list[str]] | None = None
     only: Callable[[Any], bool] = lambda x: True  # the points it runs at
+    call: Callable[[Path, Any, Path], dict[str, Any]] | None = None
+
+    def measure(self, corpus: Path, x: Any, counts: Path
+                ) -> tuple[float, int, dict[str, Any] | None, str]:
+        if self.call is None:
+            return _run(self.argv(corpus, x), counts)  # type: ignore[misc]
+        try:
+            doc = self.call(corpus, x, counts)
+        except Exception as e:  # noqa: BLE001 - a failed run, reported as such
+            return 0.0, 1, None, f"{type(e).__name__}: {e}"
+        return doc.pop("seconds"), doc.pop("exit", 0), doc, ""
 
 
 @dataclass(frozen=True)
@@ -154,8 +168,27 @@ def _oracle(ctx: Context, corpus: Path) -> Path:
     return out
 
 
+def _table(path: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                word, _, n = line.rstrip("\n").rpartition("\t")
+                out[word] = int(n)
+    return out
+
+
+def lost_and_doubled(counts: Path, oracle: Path) -> dict[str, int]:
+    """Word occurrences the run's table lacks (lost) or has too many of (doubled), against
+    the serial engine's: both 0 is exactly once."""
+    got, want = _table(counts), _table(oracle)
+    lost = sum(max(0, n - got.get(w, 0)) for w, n in want.items())
+    doubled = sum(max(0, n - want.get(w, 0)) for w, n in got.items())
+    return {"lost": lost, "doubled": doubled}
+
+
 KEPT = ("total", "distinct", "tasks", "stolen", "backups", "duplicates", "dead", "resubmits",
-        "workers")
+        "workers", "kills")
 
 
 def run(exp: Experiment, ctx: Context) -> dict[str, Any]:
@@ -175,13 +208,16 @@ def run(exp: Experiment, ctx: Context) -> dict[str, Any]:
             for v in variants[shift:] + variants[:shift]:  # alternate who goes first
                 counts = ctx.workdir / "counts.tsv"
                 counts.unlink(missing_ok=True)
-                seconds, rc, doc, err = _run(v.argv(corpus, x), counts)
+                seconds, rc, doc, err = v.measure(corpus, x, counts)
                 checked = (doc or {}).get("check", {}).get("ok", True)  # the self-check
                 exact = rc == 0 and checked and counts.exists() and filecmp.cmp(
                     counts, oracle, shallow=False)
                 record = {"x": x, "variant": v.label, "rep": rep, "seconds": round(seconds, 4),
                           "bytes": size, "exit": rc, "exact": exact,
                           **{k: doc[k] for k in KEPT if doc and k in doc}}
+                if doc and "timeline" in doc:  # a fault run: what happened when, and the check
+                    record.update(timeline=doc["timeline"], events=doc.get("events", []),
+                                  **lost_and_doubled(counts, oracle))
                 if not exact:
                     why = (f"exit {rc}: {err}" if rc != 0 else
                            "its self-check failed" if not checked else

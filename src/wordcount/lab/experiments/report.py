@@ -111,6 +111,43 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def timeline(doc: dict[str, Any], path: Path) -> Path | None:
+    """A fault experiment's timeline: tasks settled over time in its slowest faulty run, each
+    Redis kill and restart marked on the same axis, the counts check under it. None when the
+    experiment records no timeline."""
+    runs = [r for r in doc["runs"] if r.get("events") and r["exact"]]
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = max(runs, key=lambda r: r["seconds"])
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    t = [p[0] for p in run["timeline"]]
+    ax.step(t, [p[1] for p in run["timeline"]], where="post", label="tasks settled")
+    ax.plot(t, [p[2] for p in run["timeline"]], "k:", label="tasks in the job")
+    for i, (at, what) in enumerate(run["events"]):
+        killed = "killed" in what
+        ax.axvline(at, color="red" if killed else "green", alpha=0.6, lw=1,
+                   label=("Redis killed" if killed else "Redis restarted")
+                   if i < 2 else None)
+    ax.set_xlabel("seconds since submission")
+    ax.set_ylabel("tasks settled")
+    ax.set_title(f"{doc['name']}: {run['variant']} ({doc['x_label']}: {run['x']}; its slowest run)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.text(0.5, 0.01, f"counts check against the serial engine: lost = {run['lost']}, "
+                        f"doubled = {run['doubled']}", ha="center", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _fmt_x(x: Any) -> str:
     if isinstance(x, int) and x >= 1024:
         for unit in ("KiB", "MiB", "GiB"):
@@ -171,7 +208,10 @@ def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -
         lines += [f"## {d['name']}: {d['question']}", "",
                   f"Setup: {d['setup']}. Corpus bytes per point: {sizes} (checksums in the "
                   "JSON).", "",
-                  f"![{d['name']}]({images}/{d['name']}.png)", "", table(d), "",
+                  f"![{d['name']}]({images}/{d['name']}.png)", "",
+                  *([f"![{d['name']} timeline]({images}/{d['name']}-timeline.png)", ""]
+                    if any(r.get("events") for r in d["runs"]) else []),
+                  table(d), "",
                   f"**Answer.** {answers.get(d['name'], '')}", ""]
         bad = [r for r in d["runs"] if not r["exact"]]
         if bad:
