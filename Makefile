@@ -20,11 +20,15 @@ $(STAMP): pyproject.toml
 redis-server: ## make sure redis-server (>= 7.0) is on PATH (apt-get if missing)
 	@bash scripts/ensure-redis.sh
 
-test: install redis-server ## run the whole test suite (installs what it needs)
-	$(BIN)/pytest
+test: install redis-server ## the test suite, about 30 min (installs what it needs)
+	$(BIN)/pytest -m 'not long'
+
+.PHONY: test-long
+test-long: install redis-server ## the long runs make test leaves out (the 10-run bounded soaks, more RedisRaft faults)
+	$(BIN)/pytest -m long
 
 test-fast: install redis-server ## tests without Docker
-	$(BIN)/pytest -m 'not docker'
+	$(BIN)/pytest -m 'not docker and not long'
 
 lint: install ## ruff
 	$(BIN)/ruff check src tests

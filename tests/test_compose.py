@@ -572,6 +572,7 @@ def _try(fn, retries: int = 1, pause: float = 0.25):
     return None
 
 
+@pytest.mark.long  # make test-long (make test stays under ~30 min)
 def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, raft_image):
     """compose.raft.yml: three RedisRaft nodes, the lease queue, 4 workers at 1/200 speed with
     every commit staged (2,000-pair pieces), while the chaos profile SIGKILLs a random Raft
@@ -669,6 +670,7 @@ def raft_tasks_done(container) -> int:
     return int(text) if code == 0 and text.isdigit() else 0
 
 
+@pytest.mark.long  # make test-long (make test stays under ~30 min)
 def test_raft_leader_cut_off_the_network_twice_is_exact(cluster, tmp_path, raft_image):
     """compose.raft.yml: while a job runs (3 workers at 1/500 speed), the leader's container is
     cut off the project's network (`docker network disconnect`) for 5 s, then connected again

@@ -145,7 +145,8 @@ def test_two_nodes_down_stalls_the_job_until_they_are_back(cluster, corpus, corp
     assert progress.done > state["done_before"]
 
 
-@pytest.mark.parametrize("reduces", [0, 4], ids=["atomic", "shuffle"])
+@pytest.mark.parametrize("reduces", [pytest.param(0, marks=pytest.mark.long), 4],
+                         ids=["atomic", "shuffle"])
 def test_a_random_node_killed_every_3_seconds(cluster, corpus, corpus_oracle, tmp_path,
                                                reduces):
     rng = random.Random(1234)

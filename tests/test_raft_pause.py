@@ -265,7 +265,7 @@ def test_a_write_goes_through_while_the_leader_is_paused(raft_cluster, capsys):
         assert cluster.local_get(i, "wc:pause") == b"1", f"node {i}"
 
 
-@pytest.mark.parametrize("target", ["leader", "follower"])
+@pytest.mark.parametrize("target", ["leader", pytest.param("follower", marks=pytest.mark.long)])
 def test_node_paused_three_times_mid_job(raft_cluster, corpus, corpus_oracle, tmp_path, capsys,
                                          target):
     pauses = Pauses(raft_cluster, target)

@@ -262,6 +262,7 @@ def test_plan_only_prints_the_schedule(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test-long (make test stays under ~30 min)
 @pytest.mark.timeout(420)
 def test_bounded_soak_passes_and_the_nemesis_did_something(tmp_path):
     out = io.StringIO()
@@ -330,6 +331,7 @@ def test_bounded_soak_on_the_lease_queue(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test-long (make test stays under ~30 min)
 @pytest.mark.timeout(500)
 def test_bounded_soak_on_redisraft(tmp_path, raft_binaries):
     """The harness on three RedisRaft nodes: node kills and pauses (the leader or another)
