@@ -44,7 +44,7 @@ soak: install redis-server ## long randomized fault run (SOAK_RUNS=200)
 	$(BIN)/python -m wordcount.lab.soak --runs $(or $(SOAK_RUNS),200) --seed $(or $(SOAK_SEED),1000) --path both $(SOAK_ARGS)
 
 .PHONY: experiments
-experiments: install redis-server ## every lab question: results/experiments/*.json, docs/EXPERIMENTS.md (SCALE=1: ~30 min)
+experiments: install redis-server ## every lab question: results/experiments/*.json, docs/EXPERIMENTS.md (SCALE=1: ~20 min)
 	$(BIN)/wordcount experiment --scale $(or $(SCALE),1) $(EXPERIMENTS)
 
 # images, up, chaos, logs, down: the compose cluster
