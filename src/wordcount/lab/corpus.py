@@ -459,13 +459,13 @@ class Spec:
         return dataclasses.replace(self, file_size=each, skew_size=skew)
 
     def describe(self) -> str:
-        text = f"{self.files} x {_human(self.file_size)}"
+        text = f"{self.files} x {human(self.file_size)}"
         if self.skew_size:
-            text += f" + skew {_human(self.skew_size)}"
+            text += f" + skew {human(self.skew_size)}"
         if self.distinct:
             law = f"Zipf {self.zipf:g}" if self.zipf else "uniform"
             text += f", {self.distinct:,} distinct 10-letter words ({law})"
-        return f"{text}, {_human(self.total)} in all"
+        return f"{text}, {human(self.total)} in all"
 
     def key(self, seed: int) -> str:
         """A directory name saying everything the files depend on."""
@@ -483,7 +483,8 @@ class Spec:
         return generate(directory, self.files, self.file_size, self.skew_size, seed)
 
 
-def _human(n: int) -> str:
+def human(n: int) -> str:
+    """``n`` bytes as people write them: 100 B, 4 MiB, 1.5 GiB."""
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= factor:
             value = n / factor

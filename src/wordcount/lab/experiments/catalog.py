@@ -9,18 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import corpus as corpora
-from .core import Context, Experiment, Variant, find
+from ..corpus import human
+from .core import Context, Experiment, Variant, find, ratio, secs
 from .faults import FAULT_EXPERIMENTS
 
 MiB = 1 << 20
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" or n >= 10 else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.0f} GiB"
 
 
 def _files(ctx: Context, files: int, size: int, seed: int = 1, skew: int = 0) -> Path:
@@ -28,17 +21,6 @@ def _files(ctx: Context, files: int, size: int, seed: int = 1, skew: int = 0) ->
     key = f"synthetic-{files}x{size}" + (f"+{skew}" if skew else "") + f"-s{seed}"
     return ctx.corpus(key, lambda d: corpora.generate(d, files, size, skew_size=skew,
                                                       seed=seed))
-
-
-def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    """a's median time over b's, as ``1.23x``; ``n/a`` when either has no exact run."""
-    if not a or not b:
-        return "n/a"
-    return f"{a['median'] / b['median']:.2f}x"
-
-
-def _secs(row: dict[str, Any] | None) -> str:
-    return f"{row['median']:.2f} s" if row else "n/a"
 
 
 def _count(engine: str, workers: int = 2):
@@ -57,10 +39,10 @@ def _e1_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     serial, threads, procs, naive = (find(s, v) for v in ("serial", "threads ×2",
                                                              "processes ×2", "naive"))
-    return (f"On {doc['machine']['cores']} cores the serial engine took {_secs(serial)}; "
-            f"threads ×2 took {_ratio(threads, serial)} its time, processes ×2 "
-            f"{_ratio(procs, serial)}, and the naive tokenizer "
-            f"{_ratio(naive, serial)} (the goal: serial ≥ 5× faster than naive). Every table "
+    return (f"On {doc['machine']['cores']} cores the serial engine took {secs(serial)}; "
+            f"threads ×2 took {ratio(threads, serial)} its time, processes ×2 "
+            f"{ratio(procs, serial)}, and the naive tokenizer "
+            f"{ratio(naive, serial)} (the goal: serial ≥ 5× faster than naive). Every table "
             "was the same, word for word.")
 
 
@@ -86,8 +68,8 @@ def _e2_answer(doc: dict[str, Any]) -> str:
             f"COST > {runs[-1]['x']} (no worker count tried beat one serial thread)")
     best = min(runs, key=lambda r: r["median"])
     one = runs[0]
-    return (f"One worker took {_secs(one)}, the serial engine {_secs(serial)}; the fastest "
-            f"was {best['x']} workers at {_secs(best)} ({one['median'] / best['median']:.2f}× "
+    return (f"One worker took {secs(one)}, the serial engine {secs(serial)}; the fastest "
+            f"was {best['x']} workers at {secs(best)} ({one['median'] / best['median']:.2f}× "
             f"one worker's speed, on {doc['machine']['cores']} cores). {cost} (McSherry et "
             "al.: the cores a parallel system needs to beat one competent thread; the goal: "
             "≤ 2).")
@@ -115,7 +97,7 @@ def _e3_answer(doc: dict[str, Any]) -> str:
     if len(rows) < 2:
         return "Too few exact runs: no answer."
     a, b = rows[0], rows[-1]
-    return (f"From {a['x']} to {b['x']} files of {_human(a['bytes'] / a['x'])} each, on 2 "
+    return (f"From {a['x']} to {b['x']} files of {human(a['bytes'] / a['x'])} each, on 2 "
             f"workers, throughput went from {a['mb_s']:.1f} to {b['mb_s']:.1f} MB/s: a fixed "
             "cost per job (a private Redis, forked workers, planning) is spread over more "
             "bytes.")
@@ -126,7 +108,7 @@ E3 = Experiment(
     "files", lambda ctx: [1, 4] if ctx.tiny else [1, 2, 4, 8, 16, 32],
     lambda ctx, x: _files(ctx, x, ctx.size(4 * MiB, 64 * 1024), seed=3),
     [Variant("run ×2", _run())], _e3_answer, metric="mb_s",
-    setup=lambda ctx: f"N synthetic files of {_human(ctx.size(4 * MiB, 64 * 1024))} each; "
+    setup=lambda ctx: f"N synthetic files of {human(ctx.size(4 * MiB, 64 * 1024))} each; "
                       "`wordcount run --workers 2`")
 
 
@@ -136,11 +118,11 @@ def _e4_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     serial, procs = find(s, "serial"), find(s, "processes ×2")
     atomic, shuffle = find(s, "run ×2 atomic"), find(s, "run ×2 shuffle")
-    return (f"Against the serial engine ({_secs(serial)}), `run` ×2 took "
-            f"{_ratio(atomic, serial)} its time with the atomic commit and "
-            f"{_ratio(shuffle, serial)} with the shuffle; processes ×2 took "
-            f"{_ratio(procs, serial)}. `run` ×2 against processes ×2: "
-            f"{_ratio(procs, shuffle)} the speed (shuffle; the goal: ≥ 0.95x).")
+    return (f"Against the serial engine ({secs(serial)}), `run` ×2 took "
+            f"{ratio(atomic, serial)} its time with the atomic commit and "
+            f"{ratio(shuffle, serial)} with the shuffle; processes ×2 took "
+            f"{ratio(procs, serial)}. `run` ×2 against processes ×2: "
+            f"{ratio(procs, shuffle)} the speed (shuffle; the goal: ≥ 0.95x).")
 
 
 E4 = Experiment(
@@ -159,8 +141,8 @@ def _e5_answer(doc: dict[str, Any]) -> str:
     if not per_word or not atomic:
         return "No exact run: no answer."
     mib = per_word["bytes"] / MiB
-    return (f"On a {mib:.1f} MiB slice, one ZINCRBY per occurrence took {_secs(per_word)} "
-            f"against {_secs(atomic)} when each task combines its counts first: "
+    return (f"On a {mib:.1f} MiB slice, one ZINCRBY per occurrence took {secs(per_word)} "
+            f"against {secs(atomic)} when each task combines its counts first: "
             f"{per_word['median'] / atomic['median']:.1f}× slower. Extrapolated linearly "
             f"(the per-word mode's time is its number of occurrences), 1 GiB would take "
             f"about {per_word['median'] / mib * 1024 / 60:.0f} min per-word; this slice is "
@@ -185,9 +167,9 @@ def _e6_answer(doc: dict[str, Any]) -> str:
     if len(rows) < 2:
         return "Too few exact runs: no answer."
     small, big = rows[0], rows[-1]
-    return (f"A {_human(small['x'])} file took {_secs(small)} end to end (the fixed cost of a "
-            f"job: start a Redis, fork workers, plan, commit), a {_human(big['x'])} file "
-            f"{_secs(big)}: {big['mb_s']:.1f} MB/s. Below a few MiB the fixed cost dominates.")
+    return (f"A {human(small['x'])} file took {secs(small)} end to end (the fixed cost of a "
+            f"job: start a Redis, fork workers, plan, commit), a {human(big['x'])} file "
+            f"{secs(big)}: {big['mb_s']:.1f} MB/s. Below a few MiB the fixed cost dominates.")
 
 
 E6 = Experiment(
@@ -212,8 +194,8 @@ def _e7_answer(doc: dict[str, Any]) -> str:
            "at this size a job's fixed cost of about a second hides the imbalance; a larger "
            "SCALE shows it")
     return (f"With one file 10× the others, splitting into byte ranges took "
-            f"{_ratio(split, bal)} the balanced corpus's time, whole files "
-            f"{_ratio(whole, bal)} (the goal: ≤ 1.1×): {why}.")
+            f"{ratio(split, bal)} the balanced corpus's time, whole files "
+            f"{ratio(whole, bal)} (the goal: ≤ 1.1×): {why}.")
 
 
 def _e7_corpus(ctx: Context, x: str) -> Path:
@@ -240,9 +222,9 @@ def _e8_answer(doc: dict[str, Any]) -> str:
     none = find(s, "no straggler")
     backups, nobackups = find(s, "straggler, backups"), find(s, "straggler, no backups")
     nb = backups.get("backups", 0) if backups else 0
-    return (f"One of 4 workers at half speed: {_ratio(backups, none)} the time of no "
+    return (f"One of 4 workers at half speed: {ratio(backups, none)} the time of no "
             f"straggler with backup tasks ({nb:g} backups a run, median), "
-            f"{_ratio(nobackups, none)} without (the goal: ≤ 1.1×).")
+            f"{ratio(nobackups, none)} without (the goal: ≤ 1.1×).")
 
 
 _STRAGGLE = ("--workers", "4", "--slowdown", "2", "--stragglers", "1")
@@ -262,7 +244,7 @@ def _e11_answer(doc: dict[str, Any]) -> str:
     none, slow = find(s, "no straggler"), find(s, "straggler ×100")
     if not slow:
         return "No exact run: no answer."
-    return (f"A worker at 1/100 speed: the job took {_ratio(slow, none)} the time of no "
+    return (f"A worker at 1/100 speed: the job took {ratio(slow, none)} the time of no "
             f"straggler; per run (median) {slow.get('stolen', 0):g} tasks were stolen, "
             f"{slow.get('backups', 0):g} backed up and {slow.get('duplicates', 0):g} finished "
             "twice, each applied once (the table is exact in every run: E12).")
@@ -289,7 +271,7 @@ def _e9_answer(doc: dict[str, Any]) -> str:
     clean = find(s, "p=0")
     return (f"Every crash point × probability ended with the serial engine's table "
             f"({failed} inexact runs). The slowest cell was {worst['variant']} at "
-            f"{worst['x']}: {_ratio(worst, clean)} the time without crashes (a crashed "
+            f"{worst['x']}: {ratio(worst, clean)} the time without crashes (a crashed "
             "task waits for its claim timeout)." if worst else "No exact run.")
 
 
@@ -315,7 +297,7 @@ E9 = Experiment(
 def _e10_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     cells = {(r["variant"], r["x"]): r for r in s if r["n"]}
-    parts = [f"{v} {x}: {_secs(r)}" for (v, x), r in sorted(cells.items())]
+    parts = [f"{v} {x}: {secs(r)}" for (v, x), r in sorted(cells.items())]
     return ("Claim timeout against crashes (median): " + "; ".join(parts) + ". A short "
             "timeout recovers a crashed task sooner; without failures it costs nothing here, "
             "because live workers heartbeat their tasks.")

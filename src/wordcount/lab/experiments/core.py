@@ -168,20 +168,13 @@ def _oracle(ctx: Context, corpus: Path) -> Path:
     return out
 
 
-def _table(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    if path.exists():
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                word, _, n = line.rstrip("\n").rpartition("\t")
-                out[word] = int(n)
-    return out
-
-
 def lost_and_doubled(counts: Path, oracle: Path) -> dict[str, int]:
     """Word occurrences the run's table lacks (lost) or has too many of (doubled), against
     the serial engine's: both 0 is exactly once."""
-    got, want = _table(counts), _table(oracle)
+    from ..clusterjob import read_counts
+
+    got = read_counts(counts) if counts.exists() else {}
+    want = read_counts(oracle)
     lost = sum(max(0, n - got.get(w, 0)) for w, n in want.items())
     doubled = sum(max(0, n - want.get(w, 0)) for w, n in got.items())
     return {"lost": lost, "doubled": doubled}
@@ -264,6 +257,16 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     row[k] = statistics.median(r[k] for r in ok)
         out.append(row)
     return out
+
+
+def secs(row: dict[str, Any] | None) -> str:
+    """A summary row's median time, for an answer; ``n/a`` without an exact run."""
+    return f"{row['median']:.2f} s" if row else "n/a"
+
+
+def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """a's median time over b's, as ``1.23x``; ``n/a`` when either has no exact run."""
+    return f"{a['median'] / b['median']:.2f}x" if a and b else "n/a"
 
 
 def find(summary: list[dict[str, Any]], variant: str, x: Any = None) -> dict[str, Any] | None:

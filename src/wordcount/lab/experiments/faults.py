@@ -7,14 +7,13 @@ time, as the client saw them) and its **events** (each kill, each restart); the 
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from .core import Context, Experiment, Variant, find
+from .core import Context, Experiment, Variant, find, ratio, secs
 
 MiB = 1 << 20
 CHUNK = 1 << 20  # 1 MiB tasks: enough of them to see a rollback
@@ -33,7 +32,6 @@ def job(corpus: Path, counts: Path, *, kill_every: float = 0.0, kill_once: bool 
     server = RedisServer(save=save, appendonly=bool(aof))
     events: list[list[Any]] = []
     timeline: list[list[Any]] = []
-    lock = threading.Lock()
     with server:
         if aof:
             r = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
@@ -54,16 +52,15 @@ def job(corpus: Path, counts: Path, *, kill_every: float = 0.0, kill_once: bool 
                     kill_once and not kills[0] and 3 * seen[1] >= seen[2] > seen[1])
                 if not due:
                     return
-                with lock:
-                    server.kill()
-                    kills[0] += 1
-                    events.append([round(time.monotonic() - started, 3), "Redis killed"])
-                    if wipe:
-                        server.wipe()
-                    time.sleep(downtime)
-                    server.start()
-                    events.append([round(time.monotonic() - started, 3),
-                                   "Redis restarted" + (" empty" if wipe else " from its RDB")])
+                server.kill()
+                kills[0] += 1
+                events.append([round(time.monotonic() - started, 3), "Redis killed"])
+                if wipe:
+                    server.wipe()
+                time.sleep(downtime)
+                server.start()
+                events.append([round(time.monotonic() - started, 3),
+                               "Redis restarted" + (" empty" if wipe else " from its RDB")])
 
             def sample() -> None:
                 try:
@@ -96,14 +93,6 @@ def _corpus(ctx: Context, key: str, size: int, files: int = 16) -> Path:
         d, files, per, seed=13))
 
 
-def _secs(row: dict[str, Any] | None) -> str:
-    return f"{row['median']:.2f} s" if row else "n/a"
-
-
-def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    return f"{a['median'] / b['median']:.2f}x" if a and b else "n/a"
-
-
 def _check(doc: dict[str, Any]) -> str:
     runs = [r for r in doc["runs"] if "lost" in r]
     lost = sum(r["lost"] for r in runs)
@@ -119,8 +108,8 @@ def _e13_answer(doc: dict[str, Any]) -> str:
     base = find(s, "no faults")
     rdb, empty = find(s, "killed once", "from RDB"), find(s, "killed once", "from nothing")
     return (f"Redis SIGKILLed once mid-job and restarted from its last snapshot: "
-            f"{_ratio(rdb, base)} the time without faults; restarted empty (its files wiped): "
-            f"{_ratio(empty, base)}, the client submitting the job again. Every table exact "
+            f"{ratio(rdb, base)} the time without faults; restarted empty (its files wiped): "
+            f"{ratio(empty, base)}, the client submitting the job again. Every table exact "
             f"({_check(doc)}).")
 
 
@@ -151,10 +140,10 @@ def _job_with(kw: dict[str, str], corpus: Path, x: Any, counts: Path) -> dict[st
 def _e16_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     base = find(s, "no snapshots")
-    parts = [f"{v}: {_ratio(find(s, v), base)}" for v in PERSISTENCE if v != "no snapshots"]
+    parts = [f"{v}: {ratio(find(s, v), base)}" for v in PERSISTENCE if v != "no snapshots"]
     rows = [r for r in s if r["variant"] != "no snapshots" and r["n"]]
     worst = max(rows, key=lambda r: r["median"], default=None)
-    return (f"Without faults, against no persistence ({_secs(base)}): " + ", ".join(parts)
+    return (f"Without faults, against no persistence ({secs(base)}): " + ", ".join(parts)
             + (f"; the costliest was {worst['variant']}." if worst else "."))
 
 
@@ -173,9 +162,9 @@ def _e19_answer(doc: dict[str, Any]) -> str:
     base = find(s, "no faults")
     rows = sorted((r for r in s if r["variant"] == "killed every N s" and r["n"]),
                   key=lambda r: r["x"])
-    parts = [f"every {r['x']} s: {_ratio(r, base)}" for r in rows]
+    parts = [f"every {r['x']} s: {ratio(r, base)}" for r in rows]
     return ("Redis SIGKILLed on a schedule and restarted from its last snapshot, against no "
-            f"faults ({_secs(base)}): " + ", ".join(parts) + f" (the goal at 10 s: ≤ 1.5×). "
+            f"faults ({secs(base)}): " + ", ".join(parts) + f" (the goal at 10 s: ≤ 1.5×). "
             f"Every table exact ({_check(doc)}).")
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..corpus import human
 from .core import SCHEMA
 
 REQUIRED = {"schema": int, "name": str, "title": str, "question": str, "x_label": str,
@@ -149,11 +150,9 @@ def timeline(doc: dict[str, Any], path: Path) -> Path | None:
 
 
 def _fmt_x(x: Any) -> str:
+    """A point as the report shows it: sizes (ints from 1 KiB up) in KiB/MiB/GiB."""
     if isinstance(x, int) and x >= 1024:
-        for unit in ("KiB", "MiB", "GiB"):
-            x /= 1024
-            if x < 1024:
-                return f"{x:g} {unit}"
+        return human(x)
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
