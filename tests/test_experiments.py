@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from wordcount.lab import corpus as corpora
 from wordcount.lab import experiments
-from wordcount.lab.experiments import catalog, core, report
+from wordcount.lab.clirun import wc
+from wordcount.lab.experiments import catalog, core, faults, peers, raft, report
 
 # A fixed E2 result: two worker counts, the serial engine once, one failed run.
 FIXTURE = {
@@ -86,26 +88,149 @@ def test_list_shows_every_question(capsys):
         assert re.search(rf"^{name}\s+{re.escape(exp.title)}\s+", out, re.M), name
 
 
-def test_every_experiment_runs_tiny_and_is_exact(tmp_path):
-    """All of them in the tiny mode (one run a cell), as `make experiments` runs them: each
-    JSON valid, every run exact against the serial engine, a plot each, the report."""
-    rc = experiments.main(["--tiny", "-q", "--results", str(tmp_path / "r"), "--docs",
-                           str(tmp_path / "d"), "--workdir", str(tmp_path / "w")])
-    assert rc == 0
-    for name in catalog.EXPERIMENTS:
+FAULTS = [e.name for e in faults.FAULT_EXPERIMENTS]
+OWN_FILES = {  # experiments whose tiny runs are in a test file of their own
+    **{e.name: "test_experiments_raft.py" for e in raft.RAFT_EXPERIMENTS},
+    **{e.name: "test_experiments_peers.py" for e in peers.PEER_EXPERIMENTS}}
+PLAIN = [n for n in catalog.EXPERIMENTS if n not in FAULTS and n not in OWN_FILES]
+
+
+def test_every_experiment_has_a_tiny_run_in_make_test():
+    """The tests below run PLAIN and FAULTS; the others have files of their own."""
+    assert set(PLAIN) | set(FAULTS) | set(OWN_FILES) == set(catalog.EXPERIMENTS)
+    for name, file in OWN_FILES.items():
+        assert name in (Path(__file__).parent / file).read_text(), (name, file)
+
+
+def tiny(tmp_path: Path, *names: str, timeout: float = 300) -> dict[str, dict]:
+    """``wordcount experiment NAMES --tiny`` as a user runs it, within ``timeout`` s (a hang is
+    a failure): exit 0, each JSON valid, every run exact, a plot each; the JSON by name."""
+    r = wc("experiment", *names, "--tiny", "-q", "--results", str(tmp_path / "r"), "--docs",
+           str(tmp_path / "d"), "--workdir", str(tmp_path / "w"), timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    docs = {}
+    for name in names:
         doc = report.validate(json.loads((tmp_path / "r" / f"{name}.json").read_text()))
         assert doc["runs"] and all(r["exact"] for r in doc["runs"]), name
         assert {r["variant"] for r in doc["runs"]} == set(doc["params"]["variants"]), name
         assert (tmp_path / "d" / "experiments" / f"{name}.png").exists()
+        docs[name] = doc
     assert "No exact run" not in (tmp_path / "d" / "EXPERIMENTS.md").read_text()
-    # the fault experiment killed Redis mid-job in every faulty run, and says so on a timeline
-    e13 = json.loads((tmp_path / "r" / "E13.json").read_text())
-    killed = [r for r in e13["runs"] if r["variant"] == "killed once"]
-    assert killed and all(r["kills"] == 1 and r["lost"] == r["doubled"] == 0
-                          and r["timeline"][-1][1] == r["timeline"][-1][2] for r in killed)
+    return docs
+
+
+def test_every_experiment_runs_tiny_and_is_exact(tmp_path):
+    """The measurement ones in the tiny mode (one run a cell), as `make experiments` runs
+    them: each JSON valid, every run exact against the serial engine, a plot each, the
+    report; E1's real-text corpus says what it was made of."""
+    docs = tiny(tmp_path, *PLAIN)
+    assert "real text" in docs["E1"]["params"]["points"]
+    assert "replicated to the size" in docs["E1"]["setup"]
+
+
+def test_the_fault_experiments_kill_redis_where_they_say_and_stay_exact(tmp_path):
+    """E13-E19 tiny, as a CLI run with a deadline: each faulty run killed Redis (mid-job,
+    mid-submission, after the end), lost = doubled = 0, and its timeline says so. E15 kills
+    Redis after the job's end, once the workers have exited for want of work: the client
+    must start them again to finish the rolled-back job (without that it waited forever)."""
+    docs = tiny(tmp_path, *FAULTS, timeout=400)
+    def faulty(name: str, variant: str) -> list[dict]:
+        runs = [r for r in docs[name]["runs"] if r["variant"] == variant]
+        assert runs and all(r["lost"] == r["doubled"] == 0 and r["kills"] >= 1
+                            and r["timeline"][-1][1] == r["timeline"][-1][2] for r in runs)
+        return runs
+
+    killed = faulty("E13", "killed once")
     assert all(0 < r["events"][0][0] < r["seconds"] for r in killed)  # mid-job
+    for r in faulty("E14", "killed submitting"):  # before the last batch was sent
+        sent, _, total = re.search(r"\((\d+) of (\d+) tasks submitted\)",
+                                   r["events"][0][1]).group(1, 1, 2)
+        assert 0 < int(sent) < int(total) == r["tasks"], r["events"]
+    for r in faulty("E15", "killed when done"):  # killed after every task had settled
+        kill = r["events"][0][0]
+        assert [p for p in r["timeline"] if p[0] <= kill][-1][1] == r["tasks"], r
+        assert r["seconds"] > faults.LINGER
+    assert faulty("E18", "killed once")
     assert (tmp_path / "d" / "experiments" / "E13-timeline.png").exists()
-    assert "lost = 0, doubled = 0" in (tmp_path / "d" / "EXPERIMENTS.md").read_text()
+    text = (tmp_path / "d" / "EXPERIMENTS.md").read_text()
+    assert "lost = 0, doubled = 0" in text and "E15-timeline.png" in text
+
+
+def test_the_apps_match_their_oracles_also_with_redis_killed_between_rounds(tmp_path):
+    """E25 tiny: the index and PageRank by `run` (and with workers crashing) equal their
+    sequential oracles byte for byte; PageRank's rounds with Redis killed every 2 s too."""
+    docs = tiny(tmp_path, "E25", timeout=300)
+    killed = [r for r in docs["E25"]["runs"] if r["variant"].startswith("Redis killed")]
+    assert killed and all(r["x"] == "pagerank" and r["lost"] == r["doubled"] == 0
+                          for r in killed)
+    assert sum(r["kills"] for r in killed) >= 1, "the rounds outran the nemesis: no kill"
+
+
+def test_a_worker_crash_is_marked_on_the_timeline(tmp_path):
+    """faults.job with workers crashing: each crash is an event, the table still exact."""
+    d = tmp_path / "c"
+    corpora.generate(d, 8, 64 * 1024, seed=2)
+    doc = faults.job(d, tmp_path / "counts.tsv", crash_prob=0.3)
+    crashed = [e for e in doc["events"] if e[1] == "worker crashed"]
+    assert doc["crashes"] == len(crashed) > 0 and doc["check"]["ok"]
+    assert report.event_kind(crashed[0][1]) == ("worker crashed", "black")
+    assert report.event_kind("node 2 paused")[0] == "paused (SIGSTOP)"
+    assert report.event_kind("leader elected: node 3")[0] == "leader elected"
+
+
+def test_a_real_text_corpus_is_the_text_files_given_replicated(tmp_path):
+    """--text: E1's real-text corpus is made of the files given (whole copies, the last cut
+    after a line), and the setup says so; none given and none installed: the synthetic
+    corpus, with a note."""
+    src = tmp_path / "in.txt"
+    src.write_text("In the beginning was the Word,\nand the Word was with God.\n")
+    ctx = core.Context(tmp_path / "w", tiny=True, texts=[str(src)])
+    path = ctx.real_text(2, 1000)
+    files = sorted(path.iterdir())
+    assert len(files) == 2 and "in.txt" in ctx.real_what
+    body = files[0].read_bytes()
+    assert body.startswith(src.read_bytes() * 10) and body.endswith(b"\n")
+    assert 1000 - len(src.read_bytes()) < len(body) <= 1000
+    ctx = core.Context(tmp_path / "w2", tiny=True)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(corpora, "public_domain_text", lambda into: None)
+        ctx.real_text(2, 1000)
+    assert ctx.real_what.startswith("the synthetic corpus")
+
+
+def test_replicate_never_splits_a_word_and_refuses_empty_text(tmp_path):
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"alpha beta gamma")  # no final newline: one is added
+    paths = corpora.replicate([src], tmp_path / "o", 1, 40)
+    assert paths[0].read_bytes() == b"alpha beta gamma\nalpha beta gamma\n"
+    (tmp_path / "empty.txt").write_bytes(b" \n")
+    with pytest.raises(ValueError, match="no text"):
+        corpora.replicate([tmp_path / "empty.txt"], tmp_path / "o2", 1, 40)
+    r = wc("corpus", str(tmp_path / "o3"), "--from", str(tmp_path / "nope.txt"), "--files",
+           "1", "--size", "1KiB")
+    assert r.returncode == 2 and "--from" in r.stderr and "not a readable file" in r.stderr
+
+
+def test_scale_for_multiplies_one_experiments_sizes(tmp_path):
+    r = wc("experiment", "E6", "--tiny", "-q", "--scale-for", "E9=3", "--no-report",
+           "--results", str(tmp_path / "r"), "--workdir", str(tmp_path / "w"), "--repeat", "1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "r" / "E6.json").read_text())["params"]["scale"] == 1.0
+    bad = wc("experiment", "E6", "--scale-for", "E99=2")
+    assert bad.returncode == 2 and "E99=2" in bad.stderr
+    ctx = core.Context(tmp_path, scale=2.0, scales={"E6": 4.0})
+    exp = core.Experiment("E6", "t", "q", "x", lambda c: [], lambda c, x: tmp_path, [],
+                          lambda d: "", setup=lambda c: f"{c.size(100, 1)} bytes")
+    assert core.run(exp, ctx)["setup"] == "800 bytes" and ctx.scale == 2.0
+
+
+def test_an_experiment_that_cannot_run_here_is_skipped_with_its_reason(tmp_path):
+    exp = core.Experiment("E20", "t", "q?", "x", lambda c: [1], lambda c, x: tmp_path, [],
+                          lambda d: "", requires=lambda c: "RedisRaft is not built")
+    doc = report.validate(core.run(exp, core.Context(tmp_path, say=lambda s: None)))
+    assert doc["skipped"] == "RedisRaft is not built" and doc["runs"] == []
+    assert "**Skipped** on this machine: RedisRaft is not built." in report.markdown(
+        [doc], {}, "experiments")
 
 
 def test_an_inexact_run_fails_the_experiment_loudly(tmp_path, monkeypatch):

@@ -237,8 +237,16 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.distinct is not None and args.unicode:
         raise exc.UsageError("--unicode is for the prose corpus, not --distinct (10-letter "
                              "ASCII words)")
+    if args.source and (args.distinct is not None or args.unicode or args.skew_size):
+        raise exc.UsageError("--from copies the text files given: --distinct, --unicode and "
+                             "--skew-size are for the generated corpora")
+    for f in args.source or ():
+        if not os.path.isfile(f) or not os.access(f, os.R_OK):
+            raise exc.UsageError(f"--from {f}: not a readable file")
     try:
-        if args.distinct is not None:
+        if args.source:
+            paths = corpus.replicate(args.source, args.outdir, args.files, args.size)
+        elif args.distinct is not None:
             paths = corpus.generate_distinct(args.outdir, args.files, args.size, args.distinct,
                                              args.skew_size, args.seed, args.zipf or 0.0)
         else:
@@ -254,8 +262,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _corpus_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("corpus", help="generate a deterministic text corpus")
+    p = sub.add_parser("corpus", help="generate a deterministic text corpus, or make one of "
+                                      "text files given (--from)")
     p.add_argument("outdir")
+    p.add_argument("--from", dest="source", nargs="+",
+                   metavar="FILE", help="real text instead: these files one after another, "
+                   "over and over, to --size per file (the lab's `cat in.txt in.txt ...`; the "
+                   "last copy cut after a line)")
     p.add_argument("--files", type=argtypes.non_negative_int, required=True)
     p.add_argument("--size", type=argtypes.size, required=True, metavar="BYTES",
                    help="bytes per file")
@@ -354,7 +367,7 @@ def _finish(conn, job, args, started: float, deadline: float | None = None,
     timeout_s = None if deadline is None else max(0.0, deadline - time.monotonic())
     waited = client.wait(conn, job, quiet=args.quiet or (args.json and not args.verbose),
                          on_poll=on_poll, timeout_s=timeout_s)
-    result, progress = client.result(conn, job, waited.job_seconds, waited)
+    result, progress = client.result(conn, job, waited.job_seconds, waited, on_poll)
     doc = {**_result_doc(job, progress), "wait_seconds": round(time.perf_counter() - started, 6)}
     report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})},
                 app=_job_app(job))

@@ -483,6 +483,69 @@ class Spec:
         return generate(directory, self.files, self.file_size, self.skew_size, seed)
 
 
+# -- real text ---------------------------------------------------------------------------------
+
+def replicate(sources: list[str | os.PathLike], outdir: str | os.PathLike, files: int,
+              size: int) -> list[pathlib.Path]:
+    """The lab's ``cat in.txt in.txt ... > big.txt``: ``files`` files (``part-00000.txt``,
+    ...) of ``size`` bytes each, made of the ``sources``' bytes one after another, over and
+    over. The last copy in a file is cut right after a line, so no word is split and the file
+    ends a line; a file may so fall short of ``size`` by at most one line (a file smaller
+    than the first line: cut after a space). ValueError on sources that hold nothing, or
+    not even a word that fits."""
+    size, files = _check_int("size", size), _check_int("files", files)
+    text = b"".join(pathlib.Path(s).read_bytes() for s in sources)
+    if not text.strip():
+        raise ValueError("the text files given hold no text")
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    out = pathlib.Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(files):
+        path = out / f"part-{i:05}.txt"
+        left = size
+        with open(path, "wb") as f:
+            while left >= len(text):
+                f.write(text)
+                left -= len(text)
+            if left:  # a part of one more copy: up to its last whole line
+                piece = text[:left]
+                cut = piece.rfind(b"\n") + 1
+                if not cut and left == size:  # not one line fits: up to a space, then
+                    cut = max(piece.rfind(bytes([c])) for c in ASCII_SPACES) + 1
+                    if not cut:
+                        raise ValueError(f"not one line of the text fits in {size} bytes")
+                f.write(piece[:cut])
+        paths.append(path)
+    return paths
+
+
+ASCII_SPACES = b" \t\r\v\f"
+KJV = "the King James Bible (Debian's bible-kjv-text, through its `bible` program)"
+
+
+def public_domain_text(into: str | os.PathLike) -> tuple[pathlib.Path, str] | None:
+    """A real public-domain text installed on this machine, written to ``into`` (a file),
+    and what it is; None when there is none (install Debian's ``bible-kjv-text``)."""
+    import shutil
+    import subprocess
+
+    bible = shutil.which("bible")
+    if bible is None:
+        return None
+    try:
+        text = subprocess.run([bible, "Gen1:1-Rev22:21"], capture_output=True, timeout=60,
+                              check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if len(text) < 1_000_000:  # (the whole Bible is 4.3 MB: anything less is not it)
+        return None
+    path = pathlib.Path(into)
+    path.write_bytes(text)
+    return path, KJV
+
+
 def human(n: int) -> str:
     """``n`` bytes as people write them: 100 B, 4 MiB, 1.5 GiB."""
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):

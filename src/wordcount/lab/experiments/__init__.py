@@ -48,9 +48,12 @@ def write_report(results: Path, docs: Path) -> Path:
         found.append(validate(json.loads(path.read_text(encoding="utf-8"))))
     images = docs / "experiments"
     for doc in found:
+        if doc.get("skipped"):
+            continue
         plot(doc, images / f"{doc['name']}.png")
         timeline(doc, images / f"{doc['name']}-timeline.png")
-    answers = {d["name"]: known[d["name"]].answer(d) for d in found if d["name"] in known}
+    answers = {d["name"]: known[d["name"]].answer(d) for d in found
+               if d["name"] in known and not d.get("skipped")}
     out = docs / "EXPERIMENTS.md"
     tmp = out.with_suffix(".md.new")
     tmp.write_text(markdown(found, answers, "experiments"), encoding="utf-8")
@@ -76,6 +79,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             return 2
         return 0
     names = _select(args.names)
+    for t in args.text or ():
+        if not os.path.isfile(t) or not os.access(t, os.R_OK):
+            console.print(f"[red]wordcount experiment: --text {t}: not a readable file[/]")
+            return 2
     repeat = args.repeat or (1 if args.tiny else 3)
     own = None if args.workdir else tempfile.TemporaryDirectory(prefix="wordcount-exp-")
     try:
@@ -90,7 +97,7 @@ def _run_all(args: argparse.Namespace, names: list[str], repeat: int, workdir: P
     known = _catalog()
     results, docs = Path(args.results), Path(args.docs)
     ctx = Context(workdir=workdir, scale=args.scale, repeat=repeat, tiny=args.tiny,
-                  say=console.print)
+                  say=console.print, texts=args.text or [], scales=dict(args.scale_for or []))
     total = sum(len(known[n].points(ctx)) * repeat
                 * len(known[n].variants) for n in names)  # (an upper bound: some skip points)
     from rich.progress import (
@@ -119,7 +126,8 @@ def _run_all(args: argparse.Namespace, names: list[str], repeat: int, workdir: P
                            encoding="utf-8")
             os.replace(tmp, path)
             written.append(path)
-            console.print(f"{n}: {known[n].answer(doc)}")
+            console.print(f"{n}: " + (f"skipped: {doc['skipped']}" if doc.get("skipped")
+                                      else known[n].answer(doc)))
     if not args.no_report:
         console.print(f"report: {write_report(results, docs)}")
     console.print(f"{len(written)} experiments in {time.monotonic() - started:.0f} s; "
@@ -132,11 +140,29 @@ def _run_all(args: argparse.Namespace, names: list[str], repeat: int, workdir: P
     return 0
 
 
+def _scale_for(text: str) -> tuple[str, float]:
+    name, eq, x = text.partition("=")
+    try:
+        factor = float(x)
+    except ValueError:
+        factor = 0.0
+    if not eq or factor <= 0 or name.upper() not in _catalog():
+        raise argparse.ArgumentTypeError(f"{text!r}: want NAME=X, an experiment (`--list`) and "
+                                         "a factor > 0")
+    return name.upper(), factor
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="E1 ... (default: all)")
     p.add_argument("--list", action="store_true", help="each experiment and its question")
     p.add_argument("--scale", type=float, default=float(os.environ.get("SCALE") or 1),
                    help="multiply every size (default $SCALE or 1: about 30 min here)")
+    p.add_argument("--scale-for", type=_scale_for, action="append", metavar="NAME=X",
+                   help="one experiment's sizes × X besides --scale (repeatable: --scale-for "
+                        "E6=4 takes E6 to 1 GiB)")
+    p.add_argument("--text", nargs="+", metavar="FILE",
+                   help="real text for the real-text corpus, replicated to each size (default: "
+                        "the King James Bible when Debian's bible-kjv-text is installed)")
     p.add_argument("--repeat", type=int, help="runs per cell (default 3; 1 with --tiny)")
     p.add_argument("--tiny", action="store_true", help="tiny sizes, one run: seconds")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON goes")

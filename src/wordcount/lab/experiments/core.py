@@ -59,7 +59,7 @@ class Variant:
             doc = self.call(corpus, x, counts)
         except Exception as e:  # noqa: BLE001 - a failed run, reported as such
             return 0.0, 1, None, f"{type(e).__name__}: {e}"
-        return doc.pop("seconds"), doc.pop("exit", 0), doc, ""
+        return doc.pop("seconds"), doc.pop("exit", 0), doc, doc.pop("stderr", "")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,11 @@ class Experiment:
     answer: Callable[[dict[str, Any]], str]  # the sentence, from the JSON's summary
     setup: Callable[[Context], str] = lambda ctx: ""  # what it ran on, in words
     metric: str = "seconds"  # the plot's y: "seconds" or "mb_s"
+    # None when it can run here, else why not (RedisRaft not built, a peer not installed): the
+    # experiment is then recorded as skipped with that reason, never as passed or failed
+    requires: Callable[[Context], str | None] = lambda ctx: None
+    # what the serial oracle is given besides the corpus at point x (an app: ["--app", ...])
+    oracle: Callable[[Any], list[str]] = lambda x: []
 
 
 @dataclass
@@ -88,6 +93,9 @@ class Context:
     say: Callable[[str], None] = print
     step: Callable[[str], None] = lambda what: None  # one run done (the progress display)
     failures: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # --text: the real-text corpus's sources
+    scales: dict[str, float] = field(default_factory=dict)  # --scale-for E6=4: × the scale
+    real_what: str = ""  # what the last real-text corpus was made of (real_text)
 
     def size(self, nbytes: int, tiny: int) -> int:
         """``nbytes`` × the scale; ``tiny`` in the tiny mode."""
@@ -104,6 +112,33 @@ class Context:
             make(path)
             done.touch()
         return path
+
+    def real_text(self, files: int, size: int) -> Path:
+        """``files`` files of ``size`` bytes of real text (``real_what`` says what it is): the
+        ``--text`` files,
+        else a public-domain text installed here (Debian's bible-kjv-text), replicated to the
+        size (the lab's ``cat in.txt in.txt ...``); without either, the synthetic corpus, and
+        a note saying so."""
+        from .. import corpus as corpora
+
+        if self.texts:
+            key = hashlib.sha256("\0".join(os.path.abspath(t) for t in self.texts).encode()
+                                 ).hexdigest()[:8]
+            self.real_what = ("the text files given (" + ", ".join(Path(t).name for t in
+                                                                  self.texts) + ")")
+            return self.corpus(f"text-{key}-{files}x{size}", lambda d: corpora.replicate(
+                self.texts, d, files, size))
+        source = self.workdir / "corpora" / "public-domain.txt"
+        source.parent.mkdir(parents=True, exist_ok=True)
+        found = corpora.public_domain_text(source)
+        if found is None:
+            self.real_what = ("the synthetic corpus: no real text was given (`--text "
+                              "FILE...`) or is installed (Debian's bible-kjv-text)")
+            return self.corpus(f"synthetic-{files}x{size}-s1", lambda d: corpora.generate(
+                d, files, size, seed=1))
+        self.real_what = found[1]
+        return self.corpus(f"kjv-{files}x{size}", lambda d: corpora.replicate(
+            [found[0]], d, files, size))
 
 
 def checksum(path: Path) -> str:
@@ -159,10 +194,11 @@ def _run(argv: list[str], counts: Path) -> tuple[float, int, dict[str, Any] | No
     return seconds, proc.returncode, doc, err.strip()[-400:]
 
 
-def _oracle(ctx: Context, corpus: Path) -> Path:
-    out = corpus.with_name(corpus.name + ".serial.tsv")
+def _oracle(ctx: Context, corpus: Path, extra: list[str]) -> Path:
+    tag = ("-" + hashlib.sha256("\0".join(extra).encode()).hexdigest()[:8]) if extra else ""
+    out = corpus.with_name(corpus.name + f".serial{tag}.tsv")
     if not out.exists():
-        seconds, rc, _, err = _run(["count", str(corpus), "--engine", "serial"], out)
+        seconds, rc, _, err = _run(["count", str(corpus), "--engine", "serial", *extra], out)
         if rc != 0:
             raise RuntimeError(f"the serial engine failed on {corpus}: {err}")
     return out
@@ -170,28 +206,47 @@ def _oracle(ctx: Context, corpus: Path) -> Path:
 
 def lost_and_doubled(counts: Path, oracle: Path) -> dict[str, int]:
     """Word occurrences the run's table lacks (lost) or has too many of (doubled), against
-    the serial engine's: both 0 is exactly once."""
+    the serial engine's: both 0 is exactly once. (A table of other values than counts,
+    PageRank's ranks: the rows that differ, missing or extra.)"""
     from ..clusterjob import read_counts
 
-    got = read_counts(counts) if counts.exists() else {}
-    want = read_counts(oracle)
+    try:
+        got = read_counts(counts) if counts.exists() else {}
+        want = read_counts(oracle)
+    except ValueError:  # not integers: compare rows
+        mine = set(counts.read_text(encoding="utf-8").splitlines()) if counts.exists() else set()
+        theirs = set(oracle.read_text(encoding="utf-8").splitlines())
+        return {"lost": len(theirs - mine), "doubled": len(mine - theirs)}
     lost = sum(max(0, n - got.get(w, 0)) for w, n in want.items())
     doubled = sum(max(0, n - want.get(w, 0)) for w, n in got.items())
     return {"lost": lost, "doubled": doubled}
 
 
 KEPT = ("total", "distinct", "tasks", "stolen", "backups", "duplicates", "dead", "resubmits",
-        "workers", "kills")
+        "workers", "kills", "crashes")
 
 
 def run(exp: Experiment, ctx: Context) -> dict[str, Any]:
-    """Every run of ``exp``; the JSON document (see the module)."""
+    """Every run of ``exp`` (its sizes × ``--scale-for``'s factor for it, if any); the JSON
+    document (see the module)."""
+    base = ctx.scale
+    ctx.scale = base * ctx.scales.get(exp.name, 1.0)
+    try:
+        return _run_experiment(exp, ctx)
+    finally:
+        ctx.scale = base
+
+
+def _run_experiment(exp: Experiment, ctx: Context) -> dict[str, Any]:
+    if (why := exp.requires(ctx)) is not None:
+        ctx.say(f"[yellow]{exp.name} skipped[/]: {why}")
+        return _document(exp, ctx, [], [], {}, skipped=why)
     points = exp.points(ctx)
     runs: list[dict[str, Any]] = []
     corpora: dict[str, dict[str, Any]] = {}
     for x in points:
         corpus = exp.corpus(ctx, x)
-        oracle = _oracle(ctx, corpus)
+        oracle = _oracle(ctx, corpus, exp.oracle(x))
         size = (corpus.stat().st_size if corpus.is_file() else
                 sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file()))
         corpora[str(x)] = {"path": corpus.name, "bytes": size, "checksum": checksum(corpus)}
@@ -221,13 +276,19 @@ def run(exp: Experiment, ctx: Context) -> dict[str, Any]:
                             f"{why}")
                 runs.append(record)
                 ctx.step(f"{exp.name} {v.label} at {x}")
+    return _document(exp, ctx, points, runs, corpora)
+
+
+def _document(exp: Experiment, ctx: Context, points: list[Any], runs: list[dict[str, Any]],
+              corpora: dict[str, dict[str, Any]], skipped: str | None = None
+              ) -> dict[str, Any]:
     return {"schema": SCHEMA, "name": exp.name, "title": exp.title, "question": exp.question,
             "x_label": exp.x_label, "metric": exp.metric, "setup": exp.setup(ctx),
             "params": {"scale": ctx.scale, "repeat": ctx.repeat, "tiny": ctx.tiny,
                        "points": points, "variants": [v.label for v in exp.variants]},
             "cache": "warm (each corpus was read by the serial oracle before the timed runs)",
             "machine": machine(), "corpora": corpora, "runs": runs,
-            "summary": summarize(runs)}
+            "summary": summarize(runs), **({"skipped": skipped} if skipped else {})}
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

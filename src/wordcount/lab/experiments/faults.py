@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from ..corpus import human
 from .core import Context, Experiment, Variant, find, ratio, secs
 
 MiB = 1 << 20
@@ -20,18 +21,41 @@ CHUNK = 1 << 20  # 1 MiB tasks: enough of them to see a rollback
 
 
 def job(corpus: Path, counts: Path, *, kill_every: float = 0.0, kill_once: bool = False,
-        wipe: bool = False, downtime: float = 0.3, save: str = "1 1", aof: str = "",
-        workers: int = 2) -> dict[str, Any]:
+        kill_submitting: bool = False, kill_finished: bool = False, wipe: bool = False,
+        downtime: float = 0.3, save: str = "1 1", aof: str = "", workers: int = 2,
+        crash_prob: float = 0.0, chunk: int = 0) -> dict[str, Any]:
     """One job with its own Redis (snapshots per ``save``; ``aof`` "everysec"/"always" turns
-    the AOF on); Redis killed every ``kill_every`` s, or once (``kill_once``) as soon as a
-    third of the tasks are settled, restarted from its files, or from nothing with ``wipe``.
-    The table goes to ``counts``."""
+    the AOF on), SIGKILLed and restarted (from its files, or from nothing with ``wipe``, after
+    ``downtime`` s): every ``kill_every`` s; once (``kill_once``) as soon as a third of the
+    tasks are settled; once half-way through the submission (``kill_submitting``: the job is
+    submitted in 8 batches); or once the job is done, before the client reads its result
+    (``kill_finished``). ``crash_prob``: workers crash at any point of a task with that
+    probability (and are started again). Tasks of ``chunk`` bytes (default 1 MiB), a file at
+    most each. The table goes to ``counts``."""
     from ... import apps, client
     from ...embedded import LocalCluster, RedisServer
+    from ...workeropts import WorkerOptions
 
     server = RedisServer(save=save, appendonly=bool(aof))
     events: list[list[Any]] = []
     timeline: list[list[Any]] = []
+    options = WorkerOptions(crash_at="any", crash_prob=crash_prob) if crash_prob else None
+    started = time.monotonic()
+    kills = [0]
+
+    def at() -> float:
+        return round(time.monotonic() - started, 3)
+
+    def bounce(when: str = "") -> None:
+        server.kill()
+        kills[0] += 1
+        events.append([at(), "Redis killed" + when])
+        if wipe:
+            server.wipe()
+        time.sleep(downtime)
+        server.start()
+        events.append([at(), "Redis restarted" + (" empty" if wipe else " from its RDB")])
+
     with server:
         if aof:
             r = redis.Redis(host="127.0.0.1", port=server.port, password=server.password)
@@ -39,41 +63,46 @@ def job(corpus: Path, counts: Path, *, kill_every: float = 0.0, kill_once: bool 
             r.close()
         log = counts.with_name("workers.log")  # (this run's: the last run's is kept)
         log.unlink(missing_ok=True)
-        with LocalCluster(workers, server, log_path=str(log)) as cluster:
-            conn = cluster.connect(retry_seconds=120)
-            planned = client.plan_job([str(corpus)], CHUNK, pack_size=0)  # a task a file
+        with LocalCluster(workers, server, log_path=str(log), options=options) as cluster:
+            planned = client.plan_job([str(corpus)], chunk or CHUNK, pack_size=0)
             planned.queue = "stream"
-            started = time.monotonic()
-            kills = [0]
+            batches = 8 if kill_submitting else 1  # (more than one batch: a kill between)
+            conn = cluster.connect(retry_seconds=120, submit_batch=max(
+                1, -(-len(planned.tasks) // batches)))
+            crashes = [0]
 
             def nemesis(elapsed: float) -> None:
                 seen = timeline[-1] if timeline else [0, 0, 1]
-                due = (kill_every and elapsed >= kill_every * (kills[0] + 1)) or (
-                    kill_once and not kills[0] and 3 * seen[1] >= seen[2] > seen[1])
-                if not due:
-                    return
-                server.kill()
-                kills[0] += 1
-                events.append([round(time.monotonic() - started, 3), "Redis killed"])
-                if wipe:
-                    server.wipe()
-                time.sleep(downtime)
-                server.start()
-                events.append([round(time.monotonic() - started, 3),
-                               "Redis restarted" + (" empty" if wipe else " from its RDB")])
+                if (kill_every and elapsed >= kill_every * (kills[0] + 1)) or (
+                        kill_once and not kills[0] and 3 * seen[1] >= seen[2] > seen[1]):
+                    bounce()
 
             def sample() -> None:
+                while crashes[0] < cluster.crashes:  # (seen by the tend before this)
+                    crashes[0] += 1
+                    events.append([at(), "worker crashed"])
                 try:
                     p = client.progress(conn, planned.name)
                 except Exception:  # noqa: BLE001 - Redis is down: no sample this time
                     return
-                timeline.append([round(time.monotonic() - started, 3), p.done + p.dead,
-                                 p.all_tasks])
+                timeline.append([at(), p.done + p.dead, p.all_tasks])
 
-            waited = cluster.run(conn, planned, timeout_s=900, on_poll=sample, poll_s=0.02,
-                                 nemesis=nemesis if (kill_every or kill_once) else None,
-                                 every_s=0.02)
-            result, progress = client.result(conn, planned, time.monotonic() - started, waited)
+            def submitted(reply: Any) -> None:  # (a protocol.Submitted)
+                sample()
+                total = len(planned.tasks)
+                if not kills[0] and 2 * reply.submitted >= total > reply.submitted:
+                    bounce(f" ({reply.submitted} of {total} tasks submitted)")
+
+            client.submit(conn, planned, on_batch=submitted if kill_submitting else None)
+            waited = cluster.wait(conn, planned, timeout_s=900, on_poll=sample, poll_s=0.02,
+                                  nemesis=nemesis if (kill_every or kill_once) else None,
+                                  every_s=0.02)
+            timeline.append([at(), waited.done + waited.dead, waited.all_tasks])
+            if kill_finished:
+                time.sleep(LINGER)  # the workers see no job left, and exit
+                bounce()
+            result, progress = client.result(conn, planned, time.monotonic() - started, waited,
+                                             on_poll=lambda: (cluster.tend(), sample()))
             seconds = time.monotonic() - started
             timeline.append([round(seconds, 3), progress.done + progress.dead,
                              progress.all_tasks])
@@ -82,7 +111,7 @@ def job(corpus: Path, counts: Path, *, kill_every: float = 0.0, kill_once: bool 
     return {"seconds": seconds, "exit": 0, "timeline": timeline, "events": events,
             "check": progress.check, "kills": kills[0], "resubmits": progress.resubmits,
             "tasks": progress.all_tasks, "stolen": progress.stolen,
-            "duplicates": progress.duplicates}
+            "duplicates": progress.duplicates, "crashes": crashes[0]}
 
 
 def _corpus(ctx: Context, key: str, size: int, files: int = 16) -> Path:
@@ -107,10 +136,13 @@ def _e13_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     base = find(s, "no faults")
     rdb, empty = find(s, "killed once", "from RDB"), find(s, "killed once", "from nothing")
+    both = find(s, "killed once, workers crashing", "from RDB")
+    crashes = sum(r.get("crashes", 0) for r in doc["runs"])
     return (f"Redis SIGKILLed once mid-job and restarted from its last snapshot: "
             f"{ratio(rdb, base)} the time without faults; restarted empty (its files wiped): "
-            f"{ratio(empty, base)}, the client submitting the job again. Every table exact "
-            f"({_check(doc)}).")
+            f"{ratio(empty, base)}, the client submitting the job again; with workers "
+            f"crashing too (5% of task attempts, {crashes} crashes in all): "
+            f"{ratio(both, base)}. Every table exact ({_check(doc)}).")
 
 
 E13 = Experiment(
@@ -119,10 +151,66 @@ E13 = Experiment(
     lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
     [Variant("no faults", call=lambda c, x, out: job(c, out), only=lambda x: x == "from RDB"),
      Variant("killed once", call=lambda c, x, out: job(
-         c, out, kill_once=True, wipe=x == "from nothing"))],
+         c, out, kill_once=True, wipe=x == "from nothing")),
+     Variant("killed once, workers crashing", call=lambda c, x, out: job(
+         c, out, kill_once=True, crash_prob=0.05), only=lambda x: x == "from RDB")],
     _e13_answer, setup=lambda ctx: "16 files in 1 MiB tasks, 2 workers, Redis saving every "
                                    "second (`save 1 1`), SIGKILLed once a third of the tasks "
-                                   "are settled, down 0.3 s")
+                                   "are settled, down 0.3 s; in one variant workers also "
+                                   "crash at any point of 5% of task attempts (started again "
+                                   "at once)")
+
+
+# -- E14, E15 ---------------------------------------------------------------------------------
+
+def _e14_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    base = find(s, "no faults")
+    rdb, empty = (find(s, "killed submitting", x) for x in ("from RDB", "from nothing"))
+    resub = sum(r.get("resubmits", 0) for r in doc["runs"])
+    return (f"Redis SIGKILLed half-way through a submission of 8 batches: restarted from its "
+            f"snapshot, {ratio(rdb, base)} the time without faults; restarted empty, "
+            f"{ratio(empty, base)}. The client goes on from what Redis says it holds (gap-"
+            f"free: a batch lost with the snapshot is sent again; {resub} resubmissions in "
+            f"all). Every table exact ({_check(doc)}).")
+
+
+E14 = Experiment(
+    "E14", "killed submitting", "Redis killed during the submission", "restart",
+    lambda ctx: ["from RDB", "from nothing"], lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
+    [Variant("no faults", call=lambda c, x, out: job(c, out, kill_submitting=False),
+             only=lambda x: x == "from RDB"),
+     Variant("killed submitting", call=lambda c, x, out: job(
+         c, out, kill_submitting=True, wipe=x == "from nothing"))],
+    _e14_answer, setup=lambda ctx: "16 files in 1 MiB tasks submitted in 8 batches, 2 "
+                                   "workers, `save 1 1`; Redis SIGKILLed once half the tasks "
+                                   "are submitted, down 0.3 s")
+
+LINGER = 4.0  # s from the job's end to the kill: longer than a `run` worker's idle grace (3 s)
+
+
+def _e15_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    base = find(s, "no faults")
+    rdb, empty = (find(s, "killed when done", x) for x in ("from RDB", "from nothing"))
+    return (f"Redis SIGKILLed {LINGER:g} s after the last commit, before the client read the "
+            f"result (its workers had exited, seeing no work): restarted from its snapshot, "
+            f"{ratio(rdb, base)} the time without faults (the {LINGER:g} s included), from "
+            f"nothing {ratio(empty, base)}. The client reads a result only while the job is "
+            "finished and unchanged; one rolled back (or lost) is waited for (or submitted) "
+            f"again, the workers started again. Every table exact ({_check(doc)}).")
+
+
+E15 = Experiment(
+    "E15", "killed when done", "Redis killed after the last commit, before the client reads "
+    "the result", "restart", lambda ctx: ["from RDB", "from nothing"],
+    lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
+    [Variant("no faults", call=lambda c, x, out: job(c, out), only=lambda x: x == "from RDB"),
+     Variant("killed when done", call=lambda c, x, out: job(
+         c, out, kill_finished=True, wipe=x == "from nothing"))],
+    _e15_answer, setup=lambda ctx: "16 files in 1 MiB tasks, 2 workers, `save 1 1`; Redis "
+                                   f"SIGKILLed {LINGER:g} s after the job is done (the workers "
+                                   "exit after 3 s without work), down 0.3 s")
 
 
 # -- E16, E17 ----------------------------------------------------------------------------------
@@ -178,4 +266,41 @@ E19 = Experiment(
                                    "kill down 0.3 s")
 
 
-FAULT_EXPERIMENTS = (E13, E16, E19)
+# -- E18 ---------------------------------------------------------------------------------------
+
+def _e18_corpus(ctx: Context, size: int) -> Path:
+    from .. import corpus as corpora
+
+    total = ctx.size(48 * MiB, 2 * MiB)
+    files = max(1, total // size)
+    return ctx.corpus(f"faults-e18-{files}x{size}", lambda d: corpora.generate(
+        d, files, size, seed=18))
+
+
+def _e18_answer(doc: dict[str, Any]) -> str:
+    s = doc["summary"]
+    parts = []
+    for x in doc["params"]["points"]:
+        base = find(s, "no faults", x)
+        parts.append(f"{human(x)} files: killed once {ratio(find(s, 'killed once', x), base)}, "
+                     f"every 2 s {ratio(find(s, 'killed every 2 s', x), base)}")
+    return ("The same bytes in files (a task each) of each size, Redis SIGKILLed and restarted "
+            "from its snapshot, against no faults: " + "; ".join(parts) + ". Small tasks lose "
+            "little work to a rollback but pay a commit each; a big task redone costs its "
+            f"whole count. Every table exact ({_check(doc)}).")
+
+
+E18 = Experiment(
+    "E18", "file size × failures", "File size against Redis failures", "file size (bytes)",
+    lambda ctx: [64 * 1024, 512 * 1024] if ctx.tiny else [64 * 1024, MiB, 8 * MiB],
+    _e18_corpus,
+    [Variant("no faults", call=lambda c, x, out: job(c, out, chunk=x)),
+     Variant("killed once", call=lambda c, x, out: job(c, out, chunk=x, kill_once=True)),
+     Variant("killed every 2 s", call=lambda c, x, out: job(c, out, chunk=x, kill_every=2))],
+    _e18_answer, setup=lambda ctx: f"{human(ctx.size(48 * MiB, 2 * MiB))} in files of each "
+                                   "size, a task a file, 2 workers, `save 1 1`; Redis "
+                                   "SIGKILLed once a third of the tasks are settled, or every "
+                                   "2 s, down 0.3 s")
+
+
+FAULT_EXPERIMENTS = (E13, E14, E15, E16, E18, E19)

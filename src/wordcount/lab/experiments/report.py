@@ -112,6 +112,23 @@ def plot(doc: dict[str, Any], path: Path) -> Path:
     return path
 
 
+EVENT_KINDS = (  # (a word in the event's text, its legend label, its colour): first match wins
+    ("worker", "worker crashed", "black"), ("paused", "paused (SIGSTOP)", "orange"),
+    ("resumed", "resumed (SIGCONT)", "teal"), ("elected", "leader elected", "purple"),
+    ("killed", "killed", "red"), ("down", "killed", "red"), ("restarted", "restarted", "green"),
+    ("started", "restarted", "green"))
+
+
+def event_kind(what: str) -> tuple[str, str]:
+    """An event's legend label and colour, from the words of its text ("Redis killed", "node 2
+    paused", "leader elected: node 3", "worker crashed", ...)."""
+    low = what.lower()
+    for word, kind, color in EVENT_KINDS:
+        if word in low:
+            return kind, color
+    return "other", "gray"
+
+
 def timeline(doc: dict[str, Any], path: Path) -> Path | None:
     """A fault experiment's timeline: tasks settled over time in its slowest faulty run, each
     Redis kill and restart marked on the same axis, the counts check under it. None when the
@@ -129,11 +146,12 @@ def timeline(doc: dict[str, Any], path: Path) -> Path | None:
     t = [p[0] for p in run["timeline"]]
     ax.step(t, [p[1] for p in run["timeline"]], where="post", label="tasks settled")
     ax.plot(t, [p[2] for p in run["timeline"]], "k:", label="tasks in the job")
-    for i, (at, what) in enumerate(run["events"]):
-        killed = "killed" in what
-        ax.axvline(at, color="red" if killed else "green", alpha=0.6, lw=1,
-                   label=("Redis killed" if killed else "Redis restarted")
-                   if i < 2 else None)
+    shown: set[str] = set()
+    for at, what in run["events"]:
+        kind, color = event_kind(what)
+        ax.axvline(at, color=color, alpha=0.6, lw=1, ls="--" if kind == "worker crashed" else "-",
+                   label=None if kind in shown else kind)
+        shown.add(kind)
     ax.set_xlabel("seconds since submission")
     ax.set_ylabel("tasks settled")
     ax.set_title(f"{doc['name']}: {run['variant']} ({doc['x_label']}: {run['x']}; its slowest run)",
@@ -202,6 +220,10 @@ def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -
         f"runs per cell. {total} runs, {failed} inexact.", "",
         f"Cache: {docs[0]['cache']}.", ""]
     for d in docs:
+        if d.get("skipped"):
+            lines += [f"## {d['name']}: {d['question']}", "",
+                      f"**Skipped** on this machine: {d['skipped']}.", ""]
+            continue
         nbytes = sorted({c["bytes"] for c in d["corpora"].values()})
         sizes = ", ".join(_fmt_x(b) for b in nbytes[:6]) + (" …" if len(nbytes) > 6 else "")
         lines += [f"## {d['name']}: {d['question']}", "",
