@@ -13,7 +13,9 @@ import pytest
 from wordcount.lab import corpus as corpora
 from wordcount.lab import experiments
 from wordcount.lab.clirun import wc
-from wordcount.lab.experiments import catalog, core, faults, peers, raft, report
+from wordcount.lab.experiments import catalog, compose, core, faults, peers, raft, report
+
+from .test_compose import docker_client, images  # noqa: F401 - the fixtures
 
 # A fixed E2 result: two worker counts, the serial engine once, one failed run.
 FIXTURE = {
@@ -102,17 +104,19 @@ def test_every_experiment_has_a_tiny_run_in_make_test():
         assert name in (Path(__file__).parent / file).read_text(), (name, file)
 
 
-def tiny(tmp_path: Path, *names: str, timeout: float = 300) -> dict[str, dict]:
+def tiny(tmp_path: Path, *names: str, timeout: float = 300, env: dict | None = None
+         ) -> dict[str, dict]:
     """``wordcount experiment NAMES --tiny`` as a user runs it, within ``timeout`` s (a hang is
     a failure): exit 0, each JSON valid, every run exact, a plot each; the JSON by name."""
     r = wc("experiment", *names, "--tiny", "-q", "--results", str(tmp_path / "r"), "--docs",
-           str(tmp_path / "d"), "--workdir", str(tmp_path / "w"), timeout=timeout)
+           str(tmp_path / "d"), "--workdir", str(tmp_path / "w"), timeout=timeout, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     docs = {}
     for name in names:
         doc = report.validate(json.loads((tmp_path / "r" / f"{name}.json").read_text()))
         assert doc["runs"] and all(r["exact"] for r in doc["runs"]), name
-        assert {r["variant"] for r in doc["runs"]} == set(doc["params"]["variants"]), name
+        ran = {r["variant"] for r in doc["runs"]} | set(doc.get("skipped_variants", {}))
+        assert ran == set(doc["params"]["variants"]), name
         assert (tmp_path / "d" / "experiments" / f"{name}.png").exists()
         docs[name] = doc
     assert "No exact run" not in (tmp_path / "d" / "EXPERIMENTS.md").read_text()
@@ -122,10 +126,34 @@ def tiny(tmp_path: Path, *names: str, timeout: float = 300) -> dict[str, dict]:
 def test_every_experiment_runs_tiny_and_is_exact(tmp_path):
     """The measurement ones in the tiny mode (one run a cell), as `make experiments` runs
     them: each JSON valid, every run exact against the serial engine, a plot each, the
-    report; E1's real-text corpus says what it was made of."""
-    docs = tiny(tmp_path, *PLAIN)
+    report; E1's real-text corpus says what it was made of. The compose-cluster variants
+    (E2, E8) are left out here, saying so (the next test runs one)."""
+    docs = tiny(tmp_path, *PLAIN, env={compose.SWITCH: "0"})
+    for name in ("E2", "E8"):
+        assert all("turned off" in why for why in docs[name]["skipped_variants"].values())
+        assert docs[name]["skipped_variants"]
+    assert "Not run here: compose cluster, because turned off" in (
+        tmp_path / "d" / "EXPERIMENTS.md").read_text()
     assert "real text" in docs["E1"]["params"]["points"]
     assert "replicated to the size" in docs["E1"]["setup"]
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("images")
+def test_a_compose_variant_times_a_job_on_the_cluster(tmp_path):
+    """compose.job as E2 and E8 run it: worker containers, the cpus 0.5 straggler container,
+    the client's table byte for byte the serial engine's, the job's own time inside the
+    whole command's."""
+    assert compose.unavailable() is None
+    data = tmp_path / "data"
+    corpora.generate(data, 4, 256 * 1024, seed=4)
+    serial = tmp_path / "serial.tsv"
+    assert wc("count", str(data), "--counts-out", str(serial)).returncode == 0
+    doc = compose.job(data, tmp_path / "counts.tsv", workers=1, straggler=True,
+                      backups=False, timeout=240)
+    assert doc["exit"] == 0, doc["stderr"]
+    assert (tmp_path / "counts.tsv").read_bytes() == serial.read_bytes()
+    assert 0 < doc["seconds"] < doc["wall"] and doc["check"]["ok"]
 
 
 def test_the_fault_experiments_kill_redis_where_they_say_and_stay_exact(tmp_path):

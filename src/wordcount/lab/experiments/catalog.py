@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import corpus as corpora
 from ..corpus import human
+from . import compose
 from .apps import APP_EXPERIMENTS
 from .core import Context, Experiment, Variant, find, ratio, secs
 from .faults import FAULT_EXPERIMENTS
@@ -83,11 +84,25 @@ def _e2_answer(doc: dict[str, Any]) -> str:
             f"COST > {runs[-1]['x']} (no worker count tried beat one serial thread)")
     best = min(runs, key=lambda r: r["median"])
     one = runs[0]
+    cluster = sorted((r for r in s if r["variant"] == "compose cluster" and r["n"]),
+                     key=lambda r: r["x"])
+    if cluster:
+        wins = [r["x"] for r in cluster if r["median"] < serial["median"]]
+        fastest = min(cluster, key=lambda r: r["median"])
+        on_compose = (f" On the compose cluster (the job's own time, without the containers' "
+                      f"start): the fastest was {fastest['x']} worker containers at "
+                      f"{secs(fastest)}; COST = {wins[0]} containers." if wins else
+                      f" On the compose cluster: COST > {cluster[-1]['x']} (no container "
+                      f"count tried beat one serial thread; the fastest, {fastest['x']}, "
+                      f"took {secs(fastest)}).")
+    else:
+        why = doc.get("skipped_variants", {}).get("compose cluster", "no exact run")
+        on_compose = f" The compose cluster was not measured: {why}."
     return (f"One worker took {secs(one)}, the serial engine {secs(serial)}; the fastest "
             f"was {best['x']} workers at {secs(best)} ({one['median'] / best['median']:.2f}× "
             f"one worker's speed, on {doc['machine']['cores']} cores). {cost} (McSherry et "
             "al.: the cores a parallel system needs to beat one competent thread; the goal: "
-            "≤ 2).")
+            "≤ 2)." + on_compose)
 
 
 E2 = Experiment(
@@ -98,11 +113,14 @@ E2 = Experiment(
     [Variant("run", lambda c, x: ["run", str(c), "--workers", str(x)]),
      Variant("processes", lambda c, x: ["count", str(c), "--engine", "processes",
                                         "--workers", str(x)]),
-     Variant("serial", _count("serial"), only=lambda x: x == 1)],
+     Variant("serial", _count("serial"), only=lambda x: x == 1),
+     compose.variant("compose cluster", workers="x", only=lambda x: x in (2, 4, 8))],
     _e2_answer, metric="mb_s",
     setup=lambda ctx: "16 synthetic files; `wordcount run --workers N` (a private Redis, N "
                       "forked workers, the default shuffle commit) beside `count --engine "
-                      "processes --workers N`; the serial engine once, for COST")
+                      "processes --workers N`; the serial engine once, for COST; the compose "
+                      "cluster with N worker containers (`scripts/cluster-job.sh`, as `make "
+                      "up`), timed by the job's own time")
 
 
 # -- E3 ----------------------------------------------------------------------------------------
@@ -237,9 +255,17 @@ def _e8_answer(doc: dict[str, Any]) -> str:
     none = find(s, "no straggler")
     backups, nobackups = find(s, "straggler, backups"), find(s, "straggler, no backups")
     nb = backups.get("backups", 0) if backups else 0
+    c_none = find(s, "compose: no straggler")
+    c_backups = find(s, "compose: cpus 0.5 straggler, backups")
+    c_nobackups = find(s, "compose: cpus 0.5 straggler, no backups")
+    why = doc.get("skipped_variants", {}).get("compose: no straggler")
+    on_compose = (f" On the compose cluster, 3 workers and a fourth container capped at "
+                  f"`cpus: 0.5`: {ratio(c_backups, c_none)} with backups, "
+                  f"{ratio(c_nobackups, c_none)} without." if not why else
+                  f" The compose cluster was not measured: {why}.")
     return (f"One of 4 workers at half speed: {ratio(backups, none)} the time of no "
             f"straggler with backup tasks ({nb:g} backups a run, median), "
-            f"{ratio(nobackups, none)} without (the goal: ≤ 1.1×).")
+            f"{ratio(nobackups, none)} without (the goal: ≤ 1.1×)." + on_compose)
 
 
 _STRAGGLE = ("--workers", "4", "--slowdown", "2", "--stragglers", "1")
@@ -250,8 +276,15 @@ E8 = Experiment(
     [Variant("no straggler", lambda c, x: ["run", str(c), "--workers", "4"]),
      Variant("straggler, backups", lambda c, x: ["run", str(c), *_STRAGGLE]),
      Variant("straggler, no backups", lambda c, x: ["run", str(c), *_STRAGGLE,
-                                                    "--speculate-factor", "0"])],
-    _e8_answer, setup=lambda ctx: "16 files, 4 workers (on 2 cores), one at `--slowdown 2`")
+                                                    "--speculate-factor", "0"]),
+     compose.variant("compose: no straggler", workers=4),
+     compose.variant("compose: cpus 0.5 straggler, backups", workers=3, straggler=True),
+     compose.variant("compose: cpus 0.5 straggler, no backups", workers=3, straggler=True,
+                     backups=False)],
+    _e8_answer, setup=lambda ctx: "16 files, 4 workers (on 2 cores), one at `--slowdown 2`; "
+                                  "on the compose cluster, 4 worker containers, or 3 and the "
+                                  "`straggler` profile's container (`cpus: 0.5`, no slowdown), "
+                                  "4 MiB tasks, timed by the job's own time")
 
 
 def _e11_answer(doc: dict[str, Any]) -> str:

@@ -50,6 +50,9 @@ class Variant:
     argv: Callable[[Path, Any], list[str]] | None = None
     only: Callable[[Any], bool] = lambda x: True  # the points it runs at
     call: Callable[[Path, Any, Path], dict[str, Any]] | None = None
+    # None when it can run here, else why not (Docker, a peer not installed): then it is
+    # left out, and the JSON's ``skipped_variants`` says why
+    requires: Callable[[], str | None] = lambda: None
 
     def measure(self, corpus: Path, x: Any, counts: Path
                 ) -> tuple[float, int, dict[str, Any] | None, str]:
@@ -223,7 +226,7 @@ def lost_and_doubled(counts: Path, oracle: Path) -> dict[str, int]:
 
 
 KEPT = ("total", "distinct", "tasks", "stolen", "backups", "duplicates", "dead", "resubmits",
-        "workers", "kills", "crashes")
+        "workers", "kills", "crashes", "wall")
 
 
 def run(exp: Experiment, ctx: Context) -> dict[str, Any]:
@@ -244,13 +247,16 @@ def _run_experiment(exp: Experiment, ctx: Context) -> dict[str, Any]:
     points = exp.points(ctx)
     runs: list[dict[str, Any]] = []
     corpora: dict[str, dict[str, Any]] = {}
+    skipped = {v.label: why for v in exp.variants if (why := v.requires()) is not None}
+    for label, why in skipped.items():
+        ctx.say(f"[yellow]{exp.name} {label} skipped[/]: {why}")
     for x in points:
         corpus = exp.corpus(ctx, x)
         oracle = _oracle(ctx, corpus, exp.oracle(x))
         size = (corpus.stat().st_size if corpus.is_file() else
                 sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file()))
         corpora[str(x)] = {"path": corpus.name, "bytes": size, "checksum": checksum(corpus)}
-        variants = [v for v in exp.variants if v.only(x)]
+        variants = [v for v in exp.variants if v.only(x) and v.label not in skipped]
         for rep in range(ctx.repeat):
             shift = rep % len(variants)
             for v in variants[shift:] + variants[:shift]:  # alternate who goes first
@@ -276,19 +282,20 @@ def _run_experiment(exp: Experiment, ctx: Context) -> dict[str, Any]:
                             f"{why}")
                 runs.append(record)
                 ctx.step(f"{exp.name} {v.label} at {x}")
-    return _document(exp, ctx, points, runs, corpora)
+    return _document(exp, ctx, points, runs, corpora, skipped_variants=skipped)
 
 
 def _document(exp: Experiment, ctx: Context, points: list[Any], runs: list[dict[str, Any]],
-              corpora: dict[str, dict[str, Any]], skipped: str | None = None
-              ) -> dict[str, Any]:
+              corpora: dict[str, dict[str, Any]], skipped: str | None = None,
+              skipped_variants: dict[str, str] | None = None) -> dict[str, Any]:
     return {"schema": SCHEMA, "name": exp.name, "title": exp.title, "question": exp.question,
             "x_label": exp.x_label, "metric": exp.metric, "setup": exp.setup(ctx),
             "params": {"scale": ctx.scale, "repeat": ctx.repeat, "tiny": ctx.tiny,
                        "points": points, "variants": [v.label for v in exp.variants]},
             "cache": "warm (each corpus was read by the serial oracle before the timed runs)",
             "machine": machine(), "corpora": corpora, "runs": runs,
-            "summary": summarize(runs), **({"skipped": skipped} if skipped else {})}
+            "summary": summarize(runs), **({"skipped": skipped} if skipped else {}),
+            **({"skipped_variants": skipped_variants} if skipped_variants else {})}
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -226,9 +226,11 @@ def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -
             continue
         nbytes = sorted({c["bytes"] for c in d["corpora"].values()})
         sizes = ", ".join(_fmt_x(b) for b in nbytes[:6]) + (" …" if len(nbytes) > 6 else "")
+        left_out = "".join(f" Not run here: {v}, because {why}." for v, why in
+                           d.get("skipped_variants", {}).items())
         lines += [f"## {d['name']}: {d['question']}", "",
                   f"Setup: {d['setup']}. Corpus bytes per point: {sizes} (checksums in the "
-                  "JSON).", "",
+                  f"JSON).{left_out}", "",
                   f"![{d['name']}]({images}/{d['name']}.png)", "",
                   *([f"![{d['name']} timeline]({images}/{d['name']}-timeline.png)", ""]
                     if any(r.get("events") for r in d["runs"]) else []),
