@@ -47,6 +47,10 @@ soak: install redis-server ## long randomized fault run (SOAK_RUNS=200)
 experiments: install redis-server ## every lab question: results/experiments/*.json, docs/EXPERIMENTS.md (SCALE=1: ~20 min)
 	$(BIN)/wordcount experiment --scale $(or $(SCALE),1) $(EXPERIMENTS)
 
+.PHONY: peers
+peers: ## E24's peers: .venv-peers with pinned Dask and PySpark, a JRE if missing (~300 MB)
+	bash scripts/peers.sh
+
 # images, up, chaos, logs, down: the compose cluster
 include mk/cluster.mk
 
