@@ -518,16 +518,18 @@ def finished_table(conn: Connection, name: str) -> tuple[Counter[str], tuple[str
 
 
 def read_finished(conn: Connection, job: Job, waited: Progress | None = None,
-                  on_poll: Callable[[], None] | None = None) -> Snapshot:
+                  on_poll: Callable[[], None] | None = None, timeout_s: float | None = None
+                  ) -> Snapshot:
     """Read the finished job. The read is retried (after waiting for the job again, with
     ``on_poll`` on each poll as in ``wait``: a local pool is tended, its workers may have
-    exited once the job was done) if Redis restarted meanwhile: the job must be finished, and
-    identically so (same epoch, same finish time), before and after everything is read."""
+    exited once the job was done, and ``timeout_s`` for each such wait) if Redis restarted
+    meanwhile: the job must be finished, and identically so (same epoch, same finish time),
+    before and after everything is read."""
     resubmits = waited.resubmits if waited else 0
     for _ in range(5):
         before = progress(conn, job.name)
         if not before.finished or before.plan != job.plan_id or before.epoch != job.epoch:
-            before = wait(conn, job, quiet=True, on_poll=on_poll)
+            before = wait(conn, job, quiet=True, on_poll=on_poll, timeout_s=timeout_s)
             resubmits += before.resubmits
         counts, done, dead, merges, skipped = _read(conn, job.name)
         after = progress(conn, job.name)
@@ -676,12 +678,13 @@ def changed_inputs(job: Job, dead: dict[str, str]) -> list[InputError]:
 
 
 def result(conn: Connection, job: Job, seconds: float, waited: Progress | None = None,
-           on_poll: Callable[[], None] | None = None) -> tuple[Result, Progress]:
+           on_poll: Callable[[], None] | None = None, timeout_s: float | None = None
+           ) -> tuple[Result, Progress]:
     """The finished job as a Result, after the self-check (JobInconsistentError if it fails;
     its figures are in the returned Progress's ``check``). InputChangedError when an input
     changed while the job ran: its other tasks may have been counted from the old version, so
     no table is a result of the inputs as they are, or as they were."""
-    snap = read_finished(conn, job, waited, on_poll)
+    snap = read_finished(conn, job, waited, on_poll, timeout_s)
     snap.progress.check = check(job, snap)
     changed = changed_inputs(job, snap.dead)
     if changed:

@@ -244,6 +244,9 @@ class RunPlan:
     chunk_size2: int = 0
     late_kill: bool = False  # kill Redis after the job finished, before its result is read
     late_downtime_s: float = 0.0
+    # ... that long after the job's end: the workers, seeing no work, have exited, and the
+    # client must start them again in the wait its result read does (client.result's on_poll)
+    late_linger_s: float = 0.0
     # Dead letters, then requeue: this file of the first corpus (an index into its sorted
     # files) is hidden once the job is submitted, so its tasks are dead-lettered; the
     # "requeue" fault puts it back and requeues them (wordcount requeue), and once the job is
@@ -312,7 +315,9 @@ class RunPlan:
             (f"snapshots: BGSAVE every ~{self.snapshot_every_s:.2f}s; " if self.snapshot_every_s
              else "snapshots: only the scheduled ones; ")
             + "faults: " + ", ".join(f.describe() for f in self.faults)
-            + (f"; late kill (down {self.late_downtime_s:.2f}s)" if self.late_kill else ""),
+            + (f"; late kill (down {self.late_downtime_s:.2f}s"
+               + (f", {self.late_linger_s:.2f}s after the end" if self.late_linger_s else "")
+               + ")" if self.late_kill else ""),
         ]
         if self.reduces:
             lines.append("reduce phase: " + (", ".join(f.describe() for f in self.reduce_faults)
@@ -503,6 +508,9 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
     if more.random() < 0.15:
         _insert(events, Fault("apps", round(more.uniform(0.05, 0.85), 3),
                               round(more.uniform(0.0, 0.5), 2)))
+    # (its own generator too) half the late kills come after the workers' idle grace
+    linger = random.Random(f"linger-{seed}")
+    late_linger = round(linger.uniform(3.2, 4.0), 2) if late and linger.random() < 0.5 else 0.0
     return RunPlan(seed=seed, commit_path=commit_path, corpus=spec, chunk_size=chunk,
                    workers=workers, crash_prob=crash_prob, stall_prob=stall_prob,
                    stall_max=stall_max, claim_timeout_ms=claim_timeout,
@@ -511,7 +519,8 @@ def draw_plan(seed: int, commit_path: str) -> RunPlan:
                    commit_pairs=pairs if commit_path == "staged" or (shuffle and staged_reduces)
                    else None,
                    faults=tuple(events), replan=replan, corpus2=corpus2, chunk_size2=chunk2,
-                   late_kill=late, late_downtime_s=late_down, hide_file=hide,
+                   late_kill=late, late_downtime_s=late_down, late_linger_s=late_linger,
+                   hide_file=hide,
                    submit_batch=batch, mid_submit=mid, mid_submit_after=mid_after, job2=job2,
                    job2_other_queue=job2_other, mapped=mapped, skews_ms=skews,
                    reduces=reduces if shuffle else 0,
@@ -1352,7 +1361,12 @@ class _Run:
         if plan.late_kill and not nemesis.happened(("late-kill",)):
             self.report.faults_fired += 1
             nemesis.moved("late-kill")
+            time.sleep(plan.late_linger_s)  # (no tending meanwhile: idle workers exit)
             nemesis.crash(False, plan.late_downtime_s, mid_job=False, label="late kill")
+            if plan.late_linger_s and plan.hide_file is None:  # read at once: the read
+                # waits for the rolled-back job itself, and must start the workers again
+                return client.result(self.conn, job, time.monotonic() - self.started,
+                                     waited, on_poll=nemesis.tick, timeout_s=self.remaining())
             waited = client.wait(self.conn, job, poll_s=POLL_S, quiet=True,
                                  timeout_s=self.remaining(), on_poll=nemesis.tick)
         for _ in range(5 if plan.hide_file is not None else 0):
