@@ -130,69 +130,73 @@ def _check(doc: dict[str, Any]) -> str:
     return f"over its {len(runs)} runs and {kills} kills: lost = {lost}, doubled = {doubled}"
 
 
+RESTARTS = ["from RDB", "from nothing"]  # (E13-E15's points: what Redis restarts from)
+
+
+def _restarts(name: str, title: str, question: str, label: str, answer, setup: str,
+              extra: tuple[Variant, ...] = (), **kw: Any) -> Experiment:
+    """One Redis kill (``kw`` for ``job`` says when), Redis restarted from its snapshot and
+    from nothing, beside the same job without faults: E13-E15."""
+    return Experiment(
+        name, title, question, "restart", lambda ctx: RESTARTS,
+        lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
+        [Variant("no faults", call=lambda c, x, out: job(c, out), only=lambda x: x == RESTARTS[0]),
+         Variant(label, call=lambda c, x, out: job(c, out, wipe=x == RESTARTS[1], **kw)),
+         *extra],
+        answer, setup=lambda ctx: "16 files in 1 MiB tasks, 2 workers, Redis saving every "
+                                  f"second (`save 1 1`); {setup}")
+
+
+def _rows(doc: dict[str, Any], label: str) -> tuple[dict | None, dict | None, dict | None]:
+    """No faults, and ``label`` restarted from its snapshot and from nothing."""
+    s = doc["summary"]
+    return find(s, "no faults"), find(s, label, RESTARTS[0]), find(s, label, RESTARTS[1])
+
+
 # -- E13 ---------------------------------------------------------------------------------------
 
 def _e13_answer(doc: dict[str, Any]) -> str:
-    s = doc["summary"]
-    base = find(s, "no faults")
-    rdb, empty = find(s, "killed once", "from RDB"), find(s, "killed once", "from nothing")
-    both = find(s, "killed once, workers crashing", "from RDB")
+    base, rdb, empty = _rows(doc, "killed once")
+    both = find(doc["summary"], "killed once, workers crashing", RESTARTS[0])
     crashes = sum(r.get("crashes", 0) for r in doc["runs"])
     return (f"Redis SIGKILLed once mid-job and restarted from its last snapshot: "
             f"{ratio(rdb, base)} the time without faults; restarted empty (its files wiped): "
             f"{ratio(empty, base)}, the client submitting the job again; with workers "
-            f"crashing too (5% of task attempts, {crashes} crashes in all): "
+            f"crashing too (5% of task attempts; worker crashes in all: {crashes}): "
             f"{ratio(both, base)}. Every table exact ({_check(doc)}).")
 
 
-E13 = Experiment(
+E13 = _restarts(
     "E13", "Redis killed", "Redis killed and restarted during a job (from its RDB, and from "
-    "nothing)", "restart", lambda ctx: ["from RDB", "from nothing"],
-    lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
-    [Variant("no faults", call=lambda c, x, out: job(c, out), only=lambda x: x == "from RDB"),
-     Variant("killed once", call=lambda c, x, out: job(
-         c, out, kill_once=True, wipe=x == "from nothing")),
-     Variant("killed once, workers crashing", call=lambda c, x, out: job(
-         c, out, kill_once=True, crash_prob=0.05), only=lambda x: x == "from RDB")],
-    _e13_answer, setup=lambda ctx: "16 files in 1 MiB tasks, 2 workers, Redis saving every "
-                                   "second (`save 1 1`), SIGKILLed once a third of the tasks "
-                                   "are settled, down 0.3 s; in one variant workers also "
-                                   "crash at any point of 5% of task attempts (started again "
-                                   "at once)")
+    "nothing)", "killed once", _e13_answer,
+    "SIGKILLed once a third of the tasks are settled, down 0.3 s; in one variant workers also "
+    "crash at any point of 5% of task attempts (started again at once)",
+    extra=(Variant("killed once, workers crashing", call=lambda c, x, out: job(
+        c, out, kill_once=True, crash_prob=0.05), only=lambda x: x == RESTARTS[0]),),
+    kill_once=True)
 
 
 # -- E14, E15 ---------------------------------------------------------------------------------
 
 def _e14_answer(doc: dict[str, Any]) -> str:
-    s = doc["summary"]
-    base = find(s, "no faults")
-    rdb, empty = (find(s, "killed submitting", x) for x in ("from RDB", "from nothing"))
-    resub = sum(r.get("resubmits", 0) for r in doc["runs"])
+    base, rdb, empty = _rows(doc, "killed submitting")
     return (f"Redis SIGKILLed half-way through a submission of 8 batches: restarted from its "
             f"snapshot, {ratio(rdb, base)} the time without faults; restarted empty, "
-            f"{ratio(empty, base)}. The client goes on from what Redis says it holds (gap-"
-            f"free: a batch lost with the snapshot is sent again; {resub} resubmissions in "
-            f"all). Every table exact ({_check(doc)}).")
+            f"{ratio(empty, base)}. Each submission call answers how many tasks Redis holds "
+            "and the client goes on from there, so batches lost with the snapshot are sent "
+            f"again and none is skipped. Every table exact ({_check(doc)}).")
 
 
-E14 = Experiment(
-    "E14", "killed submitting", "Redis killed during the submission", "restart",
-    lambda ctx: ["from RDB", "from nothing"], lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
-    [Variant("no faults", call=lambda c, x, out: job(c, out, kill_submitting=False),
-             only=lambda x: x == "from RDB"),
-     Variant("killed submitting", call=lambda c, x, out: job(
-         c, out, kill_submitting=True, wipe=x == "from nothing"))],
-    _e14_answer, setup=lambda ctx: "16 files in 1 MiB tasks submitted in 8 batches, 2 "
-                                   "workers, `save 1 1`; Redis SIGKILLed once half the tasks "
-                                   "are submitted, down 0.3 s")
+E14 = _restarts(
+    "E14", "killed submitting", "Redis killed during the submission", "killed submitting",
+    _e14_answer, "the job submitted in 8 batches, Redis SIGKILLed once half the tasks are "
+    "submitted, down 0.3 s", kill_submitting=True)
 
 LINGER = 4.0  # s from the job's end to the kill: longer than a `run` worker's idle grace (3 s)
 
 
 def _e15_answer(doc: dict[str, Any]) -> str:
-    s = doc["summary"]
-    base = find(s, "no faults")
-    rdb, empty = (find(s, "killed when done", x) for x in ("from RDB", "from nothing"))
+    base, rdb, empty = _rows(doc, "killed when done")
     return (f"Redis SIGKILLed {LINGER:g} s after the last commit, before the client read the "
             f"result (its workers had exited, seeing no work): restarted from its snapshot, "
             f"{ratio(rdb, base)} the time without faults (the {LINGER:g} s included), from "
@@ -201,16 +205,11 @@ def _e15_answer(doc: dict[str, Any]) -> str:
             f"again, the workers started again. Every table exact ({_check(doc)}).")
 
 
-E15 = Experiment(
+E15 = _restarts(
     "E15", "killed when done", "Redis killed after the last commit, before the client reads "
-    "the result", "restart", lambda ctx: ["from RDB", "from nothing"],
-    lambda ctx, x: _corpus(ctx, "e13", 64 * MiB),
-    [Variant("no faults", call=lambda c, x, out: job(c, out), only=lambda x: x == "from RDB"),
-     Variant("killed when done", call=lambda c, x, out: job(
-         c, out, kill_finished=True, wipe=x == "from nothing"))],
-    _e15_answer, setup=lambda ctx: "16 files in 1 MiB tasks, 2 workers, `save 1 1`; Redis "
-                                   f"SIGKILLed {LINGER:g} s after the job is done (the workers "
-                                   "exit after 3 s without work), down 0.3 s")
+    "the result", "killed when done", _e15_answer,
+    f"Redis SIGKILLed {LINGER:g} s after the job is done (the workers exit after 3 s without "
+    "work), down 0.3 s", kill_finished=True)
 
 
 # -- E16, E17 ----------------------------------------------------------------------------------
