@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from .. import argtypes
 from . import corpus
-from .clirun import wc_bg
+from .clirun import timed
 
 # The Redis side (redis, client, connection, embedded, raft) is imported inside the benchmarks
 # that use it: this module is imported whenever the CLI builds its parser.
@@ -67,17 +67,12 @@ def run_measured(label: str, argv: list[str], counts_path: str, env: dict | None
                  ) -> Measurement:
     """Run a wordcount command as its own process; wall time and peak RSS (of it or its
     largest child)."""
-    started = time.perf_counter()
-    proc = wc_bg(*argv, "--json", "--counts-out", counts_path, base_env=env, stderr=None,
-                 text=False)
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: {label} failed with exit status {proc.returncode}")
-    doc = json.loads(out)
-    return Measurement(label, seconds, usage.ru_maxrss * 1024, counts_path, doc["bytes"])
+    run = timed(*argv, "--json", "--counts-out", counts_path, base_env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"bench: {label} failed with exit status {run.returncode}: "
+                         f"{run.stderr.strip()[-400:]}")
+    doc = json.loads(run.stdout)
+    return Measurement(label, run.seconds, run.peak_rss, counts_path, doc["bytes"])
 
 
 def corpus_of(args: argparse.Namespace, default: str, legacy_per_file: bool = False

@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 COMMAND = (sys.executable, "-m", "wordcount")
 
@@ -38,3 +41,34 @@ def wc_bg(*args: str, env: Mapping[str, str] | None = None,
     """Start ``wordcount ARGS`` in the background, its stdout and stderr piped as text unless
     ``kw`` says otherwise (e.g. ``stdout=log, stderr=subprocess.STDOUT``)."""
     return subprocess.Popen([*COMMAND, *args], env=_env(env, base_env), **_output(kw))
+
+
+@dataclass
+class Timed:
+    """A whole command's run: wall seconds, exit status, its output, and its peak RSS (bytes,
+    of it or of its largest child)."""
+
+    seconds: float
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss: int
+
+
+def timed(*args: str, env: Mapping[str, str] | None = None,
+          base_env: Mapping[str, str] | None = None) -> Timed:
+    """Run ``wordcount ARGS`` to its end, timed around the process (what the benchmarks and
+    the experiments measure), its resource usage read when it is reaped (``os.wait4``)."""
+    started = time.perf_counter()
+    proc = wc_bg(*args, env=env, base_env=base_env)
+    err: list[str] = []  # drained beside stdout: a full stderr pipe must not stall the child
+    drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    drain.start()
+    out = proc.stdout.read()
+    drain.join()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    proc.stderr.close()
+    return Timed(seconds, proc.returncode, out, err[0] if err else "", usage.ru_maxrss * 1024)

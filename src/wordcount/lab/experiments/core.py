@@ -27,13 +27,12 @@ import platform
 import shutil
 import statistics
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..clirun import wc_bg
+from ..clirun import timed
 
 SCHEMA = 1  # the JSON layout the report reads (report.validate)
 
@@ -184,17 +183,16 @@ def machine() -> dict[str, Any]:
 
 
 def _run(argv: list[str], counts: Path) -> tuple[float, int, dict[str, Any] | None, str]:
-    """One run as its own process: (seconds, exit status, its --json document, stderr's
-    tail)."""
-    started = time.perf_counter()
-    proc = wc_bg(*argv, "--json", "--counts-out", str(counts))
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - started
+    """One run as its own process: (seconds, exit status, its --json document with its peak
+    RSS added, stderr's tail)."""
+    run = timed(*argv, "--json", "--counts-out", str(counts))
     try:
-        doc = json.loads(out) if out.strip() else None
+        doc = json.loads(run.stdout) if run.stdout.strip() else None
     except json.JSONDecodeError:
         doc = None
-    return seconds, proc.returncode, doc, err.strip()[-400:]
+    if doc is not None:
+        doc["peak_rss"] = run.peak_rss
+    return run.seconds, run.returncode, doc, run.stderr.strip()[-400:]
 
 
 def _oracle(ctx: Context, corpus: Path, extra: list[str]) -> Path:
@@ -226,7 +224,7 @@ def lost_and_doubled(counts: Path, oracle: Path) -> dict[str, int]:
 
 
 KEPT = ("total", "distinct", "tasks", "stolen", "backups", "duplicates", "dead", "resubmits",
-        "workers", "kills", "crashes", "wall")
+        "workers", "kills", "crashes", "wall", "peak_rss")
 
 
 def run(exp: Experiment, ctx: Context) -> dict[str, Any]:
