@@ -20,7 +20,11 @@ $(STAMP): pyproject.toml
 redis-server: ## make sure redis-server (>= 7.0) is on PATH (apt-get if missing)
 	@bash scripts/ensure-redis.sh
 
-test: install redis-server ## the test suite, about 30 min (installs what it needs)
+.PHONY: browser
+browser: ## make sure chromium + chromedriver (Debian's) are installed, for the dashboard's browser test
+	@bash scripts/ensure-browser.sh
+
+test: install redis-server browser ## the test suite, about 30 min (installs what it needs)
 	$(BIN)/pytest -m 'not long'
 
 .PHONY: test-long

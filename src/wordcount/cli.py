@@ -909,9 +909,15 @@ def _experiment_parser(sub) -> None:
     experiments.add_parser(sub)
 
 
+def _dashboard_parser(sub) -> None:
+    from .dashboard import command
+
+    command.add_parser(sub, add_redis_args, settings_from)
+
+
 # (parser function, handler): the handler is set on the parser the function returns; None for
-# the commands that set their own (bench, chaos, soak, experiment: one handler per sub-command
-# or module).
+# the commands that set their own (bench, chaos, soak, experiment, dashboard: one handler per
+# sub-command or module).
 COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | None]] = [
     (_count_parser, cmd_count),
     (_apps_parser, cmd_apps),
@@ -929,6 +935,7 @@ COMMANDS: list[tuple[Callable[[Any], argparse.ArgumentParser | None], Handler | 
     (_delete_parser, cmd_delete),
     (_requeue_parser, cmd_requeue),
     (_workers_parser, cmd_workers),
+    (_dashboard_parser, None),
     (_run_parser, cmd_run),
     (_chaos_parser, None),
     (_soak_parser, None),

@@ -1,0 +1,312 @@
+"""What the dashboard reads, and what it saw: one sample of Redis (jobs, workers, health) taken
+through the read paths `wordcount jobs` and `wordcount workers` use, and the ``Observer`` that
+compares each sample with the one before to keep an event feed (job state changes, dead
+letters, Redis restarts -- a new ``run_id`` --, Redis unreachable and back, RedisRaft role and
+leader changes, workers appearing, LOST, stopping) and each job's progress over time.
+
+Everything here is synchronous (redis-py through the project's ``Connection``) and writes no key;
+the web app (``app.py``) runs it in a thread. What the Observer keeps lives in this process
+only: restarting the dashboard starts its feed and timelines afresh (history in Redis is a later
+phase). Nothing that reaches the browser holds a credential: the Redis address is shown as its
+host:port list only.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .. import jobs, keys, registry
+from ..connection import Connection
+from ..protocol import task_seq
+from ..settings import RedisUrl, Settings
+
+MAX_EVENTS = 500  # the feed keeps this many (oldest dropped)
+MAX_POINTS = 2400  # a job's series: beyond this, every other point is dropped (coarser)
+RATE_WINDOW_MS = 5_000  # "rate": tasks and bytes settled per second over this window
+LISTED = 50  # dead letters / held tasks / top words shown on a job's page
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def redis_address(settings: Settings) -> str:
+    """The Redis nodes as host:port (no user, no password)."""
+    url = RedisUrl.parse(settings.redis_url)
+    if url.scheme == "unix":
+        return "unix socket"
+    return ",".join(f"{h}:{p}" for h, p in url.nodes)
+
+
+def read_health(conn: Connection) -> dict[str, Any]:
+    """INFO of the node we reach: run_id, role, version, uptime, last RDB save, and on RedisRaft
+    the raft section's state/role/term/leader. Raises when Redis is unreachable."""
+    info = conn.call(lambda r: r.info())
+    try:
+        raft = conn.call(lambda r: r.info("raft"))
+    except Exception:  # noqa: BLE001 - a Redis without the section (or refusing it): none
+        raft = {}
+    last_save = info.get("rdb_last_save_time")
+    out: dict[str, Any] = {
+        "reachable": True, "error": "",
+        "run_id": info.get("run_id", ""), "role": info.get("role", ""),
+        "version": info.get("redis_version", ""),
+        "uptime_s": info.get("uptime_in_seconds"),
+        "last_save_ms": int(last_save) * 1000 if last_save else None,
+        "changes_since_save": info.get("rdb_changes_since_last_save"),
+        "bgsave_status": info.get("rdb_last_bgsave_status", ""),
+        "loading": bool(info.get("loading", 0)),
+        "raft": None,
+    }
+    if raft and any(k.startswith("raft_") for k in raft):
+        out["raft"] = {k: raft.get(f"raft_{k}") for k in
+                       ("node_id", "state", "role", "current_term", "leader_id")}
+    return out
+
+
+def read_jobs(conn: Connection) -> list[dict[str, Any]]:
+    """Every job as `wordcount jobs --json` lists it (no expiry: the dashboard only reads)."""
+    return [r.as_dict() for r in jobs.rows(conn)]
+
+
+def read_workers(conn: Connection, now: int) -> list[dict[str, Any]]:
+    """Every worker as `wordcount workers --json` lists it."""
+    return [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now),
+             "silent": r.silent(now)} for r in registry.reports(conn, now)]
+
+
+def _spec_paths(conn: Connection, name: str, ids: Iterable[str]) -> dict[str, str]:
+    """task id -> the path it reads (a packed task: its first part and how many more)."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    specs = conn.call(lambda r: r.hmget(keys.specs(name), ids))
+    out = {}
+    for tid, spec in zip(ids, specs, strict=True):
+        if not spec:
+            out[tid] = "(reduce task)" if spec is None else ""
+            continue
+        path, start, end, _ident, parts = json.loads(spec)
+        more = len(parts) - 1 if parts else 0
+        out[tid] = f"{path} [{start}:{end}]" + (f" and {more} more files" if more > 0 else "")
+    return out
+
+
+def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """One job's dead letters (task, path, reason), its held tasks (the leases zset: the
+    running attempts and since when, with the worker whose report says it holds the task) and
+    the top of its table so far."""
+    def run(r):
+        pipe = r.pipeline(transaction=False)
+        pipe.hgetall(keys.dead(name))
+        pipe.zrange(keys.leases(name), 0, -1, withscores=True)
+        pipe.zrevrange(keys.counts(name), 0, LISTED - 1, withscores=True)
+        return pipe.execute()
+    dead, leases, top = conn.call(run)
+    holders = {w["task"]: w["name"] for w in workers if w.get("job") == name and w.get("task")}
+    # (a task being committed has left the leases zset: not listed while it commits; a
+    # worker's report is only a hint -- it may be seconds old -- so it names holders, no more)
+    held = {tid: int(ms) for tid, ms in leases}
+    dead_ids = sorted(dead, key=task_seq)[:LISTED]
+    held_ids = sorted(held, key=task_seq)[:LISTED]
+    paths = _spec_paths(conn, name, dict.fromkeys(dead_ids + held_ids))
+    return {
+        "dead_letters": [{"task": t, "path": paths.get(t, ""), "reason": dead[t]}
+                         for t in dead_ids],
+        "dead_total": len(dead),
+        "held": [{"task": t, "path": paths.get(t, ""), "since_ms": held[t],
+                  "worker": holders.get(t, "")} for t in held_ids],
+        "held_total": len(held),
+        "top": [[w, int(n)] for w, n in top],
+    }
+
+
+class Observer:
+    """Samples Redis and remembers what changed between samples (``sample``), and each job's
+    settled tasks over time. ``clock`` gives ms (tests pass their own)."""
+
+    def __init__(self, conn: Connection, clock: Callable[[], int] = now_ms) -> None:
+        self.conn = conn
+        self.clock = clock
+        self.address = redis_address(conn.settings)
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_EVENTS)
+        self.markers: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_EVENTS)
+        self.series: dict[str, list[list[int]]] = {}
+        self.redis: dict[str, Any] = {"reachable": False, "error": "not sampled yet"}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.details: dict[str, dict[str, Any]] = {}
+        self.sampled_ms = 0
+        self._seq = 0
+        self._first = True
+        self._run_id = ""
+        self._raft: dict[str, Any] | None = None
+
+    # -- the feed ---------------------------------------------------------------------------
+
+    def _event(self, kind: str, text: str, job: str = "", marker: bool = False) -> None:
+        self._seq += 1
+        ev = {"id": self._seq, "t": self.clock(), "kind": kind, "text": text, "job": job}
+        self.events.append(ev)
+        if marker:
+            self.markers.append(ev)
+
+    # -- one sample -------------------------------------------------------------------------
+
+    def sample(self, watched: Iterable[str] = ()) -> None:
+        """Read Redis once; record what changed. Redis unreachable is a state, not an error."""
+        t = self.clock()
+        try:
+            health = read_health(self.conn)
+            jobs_now = read_jobs(self.conn)
+            workers_now = read_workers(self.conn, t)
+            details = {name: read_detail(self.conn, name, workers_now)
+                       for name in watched if any(j["job"] == name for j in jobs_now)}
+        except Exception as e:  # noqa: BLE001 - shown on the page; the next sample tries again
+            self._unreachable(f"{type(e).__name__}: {e}")
+            return
+        self._health(health)
+        self._jobs(jobs_now, t)
+        self._workers(workers_now, t)
+        self.details = details
+        self.sampled_ms = t
+        if self._first:
+            self._event("dashboard", f"dashboard started: {len(jobs_now)} job(s), "
+                        f"{len(workers_now)} worker(s) in Redis at {self.address}")
+            self._first = False
+
+    def _unreachable(self, why: str) -> None:
+        if self.redis.get("reachable") or self._first:
+            self._event("redis-down", f"Redis unreachable at {self.address}: {why}",
+                        marker=True)
+            self._first = False
+        self.redis = {**self.redis, "reachable": False, "error": why}
+        self.sampled_ms = self.clock()
+
+    def _health(self, health: dict[str, Any]) -> None:
+        was_down = not self.redis.get("reachable") and not self._first
+        if was_down:
+            self._event("redis-up", f"Redis reachable again at {self.address}", marker=True)
+        run_id = health["run_id"]
+        if self._run_id and run_id and run_id != self._run_id:
+            self._event("redis-restart", f"Redis restarted: run_id {self._run_id[:8]} -> "
+                        f"{run_id[:8]} (uptime {health.get('uptime_s')} s; what it lost is "
+                        "what its last snapshot did not hold)", marker=True)
+        self._run_id = run_id or self._run_id
+        raft = health.get("raft")
+        if raft and self._raft and (raft.get("role"), raft.get("leader_id"),
+                                    raft.get("current_term")) != (
+                self._raft.get("role"), self._raft.get("leader_id"),
+                self._raft.get("current_term")):
+            self._event("raft", f"RedisRaft: node {raft.get('node_id')} is {raft.get('role')}, "
+                        f"term {raft.get('current_term')}, leader {raft.get('leader_id')} "
+                        f"(was {self._raft.get('role')}, term "
+                        f"{self._raft.get('current_term')}, leader "
+                        f"{self._raft.get('leader_id')})", marker=True)
+        self._raft = raft
+        self.redis = health
+
+    def _jobs(self, rows: list[dict[str, Any]], t: int) -> None:
+        seen = {}
+        for row in rows:
+            name = row["job"]
+            old = self.jobs.get(name)
+            if old is None and not self._first:
+                self._event("job", f"job {name} appeared: {row['total']} task(s), app "
+                            f"{row['app']}, {row['queue']} queue, {row['state']}", name)
+            elif old is not None:
+                if old["state"] != row["state"]:
+                    self._event("job", f"job {name}: {old['state']} -> {row['state']} "
+                                f"({row['done']}/{row['total']} done, {row['dead']} dead)", name)
+                if row["dead"] > old["dead"]:
+                    self._event("dead", f"job {name}: {row['dead'] - old['dead']} more task(s) "
+                                f"dead-lettered ({row['dead']} in all)", name)
+                if row["phase"] and old.get("phase") and row["phase"] != old["phase"]:
+                    self._event("job", f"job {name}: {old['phase']} phase -> {row['phase']}",
+                                name)
+            self._point(name, row, t)
+            seen[name] = {**row, **self._rates(name, row)}
+        for name in set(self.jobs) - set(seen):
+            self._event("job", f"job {name} is gone from Redis (deleted, expired, or lost "
+                        "with a Redis restart)", name)
+        self.jobs = seen
+
+    def _point(self, name: str, row: dict[str, Any], t: int) -> None:
+        points = self.series.setdefault(name, [])
+        point = [t, row["done"], row["dead"], row["pending"], row["done_bytes"]]
+        if points and points[-1][1:] == point[1:] and len(points) > 1 \
+                and points[-2][1:] == point[1:]:
+            points[-1] = point  # a flat stretch: move its end, add no point
+        else:
+            points.append(point)
+        if len(points) > MAX_POINTS:
+            self.series[name] = points[::2] + ([points[-1]] if len(points) % 2 == 0 else [])
+
+    def _rates(self, name: str, row: dict[str, Any]) -> dict[str, float]:
+        """Tasks and bytes settled per second over the last RATE_WINDOW_MS of samples, and the
+        job's average bytes per second."""
+        points = self.series.get(name, [])
+        last = points[-1] if points else None
+        first = next((p for p in points if last and p[0] >= last[0] - RATE_WINDOW_MS), last)
+        span = (last[0] - first[0]) / 1000 if last and first else 0
+        secs = row.get("seconds") or 0
+        return {
+            "tasks_per_s": round((last[1] + last[2] - first[1] - first[2]) / span, 2)
+            if span > 0 else 0.0,
+            "bytes_per_s": round((last[4] - first[4]) / span) if span > 0 else 0,
+            "avg_bytes_per_s": round(row["done_bytes"] / secs) if secs else 0,
+        }
+
+    def _workers(self, rows: list[dict[str, Any]], t: int) -> None:
+        now = {w["name"]: w for w in rows}
+        if not self._first:
+            for name, w in now.items():
+                old = self.workers.get(name)
+                if old is None:
+                    self._event("worker", f"worker {name} appeared (host {w['host']}, pid "
+                                f"{w['pid']})" + (", LOST" if w["lost"] else ""))
+                elif w["lost"] and not old["lost"]:
+                    self._event("worker-lost", f"worker {name} LOST: no report for "
+                                f"{w['age_s']:.0f} s" + (f" (it held {w['job']} {w['task']})"
+                                                         if w["task"] else ""), marker=True)
+                elif old["lost"] and not w["lost"]:
+                    self._event("worker", f"worker {name} reports again")
+            for name in set(self.workers) - set(now):
+                self._event("worker", f"worker {name} left the registry (stopped, or pruned)")
+        self.workers = now
+
+    def refresh_detail(self, name: str) -> None:
+        """Read one job's detail now (a page just opened it), if Redis answers."""
+        try:
+            self.details[name] = read_detail(self.conn, name, list(self.workers.values()))
+        except Exception:  # noqa: BLE001 - the next sample tries again
+            pass
+
+    # -- what the web app serves ------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the overview shows, JSON-ready."""
+        return {
+            "sampled_ms": self.sampled_ms,
+            "redis": {**self.redis, "address": self.address},
+            "jobs": list(self.jobs.values()),
+            "workers": list(self.workers.values()),
+            "events": list(self.events),
+            "markers": list(self.markers),
+        }
+
+    def job(self, name: str, detail: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """One job's page: its row, its series as this dashboard sampled it, the markers, and
+        ``detail`` (dead letters, held tasks, top words), or None if no such job is known."""
+        row = self.jobs.get(name)
+        if row is None and name not in self.series:
+            return None
+        detail = detail if detail is not None else self.details.get(name, {})
+        return {"job": row, "series": self.series.get(name, []),
+                "markers": list(self.markers),
+                "events": [e for e in self.events if e["job"] == name], **detail}

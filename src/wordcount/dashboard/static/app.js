@@ -1,0 +1,264 @@
+// wordcount dashboard: renders the snapshots /events streams (server-sent events).
+// Every value from the server (job names, paths, words, reasons, worker names) goes into the
+// page as text: document.createTextNode / textContent, never as HTML. No dependency, no build.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+
+// el("td", {class: "num"}, "text", node, ...): an element whose children are text or nodes
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else e.setAttribute(k, String(v));
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+
+function table(headers, rows, numeric) {
+  const num = new Set(numeric || []);
+  const head = el("tr", {}, ...headers.map((h) => el("th", {}, h)));
+  const body = rows.map((r) => el("tr", r.attrs || {}, ...r.cells.map((c, i) =>
+    el("td", num.has(i) ? {class: "num"} : {}, c))));
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
+}
+
+function empty(text) { return el("p", {class: "muted"}, text); }
+
+function bytes(n) {
+  if (!n) return "0 B";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i ? n.toFixed(1) : n) + " " + units[i];
+}
+
+function clock(ms) {
+  if (!ms) return "";
+  return new Date(ms).toLocaleTimeString([], {hour12: false});
+}
+
+function secs(s) { return s === null || s === undefined ? "" : Number(s).toFixed(1) + " s"; }
+
+function stateCell(state) { return el("span", {class: "state-" + state}, state); }
+
+function progressCell(j) {
+  const total = j.total || 0;
+  const bar = el("span", {class: "bar"});
+  const done = el("span"); const dead = el("span", {class: "dead"});
+  if (total) {
+    done.style.width = (100 * j.done / total) + "%";
+    dead.style.left = (100 * j.done / total) + "%";
+    dead.style.width = (100 * j.dead / total) + "%";
+  }
+  bar.append(done, dead);
+  return el("span", {}, bar, `${j.done}/${total} done, ${j.dead} dead, ${j.pending} held`);
+}
+
+function jobLink(name) {
+  return el("a", {href: "#job=" + encodeURIComponent(name), class: "job-link"}, name);
+}
+
+// -- the overview -------------------------------------------------------------------------
+
+function renderJobs(jobs) {
+  if (!jobs.length) return $("jobs").replaceChildren(empty("no job in Redis"));
+  const rows = jobs.map((j) => ({
+    attrs: {"data-job": j.job},
+    cells: [jobLink(j.job), stateCell(j.state), progressCell(j),
+            j.reduces ? (j.phase || "map") : "", j.app, j.queue,
+            j.tasks_per_s ? j.tasks_per_s + " tasks/s" : "",
+            bytes(j.bytes_per_s) + "/s (avg " + bytes(j.avg_bytes_per_s) + "/s)",
+            String(j.words), String(j.distinct), `${j.stolen}/${j.backups}/${j.duplicates}`,
+            secs(j.seconds)],
+  }));
+  $("jobs").replaceChildren(table(
+    ["job", "state", "progress", "phase", "app", "queue", "rate", "bytes", "words", "distinct",
+     "stolen/backups/dup", "time"], rows, [8, 9, 11]));
+}
+
+function renderWorkers(workers) {
+  if (!workers.length) return $("workers").replaceChildren(empty("no worker registered"));
+  const rows = workers.map((w) => ({
+    attrs: {"data-worker": w.name},
+    cells: [w.name, w.host + ":" + w.pid,
+            w.lost ? el("span", {class: "lost"}, "LOST")
+              : (w.silent ? el("span", {class: "silent"}, w.state + " (silent)") : w.state),
+            w.task ? el("span", {}, jobLink(w.job), " " + w.task) : "",
+            w.task_since_ms ? clock(w.task_since_ms) : "",
+            secs(w.age_s), String(w.applied), String(w.duplicates), String(w.dead)],
+  }));
+  $("workers").replaceChildren(table(
+    ["worker", "host:pid", "state", "current task", "since", "heartbeat age", "applied",
+     "duplicates", "dead"], rows, [5, 6, 7, 8]));
+}
+
+function kv(pairs) {
+  const dl = el("dl", {class: "kv"});
+  for (const [k, v] of pairs) dl.append(el("dt", {}, k), el("dd", {}, v));
+  return dl;
+}
+
+function renderRedis(r) {
+  const badge = $("redis-badge");
+  badge.textContent = r.reachable ? "Redis up" : "Redis unreachable";
+  badge.className = "badge " + (r.reachable ? "ok" : "bad");
+  const banner = $("banner");
+  banner.hidden = !!r.reachable;
+  banner.textContent = r.reachable ? "" : "Redis unreachable at " + r.address + ": " + r.error
+    + " (showing the last figures read)";
+  const pairs = [["address", r.address], ["reachable", r.reachable ? "yes" : "no"],
+    ["run_id", r.run_id || ""], ["role", r.role || ""], ["version", r.version || ""],
+    ["uptime", secs(r.uptime_s)],
+    ["last RDB save", r.last_save_ms ? clock(r.last_save_ms) + " (" + r.bgsave_status + ", "
+      + r.changes_since_save + " changes since)" : "never"]];
+  if (r.raft) {
+    pairs.push(["raft node", String(r.raft.node_id)], ["raft state", String(r.raft.state)],
+      ["raft role", String(r.raft.role)], ["raft term", String(r.raft.current_term)],
+      ["raft leader", String(r.raft.leader_id)]);
+  }
+  $("redis").replaceChildren(kv(pairs));
+}
+
+function renderFeed(list, events, filter) {
+  const f = (filter || "").toLowerCase();
+  const shown = events.filter((e) => !f || e.text.toLowerCase().includes(f)).reverse();
+  list.replaceChildren(...shown.map((e) =>
+    el("li", {class: "k-" + e.kind}, el("span", {class: "t"}, clock(e.t)), e.text)));
+}
+
+// -- one job --------------------------------------------------------------------------------
+
+function renderChart(doc) {
+  const W = 800, H = 220, L = 48, R = 12, T = 12, B = 28;
+  const pts = doc.series || [];
+  const job = doc.job || {};
+  const total = Math.max(job.total || 0, ...pts.map((p) => p[1] + p[2]), 1);
+  const start = Math.min(job.created_ms || Infinity, pts.length ? pts[0][0] : Infinity);
+  const end = Math.max(pts.length ? pts[pts.length - 1][0] : 0, (start || 0) + 1000);
+  const s = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img",
+                        "aria-label": "tasks settled over time"});
+  if (!pts.length || !isFinite(start)) {
+    s.append(svg("text", {x: L, y: H / 2}, "no sample of this job yet"));
+    return $("chart").replaceChildren(s);
+  }
+  const x = (t) => L + (W - L - R) * (t - start) / (end - start);
+  const y = (n) => H - B - (H - B - T) * n / total;
+  s.append(svg("line", {x1: L, y1: y(0), x2: W - R, y2: y(0), stroke: "#999"}),
+           svg("line", {x1: L, y1: y(0), x2: L, y2: T, stroke: "#999"}),
+           svg("text", {x: 4, y: y(total) + 4, "font-size": 11}, String(total)),
+           svg("text", {x: 4, y: y(0), "font-size": 11}, "0"),
+           svg("text", {x: L, y: H - 8, "font-size": 11}, clock(start)),
+           svg("text", {x: W - R, y: H - 8, "font-size": 11, "text-anchor": "end"},
+               clock(end) + " (+" + ((end - start) / 1000).toFixed(1) + " s)"));
+  for (const m of doc.markers || []) {
+    if (m.t < start || m.t > end) continue;
+    const line = svg("line", {x1: x(m.t), y1: T, x2: x(m.t), y2: y(0), class: "marker",
+                              stroke: m.kind === "redis-up" ? "#1a7f37" : "#c62828",
+                              "stroke-dasharray": "4 3"});
+    line.append(svg("title", {}, clock(m.t) + " " + m.text));
+    s.append(line, svg("text", {x: x(m.t) + 3, y: T + 10, "font-size": 10, fill: "#c62828"},
+                       m.kind));
+  }
+  const line = (f, color) => svg("polyline", {fill: "none", stroke: color, "stroke-width": 2,
+    points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(f(p)).toFixed(1)).join(" ")});
+  s.append(line((p) => p[1] + p[2], "#2457c5"), line((p) => p[2], "#c62828"));
+  s.append(svg("text", {x: L + 6, y: T + 10, "font-size": 11, fill: "#2457c5"},
+               "settled (done + dead)"),
+           svg("text", {x: L + 150, y: T + 10, "font-size": 11, fill: "#c62828"}, "dead"));
+  $("chart").replaceChildren(s);
+}
+
+function renderJob(doc, name) {
+  $("job-title").replaceChildren("job ", el("span", {id: "job-name"}, name));
+  if (!doc) {
+    $("job-stats").replaceChildren(empty("this dashboard has not seen this job"));
+    for (const id of ["chart", "held", "dead", "top"]) $(id).replaceChildren();
+    return;
+  }
+  const j = doc.job;
+  $("job-stats").replaceChildren(j ? kv([
+    ["state", stateCell(j.state)], ["progress", progressCell(j)],
+    ["app / queue", j.app + " / " + j.queue], ["phase", j.reduces ? (j.phase || "map") : "-"],
+    ["rate", (j.tasks_per_s || 0) + " tasks/s, " + bytes(j.bytes_per_s) + "/s"],
+    ["bytes", bytes(j.done_bytes) + " of " + bytes(j.bytes)],
+    ["stolen / backups / duplicates", `${j.stolen} / ${j.backups} / ${j.duplicates}`],
+    ["created", clock(j.created_ms)], ["finished", clock(j.finished_ms)],
+  ]) : empty("gone from Redis (deleted, expired, or lost with a restart)"));
+  renderChart(doc);
+  const held = doc.held || [];
+  $("held").replaceChildren(held.length ? table(["task", "path", "worker", "attempt since"],
+    held.map((h) => ({cells: [h.task, h.path, h.worker, clock(h.since_ms)]})))
+    : empty("none"));
+  const dead = doc.dead_letters || [];
+  $("dead").replaceChildren(dead.length ? table(["task", "path", "reason"],
+    dead.map((d) => ({attrs: {class: "dead-letter"}, cells: [d.task, d.path, d.reason]})))
+    : empty("none"));
+  const top = doc.top || [];
+  $("top").replaceChildren(top.length ? table(["word", "count"],
+    top.map(([w, n]) => ({cells: [w, String(n)]})), [1]) : empty("no word yet"));
+  renderFeed($("job-events"), doc.events || [], "");
+}
+
+// -- the stream and the routes ---------------------------------------------------------------
+
+let source = null;
+let last = null;
+
+function route() {
+  const m = location.hash.match(/^#job=(.+)$/);
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+function render(doc) {
+  last = doc;
+  $("sampled").textContent = doc.sampled_ms ? "sampled " + clock(doc.sampled_ms) : "";
+  renderRedis(doc.redis);
+  const job = route();
+  $("overview").hidden = !!job;
+  $("jobpage").hidden = !job;
+  if (job) {
+    if ("job" in doc) renderJob(doc.job, job);
+    return;
+  }
+  renderJobs(doc.jobs);
+  renderWorkers(doc.workers);
+  renderFeed($("events"), doc.events, $("event-filter").value);
+}
+
+function connect() {
+  if (source) source.close();
+  const job = route();
+  source = new EventSource("events" + (job ? "?job=" + encodeURIComponent(job) : ""));
+  source.onopen = () => { $("conn").textContent = "live"; };
+  source.onerror = () => { $("conn").textContent = "dashboard unreachable, retrying…"; };
+  source.onmessage = (m) => render(JSON.parse(m.data));
+}
+
+window.addEventListener("hashchange", () => {
+  if (last) render(last);
+  connect();
+});
+
+document.addEventListener("DOMContentLoaded", () => {
+  // the token came once in the query: the server has set its cookie, keep it out of history
+  if (new URLSearchParams(location.search).has("token")) {
+    history.replaceState(null, "", location.pathname + location.hash);
+  }
+  $("event-filter").addEventListener("input", () => {
+    if (last) renderFeed($("events"), last.events, $("event-filter").value);
+  });
+  connect();
+});

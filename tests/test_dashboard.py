@@ -1,0 +1,321 @@
+"""`wordcount dashboard` against real redis-server processes and real jobs: its JSON endpoints,
+its event stream following a job to "done", a Redis SIGKILL + restart seen as a restart event,
+a file named ``<script>alert(1)</script>`` coming back as text, the token and loopback rules, and
+headless Chromium (Debian's, driven by Selenium; nothing downloaded) rendering it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from wordcount import client
+from wordcount.embedded import LocalCluster, free_port
+from wordcount.workeropts import WorkerOptions
+
+from .conftest import connect
+
+XSS = "<script>alert(1)</script>"
+TOKEN = "t0ken-for-the-dashboard-tests"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "artifacts"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+class Dashboard:
+    """`wordcount dashboard` as a child process on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wordcount", "dashboard", "--port", str(self.port), *extra],
+            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        self.banner = self.proc.stdout.readline()  # printed once it listens
+        assert "wordcount dashboard: http://127.0.0.1:" in self.banner, self.output()
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.banner + self.proc.communicate(timeout=10)[0]
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict]:
+        req = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read().decode(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), dict(e.headers)
+
+    def json(self, path: str) -> dict:
+        status, body, _ = self.get(path)
+        assert status == 200, (path, status, body)
+        return json.loads(body)
+
+    def until(self, path: str, ok, timeout: float = 20.0) -> dict:
+        """GET ``path`` every 0.1 s until ``ok(doc)``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.json(path)
+            if ok(doc):
+                return doc
+            assert time.monotonic() < deadline, f"{path} never satisfied the test: {doc}"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                assert self.proc.wait(10) == 0, "the dashboard did not stop cleanly on SIGTERM"
+            finally:
+                if self.proc.poll() is None:
+                    self.proc.kill()
+        self.proc.stdout.close()
+
+
+@pytest.fixture
+def dashboard(redis_server):
+    d = Dashboard(redis_server.env())
+    yield d
+    d.stop()
+
+
+def make_corpus(root: Path, files: int = 4, lines: int = 6000) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (root / f"f{i}.txt").write_text("".join(f"alpha beta w{i} n{k % 50}\n"
+                                                for k in range(lines)))
+    return root
+
+
+def submit(server, inputs: Path, chunk: int = 40_000, name: str | None = None,
+           unlink: Path | None = None) -> client.Job:
+    conn = connect(server)
+    job = client.plan_job([str(inputs)], chunk, name, pack_size=0)
+    if unlink is not None:  # planned, then gone: its task is dead-lettered with its path
+        unlink.unlink()
+    client.submit(conn, job)
+    conn.close()
+    return job
+
+
+def slow_cluster(server, tmp_path: Path, slowdown: str = "40") -> LocalCluster:
+    return LocalCluster(2, server, options=WorkerOptions.parse(["--slowdown", slowdown]),
+                        log_path=str(tmp_path / "workers.log"))
+
+
+def xss_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory holding good.txt and ``<script>alert(1)</script>.txt`` (a directory
+    ``<script>alert(1)<`` with a file ``script>.txt`` in it)."""
+    data = tmp_path / "xss"
+    (data / "<script>alert(1)<").mkdir(parents=True)
+    evil = data / "<script>alert(1)<" / "script>.txt"
+    evil.write_text("evil words\n")
+    (data / "good.txt").write_text("good words good\n")
+    return data, evil
+
+
+class Stream(threading.Thread):
+    """Reads /events in the background: every snapshot's row of one job, and workers seen."""
+
+    def __init__(self, url: str, job: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.job = url, job
+        self.rows: list[dict] = []
+        self.workers: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with urllib.request.urlopen(f"{self.url}/events?job={self.job}", timeout=30) as r:
+            for raw in r:
+                line = raw.decode()
+                if line.startswith("data: "):
+                    doc = json.loads(line[6:])
+                    self.workers |= {w["name"] for w in doc["workers"]}
+                    row = next((j for j in doc["jobs"] if j["job"] == self.job), None)
+                    if row:
+                        self.rows.append({**row, "detail": doc.get("job"),
+                                          "sampled_ms": doc["sampled_ms"]})
+                if self.stop.is_set() or (self.rows and self.rows[-1]["state"] == "done"):
+                    return
+
+
+def test_endpoints_and_stream_follow_a_real_job(redis_server, dashboard, tmp_path):
+    job = submit(redis_server, make_corpus(tmp_path / "data"))
+    assert len(job.tasks) >= 6
+    dashboard.until("/api/jobs", lambda d: any(j["job"] == job.name for j in d["jobs"]))
+    stream = Stream(dashboard.url, job.name)
+    stream.start()
+    with slow_cluster(redis_server, tmp_path):
+        seen_workers = dashboard.until("/api/workers", lambda d: len(d["workers"]) == 2)
+        stream.join(60)
+    assert not stream.is_alive(), "the stream never showed the job done"
+    done = [r["done"] for r in stream.rows]
+    assert done == sorted(done) and len(set(done)) >= 3, f"too few steps seen: {done}"
+    times = [r["sampled_ms"] for r in stream.rows]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert stream.rows[-1]["state"] == "done" and stream.rows[-1]["done"] == len(job.tasks)
+    assert stream.workers == {w["name"] for w in seen_workers["workers"]}
+    assert all(w["state"] in ("idle", "busy") and not w["lost"] for w in seen_workers["workers"])
+    assert max(gaps) <= 1200, f"samples {max(gaps)} ms apart: the page would lag"
+    # the job's page as the stream carried it: its series climbs to every task settled
+    series = stream.rows[-1]["detail"]["series"]
+    assert series[0][1] < len(job.tasks) and series[-1][1] == len(job.tasks)
+
+    row = next(j for j in dashboard.json("/api/jobs")["jobs"] if j["job"] == job.name)
+    assert (row["state"], row["done"], row["dead"], row["total"]) == (
+        "done", len(job.tasks), 0, len(job.tasks))
+    page = dashboard.json(f"/api/jobs/{job.name}")
+    assert page["job"]["state"] == "done" and page["dead_letters"] == [] and page["held"] == []
+    assert ["alpha", 4 * 6000] in page["top"]
+    kinds = [e["text"] for e in dashboard.json("/api/events")["events"]]
+    assert any(f"job {job.name}: running -> done" in t for t in kinds), kinds
+    assert sum("appeared (host" in t for t in kinds) == 2, kinds
+    assert dashboard.get("/api/jobs/no-such-job")[0] == 404
+    assert dashboard.get("/api/jobs/bad%20name")[0] == 400
+    # no Redis credential in anything the browser can get
+    for path in ("/", "/static/app.js", "/api/jobs", "/api/workers", "/api/redis",
+                 "/api/events", f"/api/jobs/{job.name}"):
+        assert redis_server.password not in dashboard.get(path)[1], path
+
+
+def test_redis_restart_is_an_event_and_a_marker(redis_server, dashboard, tmp_path):
+    job = submit(redis_server, make_corpus(tmp_path / "data", files=1, lines=100))
+    before = dashboard.until("/api/redis", lambda d: d["reachable"] and d["run_id"])
+    dashboard.until("/api/jobs", lambda d: any(j["job"] == job.name for j in d["jobs"]))
+    time.sleep(1.5)  # `save 1 1`: the job is in the snapshot the restart loads
+    redis_server.kill()
+    down = dashboard.until("/api/redis", lambda d: not d["reachable"])
+    assert "unreachable" in down["error"]  # the server answers, and says why
+    assert dashboard.get("/")[0] == 200
+    redis_server.start()
+    after = dashboard.until("/api/redis", lambda d: d["reachable"])
+    assert after["run_id"] != before["run_id"]
+    events = dashboard.until("/api/events", lambda d: any(e["kind"] == "redis-restart"
+                                                         for e in d["events"]))["events"]
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("redis-down") < kinds.index("redis-up") < kinds.index("redis-restart")
+    markers = dashboard.json(f"/api/jobs/{job.name}")["markers"]
+    assert {"redis-down", "redis-up", "redis-restart"} <= {m["kind"] for m in markers}
+
+
+def test_a_script_file_name_comes_back_as_escaped_json(redis_server, dashboard, tmp_path):
+    data, evil = xss_corpus(tmp_path)
+    job = submit(redis_server, data, unlink=evil)
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
+        dashboard.until("/api/jobs", lambda d: any(j["job"] == job.name and j["state"] == "done"
+                                                   for j in d["jobs"]))
+    status, body, headers = dashboard.get(f"/api/jobs/{job.name}")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert "<" not in body and "\\u003cscript\\u003e" in body  # no markup, even raw
+    [dead] = json.loads(body)["dead_letters"]
+    assert dead["path"].startswith(XSS + ".txt") and "No such file" in dead["reason"]
+    _, page, headers = dashboard.get("/")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]  # no inline script runs
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_refuses_a_public_address_without_a_token():
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_PASSWORD": "x"}
+    env.pop("WORDCOUNT_DASHBOARD_TOKEN", None)
+    run = [sys.executable, "-m", "wordcount", "dashboard"]
+    p = subprocess.run(run + ["--host", "0.0.0.0"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2 and "without a token" in p.stderr, p.stderr
+    p = subprocess.run(run + ["--host", "192.0.2.1", "--token", "short"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "at least 16 characters" in p.stderr, p.stderr
+
+
+def test_with_a_token_every_request_needs_it(redis_server):
+    d = Dashboard({**redis_server.env(), "WORDCOUNT_DASHBOARD_TOKEN": TOKEN})
+    try:
+        for path in ("/", "/api/jobs", "/events", "/static/app.js"):
+            assert d.get(path)[0] == 401, path
+        assert d.get("/api/jobs", {"Authorization": "Bearer wrong-token-wrong-token"})[0] == 401
+        assert d.get("/api/jobs", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        status, _, headers = d.get(f"/?token={TOKEN}")
+        assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert d.get("/api/redis", {"Cookie": cookie})[0] == 200
+    finally:
+        d.stop()
+
+
+def test_without_a_token_only_a_loopback_host_is_served(dashboard):
+    assert dashboard.get("/api/redis", {"Host": "evil.example:8077"})[0] == 403  # DNS rebinding
+    assert dashboard.get("/api/redis", {"Host": f"localhost:{dashboard.port}"})[0] == 200
+
+
+# -- a real browser ------------------------------------------------------------------------------
+
+@pytest.fixture
+def browser():
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed (Debian: apt-get install chromium "
+                    "chromium-driver, or `make browser`)")
+    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must fetch nothing
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1000", "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    data, evil = xss_corpus(tmp_path)
+    xss_job = submit(redis_server, data, unlink=evil)
+    job = submit(redis_server, make_corpus(tmp_path / "data"))
+    browser.get(dashboard.url + "/")
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+
+    def state(name: str) -> str:
+        cells = browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{name}"] td')
+        return cells[1].text if len(cells) > 1 else ""
+    wait.until(lambda b: state(job.name) == "running")
+    with slow_cluster(redis_server, tmp_path):
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr[data-worker]"))
+        wait.until(lambda b: state(job.name) == "done")
+        wait.until(lambda b: state(xss_job.name) == "done")
+    assert browser.find_element(By.ID, "redis-badge").text == "Redis up"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+    # the job's page: its chart drawn from the samples
+    browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{job.name}"] a.job-link').click()
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#chart svg polyline"))
+    wait.until(lambda b: "alpha" in b.find_element(By.ID, "top").text)
+    assert browser.find_element(By.ID, "job-name").text == job.name
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard-job.png"))
+
+    # the dead letter whose path is a script tag: shown as text, never run
+    browser.get(f"{dashboard.url}/#job={xss_job.name}")
+    wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "tr.dead-letter"))
+    row = browser.find_element(By.CSS_SELECTOR, "tr.dead-letter")
+    assert XSS + ".txt" in row.text
+    assert browser.execute_script("return document.querySelectorAll('script').length") == 1
+    assert not browser.execute_script(
+        "return [...document.querySelectorAll('#dead *')].some(e => e.tagName === 'SCRIPT')")
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 - raises when no alert is open
+    logs = [m for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+    assert not logs, logs  # no script error, no CSP violation
