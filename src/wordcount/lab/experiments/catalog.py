@@ -12,7 +12,7 @@ from .. import corpus as corpora
 from ..corpus import human
 from . import compose
 from .apps import APP_EXPERIMENTS
-from .core import Context, Experiment, Variant, find, ratio, secs
+from .core import Context, Experiment, Variant, find, ratio, secs, series
 from .faults import FAULT_EXPERIMENTS
 from .peers import PEER_EXPERIMENTS
 from .raft import RAFT_EXPERIMENTS
@@ -76,7 +76,7 @@ E1 = Experiment(
 def _e2_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     serial = find(s, "serial")
-    runs = sorted((r for r in s if r["variant"] == "run" and r["n"]), key=lambda r: r["x"])
+    runs = series(s, "run")
     if not serial or not runs:
         return "No exact run: no answer."
     beats = [r["x"] for r in runs if r["median"] < serial["median"]]
@@ -84,8 +84,7 @@ def _e2_answer(doc: dict[str, Any]) -> str:
             f"COST > {runs[-1]['x']} (no worker count tried beat one serial thread)")
     best = min(runs, key=lambda r: r["median"])
     one = runs[0]
-    cluster = sorted((r for r in s if r["variant"] == "compose cluster" and r["n"]),
-                     key=lambda r: r["x"])
+    cluster = series(s, "compose cluster")
     if cluster:
         wins = [r["x"] for r in cluster if r["median"] < serial["median"]]
         fastest = min(cluster, key=lambda r: r["median"])
@@ -126,7 +125,7 @@ E2 = Experiment(
 # -- E3 ----------------------------------------------------------------------------------------
 
 def _e3_answer(doc: dict[str, Any]) -> str:
-    rows = sorted((r for r in doc["summary"] if r["n"]), key=lambda r: r["x"])
+    rows = series(doc["summary"])
     if len(rows) < 2:
         return "Too few exact runs: no answer."
     a, b = rows[0], rows[-1]
@@ -195,8 +194,7 @@ E5 = Experiment(
 # -- E6 ----------------------------------------------------------------------------------------
 
 def _e6_answer(doc: dict[str, Any]) -> str:
-    rows = sorted((r for r in doc["summary"] if r["variant"] == "run ×2" and r["n"]),
-                  key=lambda r: r["x"])
+    rows = series(doc["summary"], "run ×2")
     if len(rows) < 2:
         return "Too few exact runs: no answer."
     small, big = rows[0], rows[-1]

@@ -335,6 +335,12 @@ def ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
     return f"{a['median'] / b['median']:.2f}x" if a and b else "n/a"
 
 
+def series(summary: list[dict[str, Any]], variant: str | None = None) -> list[dict[str, Any]]:
+    """The summary rows of ``variant`` (every variant when None) that have exact runs, by x."""
+    return sorted((r for r in summary if r["n"] and variant in (None, r["variant"])),
+                  key=lambda r: r["x"])
+
+
 def find(summary: list[dict[str, Any]], variant: str, x: Any = None) -> dict[str, Any] | None:
     """The summary row of ``variant`` at ``x`` (any x when None); None if it has no exact run."""
     for row in summary:

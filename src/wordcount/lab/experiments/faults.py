@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from ..corpus import human
-from .core import Context, Experiment, Variant, find, ratio, secs
+from .core import Context, Experiment, Variant, find, ratio, secs, series
 
 MiB = 1 << 20
 CHUNK = 1 << 20  # 1 MiB tasks: enough of them to see a rollback
@@ -247,8 +247,7 @@ E16 = Experiment(
 def _e19_answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     base = find(s, "no faults")
-    rows = sorted((r for r in s if r["variant"] == "killed every N s" and r["n"]),
-                  key=lambda r: r["x"])
+    rows = series(s, "killed every N s")
     parts = [f"every {r['x']} s: {ratio(r, base)}" for r in rows]
     return ("Redis SIGKILLed on a schedule and restarted from its last snapshot, against no "
             f"faults ({secs(base)}): " + ", ".join(parts) + f" (the goal at 10 s: ≤ 1.5×). "
