@@ -269,7 +269,7 @@ E19 = Experiment(
 def _e18_corpus(ctx: Context, size: int) -> Path:
     from .. import corpus as corpora
 
-    total = ctx.size(48 * MiB, 2 * MiB)
+    total = ctx.size(32 * MiB, 2 * MiB)
     files = max(1, total // size)
     return ctx.corpus(f"faults-e18-{files}x{size}", lambda d: corpora.generate(
         d, files, size, seed=18))
@@ -295,7 +295,7 @@ E18 = Experiment(
     [Variant("no faults", call=lambda c, x, out: job(c, out, chunk=x)),
      Variant("killed once", call=lambda c, x, out: job(c, out, chunk=x, kill_once=True)),
      Variant("killed every 2 s", call=lambda c, x, out: job(c, out, chunk=x, kill_every=2))],
-    _e18_answer, setup=lambda ctx: f"{human(ctx.size(48 * MiB, 2 * MiB))} in files of each "
+    _e18_answer, setup=lambda ctx: f"{human(ctx.size(32 * MiB, 2 * MiB))} in files of each "
                                    "size, a task a file, 2 workers, `save 1 1`; Redis "
                                    "SIGKILLed once a third of the tasks are settled, or every "
                                    "2 s, down 0.3 s")

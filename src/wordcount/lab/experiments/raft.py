@@ -432,7 +432,7 @@ def _e22_answer(doc: dict[str, Any]) -> str:
 E22 = Experiment(
     "E22", "Raft node killed every N s", "A random RedisRaft node killed every N seconds",
     "seconds between kills", lambda ctx: [0.5] if ctx.tiny else [3, 6],
-    lambda ctx, x: _corpus(ctx, "e22", 96 * MiB, files=12, tiny=3 * MiB),
+    lambda ctx, x: _corpus(ctx, "e22", 64 * MiB, files=12, tiny=3 * MiB),
     [Variant("no faults", call=lambda c, x, out: job(c, out), only=lambda x: x in (0.5, 3)),
      Variant("a node killed every N s", call=lambda c, x, out: job(
          c, out, fault=KillEvery(x, _e22_downtime(x))))],
