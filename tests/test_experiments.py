@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from wordcount.lab import corpus as corpora
 from wordcount.lab import experiments
-from wordcount.lab.clirun import wc
+from wordcount.lab.clirun import wc, wc_bg
 from wordcount.lab.experiments import catalog, compose, core, faults, peers, raft, report
 
 from .test_compose import docker_client, images  # noqa: F401 - the fixtures
@@ -285,3 +287,37 @@ def test_an_inexact_run_fails_the_experiment_loudly(tmp_path, monkeypatch):
     rc = experiments.main(["E1", "--tiny", "-q", "--results", str(tmp_path / "r"),
                            "--docs", str(tmp_path / "d"), "--workdir", str(tmp_path / "w")])
     assert rc == experiments.EXIT_EXPERIMENT_FAILED
+
+
+def _redis_servers() -> set[int]:
+    """The redis-server processes on this machine now."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "redis-server":
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return set(out)
+
+
+def test_sigterm_mid_experiment_stops_its_redis_and_commands(tmp_path):
+    """`wordcount experiment` stopped by SIGTERM (a supervisor, `timeout`) mid-run: it exits
+    saying so, and leaves no redis-server of its own behind (the fault experiments start
+    theirs in-process, the runs theirs in child commands)."""
+    before = _redis_servers()
+    proc = wc_bg("experiment", "E13", "E2", "--tiny", "-q", "--no-report", "--results",
+                 str(tmp_path / "r"), "--workdir", str(tmp_path / "w"))
+    deadline = time.monotonic() + 60
+    while not (_redis_servers() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _redis_servers() - before, "no run started a Redis within 60 s"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "stopped by SIGTERM" in err, err[-2000:]
+    deadline = time.monotonic() + 10  # (a stopped server may take a moment to be reaped)
+    while (_redis_servers() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (_redis_servers() - before), "redis-server left running after SIGTERM"

@@ -64,8 +64,13 @@ def timed(*args: str, env: Mapping[str, str] | None = None,
     err: list[str] = []  # drained beside stdout: a full stderr pipe must not stall the child
     drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
     drain.start()
-    out = proc.stdout.read()
-    drain.join()
+    try:
+        out = proc.stdout.read()
+        drain.join()
+    except BaseException:  # stopped (a signal, Ctrl-C): the command stops too, cleaning up
+        proc.terminate()
+        proc.wait()
+        raise
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)

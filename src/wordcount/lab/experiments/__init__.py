@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ...runtime import stop_on_signals
 from .core import Context, run
 from .report import InvalidResult, markdown, plot, timeline, validate
 
@@ -85,8 +86,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             return 2
     repeat = args.repeat or (1 if args.tiny else 3)
     own = None if args.workdir else tempfile.TemporaryDirectory(prefix="wordcount-exp-")
-    try:
-        return _run_all(args, names, repeat, Path(args.workdir or own.name), console)
+    try:  # (SIGTERM/SIGHUP as Ctrl-C: every Redis, cluster and command of a run is stopped)
+        with stop_on_signals():
+            return _run_all(args, names, repeat, Path(args.workdir or own.name), console)
     finally:
         if own is not None:
             own.cleanup()

@@ -199,6 +199,16 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _commits(docs: list[dict[str, Any]]) -> str:
+    """The commit(s) the results were made at: one, or each with its experiments."""
+    by: dict[str, list[str]] = {}
+    for d in docs:
+        by.setdefault(d["machine"]["commit"], []).append(d["name"])
+    if len(by) == 1:
+        return f"commit `{next(iter(by))}`"
+    return "commits " + ", ".join(f"`{c}` ({', '.join(names)})" for c, names in by.items())
+
+
 def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -> str:
     """``docs/EXPERIMENTS.md``: the machine, then for each experiment its question, setup,
     plot, table and answer (``answers``: the catalog's sentences, made from the same JSON)."""
@@ -215,9 +225,9 @@ def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -
         "the serial engine's: an inexact run is a failure, never a point. Variants alternate "
         "within each repeat (these machines are noisy).", "",
         f"Machine: {m['cores']} cores, {m['memory_bytes'] / 2**30:.0f} GiB, Python "
-        f"{m['python']}, Redis {m['redis']}, wordcount {m['wordcount']} at commit "
-        f"`{m['commit']}`; scale {docs[0]['params']['scale']:g}, {docs[0]['params']['repeat']} "
-        f"runs per cell. {total} runs, {failed} inexact.", "",
+        f"{m['python']}, Redis {m['redis']}, wordcount {m['wordcount']} at "
+        + _commits(docs) + f"; scale {docs[0]['params']['scale']:g}, "
+        f"{docs[0]['params']['repeat']} runs per cell. {total} runs, {failed} inexact.", "",
         f"Cache: {docs[0]['cache']}.", ""]
     for d in docs:
         if d.get("skipped"):
