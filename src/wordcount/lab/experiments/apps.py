@@ -28,7 +28,7 @@ def _corpus(ctx: Context, x: str) -> Path:
         size = ctx.size(16 * MiB, 256 * 1024) // 16
         return ctx.corpus(f"apps-index-16x{size}", lambda d: corpora.generate(
             d, 16, size, seed=25))
-    pages = ctx.size(100_000, 2_000)
+    pages = ctx.size(40_000, 2_000)
     return ctx.corpus(f"apps-graph-{pages}", lambda d: graph.generate(
         str(d), pages=pages, links=4, files=8, seed=25))
 
@@ -116,7 +116,7 @@ def rounds_killed(corpus: Path, x: str, counts: Path) -> dict[str, Any]:
 def _answer(doc: dict[str, Any]) -> str:
     s = doc["summary"]
     parts = []
-    for x, what in (("index", "the inverted index"), ("pagerank", f"PageRank ({ROUNDS} rounds)")):
+    for x, what in (("index", "The inverted index"), ("pagerank", f"PageRank ({ROUNDS} rounds)")):
         oracle = find(s, "sequential oracle", x)
         run, crashing = find(s, "run ×2", x), find(s, "run ×2, workers crashing", x)
         parts.append(f"{what}: the sequential oracle {secs(oracle)}, `run` ×2 "
@@ -145,7 +145,7 @@ E25 = Experiment(
              only=lambda x: x == "pagerank")],
     _answer, oracle=_app,
     setup=lambda ctx: f"the index of {human(ctx.size(16 * MiB, 256 * 1024))} of synthetic "
-                      f"text in 16 files; PageRank of a {ctx.size(100_000, 2_000)}-page "
+                      f"text in 16 files; PageRank of a {ctx.size(40_000, 2_000)}-page "
                       f"generated graph (about 4 links a page, 8 files), {ROUNDS} rounds "
                       "(`--epsilon 0`); crashes at any point of 5% of task attempts "
                       "(`--claim-timeout 500`); Redis "

@@ -271,7 +271,7 @@ def _run_experiment(exp: Experiment, ctx: Context) -> dict[str, Any]:
                     record.update(timeline=doc["timeline"], events=doc.get("events", []),
                                   **lost_and_doubled(counts, oracle))
                 if not exact:
-                    why = (f"exit {rc}: {err}" if rc != 0 else
+                    why = (f"exit {rc}: " + " / ".join(err.splitlines()) if rc != 0 else
                            "its self-check failed" if not checked else
                            "its table differs from the serial engine's")
                     record["error"] = why

@@ -209,6 +209,14 @@ def _commits(docs: list[dict[str, Any]]) -> str:
     return "commits " + ", ".join(f"`{c}` ({', '.join(names)})" for c, names in by.items())
 
 
+def _caveat(doc: dict[str, Any]) -> str:
+    """Before an answer whose experiment had failed runs: its sentence speaks of the exact
+    runs only (a claim like "every table exact" is about them)."""
+    bad = sum(1 for r in doc["runs"] if not r["exact"])
+    return (f"*{bad} of its {len(doc['runs'])} runs FAILED (below); what follows is about the "
+            "exact runs only.* " if bad else "")
+
+
 def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -> str:
     """``docs/EXPERIMENTS.md``: the machine, then for each experiment its question, setup,
     plot, table and answer (``answers``: the catalog's sentences, made from the same JSON)."""
@@ -245,7 +253,7 @@ def markdown(docs: list[dict[str, Any]], answers: dict[str, str], images: str) -
                   *([f"![{d['name']} timeline]({images}/{d['name']}-timeline.png)", ""]
                     if any(r.get("events") for r in d["runs"]) else []),
                   table(d), "",
-                  f"**Answer.** {answers.get(d['name'], '')}", ""]
+                  f"**Answer.** {_caveat(d)}{answers.get(d['name'], '')}", ""]
         bad = [r for r in d["runs"] if not r["exact"]]
         if bad:
             lines += [f"**{len(bad)} runs FAILED** (not plotted): "
