@@ -48,7 +48,7 @@ soak: install redis-server ## long randomized fault run (SOAK_RUNS=200)
 	$(BIN)/python -m wordcount.lab.soak --runs $(or $(SOAK_RUNS),200) --seed $(or $(SOAK_SEED),1000) --path both $(SOAK_ARGS)
 
 .PHONY: experiments
-experiments: install redis-server ## every lab question: results/experiments/*.json, docs/EXPERIMENTS.md (SCALE=1: ~30 min here)
+experiments: install redis-server ## every lab question: results/experiments/*.json, docs/EXPERIMENTS.md (SCALE=1: ~29 min here)
 	$(BIN)/wordcount experiment --scale $(or $(SCALE),1) $(EXPERIMENTS)
 
 .PHONY: peers
