@@ -44,7 +44,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '10'  -- 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
+local PROTOCOL = '11'  -- 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -734,21 +734,39 @@ end
 --[[ wc_take: deliver one new task to this consumer and start its lease, in one call: no entry
 is ever delivered without a lease (read, then leased, a worker dying between the two calls left
 an entry that only XAUTOCLAIM found, after a claim timeout), and a take is one round trip.
-KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms)
+A settled task is never delivered: its entry is acknowledged instead (and deleted, unless it is
+a dead letter's, kept for wc_requeue). Such entries exist: after a rollback, the holder of a
+task taken after the snapshot may set it aside (wc_dead) while the restored stream has not
+delivered it yet; and a requeue goes back (XGROUP SETID) over dead letters it did not requeue.
+Delivered, one made a finished job look unfinished (done, with a task pending) while it was
+held, and cost a recount.
+KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms), 4 done, 5 dead
 ARGV: 1 identity, 2 now, 3 group, 4 consumer
 Returns: {id, {field, value, ...}, 1}, or nil when there is no new entry (or the job no longer
-runs on the stream queue). ]]
+runs on the stream queue; or TAKE_SKIPS settled ones were acknowledged: the caller comes
+again). ]]
+local TAKE_SKIPS = 1000
+
 local function wc_take(keys, args)
   local err = version_error(args)
   if err then return err end
-  local stream, meta, leases = keys[1], keys[2], keys[3]
+  local stream, meta, leases, done, dead = keys[1], keys[2], keys[3], keys[4], keys[5]
   if not stream_job(stream, meta) then return nil end
-  local res = redis.call('XREADGROUP', 'GROUP', args[3], args[4], 'COUNT', 1,
-                         'STREAMS', stream, '>')
-  local entry = res and res[1] and res[1][2][1]
-  if not entry then return nil end
-  redis.call('ZADD', leases, args[2], entry[1])
-  return {entry[1], entry[2], 1}
+  for _ = 1, TAKE_SKIPS do
+    local res = redis.call('XREADGROUP', 'GROUP', args[3], args[4], 'COUNT', 1,
+                           'STREAMS', stream, '>')
+    local entry = res and res[1] and res[1][2][1]
+    if not entry then return nil end
+    local id = entry[1]
+    local already = settled(done, dead, id)
+    if not already then
+      redis.call('ZADD', leases, args[2], id)
+      return {id, entry[2], 1}
+    end
+    redis.call('XACK', stream, args[3], id)
+    if already == 'done' then redis.call('XDEL', stream, id) end
+  end
+  return nil
 end
 
 --[[ wc_claim_stale: take over one task idle longer than the claim timeout (XAUTOCLAIM): its

@@ -30,9 +30,11 @@ from wordcount.exceptions import EXIT_DELETED, EXIT_INPUT_ERRORS
 from wordcount.lab.clirun import wc as run_wc
 from wordcount.lab.clirun import wc_bg
 from wordcount.lab.corpus import generate
+from wordcount.protocol import Applied
+from wordcount.queue import Queues
 from wordcount.words import reference_counts
 
-from .conftest import connect, oracle, save, tsv
+from .conftest import connect, oracle, save, take, tsv
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUND_S = 90  # every job here ends well within this: past it, the test calls it a hang
@@ -520,6 +522,45 @@ def test_a_file_name_that_is_not_utf8(redis_server, queue_kind, tmp_path):
         with open(os.path.join(os.fsencode(corpus), name), "rb") as f:
             expected.update(reference_counts(f.read()))
     assert counts_of(out) == counts_of(local) == tsv(expected)
+
+
+# -- 13. a dead letter settled by its holder after a rollback --------------------------------------
+
+def test_a_task_settled_after_a_rollback_is_never_delivered_again(redis_server, queue_kind,
+                                                                  tmp_path):
+    """A worker takes a task after the last snapshot; Redis restarts from it (the task is not
+    delivered there); the worker then sets the task aside (wc_dead: unreadable, an earlier
+    PageRank round gone). A dead letter's stream entry is kept for `requeue`, so it was still
+    waiting to be delivered: the next take delivered the settled task, and a client that
+    polled while it was held saw its job done with a task pending and exited 5 "protocol
+    violation" (found by experiment E25: PageRank rounds under Redis kills). A take now
+    acknowledges settled entries instead of delivering them (wc_lease_claim always skipped
+    them)."""
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.txt").write_text("set aside\n" * 50)
+    (data / "b.txt").write_text("counted words counted\n" * 50)
+    conn = connect(redis_server)
+    conn.call(lambda r: r.config_set("save", ""))
+    job = client.plan_job([str(data)], 1 << 20, "j", pack_size=0)
+    job.queue = queue_kind
+    client.submit(conn, job)
+    conn.call(save)  # both tasks waiting to be delivered
+    held = take(conn, "j", "w1")
+    redis_server.kill()
+    redis_server.start()  # the rollback: `held` was never delivered
+    assert Queues(conn, "w1", conn.settings).fail(held, "unreadable (the test)") \
+        is Applied.APPLIED  # its holder sets it aside after the restart
+    other = take(conn, "j", "w2")
+    assert other.id != held.id, f"task {held.id}, settled (dead), was delivered again"
+    path = data / other.task.path
+    counts = reference_counts(path.read_bytes()[other.task.start:other.task.end])
+    assert Queues(conn, "w2", conn.settings).complete(
+        other, counts, other.task.end - other.task.start, 1) is Applied.APPLIED
+    assert Queues(conn, "w3", conn.settings).take(["j"]) is None
+    done = client.wait(conn, job, quiet=True, timeout_s=10)
+    assert (done.state, done.done, done.dead, done.pending) == ("done", 1, 1, 0)
+    assert client.read_finished(conn, job).counts == counts
 
 
 # -- an operator's day: a job nobody works on --------------------------------------------------

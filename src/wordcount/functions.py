@@ -254,8 +254,9 @@ def _stream_claimed(job: str, reply: object, how: str) -> Claimed | None:
 def take(conn: Connection, job: str, consumer: str) -> Claimed | None:
     """A new task of the job delivered to ``consumer`` with its lease started (one call), or
     None when the stream has none."""
-    reply = _fcall(conn, "wc_take", [keys.tasks(job), keys.meta(job), keys.leases(job)],
-                       [IDENTITY, now_ms(), keys.GROUP, consumer])
+    reply = _fcall(conn, "wc_take", [keys.tasks(job), keys.meta(job), keys.leases(job),
+                                     keys.done(job), keys.dead(job)],
+                   [IDENTITY, now_ms(), keys.GROUP, consumer])
     return _stream_claimed(job, reply, "new")
 
 

@@ -50,6 +50,10 @@ from . import App, TableReader, TaskError
 
 SCALE = 10**15
 DEFAULTS = {"rounds": 30, "epsilon": "1e-9", "damping": "0.85"}
+# A round counted again at most this often when the tables of earlier rounds vanished (Redis
+# rolled back past them): each recount redoes the earlier rounds first. Under Redis kills about
+# every 2 s a recount was hit again about one time in three, and 5 gave up in E25.
+REDO_ATTEMPTS = 20
 OUT, IN = "out\t", "in\t"
 
 
@@ -253,7 +257,7 @@ class PageRank(App):
             """Round ``suffix``; when its kernel found an earlier table gone (PREREQ), the
             rounds before it (``done[:upto]``) again, in order (a finished one is reused, one
             that lost its own earlier tables is counted afresh), then this one afresh."""
-            for attempt in range(5):
+            for attempt in range(REDO_ATTEMPTS):
                 result, name = run_round(spec, suffix, attempt > 0)
                 if not any("PREREQ" in e.error for e in result.errors):
                     if result.errors:
@@ -262,7 +266,9 @@ class PageRank(App):
                     return result, name
                 for i, earlier in enumerate(done[:upto]):
                     run(*earlier, i)
-            raise TaskError(f"round {suffix.lstrip('-')}: its earlier rounds kept vanishing")
+            raise TaskError(f"round {suffix.lstrip('-')}: its earlier rounds vanished "
+                            f"{REDO_ATTEMPTS} times (Redis kept rolling back past them, or "
+                            "someone keeps deleting them)")
 
         links, links_job = run("links", "-links", 0)
         done.append(("links", "-links"))
