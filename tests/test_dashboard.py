@@ -55,6 +55,19 @@ class Dashboard:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(), dict(e.headers)
 
+    def post(self, path: str, body: object = None, headers: dict[str, str] | None = None
+             ) -> tuple[int, dict]:
+        """POST ``body`` as JSON (None: no body); the status and the JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data or b"", method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
     def json(self, path: str) -> dict:
         status, body, _ = self.get(path)
         assert status == 200, (path, status, body)
@@ -97,18 +110,24 @@ def make_corpus(root: Path, files: int = 4, lines: int = 6000) -> Path:
 
 
 def submit(server, inputs: Path, chunk: int = 40_000, name: str | None = None,
-           unlink: Path | None = None) -> client.Job:
+           unlink: Path | None = None, hide: Path | None = None) -> client.Job:
     conn = connect(server)
     job = client.plan_job([str(inputs)], chunk, name, pack_size=0)
     if unlink is not None:  # planned, then gone: its task is dead-lettered with its path
         unlink.unlink()
+    if hide is not None:  # the same, until it is renamed back (the same file: same identity)
+        hide.rename(hide.with_name(hide.name + ".hidden"))
     client.submit(conn, job)
     conn.close()
     return job
 
 
-def slow_cluster(server, tmp_path: Path, slowdown: str = "40") -> LocalCluster:
-    return LocalCluster(2, server, options=WorkerOptions.parse(["--slowdown", slowdown]),
+def slow_cluster(server, tmp_path: Path) -> LocalCluster:
+    """Two workers at 1/40 speed that also stall once in every task for up to 1.2 s: a task
+    takes ~0.6 s on any machine (a slowdown alone scales with the CPU: a fast run once went
+    from 0 to 12 tasks settled between two samples)."""
+    flags = ["--slowdown", "40", "--stall-prob", "1", "--stall-max", "1.2"]
+    return LocalCluster(2, server, options=WorkerOptions.parse(flags),
                         log_path=str(tmp_path / "workers.log"))
 
 
@@ -255,6 +274,78 @@ def test_without_a_token_only_a_loopback_host_is_served(dashboard):
     assert dashboard.get("/api/redis", {"Host": f"localhost:{dashboard.port}"})[0] == 200
 
 
+# -- operator actions ------------------------------------------------------------------------------
+
+def meta(server, name: str) -> dict[str, str]:
+    conn = connect(server)
+    try:
+        return conn.call(lambda r: r.hgetall(f"wc:{{{name}}}:meta"))
+    finally:
+        conn.close()
+
+
+def test_actions_are_off_unless_asked_for(redis_server, dashboard, tmp_path):
+    job = submit(redis_server, make_corpus(tmp_path / "data", files=1, lines=100))
+    row = dashboard.until("/api/jobs", lambda d: any(j["job"] == job.name for j in d["jobs"]))
+    epoch = next(j["epoch"] for j in row["jobs"] if j["job"] == job.name)
+    status, doc = dashboard.post(f"/api/jobs/{job.name}/cancel",
+                                 {"confirm": job.name, "epoch": epoch})
+    assert status == 403 and "--actions" in doc["error"], doc
+    assert meta(redis_server, job.name)["state"] == "running"
+    assert dashboard.json("/api/jobs")["actions"] is False
+
+
+def test_actions_need_confirmation_the_epoch_and_this_origin(redis_server, tmp_path):
+    """Cancel, requeue and delete as an operator clicks them (the page's POSTs): refused
+    without the confirmation, for another incarnation, from another origin; done with them,
+    each in the event feed; a running job is never deleted."""
+    d = Dashboard(redis_server.env(), "--actions")
+    try:
+        data, evil = xss_corpus(tmp_path)
+        job = submit(redis_server, data, hide=evil)  # one task will be a dead letter
+        epoch = meta(redis_server, job.name)["epoch"]
+        assert d.json("/api/jobs")["actions"] is True
+        d.until("/api/jobs", lambda doc: any(j["job"] == job.name for j in doc["jobs"]))
+        url = f"/api/jobs/{job.name}"
+        for body in (None, {}, {"confirm": job.name}, {"confirm": "other", "epoch": epoch},
+                     {"epoch": epoch}):
+            status, doc = d.post(f"{url}/cancel", body)
+            assert status == 400 and "nothing was done" in doc["error"], (body, doc)
+        status, doc = d.post(f"{url}/cancel", {"confirm": job.name, "epoch": "0123456789abcdef"})
+        assert status == 409 and "not the one the page showed" in doc["error"], doc
+        status, doc = d.post(f"{url}/cancel", {"confirm": job.name, "epoch": epoch},
+                             {"Origin": "http://evil.example"})
+        assert status == 403, doc
+        status, doc = d.post(f"{url}/delete", {"confirm": job.name, "epoch": epoch})
+        assert status == 409 and "cancel it first" in doc["error"], doc
+        assert meta(redis_server, job.name)["state"] == "running"  # nothing happened so far
+
+        with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
+            d.until("/api/jobs", lambda doc: any(j["job"] == job.name and j["state"] == "done"
+                                                 for j in doc["jobs"]))
+            assert meta(redis_server, job.name)["dead"] == "1"
+            evil.with_name(evil.name + ".hidden").rename(evil)  # its cause fixed
+            status, doc = d.post(f"{url}/requeue", {"confirm": job.name, "epoch": epoch},
+                                 {"Origin": d.url})
+            assert status == 200 and "1 dead letter(s) requeued" in doc["message"], doc
+            d.until("/api/jobs", lambda doc: any(
+                j["job"] == job.name and j["state"] == "done" and j["dead"] == 0
+                for j in doc["jobs"]), timeout=60)
+        status, doc = d.post(f"{url}/cancel", {"confirm": job.name, "epoch": epoch})
+        assert status == 409 and "not running" in doc["error"], doc
+        status, doc = d.post(f"{url}/delete", {"confirm": job.name, "epoch": epoch})
+        assert status == 200 and doc["message"] == f"job {job.name} deleted", doc
+        assert meta(redis_server, job.name) == {}
+        status, doc = d.post(f"{url}/delete", {"confirm": job.name, "epoch": epoch})
+        assert status == 404, doc
+        texts = [e["text"] for e in d.json("/api/events")["events"] if e["kind"] == "operator"]
+        assert any(f"{job.name}: 1 dead letter(s) requeued" in t for t in texts), texts
+        assert any(f"job {job.name} deleted" in t for t in texts), texts
+        assert sum("refused" in t for t in texts) >= 3, texts  # stale epoch, delete, cancel
+    finally:
+        d.stop()
+
+
 # -- a real browser ------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -319,3 +410,40 @@ def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
         browser.switch_to.alert.text  # noqa: B018 - raises when no alert is open
     logs = [m for m in browser.get_log("browser") if m["level"] == "SEVERE"]
     assert not logs, logs  # no script error, no CSP violation
+
+
+def test_an_action_in_the_browser_needs_its_confirmation(redis_server, browser, tmp_path):
+    """The job page's Cancel button asks first: dismissed, nothing happens (the job runs on,
+    no action in the feed); accepted, the job is cancelled and the page says so."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d = Dashboard(redis_server.env(), "--actions")
+    try:
+        job = submit(redis_server, make_corpus(tmp_path / "data", files=1, lines=100))
+        browser.get(f"{d.url}/#job={job.name}")
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        cancel = 'button[data-action="cancel"]'
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, cancel))[0].click()
+        alert = wait.until(expected_conditions.alert_is_present())
+        assert f"Cancel job {job.name}?" in alert.text
+        alert.dismiss()
+        time.sleep(1.0)  # (a request, had one been sent, would have been answered by now)
+        assert meta(redis_server, job.name)["state"] == "running"
+        assert not [e for e in d.json("/api/events")["events"] if e["kind"] == "operator"]
+        assert browser.find_element(By.ID, "action-result").text == ""
+
+        browser.find_element(By.CSS_SELECTOR, cancel).click()
+        wait.until(expected_conditions.alert_is_present()).accept()
+        wait.until(lambda b: b.find_element(By.ID, "action-result").text
+                   == f"job {job.name} cancelled")
+        assert meta(redis_server, job.name)["state"] == "cancelled"
+        wait.until(lambda b: "cancelled" in b.find_element(By.ID, "job-stats").text)
+        # a cancelled job offers delete (and no cancel)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, 'button[data-action="delete"]'))
+        assert not browser.find_elements(By.CSS_SELECTOR, cancel)
+        logs = [m for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+        assert not logs, logs
+    finally:
+        d.stop()

@@ -43,7 +43,8 @@ class JobRow:
         # lapse: its workers drop those tasks, and nothing holds them any more)
         held = p.pending if p.state == "running" else 0
         # total: every task, a shuffle job's reduces too (done counts them as they settle)
-        return {"job": self.name, "state": p.state, "queue": p.queue, "app": p.app,
+        return {"job": self.name, "state": p.state, "epoch": p.epoch, "queue": p.queue,
+                "app": p.app,
                 "total": p.all_tasks,
                 "reduces": p.reduces, "phase": p.phase, "submitted": p.submitted,
                 "done": p.done, "dead": p.dead, "pending": held,

@@ -129,8 +129,9 @@ class Registration:
         self.conn.close()
 
 
-def reports(conn: Connection, now_ms: int | None = None) -> list[Report]:
-    """Every worker's last report, by name; reports older than FORGET_S are deleted."""
+def reports(conn: Connection, now_ms: int | None = None, prune: bool = True) -> list[Report]:
+    """Every worker's last report, by name; reports older than FORGET_S are deleted (``prune``;
+    a reader that writes nothing, as the dashboard, passes False: they are only left out)."""
     now_ms = _now_ms() if now_ms is None else now_ms
     raw = conn.call(lambda r: r.hgetall(keys.workers()))
     out, stale = [], []
@@ -145,7 +146,7 @@ def reports(conn: Connection, now_ms: int | None = None) -> list[Report]:
             stale.append(name)
         else:
             out.append(rep)
-    if stale:
+    if stale and prune:
         conn.call(lambda r: r.hdel(keys.workers(), *stale))
     return out
 

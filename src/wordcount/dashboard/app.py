@@ -8,6 +8,12 @@ every open stream; a stream opened with ``?job=NAME`` also carries that job's pa
 dead letters, held tasks). Redis down is a state of the snapshot ("Redis unreachable"), never an
 error of the server.
 
+Operator actions (``--actions``; off by default, and then every action answers 403): ``POST
+/api/jobs/NAME/cancel|requeue|delete`` with the JSON body ``{"confirm": NAME, "epoch": E}``
+(``epoch``: the incarnation the page showed, checked by the Function that acts); a request
+from another origin (its ``Origin`` header) or not JSON is refused, so a page elsewhere cannot
+act through a browser that holds the token's cookie (SameSite=Strict as well).
+
 Security: every response is JSON or a static file, and every JSON text has ``<``, ``>`` and ``&``
 escaped (``\\u003c``...), so no job name, path, word or reason is ever markup; the page inserts
 them with textContent only, and its Content-Security-Policy allows no inline script. With a token,
@@ -33,6 +39,7 @@ from aiohttp import web
 from ..connection import Connection
 from ..exceptions import UsageError
 from ..settings import Settings, check_job_name
+from . import actions
 from .state import Observer, read_detail, redis_address
 
 log = logging.getLogger(__name__)
@@ -66,9 +73,10 @@ def json_response(doc: Any, status: int = 200) -> web.Response:
 class Dashboard:
     """The sampler and what the streams wait on: ``version`` grows with every sample."""
 
-    def __init__(self, observer: Observer, interval: float) -> None:
+    def __init__(self, observer: Observer, interval: float, actions: bool = False) -> None:
         self.observer = observer
         self.interval = interval
+        self.actions = actions  # operator actions enabled (--actions)
         self.watched: collections.Counter[str] = collections.Counter()
         self.version = 0
         self.changed = asyncio.Condition()
@@ -95,6 +103,7 @@ class Dashboard:
     def payload(self, job: str | None) -> dict[str, Any]:
         doc = self.observer.snapshot()
         doc["version"] = self.version
+        doc["actions"] = self.actions
         if job:
             doc["job"] = self.observer.job(job)
         return doc
@@ -166,7 +175,7 @@ async def favicon(request: web.Request) -> web.Response:
 async def api_jobs(request: web.Request) -> web.Response:
     snap = request.app[DASH].observer.snapshot()
     return json_response({"sampled_ms": snap["sampled_ms"], "redis": snap["redis"],
-                          "jobs": snap["jobs"]})
+                          "jobs": snap["jobs"], "actions": request.app[DASH].actions})
 
 
 def _job_name(request: web.Request, text: str) -> str:
@@ -202,6 +211,48 @@ async def api_workers(request: web.Request) -> web.Response:
 async def api_redis(request: web.Request) -> web.Response:
     snap = request.app[DASH].observer.snapshot()
     return json_response({"sampled_ms": snap["sampled_ms"], **snap["redis"]})
+
+
+async def api_action(request: web.Request) -> web.Response:
+    """An operator's action on one job (see the module's docstring); every outcome is in the
+    event feed, and only a confirmed request of this origin acts."""
+    dash = request.app[DASH]
+    name = _job_name(request, request.match_info["name"])
+    action = request.match_info["action"]
+    if not dash.actions:
+        return json_response({"error": "operator actions are off: start the dashboard with "
+                                       "--actions (as a Redis user that may write)"}, 403)
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return json_response({"error": f"a request from {origin} is refused"}, 403)
+    if request.content_type != "application/json":
+        return json_response({"error": "send the action as JSON"}, 415)
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or body.get("confirm") != name \
+            or not isinstance(body.get("epoch"), str) or not body["epoch"]:
+        return json_response({"error": f"not confirmed: {action} of job {name} needs the body "
+                                       f'{{"confirm": "{name}", "epoch": ...}}; nothing was '
+                                       "done"}, 400)
+    obs = dash.observer
+
+    def act() -> str:
+        try:
+            text = actions.run(obs.conn, action, name, body["epoch"])
+        except actions.ActionError as e:
+            obs.operator(f"operator (dashboard): {action} of job {name} refused: {e}", name)
+            raise
+        obs.operator(f"operator (dashboard): {text}", name)
+        return text
+    try:
+        text = await dash.in_thread(act)
+    except actions.ActionError as e:
+        return json_response({"error": str(e)}, e.status)
+    except Exception as e:  # noqa: BLE001 - Redis unreachable: say so, nothing was done here
+        return json_response({"error": f"{type(e).__name__}: {e}"}, 503)
+    return json_response({"ok": True, "message": text})
 
 
 async def api_events(request: web.Request) -> web.Response:
@@ -244,10 +295,11 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 # -- the app and its server ---------------------------------------------------------------------
 
-def make_app(settings: Settings, token: str | None, interval: float = 0.5) -> web.Application:
+def make_app(settings: Settings, token: str | None, interval: float = 0.5,
+             actions: bool = False) -> web.Application:
     app = web.Application(middlewares=[make_guard(token)])
     conn = Connection(settings, name="wordcount-dashboard")
-    app[DASH] = Dashboard(Observer(conn), interval)
+    app[DASH] = Dashboard(Observer(conn), interval, actions)
 
     async def sampler(app: web.Application):
         task = asyncio.create_task(app[DASH].sample_forever())
@@ -270,12 +322,13 @@ def make_app(settings: Settings, token: str | None, interval: float = 0.5) -> we
     app.router.add_get("/api/workers", api_workers)
     app.router.add_get("/api/redis", api_redis)
     app.router.add_get("/api/events", api_events)
+    app.router.add_post("/api/jobs/{name}/{action}", api_action)
     return app
 
 
 async def _serve(settings: Settings, host: str, port: int, token: str | None,
-                 interval: float) -> None:
-    runner = web.AppRunner(make_app(settings, token, interval), handle_signals=False,
+                 interval: float, actions: bool = False) -> None:
+    runner = web.AppRunner(make_app(settings, token, interval, actions), handle_signals=False,
                            access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
@@ -300,6 +353,6 @@ async def _serve(settings: Settings, host: str, port: int, token: str | None,
 
 
 def serve(settings: Settings, host: str, port: int, token: str | None,
-          interval: float = 0.5) -> int:
-    asyncio.run(_serve(settings, host, port, token, interval))
+          interval: float = 0.5, actions: bool = False) -> int:
+    asyncio.run(_serve(settings, host, port, token, interval, actions))
     return 0

@@ -75,9 +75,10 @@ def read_jobs(conn: Connection) -> list[dict[str, Any]]:
 
 
 def read_workers(conn: Connection, now: int) -> list[dict[str, Any]]:
-    """Every worker as `wordcount workers --json` lists it."""
+    """Every worker as `wordcount workers --json` lists it (without pruning the registry:
+    the dashboard writes nothing, and its Redis user may not)."""
     return [{**dataclasses.asdict(r), "age_s": round(r.age_s(now), 3), "lost": r.lost(now),
-             "silent": r.silent(now)} for r in registry.reports(conn, now)]
+             "silent": r.silent(now)} for r in registry.reports(conn, now, prune=False)]
 
 
 def _spec_paths(conn: Connection, name: str, ids: Iterable[str]) -> dict[str, str]:
@@ -155,6 +156,10 @@ class Observer:
         self.events.append(ev)
         if marker:
             self.markers.append(ev)
+
+    def operator(self, text: str, job: str) -> None:
+        """An operator's action through this dashboard, done or refused (a marker too)."""
+        self._event("operator", text, job, marker=True)
 
     # -- one sample -------------------------------------------------------------------------
 

@@ -181,8 +181,60 @@ function renderChart(doc) {
   $("chart").replaceChildren(s);
 }
 
-function renderJob(doc, name) {
+// -- operator actions (shown when the dashboard runs with --actions) -------------------------
+
+const ACTIONS = [
+  // [action, button text, shown for the job row j, question asked first]
+  ["cancel", "Cancel job", (j) => j.state === "running",
+   (n) => `Cancel job ${n}? Its workers drop its tasks, and a client waiting for it exits 8.`],
+  ["requeue", "Requeue dead letters", (j) => j.dead > 0 && j.state !== "cancelled",
+   (n) => `Requeue the dead letters of job ${n}? Fix their cause first, or they are set aside again.`],
+  ["delete", "Delete job", (j) => j.state !== "running",
+   (n) => `Delete job ${n} and its table from Redis? This cannot be undone.`],
+];
+
+async function act(action, name, epoch) {
+  const out = $("action-result");
+  out.textContent = action + "…";
+  try {
+    const resp = await fetch("api/jobs/" + encodeURIComponent(name) + "/" + action, {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({confirm: name, epoch: epoch}), credentials: "same-origin"});
+    const doc = await resp.json();
+    out.textContent = doc.ok ? doc.message : "refused: " + doc.error;
+    out.className = doc.ok ? "ok" : "bad";
+  } catch (e) {
+    out.textContent = "the dashboard did not answer: " + e;
+    out.className = "bad";
+  }
+}
+
+function renderActions(j, enabled) {
+  const box = $("actions");
+  if (!enabled || !j) {
+    box.replaceChildren(enabled ? "" : empty("operator actions are off (wordcount dashboard " +
+                                             "--actions turns them on)"));
+    delete box.dataset.key;
+    return;
+  }
+  const shown = ACTIONS.filter(([, , show]) => show(j));
+  // (redrawn only when they change: a button replaced under the pointer loses its click)
+  const key = JSON.stringify([j.job, j.epoch, shown.map(([action]) => action)]);
+  if (box.dataset.key === key) return;
+  box.dataset.key = key;
+  const buttons = shown.map(([action, text, , ask]) => {
+    const b = el("button", {type: "button", "data-action": action}, text);
+    b.addEventListener("click", () => {
+      if (window.confirm(ask(j.job))) act(action, j.job, j.epoch);
+    });
+    return b;
+  });
+  box.replaceChildren(...buttons);
+}
+
+function renderJob(doc, name, actionsOn) {
   $("job-title").replaceChildren("job ", el("span", {id: "job-name"}, name));
+  renderActions(doc && doc.job, actionsOn);
   if (!doc) {
     $("job-stats").replaceChildren(empty("this dashboard has not seen this job"));
     for (const id of ["chart", "held", "dead", "top"]) $(id).replaceChildren();
@@ -230,7 +282,7 @@ function render(doc) {
   $("overview").hidden = !!job;
   $("jobpage").hidden = !job;
   if (job) {
-    if ("job" in doc) renderJob(doc.job, job);
+    if ("job" in doc) renderJob(doc.job, job, doc.actions);
     return;
   }
   renderJobs(doc.jobs);
