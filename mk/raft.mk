@@ -59,14 +59,18 @@ raft-image-present:
 	    exit 1; }
 
 up-raft: images raft-image-present ## the sample job on 3 RedisRaft nodes + WORKERS=8 workers
-	@$(RAFT_COMPOSE_ENV) bash scripts/cluster-job.sh
+	@$(DASHBOARD_LIVE)
+	@rc=0; $(RAFT_COMPOSE_ENV) bash scripts/cluster-job.sh || rc=$$?; \
+	$(call DASHBOARD_AFTER,docker compose -f compose.raft.yml up -d --wait raft1 raft2 raft3 worker dashboard); exit $$rc
 
 chaos-raft: images raft-image-present install ## the job while RedisRaft nodes are killed (RAFT_CHAOS_MODE=kill|one-down|majority-down|partition|pause; RAFT_CHAOS_TARGETS=raft): PASS if exact
+	@$(DASHBOARD_LIVE)
 	@rc=0; $(RAFT_COMPOSE_ENV) COMPOSE_PROFILES=chaos CHAOS_MODE=$(RAFT_CHAOS_MODE) \
 	    CHAOS_INTERVAL=$(CHAOS_INTERVAL) CHAOS_DOWNTIME=$(CHAOS_DOWNTIME) CHAOS_TARGETS=$(RAFT_CHAOS_TARGETS) \
 	    WORKER_SLOWDOWN=$(CHAOS_SLOWDOWN) SUBMIT_ARGS="--chunk-size $(CHAOS_CHUNK)" \
 	    WORDCOUNT_COMMIT_PAIRS=$(CHAOS_COMMIT_PAIRS) \
 	    bash scripts/cluster-job.sh || rc=$$?; \
+	$(call DASHBOARD_AFTER,docker compose -f compose.raft.yml up -d --wait raft1 raft2 raft3 worker dashboard); \
 	$(BIN)/python -m wordcount.lab.clusterjob verdict --status $$rc $(CLUSTER_DATA) $(CLUSTER_RESULTS)
 
 logs-raft: install ## the last RedisRaft cluster run's logs as one timeline (LOGS_ALL=1: everything)

@@ -5,7 +5,10 @@
 # Comments (# ...) and blank lines are dropped; --append adds RULES to USER's
 # line (RedisRaft nodes add +raft to the worker and client users: the module
 # wraps every command in RAFT, then checks the wrapped one against the same
-# ACL); every `user NAME ...` line but the default user's gets
+# ACL), and so does a template line `append USER RULES`, wherever it is (so
+# redis/raft-users.acl gives the dashboard user +raft on RedisRaft nodes only;
+# redis-server would refuse +raft where the module is not loaded); every
+# `user NAME ...` line but the default user's gets
 # `#<sha256 of NAME's password>` appended. Only hashes reach the aclfile.
 # Where NAME's password is, under $WORDCOUNT_SECRETS (default /run/secrets):
 #   redis-NAME-password        if that file exists (a directory of files, as
@@ -41,6 +44,9 @@ while [ "$#" -gt 0 ]; do
 done
 [ "$#" -gt 0 ] || { echo "redis-acl: usage: $0 [--generate] [--append USER RULES]... TEMPLATE..." >&2; exit 64; }
 for t in "$@"; do [ -r "$t" ] || { echo "redis-acl: can't read the template $t" >&2; exit 64; }; done
+# the templates' own `append USER RULES` lines, after the --append ones
+extra="$extra$(sed -n 's/^[[:space:]]*append[[:space:]][[:space:]]*//p' "$@")
+"
 
 password_file() {   # password_file NAME: where NAME's password is (or is to be)
     if [ ! -e "$dir/redis-$1-password" ] && [ -d "$dir/$1" ]; then
@@ -74,6 +80,7 @@ cat "$@" | while IFS= read -r line || [ -n "$line" ]; do
     line=$(printf '%s' "$line" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
     case $line in
         ""|"#"*) continue ;;
+        "append "*) continue ;;   # (read above)
         "user default "*) printf '%s\n' "$line" ;;
         "user "*)
             name=$(printf '%s' "$line" | cut -d' ' -f2)

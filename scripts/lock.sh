@@ -2,7 +2,7 @@
 # Pin the images' Python dependencies: services/requirements/{base,fast,chaos}.txt,
 # made by `uv pip compile` (uv pinned below, installed from PyPI into
 # build/tools/uv-venv on first use) from pyproject.toml's runtime dependencies
-# plus, for fast and chaos, that extra; resolved for the images' interpreter:
+# plus, for fast and chaos, that extra (for base: the dashboard extra); resolved for the images' interpreter:
 # CPython 3.11.2 (bookworm's python3) on x86_64 manylinux, so the lock is exactly
 # what an image installs (e.g. async-timeout, which redis needs before 3.11.3;
 # python:3.11-slim installs it too, harmlessly). Each file records the
@@ -44,7 +44,8 @@ fi
 
 mkdir -p "$OUT"
 for name in base fast chaos; do
-    extra=(); [[ $name == base ]] || extra=(--extra "$name")
+    # (base: the package and its dashboard, which runs in the client image)
+    extra=(--extra "$name"); [[ $name != base ]] || extra=(--extra dashboard)
     tmp=$(mktemp)
     if ! "$UV" pip compile --quiet --python-version 3.11.2 \
             --python-platform x86_64-manylinux_2_28 --no-header \

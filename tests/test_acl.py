@@ -6,13 +6,17 @@ on the host exactly as the entrypoints run it in the containers) and starts a re
 dangerous command and every key outside ``wc:*`` (and the data is still there afterwards), the
 default user is refused, admin may not FCALL, and a whole job still runs with the worker and
 client users, through the CLI (REDIS_USERNAME + REDIS_PASSWORD_FILE), its full table equal to the
-oracle's. The RedisRaft variant (a one-node cluster, the nodes' template and ``--append +raft``)
-runs when the host RedisRaft binaries are there (``make raft-bin``), else it skips saying so.
+oracle's. The dashboard user reads everything the dashboard shows (its Observer samples a job as
+that user) and may write nothing: every write, FCALL and FUNCTION is refused, and so is the
+registry's pruning of stale reports. The RedisRaft variant (a one-node cluster, the nodes'
+template and ``--append +raft``) runs when the host RedisRaft binaries are there (``make
+raft-bin``), else it skips saying so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -27,6 +31,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import redis
+from wordcount import keys
 from wordcount.connection import LIBRARY, Connection, library_code
 from wordcount.embedded import free_port
 from wordcount.exceptions import EXIT_OK, EXIT_REDIS, RedisUnavailableError
@@ -41,6 +46,7 @@ ACL_SCRIPT = ROOT / "redis" / "acl.sh"
 USERS = ROOT / "redis" / "users.acl"
 RAFT_USERS = ROOT / "redis" / "raft-users.acl"
 ROLES = ("worker", "client")
+DASHBOARD = "dashboard"  # the read-only user of `wordcount dashboard` (the compose service)
 
 # (what, command): each must be refused (NOPERM) to the worker and client users
 REFUSED = [
@@ -60,6 +66,25 @@ REFUSED = [
     ("GET outside wc:*", ("GET", "secret")),
     ("DEL outside wc:*", ("DEL", "secret")),
     ("RENAME out of wc:*", ("RENAME", "wc:probe", "stolen")),
+]
+
+# ... and, besides those, each refused to the dashboard user: it may write nothing, even wc:*
+WRITES = [
+    ("SET", ("SET", "wc:probe", "3")),
+    ("DEL", ("DEL", "wc:probe")),
+    ("UNLINK", ("UNLINK", "wc:probe")),
+    ("EXPIRE", ("EXPIRE", "wc:probe", "1")),
+    ("HSET", ("HSET", "wc:h", "f", "v")),
+    ("HDEL of the registry", ("HDEL", "wc:workers", "w")),
+    ("ZADD", ("ZADD", "wc:z", "1", "m")),
+    ("XADD", ("XADD", "wc:s", "*", "f", "v")),
+    ("XACK", ("XACK", "wc:s", "g", "0-1")),
+    ("XGROUP CREATE", ("XGROUP", "CREATE", "wc:s", "g", "$", "MKSTREAM")),
+    ("FCALL of a writing Function", ("FCALL", "wc_cancel", "0")),
+    ("FCALL_RO", ("FCALL_RO", "wc_version", "0")),
+    ("FUNCTION LOAD", ("FUNCTION", "LOAD", "REPLACE", "#!lua name=x\nreturn 1")),
+    ("EVAL_RO", ("EVAL_RO", "return 1", "0")),
+    ("PUBLISH", ("PUBLISH", "wc:ch", "x")),
 ]
 
 
@@ -82,7 +107,7 @@ class AclRedis:
         self.dir.mkdir()
         self.secrets = tmp / "secrets"
         self.secrets.mkdir(mode=0o700)
-        names = ("admin", *ROLES) + (("raft",) if module else ())
+        names = ("admin", *ROLES, DASHBOARD) + (("raft",) if module else ())
         self.passwords = {u: secrets.token_hex(16) for u in names}
         for user, pw in self.passwords.items():
             path = self.secrets / f"redis-{user}-password"
@@ -94,7 +119,8 @@ class AclRedis:
     def render(self) -> Path:
         templates = [str(USERS)]
         extra: list[str] = []
-        if self.module:
+        if self.module:  # as redis/raft-entrypoint.sh renders it (the dashboard user's +raft
+            # is an `append` line of raft-users.acl)
             templates.append(str(RAFT_USERS))
             extra = ["--append", "worker", "+raft", "--append", "client", "+raft"]
         out = subprocess.run(["sh", str(ACL_SCRIPT), *extra, *templates], capture_output=True,
@@ -310,7 +336,8 @@ def test_the_renderer_generates_missing_passwords_once(tmp_path):
     _need("sh")
     _need("sha256sum")
     base = tmp_path / "secrets"
-    modes = {"admin": 0o700, "worker": 0o755, "client": 0o755, "raft": 0o700}
+    modes = {"admin": 0o700, "worker": 0o755, "client": 0o755, "dashboard": 0o755,
+             "raft": 0o700}
     for user, mode in modes.items():
         (base / user).mkdir(parents=True)
         (base / user).chmod(mode)
@@ -387,3 +414,117 @@ def test_operators_read_jobs_and_workers_as_admin_and_change_them_as_client(acl_
     refused = wc("admin", "cancel", "nope")
     assert refused.returncode == EXIT_REDIS and "user admin" in refused.stderr
     assert wc("client", "cancel", "nope").returncode == 2  # the client user gets that far
+
+
+# -- the dashboard user: reads what the dashboard shows, writes nothing ------------------------
+
+def _dashboard_conn(server: AclRedis) -> Connection:
+    """A Connection as `wordcount dashboard` makes one in the compose clusters: the dashboard
+    user, its password from a file."""
+    return Connection(Settings.from_env(server.env(DASHBOARD), retry_seconds=0.0),
+                      name="wordcount-dashboard")
+
+
+def _assert_dashboard_writes_nothing(server: AclRedis) -> None:
+    """Every write (wc:* keys included), FCALL, FUNCTION and dangerous command is refused to
+    the dashboard user, and nothing changed: its reads of the same keys still work."""
+    raft = server.module is not None
+    admin = server.client("admin")
+    admin.set("secret", "admin's")
+    admin.set("wc:probe", "1")
+    admin.hset(keys.workers(), "w", "{}")
+    before = {k: admin.dump(k) for k in admin.keys("*")}
+    conn = server.client(DASHBOARD)
+    assert conn.ping() and conn.get("wc:probe") == "1"  # it reads wc:*...
+    assert conn.info()["redis_version"]  # ... and INFO
+    for what, cmd in REFUSED + WRITES:
+        if what == "SET outside wc:*":  # (its SET wc:probe is in WRITES)
+            continue
+        _assert_refused(conn, what, cmd, raft)
+    _assert_refused(conn, "SET wc:probe", ("SET", "wc:probe", "2"), raft)
+    assert {k: admin.dump(k) for k in admin.keys("*")} == before, "the dashboard user changed data"
+    conn.close()
+    admin.close()
+
+
+def test_dashboard_user_reads_what_the_dashboard_shows_and_writes_nothing(acl_redis, tmp_path):
+    """A job run with the worker and client users, then the dashboard's Observer samples Redis
+    as the dashboard user (as the compose service does): Redis reachable, the job done, the
+    worker listed, the job's detail (top words) read. The registry's pruning of stale reports
+    is a write: refused to that user, so the dashboard reads the registry with prune=False."""
+    from wordcount import registry
+    from wordcount.dashboard.state import Observer, read_detail
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"f{i}.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200
+                                        + f"file{i}\n")
+    logs = tmp_path / "worker.log"
+    with open(logs, "w") as log:
+        worker = wc_bg("worker", "--claim-timeout", "2000", base_env=acl_redis.env("worker"),
+                       stdout=log, stderr=subprocess.STDOUT)
+    try:
+        out = run_wc("submit", str(data), "--fresh", "--json", "--quiet", "--timeout", "120",
+                     base_env=acl_redis.env("client"), timeout=180)
+        assert out.returncode == EXIT_OK, out.stderr[-3000:]
+        job = json.loads(out.stdout.strip().splitlines()[-1])["job"]
+
+        conn = _dashboard_conn(acl_redis)
+        obs = Observer(conn)
+        obs.sample([job])
+        assert obs.redis["reachable"] is True, obs.redis
+        assert obs.redis["run_id"] and obs.redis["version"]
+        row = obs.jobs[job]
+        assert row["state"] == "done" and row["done"] == row["total"] > 0 and row["dead"] == 0
+        assert row["words"] == 3 * (9 * 200 + 1)
+        assert [w["name"] for w in obs.workers.values()] and \
+            not any(w["lost"] for w in obs.workers.values())
+        assert obs.details[job]["top"][0] == ["the", 3 * 400]
+        detail = read_detail(conn, job, list(obs.workers.values()))
+        assert detail["dead_total"] == 0 and detail["top"] == obs.details[job]["top"]
+        assert obs.snapshot()["jobs"] == [row]
+
+        # a stale report (older than FORGET_S): read past, not deleted, by the dashboard user
+        admin = acl_redis.client("admin")
+        admin.hset(keys.workers(), "ghost", '{"name": "ghost", "beat_ms": 1}')
+        names = [r.name for r in registry.reports(conn, prune=False)]
+        assert "ghost" not in names and len(names) == len(obs.workers)
+        assert admin.hexists(keys.workers(), "ghost")
+        with pytest.raises(RedisUnavailableError, match="user dashboard"):
+            registry.reports(conn)  # pruning is a write: NOPERM
+        assert admin.hexists(keys.workers(), "ghost")
+        conn.close()
+        admin.close()
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    _assert_dashboard_writes_nothing(acl_redis)
+
+
+def test_raft_dashboard_user_reads_and_writes_nothing(raft_binaries, tmp_path):
+    """On a RedisRaft node (the nodes' aclfile: raft-users.acl's `append dashboard +raft`), the
+    dashboard user's reads pass the RAFT wrapper (a sample sees the node's raft state and the
+    registry) and its writes are refused."""
+    from wordcount.dashboard.state import Observer
+
+    server = AclRedis(tmp_path, server=raft_binaries.redis_server, module=raft_binaries.module)
+    server.start()
+    try:
+        admin = server.client("admin")
+        admin.hset(keys.workers(), "w1", json.dumps({"name": "w1",
+                                                     "beat_ms": int(time.time() * 1000)}))
+        admin.close()
+        conn = _dashboard_conn(server)
+        obs = Observer(conn)
+        obs.sample()
+        assert obs.redis["reachable"] is True, obs.redis
+        assert obs.redis["raft"] and obs.redis["raft"]["role"] == "leader"
+        assert list(obs.workers) == ["w1"] and obs.jobs == {}
+        conn.close()
+        _assert_dashboard_writes_nothing(server)
+    finally:
+        server.stop()

@@ -32,6 +32,7 @@ import pytest
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # compose does the cleanup
 
 from wordcount import keys  # noqa: E402
+from wordcount.embedded import free_port  # noqa: E402
 from wordcount.lab import clirun  # noqa: E402
 
 from .conftest import build_nasty  # noqa: E402
@@ -58,7 +59,7 @@ RAFT_INPUTS = ("redis/raft.Dockerfile", "redis/raft-entrypoint.sh", "redis/raft-
                "scripts/base-images.sh")
 RAFT_STAMP = ROOT / "build" / ".raft-image-stamp"
 # Each compose file's Redis users: one password volume each (<project>_<user>-password).
-USERS = ("admin", "worker", "client")
+USERS = ("admin", "worker", "client", "dashboard")
 RAFT_USERS = (*USERS, "raft")
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -208,6 +209,8 @@ class Cluster:
             "WORDCOUNT_MAX_ATTEMPTS": "", "REDIS_SAVE": "1 1", "REDIS_APPENDONLY": "no",
             "CHAOS_TARGETS": "redis", "CHAOS_SEED": "", "CHAOS_MAX_KILLS": "",
             "CHAOS_DURATION": "",
+            # the dashboard's host port: one of its own (8077 may be another cluster's)
+            "WORDCOUNT_DASHBOARD_PORT": str(free_port()), "WORDCOUNT_DASHBOARD_TOKEN": "",
             **env,
         }
         for key, value in self.env.items():
@@ -730,7 +733,9 @@ def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
     """The running cluster's Redis: no default user, the worker's credentials refused FLUSHALL,
     CONFIG, KEYS and keys outside wc:* (while its wc:* writes work), the passwords reach the
     containers only as secret files (no password in any container's environment), and a job
-    still completes exactly with the worker and client users."""
+    still completes exactly with the worker and client users. The dashboard (read-only Redis
+    user) shows the job on its port, published on the host's 127.0.0.1 only, and answers only
+    to a loopback Host."""
     c = cluster({"WORKERS": "2"})
     generate(c.data, 3, 256 << 10, skew=0, seed=5)
     result = c.run_job("--scale", "worker=2")
@@ -739,7 +744,7 @@ def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
 
     redis = c.container("redis")
     worker_pw = c.passwords["worker"]
-    assert len(set(c.passwords.values())) == 3
+    assert len(set(c.passwords.values())) == len(USERS)
     assert all(re.fullmatch(r"[0-9a-f]{48}", pw) for pw in c.passwords.values())
 
     def as_user(user: str | None, pw: str, *args: str) -> str:
@@ -755,7 +760,8 @@ def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
     assert "NOAUTH" in as_user(None, "", "PING")
     assert c.redis_cli("EXISTS", "wc:probe") == ["1"]  # nothing was flushed
 
-    everyone = [*c.containers("redis"), *c.containers("worker"), *c.containers("client")]
+    everyone = [*c.containers("redis"), *c.containers("worker"), *c.containers("client"),
+                *c.containers("dashboard")]
     for ctr in everyone:
         ctr.reload()
         env = "\n".join(ctr.attrs["Config"]["Env"] or [])
@@ -763,10 +769,57 @@ def test_cluster_redis_is_gated_by_users_and_secrets(cluster, tmp_path):
             assert pw not in env, f"a password in the environment of {ctr.name}"
     code, out = c.containers("worker")[0].exec_run(["ls", "/run/secrets"])
     assert out.decode().split() == ["redis-worker-password"]  # its own password, nothing else
-    for ctr in (*c.containers("worker"), *c.containers("client")):
+    for ctr in (*c.containers("worker"), *c.containers("client"), *c.containers("dashboard")):
         service = ctr.labels[SERVICE_LABEL]
         volumes = [m["Name"] for m in ctr.attrs["Mounts"] if m["Type"] == "volume"]
         assert volumes == [f"{c.project}_{service}-password"], (ctr.name, volumes)
+    assert_dashboard_shows(c, result["job"], as_user=as_user)
+
+
+def assert_dashboard_shows(c: Cluster, job: str, as_user=None) -> None:
+    """The dashboard container: its port published on the host's 127.0.0.1 and nowhere else,
+    GET /api/jobs there (no token: loopback only) lists the job, done; a Host that is not
+    loopback is refused (DNS rebinding); its Redis user may not write (``as_user``)."""
+    import urllib.error
+    import urllib.request
+
+    dash = c.container("dashboard")
+    dash.reload()
+    assert dash.status == "running", dash.logs().decode(errors="replace")[-2000:]
+    bindings = dash.attrs["HostConfig"]["PortBindings"]
+    assert list(bindings) == ["8077/tcp"], bindings
+    port = c.env["WORDCOUNT_DASHBOARD_PORT"]
+    assert bindings["8077/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": port}], bindings
+    published = dash.attrs["NetworkSettings"]["Ports"]["8077/tcp"]
+    assert {p["HostIp"] for p in published} == {"127.0.0.1"}, published  # no 0.0.0.0, no ::
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    rows: list = []
+    while time.monotonic() < deadline:  # (it samples Redis every 0.5 s)
+        try:
+            with urllib.request.urlopen(f"{url}/api/jobs", timeout=5) as resp:
+                doc = json.loads(resp.read())
+            rows = [j for j in doc["jobs"] if j["job"] == job]
+            if doc["redis"]["reachable"] and rows and rows[0]["state"] == "done":
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    assert rows and rows[0]["state"] == "done" and rows[0]["done"] == rows[0]["total"], \
+        (rows, dash.logs().decode(errors="replace")[-2000:])
+    assert f"open {url}/ on the host" in dash.logs().decode(errors="replace")
+    with urllib.request.urlopen(f"{url}/", timeout=5) as resp:  # the page itself
+        assert resp.status == 200 and b"<html" in resp.read().lower()
+    rebound = urllib.request.Request(f"{url}/api/jobs", headers={"Host": "evil.example:8077"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=5)
+    assert refused.value.code == 403
+    if as_user is not None:
+        pw = c.passwords["dashboard"]
+        assert as_user("dashboard", pw, "HGET", keys.meta(job), "state") == "done"
+        for cmd in (["HSET", keys.meta(job), "state", "x"], ["DEL", keys.meta(job)],
+                    ["HDEL", keys.workers(), "x"], ["FCALL", "wc_cancel", "0"]):
+            assert as_user("dashboard", pw, *cmd).startswith("NOPERM"), cmd
 
 
 # -- the by-hand commands, typed as the README has them --------------------------------------
@@ -801,7 +854,7 @@ def by_hand(tmp_path: Path, compose_args: list[str], users: tuple[str, ...]) -> 
     project = f"wctest-byhand-{secrets.token_hex(3)}"
     env = {k: v for k, v in os.environ.items() if not _SETTINGS.match(k)}
     env.update(COMPOSE_PROJECT_NAME=project, SAMPLE_FILES="4", SAMPLE_SIZE="256KiB",
-               SAMPLE_SKEW="1MiB")
+               SAMPLE_SKEW="1MiB", WORDCOUNT_DASHBOARD_PORT=str(free_port()))  # (8077: in use?)
     command = ["docker", "compose", *compose_args, "up", "--scale", "worker=8",
                "--exit-code-from", "client"]
     started = time.monotonic()
@@ -840,7 +893,7 @@ def by_hand(tmp_path: Path, compose_args: list[str], users: tuple[str, ...]) -> 
             service = ctr["Config"]["Labels"][SERVICE_LABEL]
             volumes = {m["Name"].removeprefix(f"{project}_") for m in ctr["Mounts"]
                        if m["Type"] == "volume" and m["Name"].endswith("-password")}
-            if service in ("worker", "client"):  # its own password and no other
+            if service in ("worker", "client", "dashboard"):  # its own password and no other
                 assert volumes == {f"{service}-password"}, (ctr["Name"], volumes)
     finally:
         _run(["docker", "compose", *compose_args, "--profile", "*", "down", "--volumes",
@@ -875,6 +928,7 @@ def test_make_start_then_operator_commands_through_make_wc(images, tmp_path):
     project = f"wctest-ops-{secrets.token_hex(3)}"
     data, results = tmp_path / "data", tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if not _SETTINGS.match(k)}
+    env["WORDCOUNT_DASHBOARD_PORT"] = str(free_port())  # (8077 may be another cluster's)
     make = ["make", "--no-print-directory", "-C", str(ROOT), f"CLUSTER_PROJECT={project}",
             f"CLUSTER_DATA={data}", f"CLUSTER_RESULTS={results}", "WORKERS=2"]
 
