@@ -44,7 +44,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '11'  -- 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
+local PROTOCOL = '12'  -- 12: the history key (JOB_KEYS, settle_keys, the takes), settle ARGV 4 the worker; 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -64,6 +64,24 @@ end
 
 local function hget_number(key, field)
   return tonumber(redis.call('HGET', key, field) or '0') or 0
+end
+
+--[[ The job's history, what the dashboard's timeline is drawn from: a list of
+"<ms> <what> <task id> <worker>", appended by the Functions that take and settle tasks, at most
+HISTORY_CAP entries (past it the oldest is dropped: RPUSH + LPOP, O(1) per entry). what: take
+(a new task), steal (an expired lease or idle entry taken over), backup (a straggler's copy),
+done (settled with its counts, or accepted to merge), dup (a duplicate commit), dead (set
+aside); and, with task and worker '-', reduce (the map phase ended) and finished (the job is
+done). It is a key of the job, rolled back, re-created and deleted with it: it shows what the
+job's state holds, not what happened to the calls a rollback undid. ]]
+local HISTORY_CAP = 20000
+local GROUP = 'workers'  -- the stream queue's consumer group (wordcount/keys.py GROUP)
+
+local function remember(history, now, what, id, worker)
+  if not history then return end
+  local n = redis.call('RPUSH', history, now .. ' ' .. what .. ' ' .. id .. ' ' ..
+                                         (worker ~= '' and worker or '-'))
+  if n > HISTORY_CAP then redis.call('LPOP', history) end
 end
 
 -- nil when the job exists with this epoch and is not cancelled; else STALE or GONE.
@@ -102,12 +120,14 @@ local function finish_if_complete(k, job, now)
       if not k.queue_reduces then return 0 end  -- (never: see above)
       k.queue_reduces(total, reduces)
       redis.call('HSET', k.meta, 'phase', 'reduce')
+      remember(k.history, now, 'reduce', '-', '-')
       return 0
     end
     if settled_n < total + reduces then return 0 end
   end
   if redis.call('HGET', k.meta, 'state') ~= 'done' then
     redis.call('HSET', k.meta, 'state', 'done', 'finished_ms', now)
+    remember(k.history, now, 'finished', '-', '-')
   end
   redis.call('HDEL', k.active, job)
   return 1
@@ -171,22 +191,27 @@ end
 
 --[[ The keys and arguments that settling a task needs, for both queues.
 KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, 7 skipped, 8 shuffle, 9 specs,
-      then the queue's own keys: stream queue: 10 stream;  lease queue: 10 expiry (zset),
-      11 owners (hash), 12 queue (list), 13 notify (list)
-ARGV: 1 identity, 2 now, 3 queue kind ("stream" | "lease"), 4 consumer group (stream), 5 task
-      id, 6 epoch, 7 job, then what each function adds.
+      then the queue's own keys and the history (list): stream queue: 10 stream, 11 history;
+      lease queue: 10 expiry (zset), 11 owners (hash), 12 queue (list), 13 notify (list),
+      14 history
+ARGV: 1 identity, 2 now, 3 queue kind ("stream" | "lease"), 4 the worker settling it (for the
+      history), 5 task id, 6 epoch, 7 job, then what each function adds.
 Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled). A
 dead letter's stream entry is kept (acknowledged), so that wc_requeue can deliver it again:
 `keep` is true for a task settled in `dead`, whoever calls. k.queue_reduces(maps, R): a shuffle
 job's R reduce tasks become claimable (ids 0-<maps + 1> .. 0-<maps + R>, their specs written).
-Also returns the index of the first KEYS entry after the queue's own keys. ]]
+k.log(what) appends to the job's history (remember). Also returns the index of the first KEYS
+entry after the history key. ]]
 local function settle_keys(keys, args)
   local k = {meta = keys[1], active = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
              leases = keys[6], skipped = keys[7], shuffle = keys[8], specs = keys[9]}
+  local last = args[3] == 'stream' and 10 or 13  -- the queue's last key
+  k.history = keys[last + 1]
+  k.log = function(what) remember(k.history, args[2], what, args[5], args[4]) end
   if args[3] == 'stream' then
     -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
     -- rollback the group's last-delivered id may lie before it)
-    local stream, group = keys[10], args[4]
+    local stream, group = keys[10], GROUP
     k.leave = function(id, keep)
       redis.call('XACK', stream, group, id)
       if not keep then redis.call('XDEL', stream, id) end
@@ -199,7 +224,7 @@ local function settle_keys(keys, args)
           'ident', '', 'parts', '', 'reduce', r)
       end
     end
-    return k, 11
+    return k, 12
   end
   local expiry, owners, queue, notify = keys[10], keys[11], keys[12], keys[13]
   k.leave = function(id)
@@ -215,7 +240,7 @@ local function settle_keys(keys, args)
     redis.call('RPUSH', notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(reduces, 8)))
     redis.call('LTRIM', notify, 0, 63)
   end
-  return k, 14
+  return k, 15
 end
 
 -- Whether task id is a reduce task of this job (a shuffle job's ids after its maps).
@@ -266,15 +291,16 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- A job as a whole: created, replaced, deleted in one call each.
 
--- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-15), then the
--- shared ones (16 active, 17 registry, 18 deleted).
+-- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-16), then the
+-- shared ones (17 active, 18 registry, 19 deleted).
 local JOB_KEYS = {'meta', 'tasks', 'specs', 'counts', 'done', 'dead', 'leases', 'merges',
-                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'skipped', 'shuffle'}
+                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'skipped', 'shuffle',
+                  'history'}
 
 local function job_keys(keys)
   local k = {}
   for i, name in ipairs(JOB_KEYS) do k[name] = keys[i] end
-  k.active, k.registry, k.deleted = keys[16], keys[17], keys[18]
+  k.active, k.registry, k.deleted = keys[17], keys[18], keys[19]
   return k
 end
 
@@ -369,7 +395,7 @@ end
 order and without a gap. Task seq has id 0-<seq>; its spec [path, start, end, identity, parts]
 goes to specs (the plan, read back by `wordcount result JOB`); stream queue: an entry 0-<seq> with the
 same fields and the epoch; lease queue: the id in the list of tasks never taken.
-KEYS: 1-18 as job_keys
+KEYS: 1-19 as job_keys
 ARGV: 1 identity, 2 now, 3 job, 4 plan id, 5 epoch (used only when this call creates the job),
       6 total tasks, 7 total bytes, 8 data root, 9 queue kind, 10 seq of the first task below,
       11 errors (JSON list of [path, why]: inputs that could not be planned), 12 mount (the
@@ -446,7 +472,7 @@ end
 
 --[[ wc_delete: delete a job whole, leaving a tombstone of its epoch (an operator's delete, or
 the expiry of a finished job).
-KEYS: 1-18 as job_keys
+KEYS: 1-19 as job_keys
 ARGV: 1 identity, 2 now, 3 job, 4 epoch the caller saw ('' any: then the current one), 5 force
       ('1': a running job too), 6 how ('deleted' | 'expired'), 7 finished before (ms; '' any):
       delete only a job done or cancelled before then
@@ -513,7 +539,7 @@ one-phase job, a reduce task of a shuffle job (its partition's totals, consumed 
 call: check_consumed), or a map task that settles after its shuffle job's map phase ended (a
 requeued dead letter: its counts go straight to the table, which the reduces' increments
 commute with).
-KEYS: settle_keys (9 + the queue's own), then counts (zset)
+KEYS: settle_keys (9 + the queue's own + history), then counts (zset)
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges ('' or JSON: see
       record_done), 12 consumed ('' or, a reduce task: "<partition> <map id> ..."), then word,
       count pairs
@@ -530,6 +556,7 @@ local function wc_commit(keys, args)
   if already then
     k.leave(args[5], already == 'dead')
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
+    k.log('dup')
     return 0
   end
   local free = nil
@@ -544,6 +571,7 @@ local function wc_commit(keys, args)
   apply_pairs(k.meta, keys[next_key], args, 13, args[12] ~= '')
   if free then free() end
   record_done(k, args, args[11], args[12] ~= '')
+  k.log('done')
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -552,7 +580,7 @@ end
 compressed, checksummed piece each, made by the worker: wordcount/shuffle.py) in the job's
 shuffle hash ("<r>:<task id>" -> piece), only for its first commit. The call that settles the
 last map queues the R reduce tasks (finish_if_complete).
-KEYS: settle_keys (9 + the queue's own)
+KEYS: settle_keys (9 + the queue's own + history)
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges, then the R
       pieces, partition 0 first
 Returns: 1 applied, 0 duplicate, -1 stale, -2 gone, -4 late (the reduce phase began: a requeued
@@ -567,6 +595,7 @@ local function wc_map_commit(keys, args)
   if already then
     k.leave(args[5], already == 'dead')
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
+    k.log('dup')
     return 0
   end
   if redis.call('HGET', k.meta, 'phase') ~= 'map' then return LATE end
@@ -582,6 +611,7 @@ local function wc_map_commit(keys, args)
   redis.call('HINCRBY', k.meta, 'shuffled', 1)
   redis.call('HINCRBY', k.meta, 'shuffled_words', args[9])
   record_done(k, args, args[11], false)
+  k.log('done')
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -621,7 +651,7 @@ The worker first wrote its pairs with wc_stage into N piece lists. Here, only if
 present and together they hold exactly the task's distinct words, the task is settled and its
 pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
 rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
-KEYS: settle_keys (9 + the queue's own), then the pieces
+KEYS: settle_keys (9 + the queue's own + history), then the pieces
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 distinct words (pairs) in all
       pieces, 12 skipped ranges (as wc_commit's 11), 13 consumed (as wc_commit's 12)
 Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage (a piece is
@@ -640,6 +670,7 @@ local function wc_commit_staged(keys, args)
     k.leave(args[5], already == 'dead')
     drop_pieces(keys, first, k.merges)
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
+    k.log('dup')
     return 0
   end
   local free = nil
@@ -663,6 +694,7 @@ local function wc_commit_staged(keys, args)
   for i = first, #keys do redis.call('SADD', k.merges, keys[i]) end
   if free then free() end
   record_done(k, args, args[12], args[13] ~= '')
+  k.log('done')
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -696,7 +728,7 @@ end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, changed since planning,
 escaping the root).
-KEYS: settle_keys (9 + the queue's own)
+KEYS: settle_keys (9 + the queue's own + history)
 ARGV: settle_keys (1-7), 8 reason
 Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
 local function wc_dead(keys, args)
@@ -711,6 +743,7 @@ local function wc_dead(keys, args)
   redis.call('HSET', k.dead, args[5], args[8])
   redis.call('ZREM', k.leases, args[5])
   redis.call('HINCRBY', k.meta, 'dead', 1)
+  k.log('dead')
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -740,7 +773,7 @@ task taken after the snapshot may set it aside (wc_dead) while the restored stre
 delivered it yet; and a requeue goes back (XGROUP SETID) over dead letters it did not requeue.
 Delivered, one made a finished job look unfinished (done, with a task pending) while it was
 held, and cost a recount.
-KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms), 4 done, 5 dead
+KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms), 4 done, 5 dead, 6 history
 ARGV: 1 identity, 2 now, 3 group, 4 consumer
 Returns: {id, {field, value, ...}, 1}, or nil when there is no new entry (or the job no longer
 runs on the stream queue; or TAKE_SKIPS settled ones were acknowledged: the caller comes
@@ -761,6 +794,7 @@ local function wc_take(keys, args)
     local already = settled(done, dead, id)
     if not already then
       redis.call('ZADD', leases, args[2], id)
+      remember(keys[6], args[2], 'take', id, args[4])
       return {id, entry[2], 1}
     end
     redis.call('XACK', stream, args[3], id)
@@ -771,7 +805,7 @@ end
 
 --[[ wc_claim_stale: take over one task idle longer than the claim timeout (XAUTOCLAIM): its
 holder died or froze. A delivery: it counts towards --max-attempts.
-KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms)
+KEYS: 1 stream, 2 meta, 3 leases (zset task id -> attempt start ms), 4 history
 ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 min idle ms
 Returns: {id, {field, value, ...}, deliveries} or nil when nothing is stale. ]]
 local function wc_claim_stale(keys, args)
@@ -786,6 +820,7 @@ local function wc_claim_stale(keys, args)
   local p = pending_entry(stream, args[3], id)
   redis.call('ZADD', leases, args[2], id)
   redis.call('HINCRBY', meta, 'stolen', 1)
+  remember(keys[4], args[2], 'steal', id, args[4])
   return {id, entry[2], p and p[4] or 1}
 end
 
@@ -829,7 +864,7 @@ job is considered, in start order) older than max(min ms, factor * mean task tim
 straggler keeps counting, and whichever commits first wins, the other is a duplicate. A backup
 is not a delivery: the entry keeps its delivery count (RETRYCOUNT), since only failed or expired
 attempts are evidence of a poison task.
-KEYS: 1 stream, 2 meta, 3 leases
+KEYS: 1 stream, 2 meta, 3 leases, 4 history
 ARGV: 1 identity, 2 now, 3 group, 4 consumer, 5 min age ms, 6 factor
 Returns: {id, {field, value, ...}, deliveries} or nil. ]]
 local function wc_speculate(keys, args)
@@ -852,6 +887,7 @@ local function wc_speculate(keys, args)
       if entry then
         redis.call('ZADD', leases, args[2], id)
         redis.call('HINCRBY', meta, 'backups', 1)
+        remember(keys[4], args[2], 'backup', id, args[4])
         return {id, entry[2], p[4]}
       end
     end
@@ -887,7 +923,7 @@ end
 local function lease_keys(keys)
   return {meta = keys[1], queue = keys[2], specs = keys[3], expiry = keys[4], owners = keys[5],
           attempts = keys[6], leases = keys[7], notify = keys[8], done = keys[9],
-          dead = keys[10]}
+          dead = keys[10], history = keys[11]}
 end
 
 -- The meta epoch when the job runs on the lease queue, else nil.
@@ -901,7 +937,7 @@ end
 the next task never taken. A task already settled is skipped (after a rollback, a worker that
 counted it before can settle it while it still waits in the list: it must not be leased again).
 KEYS: 1 meta, 2 queue (list of ids never taken), 3 specs, 4 expiry, 5 owners, 6 attempts,
-      7 leases, 8 notify (list), 9 done, 10 dead
+      7 leases, 8 notify (list), 9 done, 10 dead, 11 history
 ARGV: 1 identity, 2 now, 3 consumer, 4 lease ms
 Returns: {id, {field, value, ...}, deliveries, "stale" | "new"} or nil. ]]
 local function wc_lease_claim(keys, args)
@@ -922,6 +958,7 @@ local function wc_lease_claim(keys, args)
     until not settled(k.done, k.dead, id) and redis.call('HEXISTS', k.specs, id) == 1
   end
   local deliveries = lease_start(k, id, args, true)
+  remember(k.history, args[2], how == 'new' and 'take' or 'steal', id, args[3])
   return {id, lease_entry(k.specs, id, epoch), deliveries, how}
 end
 
@@ -940,7 +977,7 @@ end
 
 --[[ wc_lease_speculate: a backup copy of a straggler's task, as wc_speculate does (not a
 delivery).
-KEYS: as wc_lease_claim (1-10)
+KEYS: as wc_lease_claim (1-11)
 ARGV: 1 identity, 2 now, 3 consumer, 4 lease ms, 5 min age ms, 6 factor
 Returns: {id, {field, value, ...}, deliveries, "backup"} or nil. ]]
 local function wc_lease_speculate(keys, args)
@@ -960,6 +997,7 @@ local function wc_lease_speculate(keys, args)
     elseif owner ~= args[3] then
       redis.call('HINCRBY', k.meta, 'backups', 1)
       local deliveries = lease_start(k, id, args, false)
+      remember(k.history, args[2], 'backup', id, args[3])
       return {id, lease_entry(k.specs, id, epoch), deliveries, 'backup'}
     end
   end

@@ -148,3 +148,13 @@ def test_corpus_flags_choose_and_cache_the_corpus(tmp_path, monkeypatch):
     assert (spec.files, spec.file_size, spec.distinct) == (8, 11264, 500)
     with pytest.raises(SystemExit, match="unknown corpus"):
         bench.corpus_of(_args("queues", "--corpus", "huge"), "2000x4KiB")
+
+
+def test_bench_history_prints_both_variants_and_their_ratio():
+    """`wordcount bench history`: the Functions with and without the job's history, side by
+    side, on both queues (a smoke run: the numbers are for people, never asserted)."""
+    for queue in ("stream", "lease"):
+        p = wordcount("bench", "history", "--tasks", "40", "--rounds", "2", "--queue", queue)
+        assert p.returncode == 0, p.stderr
+        assert "with history" in p.stdout and "without" in p.stdout, p.stdout
+        assert re.search(r"ratio with/without: Redis CPU \d+\.\d+x", p.stdout), p.stdout

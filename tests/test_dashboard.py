@@ -195,6 +195,20 @@ def test_endpoints_and_stream_follow_a_real_job(redis_server, dashboard, tmp_pat
     page = dashboard.json(f"/api/jobs/{job.name}")
     assert page["job"]["state"] == "done" and page["dead_letters"] == [] and page["held"] == []
     assert ["alpha", 4 * 6000] in page["top"]
+    # the timeline, from the job's history in Redis: every task's accepted attempt, on the
+    # two workers; and the same from a dashboard started after the job ended
+    tl = page["timeline"]
+    assert set(tl["workers"]) <= {w["name"] for w in seen_workers["workers"]}
+    accepted = [a["task"] for a in tl["attempts"] if a["outcome"] == "done"]
+    assert sorted(accepted) == sorted(f"0-{i}" for i in range(1, len(job.tasks) + 1))
+    assert all(a["end"] >= a["start"] for a in tl["attempts"])
+    assert [p["kind"] for p in tl["phases"]] == ["finished"]
+    later = Dashboard(redis_server.env())
+    try:
+        later.until("/api/jobs", lambda d: any(j["job"] == job.name for j in d["jobs"]))
+        assert later.json(f"/api/jobs/{job.name}")["timeline"] == tl
+    finally:
+        later.stop()
     kinds = [e["text"] for e in dashboard.json("/api/events")["events"]]
     assert any(f"job {job.name}: running -> done" in t for t in kinds), kinds
     assert sum("appeared (host" in t for t in kinds) == 2, kinds
@@ -369,7 +383,7 @@ def browser():
 
 
 def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
-    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -377,7 +391,10 @@ def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
     xss_job = submit(redis_server, data, unlink=evil)
     job = submit(redis_server, make_corpus(tmp_path / "data"))
     browser.get(dashboard.url + "/")
-    wait = WebDriverWait(browser, 60, poll_frequency=0.1)
+    # (the page redraws its tables at every sample: an element found may be replaced before
+    # it is read, StaleElementReferenceException; the wait then looks again)
+    wait = WebDriverWait(browser, 60, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,))
 
     def state(name: str) -> str:
         cells = browser.find_elements(By.CSS_SELECTOR, f'tr[data-job="{name}"] td')
@@ -394,6 +411,9 @@ def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
     # the job's page: its chart drawn from the samples
     browser.find_element(By.CSS_SELECTOR, f'tr[data-job="{job.name}"] a.job-link').click()
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#chart svg polyline"))
+    # its timeline: a bar per accepted attempt, at least one per task, on the workers' lanes
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#timeline rect.attempt.done"))
+               == len(job.tasks))
     wait.until(lambda b: "alpha" in b.find_element(By.ID, "top").text)
     assert browser.find_element(By.ID, "job-name").text == job.name
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard-job.png"))
@@ -415,6 +435,7 @@ def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
 def test_an_action_in_the_browser_needs_its_confirmation(redis_server, browser, tmp_path):
     """The job page's Cancel button asks first: dismissed, nothing happens (the job runs on,
     no action in the feed); accepted, the job is cancelled and the page says so."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -423,7 +444,8 @@ def test_an_action_in_the_browser_needs_its_confirmation(redis_server, browser, 
     try:
         job = submit(redis_server, make_corpus(tmp_path / "data", files=1, lines=100))
         browser.get(f"{d.url}/#job={job.name}")
-        wait = WebDriverWait(browser, 30, poll_frequency=0.1)
+        wait = WebDriverWait(browser, 30, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,))
         cancel = 'button[data-action="cancel"]'
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, cancel))[0].click()
         alert = wait.until(expected_conditions.alert_is_present())

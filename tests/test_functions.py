@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 
 import pytest
 
@@ -59,7 +60,7 @@ def header_keys(fn: str, kind: str, headers: dict[str, str]) -> tuple[list[str],
         return [], None
     if m := re.match(r"as (wc_\w+)", text):
         return header_keys(m.group(1), kind, headers)
-    if text.startswith("1-18 as job_keys"):
+    if text.startswith("1-19 as job_keys"):
         return [*(ALIASES.get(n, n) for n in keys.JOB_KEYS), "active", "registry",
                 "deleted"], None
     names: list[str] = []
@@ -151,3 +152,64 @@ def test_every_function_names_its_keys_and_arguments_at_its_top():
     for fn in registered:
         head = re.search(r"--\[\[ " + fn + r":(.*?)\]\]", lua, re.S)
         assert head and "KEYS:" in head.group(1) and "ARGV:" in head.group(1), fn
+
+
+def test_the_history_records_takes_and_settles_and_makes_the_timeline(redis_server, queue_kind,
+                                                                        tmp_path):
+    """Each take and settle appends "<ms> <what> <task> <worker>" to the job's history, in the
+    call that does it; the dashboard turns it into attempts per worker. A straggler's task is
+    backed up: the backup commits, the straggler's late commit is a duplicate."""
+    from wordcount.dashboard.state import timeline
+    from wordcount.protocol import Applied
+    from wordcount.words import reference_counts
+
+    conn = connect(redis_server, speculate_min_ms=0, speculate_factor=0.01)
+    data = {"a.txt": b"one two\n", "b.txt": b"three four four\n"}
+    d = tmp_path / "in"
+    d.mkdir()
+    for name, text in data.items():
+        (d / name).write_bytes(text)
+    job = client.plan_job([str(d)], 1 << 20, "h", pack_size=0)
+    job.queue = queue_kind
+    client.submit(conn, job)
+    q = {w: Queues(conn, w, conn.settings) for w in ("w1", "w2", "w3")}
+    c1, c2 = take(conn, "h", "w1"), take(conn, "h", "w2")
+    assert (c1.consumer, c2.consumer) == ("w1", "w2")
+
+    def counts(c):
+        return reference_counts((d / c.task.path).read_bytes())
+    assert q["w1"].complete(c1, counts(c1), 8, 1) is Applied.APPLIED
+    time.sleep(0.01)  # (older than the backup threshold, 0.01 x the mean task time)
+    backup = q["w3"].backends[queue_kind]._speculate(["h"])
+    assert backup is not None and backup.id == c2.id and backup.consumer == "w3"
+    assert q["w3"].complete(backup, counts(backup), 16, 1) is Applied.APPLIED
+    assert q["w2"].complete(c2, counts(c2), 16, 1) is Applied.DUPLICATE
+    entries = conn.call(lambda r: r.lrange(keys.history("h"), 0, -1))
+    steps = [e.split(" ", 1)[1] for e in entries]
+    assert steps == [f"take {c1.id} w1", f"take {c2.id} w2", f"done {c1.id} w1",
+                     f"backup {c2.id} w3", f"done {c2.id} w3", "finished - -",
+                     f"dup {c2.id} w2"], steps
+    times = [int(e.split(" ", 1)[0]) for e in entries]
+    assert times == sorted(times)
+    tl = timeline(entries)
+    assert tl["workers"] == ["w1", "w2", "w3"]
+    assert [(a["task"], a["worker"], a["how"], a["outcome"]) for a in tl["attempts"]] == [
+        (c1.id, "w1", "take", "done"), (c2.id, "w2", "take", "dup"),
+        (c2.id, "w3", "backup", "done")]
+    assert [p["kind"] for p in tl["phases"]] == ["finished"]
+    jobs.delete(conn, "h")
+    assert conn.call(lambda r: r.exists(keys.history("h"))) == 0  # it goes with the job
+
+
+def test_a_stolen_attempt_that_never_settles_ends_lost_on_the_timeline():
+    from wordcount.dashboard.state import timeline
+
+    tl = timeline(["100 take 0-1 w1", "200 take 0-2 w2", "900 steal 0-1 w3",
+                   "1000 done 0-2 w2", "1200 done 0-1 w3", "1300 finished - -",
+                   "garbage line"])
+    got = {(a["task"], a["worker"]): (a["start"], a["end"], a["outcome"]) for a in tl["attempts"]}
+    assert got == {("0-1", "w1"): (100, 900, "lost"), ("0-2", "w2"): (200, 1000, "done"),
+                   ("0-1", "w3"): (900, 1200, "done")}
+    running = timeline(["100 take 0-1 w1"])["attempts"]
+    assert running == [{"task": "0-1", "worker": "w1", "how": "take", "start": 100,
+                        "end": None, "outcome": "running"}]

@@ -142,7 +142,8 @@ def _settle(c: Claimed) -> tuple[list[str], list[object]]:
         keys_.append(keys.tasks(job))
     else:
         keys_ += [keys.expiry(job), keys.owners(job), keys.queue(job), keys.notify(job)]
-    return keys_, [IDENTITY, now_ms(), c.kind, keys.GROUP, c.id, c.epoch, job]
+    keys_.append(keys.history(job))
+    return keys_, [IDENTITY, now_ms(), c.kind, c.consumer, c.id, c.epoch, job]
 
 
 def consumed_text(c: Claimed, maps: Sequence[str]) -> str:
@@ -244,33 +245,35 @@ def dead(conn: Connection, c: Claimed, reason: str) -> Applied:
 
 # -- the stream queue -----------------------------------------------------------------------------
 
-def _stream_claimed(job: str, reply: object, how: str) -> Claimed | None:
+def _stream_claimed(job: str, reply: object, how: str, consumer: str) -> Claimed | None:
     if not reply:
         return None
     entry_id, fields, deliveries = reply  # type: ignore[misc]
-    return Claimed.from_fields(job, entry_id, fields, deliveries, how, "stream")
+    return Claimed.from_fields(job, entry_id, fields, deliveries, how, "stream", consumer)
 
 
 def take(conn: Connection, job: str, consumer: str) -> Claimed | None:
     """A new task of the job delivered to ``consumer`` with its lease started (one call), or
     None when the stream has none."""
     reply = _fcall(conn, "wc_take", [keys.tasks(job), keys.meta(job), keys.leases(job),
-                                     keys.done(job), keys.dead(job)],
+                                     keys.done(job), keys.dead(job), keys.history(job)],
                    [IDENTITY, now_ms(), keys.GROUP, consumer])
-    return _stream_claimed(job, reply, "new")
+    return _stream_claimed(job, reply, "new", consumer)
 
 
 def claim_stale(conn: Connection, job: str, consumer: str, min_idle_ms: int) -> Claimed | None:
-    reply = _fcall(conn, "wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job)],
-                       [IDENTITY, now_ms(), keys.GROUP, consumer, min_idle_ms])
-    return _stream_claimed(job, reply, "stale")
+    reply = _fcall(conn, "wc_claim_stale", [keys.tasks(job), keys.meta(job), keys.leases(job),
+                                            keys.history(job)],
+                   [IDENTITY, now_ms(), keys.GROUP, consumer, min_idle_ms])
+    return _stream_claimed(job, reply, "stale", consumer)
 
 
 def speculate(conn: Connection, job: str, consumer: str, min_ms: int, factor: float
               ) -> Claimed | None:
-    reply = _fcall(conn, "wc_speculate", [keys.tasks(job), keys.meta(job), keys.leases(job)],
-                       [IDENTITY, now_ms(), keys.GROUP, consumer, min_ms, factor])
-    return _stream_claimed(job, reply, "backup")
+    reply = _fcall(conn, "wc_speculate", [keys.tasks(job), keys.meta(job), keys.leases(job),
+                                          keys.history(job)],
+                   [IDENTITY, now_ms(), keys.GROUP, consumer, min_ms, factor])
+    return _stream_claimed(job, reply, "backup", consumer)
 
 
 def heartbeat(conn: Connection, c: Claimed, consumer: str) -> bool:
@@ -284,14 +287,14 @@ def heartbeat(conn: Connection, c: Claimed, consumer: str) -> bool:
 def _lease_keys(job: str) -> list[str]:
     return [keys.meta(job), keys.queue(job), keys.specs(job), keys.expiry(job),
             keys.owners(job), keys.attempts(job), keys.leases(job), keys.notify(job),
-            keys.done(job), keys.dead(job)]
+            keys.done(job), keys.dead(job), keys.history(job)]
 
 
-def _lease_claimed(job: str, reply: object) -> Claimed | None:
+def _lease_claimed(job: str, reply: object, consumer: str) -> Claimed | None:
     if not reply:
         return None
     task_id, fields, deliveries, how = reply  # type: ignore[misc]
-    return Claimed.from_fields(job, task_id, fields, deliveries, how, "lease")
+    return Claimed.from_fields(job, task_id, fields, deliveries, how, "lease", consumer)
 
 
 def lease_claim(conn: Connection, job: str, consumer: str, lease_ms: int,
@@ -299,14 +302,14 @@ def lease_claim(conn: Connection, job: str, consumer: str, lease_ms: int,
     """The task whose lease expired first (stolen), else the next task never taken."""
     reply = _fcall(conn, "wc_lease_claim", _lease_keys(job),
                        [IDENTITY, now_ms() if now is None else now, consumer, lease_ms])
-    return _lease_claimed(job, reply)
+    return _lease_claimed(job, reply, consumer)
 
 
 def lease_speculate(conn: Connection, job: str, consumer: str, lease_ms: int, min_ms: int,
                     factor: float) -> Claimed | None:
     reply = _fcall(conn, "wc_lease_speculate", _lease_keys(job),
                        [IDENTITY, now_ms(), consumer, lease_ms, min_ms, factor])
-    return _lease_claimed(job, reply)
+    return _lease_claimed(job, reply, consumer)
 
 
 def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) -> bool:

@@ -85,6 +85,12 @@ def skipped(job: str) -> str:
     return _job(job, "skipped")
 
 
+def history(job: str) -> str:
+    """List: "<ms> <what> <task id> <worker>" per take and settle, the newest last, capped
+    (HISTORY_CAP in wordcount.lua): the dashboard's timeline of the job."""
+    return _job(job, "history")
+
+
 def shuffle(job: str) -> str:
     """Hash: "<partition>:<map task id>" -> that map's output for that partition (a piece:
     wordcount/shuffle.py), written by the map's first commit, freed by its reduce's."""
@@ -140,7 +146,7 @@ def notify(job: str) -> str:
 # A job's fixed keys, in the order the Functions that create and delete a job take them
 # (JOB_KEYS in wordcount.lua; a test checks that the two agree).
 JOB_KEYS = ("meta", "tasks", "specs", "counts", "done", "dead", "leases", "merges", "queue",
-            "expiry", "owners", "attempts", "notify", "skipped", "shuffle")
+            "expiry", "owners", "attempts", "notify", "skipped", "shuffle", "history")
 
 
 def job_keys(job: str) -> list[str]:

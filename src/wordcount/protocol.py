@@ -74,10 +74,11 @@ class Claimed:
     how: str  # "new" | "stale" (stolen after its lease expired) | "backup"
     kind: str = "stream"  # the queue it came from
     reduce: int | None = None  # a shuffle job's reduce task: its partition (no input range)
+    consumer: str = ""  # the worker that took it (its settle names it in the job's history)
 
     @classmethod
     def from_fields(cls, job: str, task_id: str, fields: dict[str, str] | Sequence[str],
-                    deliveries: int, how: str, kind: str) -> Claimed:
+                    deliveries: int, how: str, kind: str, consumer: str = "") -> Claimed:
         """From a task's fields as a Function or stream read returns them (flat or a dict)."""
         if not isinstance(fields, dict):
             fields = dict(zip(fields[::2], fields[1::2], strict=True))
@@ -85,7 +86,7 @@ class Claimed:
                     fields.get("ident") or "", parse_parts(fields.get("parts") or ""))
         reduce = fields.get("reduce")
         return cls(job, task_id, task, fields.get("epoch", ""), int(deliveries), how, kind,
-                   int(reduce) if reduce not in (None, "") else None)
+                   int(reduce) if reduce not in (None, "") else None, consumer)
 
 
 def parts_text(task: Task) -> str:

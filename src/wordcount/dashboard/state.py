@@ -5,9 +5,10 @@ letters, Redis restarts -- a new ``run_id`` --, Redis unreachable and back, Redi
 leader changes, workers appearing, LOST, stopping) and each job's progress over time.
 
 Everything here is synchronous (redis-py through the project's ``Connection``) and writes no key;
-the web app (``app.py``) runs it in a thread. What the Observer keeps lives in this process
-only: restarting the dashboard starts its feed and timelines afresh (history in Redis is a later
-phase). Nothing that reaches the browser holds a credential: the Redis address is shown as its
+the web app (``app.py``) runs it in a thread. What the Observer keeps (the feed, the series of
+settled tasks) lives in this process only; a job's timeline of attempts comes from the history
+the Functions keep in Redis (``keys.history``), so it is the same after a dashboard restart.
+Nothing that reaches the browser holds a credential: the Redis address is shown as its
 host:port list only.
 """
 
@@ -29,6 +30,9 @@ MAX_EVENTS = 500  # the feed keeps this many (oldest dropped)
 MAX_POINTS = 2400  # a job's series: beyond this, every other point is dropped (coarser)
 RATE_WINDOW_MS = 5_000  # "rate": tasks and bytes settled per second over this window
 LISTED = 50  # dead letters / held tasks / top words shown on a job's page
+TIMELINE_ENTRIES = 5000  # the newest entries of a job's history drawn on its timeline
+STARTS = ("take", "steal", "backup")  # history entries that start an attempt
+ENDS = ("done", "dup", "dead")  # ... and those that end one
 
 
 def now_ms() -> int:
@@ -98,17 +102,59 @@ def _spec_paths(conn: Connection, name: str, ids: Iterable[str]) -> dict[str, st
     return out
 
 
+def timeline(entries: Iterable[str]) -> dict[str, Any]:
+    """A job's history (``keys.history``: "<ms> <what> <task> <worker>", oldest first) as
+    attempts: each take, steal or backup opens one for its (task, worker), ended by that
+    worker's done, dup or dead of the task. An attempt whose task was stolen from it and that
+    never settled ends "lost" at the steal; one still open is "running" (end None); a settle
+    whose start is not in the history (older than its cap, or taken in an incarnation a
+    rollback undid) is an attempt of no length. ``phases``: the map phase's end ("reduce") and
+    the job's ("finished")."""
+    attempts: list[dict[str, Any]] = []
+    phases: list[dict[str, Any]] = []
+    open_: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in entries:
+        parts = entry.split(" ")
+        if len(parts) != 4 or not parts[0].isdigit():
+            continue  # (not ours: never written by the Functions)
+        ms, what, task, worker = int(parts[0]), parts[1], parts[2], parts[3]
+        if what in STARTS:
+            if what == "steal":
+                for (t, w), a in open_.items():
+                    if t == task and w != worker:
+                        a.setdefault("lost_ms", ms)
+            prev = open_.pop((task, worker), None)
+            if prev is not None:  # (the same worker took it again: its first attempt lapsed)
+                attempts.append({**prev, "end": ms, "outcome": "lost"})
+            open_[(task, worker)] = {"task": task, "worker": worker, "how": what, "start": ms,
+                                     "end": None, "outcome": "running"}
+        elif what in ENDS:
+            a = open_.pop((task, worker), None) or {"task": task, "worker": worker, "how": "",
+                                                    "start": ms}
+            a.pop("lost_ms", None)
+            attempts.append({**a, "end": ms, "outcome": what})
+        elif what in ("reduce", "finished"):
+            phases.append({"t": ms, "kind": what})
+    for a in open_.values():
+        lost = a.pop("lost_ms", None)
+        attempts.append({**a, "end": lost, "outcome": "lost"} if lost is not None else a)
+    attempts.sort(key=lambda a: (a["start"], a["worker"]))
+    return {"attempts": attempts, "phases": phases,
+            "workers": sorted({a["worker"] for a in attempts})}
+
+
 def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> dict[str, Any]:
     """One job's dead letters (task, path, reason), its held tasks (the leases zset: the
-    running attempts and since when, with the worker whose report says it holds the task) and
-    the top of its table so far."""
+    running attempts and since when, with the worker whose report says it holds the task), the
+    top of its table so far, and its timeline (from the history the Functions keep)."""
     def run(r):
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(keys.dead(name))
         pipe.zrange(keys.leases(name), 0, -1, withscores=True)
         pipe.zrevrange(keys.counts(name), 0, LISTED - 1, withscores=True)
+        pipe.lrange(keys.history(name), -TIMELINE_ENTRIES, -1)
         return pipe.execute()
-    dead, leases, top = conn.call(run)
+    dead, leases, top, history = conn.call(run)
     holders = {w["task"]: w["name"] for w in workers if w.get("job") == name and w.get("task")}
     # (a task being committed has left the leases zset: not listed while it commits; a
     # worker's report is only a hint -- it may be seconds old -- so it names holders, no more)
@@ -124,6 +170,7 @@ def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> d
                   "worker": holders.get(t, "")} for t in held_ids],
         "held_total": len(held),
         "top": [[w, int(n)] for w, n in top],
+        "timeline": timeline(history),
     }
 
 

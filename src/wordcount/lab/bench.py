@@ -749,6 +749,8 @@ def add_parser(sub) -> None:
                    help="only time failovers (--failovers leader kills), next to the bare "
                         "cluster's")
     q.set_defaults(handler=run)
+    from . import history_bench
+    history_bench.add_parser(kinds)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -232,12 +232,68 @@ function renderActions(j, enabled) {
   box.replaceChildren(...buttons);
 }
 
+// the attempts of the job's tasks, a lane per worker, from the history the Functions keep
+const OUTCOME = {done: "#1a7f37", dup: "#8c959f", dead: "#c62828", lost: "#e36209",
+                 running: "#2457c5"};
+
+function renderTimeline(tl, markers, job) {
+  const attempts = (tl && tl.attempts) || [];
+  const box = $("timeline");
+  if (!attempts.length) return box.replaceChildren(empty("no attempt in the job's history yet"));
+  const workers = tl.workers;
+  const now = Date.now();
+  const start = Math.min(...attempts.map((a) => a.start), job && job.created_ms || Infinity);
+  const end = Math.max(...attempts.map((a) => a.end || now), start + 1000);
+  const LANE = 18, L = 150, R = 12, T = 16, W = 900;
+  const H = T + LANE * workers.length + 24;
+  const x = (t) => L + (W - L - R) * (t - start) / (end - start);
+  const s = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img",
+                        "aria-label": "task attempts per worker over time"});
+  workers.forEach((w, i) => {
+    s.append(svg("text", {x: 4, y: T + LANE * i + 13, "font-size": 11}, w.slice(0, 22)),
+             svg("line", {x1: L, y1: T + LANE * (i + 1), x2: W - R, y2: T + LANE * (i + 1),
+                          stroke: "#eee"}));
+  });
+  for (const a of attempts) {
+    const i = workers.indexOf(a.worker);
+    const x1 = x(a.start), x2 = Math.max(x(a.end || now), x1 + 2);
+    const bar = svg("rect", {x: x1, y: T + LANE * i + 3, width: x2 - x1, height: LANE - 6,
+      fill: OUTCOME[a.outcome] || "#999", class: "attempt " + a.outcome + " how-" + a.how,
+      stroke: a.how === "take" ? "none" : "#000", "stroke-width": 1,
+      "data-task": a.task});
+    bar.append(svg("title", {}, `task ${a.task} (${a.how || "?"}) by ${a.worker}: `
+      + `${clock(a.start)} -> ${a.end ? clock(a.end) : "now"}, ${a.outcome}`));
+    s.append(bar);
+  }
+  const marks = [...(tl.phases || []).map((p) => ({t: p.t, kind: p.kind, text: p.kind})),
+                 ...(markers || [])];
+  for (const m of marks) {
+    if (m.t < start || m.t > end) continue;
+    const line = svg("line", {x1: x(m.t), y1: 4, x2: x(m.t), y2: H - 20, class: "marker",
+                              stroke: m.kind === "finished" || m.kind === "redis-up" ? "#1a7f37"
+                                : m.kind === "reduce" ? "#6f42c1" : "#c62828",
+                              "stroke-dasharray": "4 3"});
+    line.append(svg("title", {}, clock(m.t) + " " + m.text));
+    s.append(line, svg("text", {x: x(m.t) + 3, y: 12, "font-size": 10}, m.kind));
+  }
+  s.append(svg("text", {x: L, y: H - 6, "font-size": 11}, clock(start)),
+           svg("text", {x: W - R, y: H - 6, "font-size": 11, "text-anchor": "end"},
+               clock(end) + " (+" + ((end - start) / 1000).toFixed(1) + " s)"));
+  const legend = el("p", {class: "muted legend"}, ...Object.entries(OUTCOME).map(([k, c]) =>
+    el("span", {}, el("span", {class: "swatch"}), k + " ")));
+  legend.querySelectorAll(".swatch").forEach((e, i) => {
+    e.style.background = Object.values(OUTCOME)[i];
+  });
+  box.replaceChildren(s, legend, el("p", {class: "muted"},
+    "outlined: a steal (the lease of a dead or frozen holder) or a backup copy"));
+}
+
 function renderJob(doc, name, actionsOn) {
   $("job-title").replaceChildren("job ", el("span", {id: "job-name"}, name));
   renderActions(doc && doc.job, actionsOn);
   if (!doc) {
     $("job-stats").replaceChildren(empty("this dashboard has not seen this job"));
-    for (const id of ["chart", "held", "dead", "top"]) $(id).replaceChildren();
+    for (const id of ["chart", "timeline", "held", "dead", "top"]) $(id).replaceChildren();
     return;
   }
   const j = doc.job;
@@ -250,6 +306,7 @@ function renderJob(doc, name, actionsOn) {
     ["created", clock(j.created_ms)], ["finished", clock(j.finished_ms)],
   ]) : empty("gone from Redis (deleted, expired, or lost with a restart)"));
   renderChart(doc);
+  renderTimeline(doc.timeline, doc.markers, doc.job);
   const held = doc.held || [];
   $("held").replaceChildren(held.length ? table(["task", "path", "worker", "attempt since"],
     held.map((h) => ({cells: [h.task, h.path, h.worker, clock(h.since_ms)]})))
