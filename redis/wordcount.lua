@@ -44,7 +44,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '12'  -- 12: the history key (JOB_KEYS, settle_keys, the takes), settle ARGV 4 the worker; 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
+local PROTOCOL = '13'  -- 13: wc_event; 12: the history key (JOB_KEYS, settle_keys, the takes), settle ARGV 4 the worker; 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -1005,6 +1005,36 @@ local function wc_lease_speculate(keys, args)
 end
 
 -- ---------------------------------------------------------------------------------------------
+-- The shared event feed: what the processes around Redis saw, kept in Redis (the dashboard's
+-- feed and markers, the same after it restarts).
+
+--[[ wc_event: record an event in the shared feed, a list of "<ms> <kind> <job|-> <source>
+<text>" (newest last, at most EVENTS_CAP: RPUSH, then LPOP past it). Its writers: a client that
+resubmitted a job Redis lost (a rollback, a restart from nothing), a worker that found Redis
+started anew (a new run_id). A run id makes the event once per Redis start, whoever notices it
+first: it is recorded only if that run id is not the one recorded last (a rollback restores
+an older one, a restart from nothing none, so each start is recorded once).
+KEYS: 1 events (list), 2 run (string: the run id recorded last)
+ARGV: 1 identity, 2 the event's time (ms), 3 kind (one word), 4 job ('' none), 5 source (one
+      word: who saw it), 6 text, 7 run id ('' none)
+Returns: 1 recorded, 0 not (that run id was recorded already). ]]
+local EVENTS_CAP = 2000
+
+local function wc_event(keys, args)
+  local err = version_error(args)
+  if err then return err end
+  if args[7] ~= '' then
+    if redis.call('GET', keys[2]) == args[7] then return 0 end
+    redis.call('SET', keys[2], args[7])
+  end
+  local job = args[4] ~= '' and args[4] or '-'
+  local n = redis.call('RPUSH', keys[1], args[2] .. ' ' .. args[3] .. ' ' .. job .. ' ' ..
+                                         args[5] .. ' ' .. args[6])
+  if n > EVENTS_CAP then redis.call('LPOP', keys[1]) end
+  return 1
+end
+
+-- ---------------------------------------------------------------------------------------------
 -- Operating jobs (wordcount cancel / requeue). Each names the incarnation (epoch) the operator
 -- saw: a replayed call never acts on a job created after it.
 
@@ -1126,3 +1156,4 @@ redis.register_function('wc_lease_heartbeat', wc_lease_heartbeat)
 redis.register_function('wc_lease_speculate', wc_lease_speculate)
 redis.register_function('wc_cancel', wc_cancel)
 redis.register_function('wc_requeue', wc_requeue)
+redis.register_function('wc_event', wc_event)

@@ -587,6 +587,11 @@ def test_client_report_is_report_py_text_and_says_what_next(tmp_path):
     assert lines[3].startswith("-- 6 words, 4 distinct, 1 files, 24 bytes")
     assert "complete: every task counted exactly once" in out.getvalue()
     assert "/r/counts.tsv" in lines[-3] and "make up" in lines[-2] and "make down" in lines[-1]
+    # in the compose clusters the client's environment names the dashboard: the job's page
+    out = io.StringIO()
+    next_steps({"WORDCOUNT_DASHBOARD_URL": "http://127.0.0.1:8077/"}, out, "sample-job")
+    assert ("-- dashboard: http://127.0.0.1:8077/#job=sample-job (its timeline; while the "
+            "cluster runs, or after `make start`)") in out.getvalue().splitlines()
 
 
 def test_partition_cuts_the_raft_leader_off_and_connects_it_again_with_its_aliases():

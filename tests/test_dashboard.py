@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -469,3 +470,157 @@ def test_an_action_in_the_browser_needs_its_confirmation(redis_server, browser, 
         assert not logs, logs
     finally:
         d.stop()
+
+
+def test_a_chaos_timeline_in_the_browser(redis_server, browser, tmp_path):
+    """The run the dashboard is for, watched in a browser: during a real job Redis is SIGKILLed
+    and restarted from its snapshot (a rollback), and workers crash after counting half their
+    attempts (each such task stolen after the 1.5 s claim timeout, the crashed worker started
+    again). The job's page shows the restart as a marker on the timeline and the stolen
+    attempts as bars of their own; the job ends done with its table equal to the oracle's; and
+    a dashboard started afresh draws the same attempts, from the history in Redis. The
+    screenshot is build/artifacts/dashboard-chaos.png (the README's docs/dashboard.png). The
+    restart reaches that second dashboard too: a worker recorded it in the shared feed."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from wordcount.words import reference_counts
+
+    data = make_corpus(tmp_path / "data")
+    job = submit(redis_server, data)
+    d = Dashboard(redis_server.env())
+    try:
+        browser.get(f"{d.url}/#job={job.name}")
+        wait = WebDriverWait(browser, 90, poll_frequency=0.2,
+                             ignored_exceptions=(StaleElementReferenceException,))
+        flags = ["--slowdown", "40", "--stall-prob", "1", "--stall-max", "0.8",
+                 "--claim-timeout", "1500", "--crash-at", "after-count", "--crash-prob", "0.5",
+                 "--max-attempts", "30", "--speculate-factor", "0"]
+        conn = connect(redis_server)
+        killed: list[float] = []
+
+        def kill_once() -> None:
+            if not killed and client.progress(conn, job.name).done >= 4:
+                time.sleep(1.2)  # `save 1 1`: a snapshot holds them
+                redis_server.kill()
+                redis_server.start()
+                killed.append(time.time() * 1000)
+        with LocalCluster(2, redis_server, options=WorkerOptions.parse(flags),
+                          log_path=str(tmp_path / "workers.log")) as cluster:
+            done = cluster.wait(conn, job, timeout_s=150, on_poll=kill_once)
+            crashes = cluster.crashes
+        assert killed and done.state == "done" and done.dead == 0, done
+        assert crashes >= 1 and done.stolen >= 1, (crashes, done)
+        expected = sum((reference_counts(p.read_bytes()) for p in sorted(data.iterdir())),
+                       Counter())
+        assert client.read_finished(conn, job).counts == expected  # exact, whole table
+        conn.close()
+
+        wait.until(lambda b: "done" in b.find_element(By.ID, "job-stats").text)
+        wait.until(lambda b: b.find_element(By.ID, "check").text.startswith("passed: "))
+        stolen = "#timeline rect.attempt.how-steal"
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, stolen))
+        wait.until(lambda b: any(
+            "Redis restarted" in (m.get_attribute("textContent") or "")
+            for m in b.find_elements(By.CSS_SELECTOR, "#timeline line.marker")))
+        bars = len(browser.find_elements(By.CSS_SELECTOR, "#timeline rect.attempt"))
+        assert bars >= len(job.tasks) + 1  # every task's accepted attempt, and the stolen ones
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(ARTIFACTS / "dashboard-chaos.png"))
+        before = d.json(f"/api/jobs/{job.name}")["timeline"]
+        browser.get("about:blank")  # (its event stream closed before the dashboard stops)
+    finally:
+        d.stop()
+    again = Dashboard(redis_server.env())
+    try:
+        browser.get(f"{again.url}/#job={job.name}")
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#timeline rect.attempt"))
+                   == bars)
+        page = again.json(f"/api/jobs/{job.name}")
+        assert page["timeline"] == before
+        assert browser.find_elements(By.CSS_SELECTOR, stolen)
+        # the restart, as a worker recorded it in Redis (the shared feed): a marker for a
+        # dashboard that never saw it happen
+        starts = [m for m in page["markers"] if m["kind"] == "redis-start"]
+        assert any(abs(m["t"] - killed[0]) < 3000 for m in starts), (killed, starts)
+        wait.until(lambda b: any(
+            "Redis started" in (m.get_attribute("textContent") or "")
+            for m in b.find_elements(By.CSS_SELECTOR, "#timeline line.marker")))
+        logs = [m for m in browser.get_log("browser") if m["level"] == "SEVERE"]
+        assert not logs, logs
+    finally:
+        again.stop()
+
+
+def test_the_clients_last_line_names_the_jobs_dashboard_page(redis_server, tmp_path):
+    """In the compose clusters the client's environment has WORDCOUNT_DASHBOARD_URL: its last
+    line names the job's page there (not with --json: stdout is the JSON document then)."""
+    from wordcount.lab.clirun import wc
+
+    data = make_corpus(tmp_path / "data", files=1, lines=50)
+    env = {**redis_server.env(), "WORDCOUNT_DASHBOARD_URL": "http://127.0.0.1:8077/"}
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
+        p = wc("submit", str(data), "--job", "a.b_c-1", "--quiet", env=env, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.splitlines()[-1] == ("-- dashboard: http://127.0.0.1:8077/#job=a.b_c-1 "
+                                             "(the job's timeline; live while the cluster runs)")
+        j = wc("submit", str(data), "--job", "plain", "--json", env=env, timeout=60)
+        assert j.returncode == 0 and "dashboard" not in j.stdout, j
+        json.loads(j.stdout)
+
+
+def test_each_redisraft_node_is_shown_and_a_killed_one_goes_down_and_up(raft_cluster):
+    """On RedisRaft the Redis panel lists every node the URL names, each asked directly: a
+    follower SIGKILLed shows DOWN (an event and a marker) while the cluster goes on, and up
+    again after its restart."""
+    d = Dashboard(raft_cluster.env())
+    try:
+        doc = d.until("/api/redis", lambda r: len(r.get("nodes") or []) == 3
+                      and all(n["up"] for n in r["nodes"]), timeout=30)
+        assert {n["node"] for n in doc["nodes"]} == {n.addr for n in raft_cluster.nodes}
+        assert sum(n["role"] == "leader" for n in doc["nodes"]) == 1, doc["nodes"]
+        leader = raft_cluster.leader()
+        victim = (leader + 1) % 3
+        raft_cluster.kill(victim)
+        down = d.until("/api/redis", lambda r: r["reachable"]
+                       and sum(not n["up"] for n in r["nodes"]) == 1, timeout=30)
+        assert sum(n["up"] for n in down["nodes"]) == 2
+        raft_cluster.start(victim)
+        d.until("/api/redis", lambda r: all(n["up"] for n in r.get("nodes") or []), timeout=30)
+        kinds = [e["kind"] for e in d.json("/api/events")["events"]]
+        assert kinds.count("node-down") == 1 and kinds.count("node-up") == 1, kinds
+        assert kinds.index("node-down") < kinds.index("node-up")
+    finally:
+        d.stop()
+
+
+def test_the_job_page_runs_the_self_check_and_it_can_fail(redis_server, dashboard, tmp_path):
+    """A finished job watched by a page gets the client's end-to-end self-check: passed for a
+    job as its workers left it; after one word's count is changed behind the protocol's back,
+    a dashboard (started anew: a check runs once per finished incarnation) reports it broken."""
+    job = submit(redis_server, make_corpus(tmp_path / "data", files=2, lines=200))
+    with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
+        dashboard.until("/api/jobs", lambda d: any(j["job"] == job.name and j["state"] == "done"
+                                                   for j in d["jobs"]))
+
+    def checked(d: Dashboard) -> dict:
+        d.until("/api/jobs", lambda doc: any(j["job"] == job.name for j in doc["jobs"]))
+        stream = Stream(d.url, job.name)
+        stream.start()
+        try:
+            doc = d.until(f"/api/jobs/{job.name}", lambda doc: doc.get("check"))
+        finally:
+            stream.stop.set()
+        return doc["check"]
+    good = checked(dashboard)
+    assert good["ok"] and good["text"].startswith("passed: ") and good["figures"], good
+    conn = connect(redis_server)
+    conn.call(lambda r: r.zincrby(f"wc:{{{job.name}}}:counts", 1, "alpha"))
+    conn.close()
+    later = Dashboard(redis_server.env())
+    try:
+        bad = checked(later)
+    finally:
+        later.stop()
+    assert not bad["ok"] and "self-check" in bad["text"], bad

@@ -22,7 +22,8 @@ from .conftest import connect, take
 
 # the header's name for a key where keys.py spells it otherwise
 ALIASES = {"tasks": "stream", "stage": "piece"}
-SHARED = {keys.active(): "active", keys.registry(): "registry", keys.deleted(): "deleted"}
+SHARED = {keys.active(): "active", keys.registry(): "registry", keys.deleted(): "deleted",
+          keys.events(): "events", keys.run(): "run"}
 
 
 def key_name(key: str) -> str:
@@ -127,6 +128,7 @@ def test_every_function_is_called_with_the_keys_its_header_names(redis_server, q
     jobs.delete(conn, "ops")
     jobs.sweep(conn, "ops")
     jobs.expire(conn, 0)
+    functions.event(conn, "resubmit", "client-test", "an event", job="ops")
     headers = _headers()
     seen = set()
     for fn, called in recorded:
@@ -139,7 +141,7 @@ def test_every_function_is_called_with_the_keys_its_header_names(redis_server, q
         else:
             assert got == want, (fn, got, want)
     expected = {"wc_submit", "wc_commit", "wc_map_commit", "wc_stage", "wc_commit_staged",
-                "wc_merge", "wc_dead", "wc_requeue", "wc_cancel", "wc_delete"}
+                "wc_merge", "wc_dead", "wc_requeue", "wc_cancel", "wc_delete", "wc_event"}
     expected |= ({"wc_take", "wc_speculate"} if queue_kind == "stream" else
                  {"wc_lease_claim", "wc_lease_speculate"})
     assert expected <= seen, expected - seen
@@ -191,8 +193,9 @@ def test_the_history_records_takes_and_settles_and_makes_the_timeline(redis_serv
                      f"dup {c2.id} w2"], steps
     times = [int(e.split(" ", 1)[0]) for e in entries]
     assert times == sorted(times)
-    tl = timeline(entries)
+    tl = timeline(entries, maps=2)
     assert tl["workers"] == ["w1", "w2", "w3"]
+    assert not any(a["reduce"] for a in tl["attempts"])
     assert [(a["task"], a["worker"], a["how"], a["outcome"]) for a in tl["attempts"]] == [
         (c1.id, "w1", "take", "done"), (c2.id, "w2", "take", "dup"),
         (c2.id, "w3", "backup", "done")]
@@ -212,4 +215,38 @@ def test_a_stolen_attempt_that_never_settles_ends_lost_on_the_timeline():
                    ("0-1", "w3"): (900, 1200, "done")}
     running = timeline(["100 take 0-1 w1"])["attempts"]
     assert running == [{"task": "0-1", "worker": "w1", "how": "take", "start": 100,
-                        "end": None, "outcome": "running"}]
+                        "end": None, "outcome": "running", "reduce": False}]
+    shuffled = timeline(["100 take 0-1 w1", "200 done 0-1 w1", "200 reduce - -",
+                         "300 take 0-2 w1", "400 done 0-2 w1"], maps=1)
+    assert [a["reduce"] for a in shuffled["attempts"]] == [False, True]
+    assert shuffled["phases"] == [{"t": 200, "kind": "reduce"}]
+
+
+def test_the_shared_feed_records_each_redis_start_once(redis_server):
+    """wc_event: the shared event feed; an event naming a run id is recorded only if that run
+    id is not the one recorded last (one redis-start per Redis start, whichever worker saw it
+    first)."""
+    from wordcount import events
+
+    conn = connect(redis_server)
+    assert functions.event(conn, "redis-start", "w1", "Redis started (run_id abc)",
+                           run_id="abc", at_ms=5)
+    assert not functions.event(conn, "redis-start", "w2", "Redis started (run_id abc)",
+                               run_id="abc")
+    assert functions.event(conn, "resubmit", "client-h-1", "job j was missing: resubmitted",
+                           job="j")
+    assert functions.event(conn, "redis-start", "w2", "Redis started (run_id def)",
+                           run_id="def")
+    got = events.read(conn)
+    assert [(e.kind, e.job, e.source, e.text) for e in got] == [
+        ("redis-start", "", "w1", "Redis started (run_id abc)"),
+        ("resubmit", "j", "client-h-1", "job j was missing: resubmitted"),
+        ("redis-start", "", "w2", "Redis started (run_id def)")]
+    assert got[0].t == 5 and events.Event.parse("not an event") is None
+    # a worker's watch records the Redis it reaches, once
+    watch = events.RedisWatch("w9")
+    watch.check(conn)
+    watch.check(conn)
+    run_id = conn.call(lambda r: r.info("server"))["run_id"]
+    starts = [e for e in events.read(conn) if e.kind == "redis-start"]
+    assert len(starts) == 3 and run_id[:8] in starts[-1].text and starts[-1].source == "w9"

@@ -375,6 +375,7 @@ class Observed:
     queued: set[str]  # stream: entries after last-delivered; lease: ids in the list
     leased: dict[str, str]  # stream: the PEL; lease: the expiry zset -> owner
     deadlines: dict[str, int]  # lease: id -> deadline
+    history: list[str] = field(default_factory=list)  # the job's history list
 
 
 def observe_all(r, names) -> dict[str, Observed]:
@@ -397,6 +398,7 @@ def observe_all(r, names) -> dict[str, Observed]:
         pipe.lrange(keys.queue(name), 0, -1)
         pipe.zrange(keys.expiry(name), 0, -1, withscores=True)
         pipe.hgetall(keys.owners(name))
+        pipe.lrange(keys.history(name), 0, -1)
         for k in stage:
             pipe.lrange(k, 0, -1)
         if stream:
@@ -407,8 +409,8 @@ def observe_all(r, names) -> dict[str, Observed]:
     out = {}
     for name in names:
         mine, stage, stream = layout[name]
-        meta, specs, done, dead, counts, merges, listed, expiry, owners = (
-            next(replies) for _ in range(9))
+        meta, specs, done, dead, counts, merges, listed, expiry, owners, history = (
+            next(replies) for _ in range(10))
         pieces = {k: next(replies) for k in stage}
         entries: set[str] = set()
         queued: set[str] = set()
@@ -426,7 +428,8 @@ def observe_all(r, names) -> dict[str, Observed]:
             leased = {tid: owners.get(tid, "?") for tid, _ in expiry}
         out[name] = Observed(meta, specs, done, dead, Counter({w: int(s) for w, s in counts}),
                              set(merges), pieces, [k for k in mine if ":stage:" not in k],
-                             entries, queued, leased, {tid: int(s) for tid, s in expiry})
+                             entries, queued, leased, {tid: int(s) for tid, s in expiry},
+                             history)
     return out
 
 
@@ -1228,6 +1231,17 @@ class ProtocolModel(RuleBasedStateMachine):
         assert ob.counts == +j.table, f"{what}: table {dict(ob.counts)}, model {dict(j.table)}"
         assert ob.merges == j.merges, (what, ob.merges, j.merges)
         assert int(meta["duplicates"]) == j.duplicates, (what, meta, j.duplicates)
+        # the history (the dashboard's timeline) agrees with the settled hashes: written in
+        # the same calls, it rolls back with them (far below its cap here)
+        said = Counter(tuple(e.split(" ")[1:3]) for e in ob.history)
+        assert {t for (what_, t), n in said.items() if what_ == "done"} == set(ob.done), \
+            f"{what}: history's done {sorted(said)} vs done {sorted(ob.done)}"
+        assert {t for (what_, t), n in said.items() if what_ == "dead"} >= set(ob.dead), \
+            f"{what}: history's dead vs dead {sorted(ob.dead)}"  # (requeued: dead before)
+        assert all(n == 1 for (what_, _), n in said.items() if what_ == "done"), \
+            f"{what}: a task done twice in the history: {said}"
+        assert sum(n for (what_, _), n in said.items() if what_ == "dup") == j.duplicates, \
+            (what, said, j.duplicates)
         # where each task is
         settled = set(ob.done) | set(ob.dead)
         if j.kind == "stream":

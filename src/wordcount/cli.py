@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -371,6 +372,10 @@ def _finish(conn, job, args, started: float, deadline: float | None = None,
     doc = {**_result_doc(job, progress), "wait_seconds": round(time.perf_counter() - started, 6)}
     report.emit(result, args.top, args.json, args.counts_out, {**doc, **(extra or {})},
                 app=_job_app(job))
+    dashboard = os.environ.get("WORDCOUNT_DASHBOARD_URL")  # (set by the compose clusters)
+    if dashboard and not args.json:
+        print(f"-- dashboard: {dashboard.rstrip('/')}/#job={urllib.parse.quote(job.name)} "
+              "(the job's timeline; live while the cluster runs)")
     return exc.EXIT_INPUT_ERRORS if result.errors else exc.EXIT_OK
 
 

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 import time
 import uuid
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from . import functions, identity, keys, planner
+from . import events, functions, identity, keys, planner
 from . import queue as queues
 from .connection import Connection
 from .engines import Result
@@ -419,11 +420,14 @@ def wait(conn: Connection, job: Job, poll_s: float = 0.1, quiet: bool = False,
             idle.check(p)
             if follow(conn, job, p):
                 resubmits += 1
-                log.warning("job %s is %s in Redis: resubmitting (idempotent)", job.name,
-                            "missing" if p.state == "missing" else
-                            "partly submitted" if p.epoch not in job.replaced else
-                            "an incarnation it replaced")
+                how = ("missing" if p.state == "missing" else
+                       "partly submitted" if p.epoch not in job.replaced else
+                       "an incarnation it replaced")
+                log.warning("job %s is %s in Redis: resubmitting (idempotent)", job.name, how)
                 submit(conn, job)
+                events.record(conn, "resubmit", f"client-{socket.gethostname()}-{os.getpid()}",
+                              f"job {job.name} was {how} in Redis (a restart lost what "
+                              "its last snapshot did not hold): resubmitted", job=job.name)
                 continue
             follower.update(p)
             if p.finished:

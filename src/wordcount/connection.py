@@ -469,6 +469,18 @@ class Connection:
         return (self._url.username if self._url else None) or self.settings.redis_username
 
     @property
+    def nodes(self) -> list[tuple[str, int]]:
+        """The nodes the URL lists, as (host, port) ([] for a unix socket URL)."""
+        return list(self._nodes)
+
+    def node_info(self, node: tuple[str, int], section: str | None = None,
+                  timeout_s: float = 1.0) -> dict[str, Any]:
+        """INFO (``section``) of one node, once, no retry, no leader following (for the
+        dashboard's health of each RedisRaft node); raises when that node does not answer
+        within ``timeout_s``."""
+        return self._client_for(node, timeout_s).info(section)
+
+    @property
     def clustered(self) -> bool:
         """The URL lists several nodes (a RedisRaft cluster), or a node named another."""
         return len(self._nodes) > 1

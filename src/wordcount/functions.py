@@ -318,6 +318,17 @@ def lease_heartbeat(conn: Connection, c: Claimed, consumer: str, lease_ms: int) 
                            [IDENTITY, now_ms(), consumer, c.id, lease_ms]))
 
 
+# -- the shared event feed -----------------------------------------------------------------------
+
+def event(conn: Connection, kind: str, source: str, text: str, job: str = "",
+          run_id: str = "", at_ms: int | None = None) -> bool:
+    """Record an event in the shared feed (see events.py); False when ``run_id`` was the one
+    recorded last (another process recorded that Redis start already)."""
+    return bool(_fcall(conn, "wc_event", [keys.events(), keys.run()],
+                       [IDENTITY, now_ms() if at_ms is None else at_ms, kind, job, source,
+                        text, run_id]))
+
+
 # -- operating jobs -------------------------------------------------------------------------------
 
 def cancel(conn: Connection, job: str, epoch: str = "") -> Applied:

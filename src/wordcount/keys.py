@@ -55,6 +55,16 @@ def workers() -> str:
     return f"{PREFIX}:workers"
 
 
+def events() -> str:
+    """List: the shared event feed, "<ms> <kind> <job|-> <source> <text>" (events.py)."""
+    return f"{PREFIX}:events"
+
+
+def run() -> str:
+    """String: the Redis run id the event feed recorded last (one event per Redis start)."""
+    return f"{PREFIX}:run"
+
+
 def _job(job: str, name: str) -> str:
     return f"{PREFIX}:{{{job}}}:{name}"
 

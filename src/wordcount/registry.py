@@ -4,7 +4,8 @@ much each worker has done, as ``rq info`` / ``celery inspect`` show it.
 Each worker keeps one field of ``keys.workers()`` (name -> JSON), written with a plain HSET by a
 thread of the worker's own: when it starts, when it goes from idle to busy or back, and
 otherwise every ``every_s`` (its heartbeat interval) with what it is doing then; a worker that
-stops cleanly removes its field. Nothing here decides who
+stops cleanly removes its field. The same thread watches Redis's run_id (``events.RedisWatch``:
+a Redis started anew becomes an event of the shared feed). Nothing here decides who
 owns a task (leases do): the registry is for people, so a write that fails is only logged, and
 a worker that died shows as "lost" once its report is older than a few intervals (no TTL: under
 RedisRaft expiry is local to each node). ``wordcount workers`` drops reports older than
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from . import keys
 from .connection import Connection
+from .events import RedisWatch
 from .protocol import Claimed
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Registration:
     def __init__(self, conn: Connection, name: str, every_s: float) -> None:
         self.conn = Connection(conn.settings, name=f"{conn.name}-registry")
         self.report = Report(name, every_s=every_s)
+        self.redis_watch = RedisWatch(name)  # a new Redis run_id: a redis-start event
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -115,6 +118,8 @@ class Registration:
                            retry_seconds=0)
         except Exception as exc:  # noqa: BLE001 - for people only: never stop the work for it
             log.debug("worker registry not updated: %s", exc)
+            return
+        self.redis_watch.check(self.conn)
 
     def stop(self) -> None:
         """End the thread (after its write in flight, if any), then remove the entry."""

@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .. import jobs, keys, registry
+from .. import client, events, jobs, keys, registry
 from ..connection import Connection
 from ..protocol import task_seq
 from ..settings import RedisUrl, Settings
 
 MAX_EVENTS = 500  # the feed keeps this many (oldest dropped)
 MAX_POINTS = 2400  # a job's series: beyond this, every other point is dropped (coarser)
+RECORDED = 200  # the newest events of the shared feed in Redis read at each sample
 RATE_WINDOW_MS = 5_000  # "rate": tasks and bytes settled per second over this window
 LISTED = 50  # dead letters / held tasks / top words shown on a job's page
 TIMELINE_ENTRIES = 5000  # the newest entries of a job's history drawn on its timeline
@@ -70,7 +71,50 @@ def read_health(conn: Connection) -> dict[str, Any]:
     if raft and any(k.startswith("raft_") for k in raft):
         out["raft"] = {k: raft.get(f"raft_{k}") for k in
                        ("node_id", "state", "role", "current_term", "leader_id")}
+    out["nodes"] = read_nodes(conn)
     return out
+
+
+NODE_TIMEOUT_S = 0.5  # a node that does not answer INFO within this is shown down
+
+
+def read_nodes(conn: Connection) -> list[dict[str, Any]]:
+    """Each node the URL lists, when it lists several (RedisRaft): up or down (why), and its
+    role, Raft state, term and leader as that node sees them, its run_id and uptime. Each node
+    is asked directly, once: a node down or paused is shown so, whoever leads."""
+    out = []
+    for host, port in conn.nodes if conn.clustered else []:
+        node = f"{host}:{port}"
+        try:
+            info = conn.node_info((host, port), timeout_s=NODE_TIMEOUT_S)
+            raft = conn.node_info((host, port), "raft", timeout_s=NODE_TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - a node down is what this shows
+            out.append({"node": node, "up": False, "error": f"{type(e).__name__}: {e}"})
+            continue
+        out.append({"node": node, "up": True, "error": "", "run_id": info.get("run_id", ""),
+                    "uptime_s": info.get("uptime_in_seconds"),
+                    **{k: raft.get(f"raft_{k}") for k in
+                       ("node_id", "state", "role", "current_term", "leader_id")}})
+    return out
+
+
+CHECK_TIMEOUT_S = 10.0  # a finished job's self-check: how long its read may wait for it
+
+
+def read_check(conn: Connection, name: str) -> dict[str, Any]:
+    """The client's end-to-end self-check (``client.check``) of a finished job, as the
+    dashboard runs it: its plan read back, the whole table read while the job stays finished,
+    the protocol's invariants checked (words in the table = words committed = the meta's;
+    bytes; every task settled once). ``ok`` False names what broke, or why it could not run."""
+    try:
+        job = jobs.load(conn, name)
+        snap = client.read_finished(conn, job, timeout_s=CHECK_TIMEOUT_S)
+        figures = client.check(job, snap)
+    except Exception as e:  # noqa: BLE001 - shown as the check's outcome
+        return {"ok": False, "text": f"{type(e).__name__}: {e}"}
+    return {"ok": True, "figures": figures,
+            "text": f"passed: {figures.get('words_in_table', '?')} "
+                    "words in the table = words committed = the job's count"}
 
 
 def read_jobs(conn: Connection) -> list[dict[str, Any]]:
@@ -102,14 +146,15 @@ def _spec_paths(conn: Connection, name: str, ids: Iterable[str]) -> dict[str, st
     return out
 
 
-def timeline(entries: Iterable[str]) -> dict[str, Any]:
+def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
     """A job's history (``keys.history``: "<ms> <what> <task> <worker>", oldest first) as
     attempts: each take, steal or backup opens one for its (task, worker), ended by that
     worker's done, dup or dead of the task. An attempt whose task was stolen from it and that
     never settled ends "lost" at the steal; one still open is "running" (end None); a settle
     whose start is not in the history (older than its cap, or taken in an incarnation a
     rollback undid) is an attempt of no length. ``phases``: the map phase's end ("reduce") and
-    the job's ("finished")."""
+    the job's ("finished"). ``maps``: the job's map tasks (its meta ``total``): a task past
+    them is a shuffle job's reduce task (``reduce`` True)."""
     attempts: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     open_: dict[tuple[str, str], dict[str, Any]] = {}
@@ -138,6 +183,8 @@ def timeline(entries: Iterable[str]) -> dict[str, Any]:
     for a in open_.values():
         lost = a.pop("lost_ms", None)
         attempts.append({**a, "end": lost, "outcome": "lost"} if lost is not None else a)
+    for a in attempts:
+        a["reduce"] = maps is not None and task_seq(a["task"]) > maps
     attempts.sort(key=lambda a: (a["start"], a["worker"]))
     return {"attempts": attempts, "phases": phases,
             "workers": sorted({a["worker"] for a in attempts})}
@@ -153,8 +200,9 @@ def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> d
         pipe.zrange(keys.leases(name), 0, -1, withscores=True)
         pipe.zrevrange(keys.counts(name), 0, LISTED - 1, withscores=True)
         pipe.lrange(keys.history(name), -TIMELINE_ENTRIES, -1)
+        pipe.hget(keys.meta(name), "total")
         return pipe.execute()
-    dead, leases, top, history = conn.call(run)
+    dead, leases, top, history, maps = conn.call(run)
     holders = {w["task"]: w["name"] for w in workers if w.get("job") == name and w.get("task")}
     # (a task being committed has left the leases zset: not listed while it commits; a
     # worker's report is only a hint -- it may be seconds old -- so it names holders, no more)
@@ -170,7 +218,7 @@ def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> d
                   "worker": holders.get(t, "")} for t in held_ids],
         "held_total": len(held),
         "top": [[w, int(n)] for w, n in top],
-        "timeline": timeline(history),
+        "timeline": timeline(history, int(maps) if maps else None),
     }
 
 
@@ -194,12 +242,16 @@ class Observer:
         self._first = True
         self._run_id = ""
         self._raft: dict[str, Any] | None = None
+        self._recorded: set[tuple] = set()  # the shared feed's events read last time
+        self.checks: dict[tuple, dict[str, Any]] = {}  # (job, epoch, finished) -> self-check
 
     # -- the feed ---------------------------------------------------------------------------
 
-    def _event(self, kind: str, text: str, job: str = "", marker: bool = False) -> None:
+    def _event(self, kind: str, text: str, job: str = "", marker: bool = False,
+               t: int | None = None) -> None:
         self._seq += 1
-        ev = {"id": self._seq, "t": self.clock(), "kind": kind, "text": text, "job": job}
+        ev = {"id": self._seq, "t": self.clock() if t is None else t, "kind": kind,
+              "text": text, "job": job}
         self.events.append(ev)
         if marker:
             self.markers.append(ev)
@@ -217,20 +269,36 @@ class Observer:
             health = read_health(self.conn)
             jobs_now = read_jobs(self.conn)
             workers_now = read_workers(self.conn, t)
+            recorded = events.read(self.conn, RECORDED)
             details = {name: read_detail(self.conn, name, workers_now)
                        for name in watched if any(j["job"] == name for j in jobs_now)}
+            for row in jobs_now:  # a watched job that finished: its self-check, once
+                key = (row["job"], row["epoch"], row["finished_ms"])
+                if row["job"] in details and row["state"] == "done" and key not in self.checks:
+                    self.checks[key] = read_check(self.conn, row["job"])
         except Exception as e:  # noqa: BLE001 - shown on the page; the next sample tries again
             self._unreachable(f"{type(e).__name__}: {e}")
             return
         self._health(health)
         self._jobs(jobs_now, t)
         self._workers(workers_now, t)
+        self._shared(recorded)
         self.details = details
         self.sampled_ms = t
         if self._first:
             self._event("dashboard", f"dashboard started: {len(jobs_now)} job(s), "
                         f"{len(workers_now)} worker(s) in Redis at {self.address}")
             self._first = False
+
+    def _shared(self, recorded: list[events.Event]) -> None:
+        """The shared feed's events (recorded in Redis by workers and clients) not read before:
+        into this feed, as markers at their own time; a dashboard started later reads them
+        too."""
+        now = {(e.t, e.kind, e.job, e.source, e.text) for e in recorded}
+        for e in recorded:
+            if (e.t, e.kind, e.job, e.source, e.text) not in self._recorded:
+                self._event(e.kind, f"{e.source}: {e.text}", e.job, marker=True, t=e.t)
+        self._recorded = now
 
     def _unreachable(self, why: str) -> None:
         if self.redis.get("reachable") or self._first:
@@ -261,6 +329,18 @@ class Observer:
                         f"{self._raft.get('current_term')}, leader "
                         f"{self._raft.get('leader_id')})", marker=True)
         self._raft = raft
+        before = {n["node"]: n for n in self.redis.get("nodes") or []}
+        for n in health.get("nodes") or []:
+            old = before.get(n["node"])
+            if old is None:
+                continue
+            if old["up"] and not n["up"]:
+                self._event("node-down", f"RedisRaft node {n['node']} down: {n['error']}",
+                            marker=True)
+            elif n["up"] and not old["up"]:
+                self._event("node-up", f"RedisRaft node {n['node']} up again (run_id "
+                            f"{n['run_id'][:8]}, {n['role']}, term {n['current_term']})",
+                            marker=True)
         self.redis = health
 
     def _jobs(self, rows: list[dict[str, Any]], t: int) -> None:
@@ -359,6 +439,7 @@ class Observer:
         if row is None and name not in self.series:
             return None
         detail = detail if detail is not None else self.details.get(name, {})
-        return {"job": row, "series": self.series.get(name, []),
+        check = self.checks.get((name, row["epoch"], row["finished_ms"])) if row else None
+        return {"job": row, "check": check, "series": self.series.get(name, []),
                 "markers": list(self.markers),
                 "events": [e for e in self.events if e["job"] == name], **detail}

@@ -22,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -96,14 +97,20 @@ def print_report(doc: dict[str, Any], counts: Counter[str] | None, status: int, 
                   "above\n")
 
 
-def next_steps(env: dict[str, str] | os._Environ, out: IO[str]) -> None:
-    """The last lines of the client's log: where the results are, another job, stopping."""
+def next_steps(env: dict[str, str] | os._Environ, out: IO[str], job: str | None = None
+               ) -> None:
+    """The last lines of the client's log: where the results are, the job's page on the
+    dashboard (WORDCOUNT_DASHBOARD_URL), another job, stopping."""
     results = env.get("WORDCOUNT_RESULTS_HOST") or "./results"
     data = env.get("WORDCOUNT_DATA_HOST") or "./data"
     raft = "raft" in (env.get("REDIS_URL") or "")
     compose = "docker compose -f compose.raft.yml" if raft else "docker compose"
     what = "every word" if (env.get("APP") or "wordcount") == "wordcount" else env.get("APP")
     out.write(f"-- results: {results}/counts.tsv ({what}), {results}/result.json (summary)\n")
+    dashboard = env.get("WORDCOUNT_DASHBOARD_URL")
+    if dashboard and job:
+        out.write(f"-- dashboard: {dashboard.rstrip('/')}/#job={urllib.parse.quote(job)} (its "
+                  "timeline; while the cluster runs, or after `make start`)\n")
     scale = "--scale worker=8 --exit-code-from client"
     out.write(f"-- another job: put files in {data} (or empty it for a new sample), then "
               f"`make {'up-raft' if raft else 'up'}` (or `{compose} up {scale}`)\n")
@@ -162,7 +169,7 @@ def run_job(env: dict[str, str] | os._Environ | None = None, out: IO[str] | None
     counts = read_counts(tsv) if tsv.is_file() and doc.get("app", "wordcount") == "wordcount" \
         else None
     print_report(doc, counts, status, len(doc.get("top", [])) or 10, out)
-    next_steps(env, out)
+    next_steps(env, out, doc.get("job"))
     return status
 
 

@@ -129,7 +129,15 @@ function renderRedis(r) {
       ["raft role", String(r.raft.role)], ["raft term", String(r.raft.current_term)],
       ["raft leader", String(r.raft.leader_id)]);
   }
-  $("redis").replaceChildren(kv(pairs));
+  const nodes = r.nodes || [];
+  $("redis").replaceChildren(kv(pairs), nodes.length ? table(
+    ["RedisRaft node", "up", "raft state", "role", "term", "leader", "uptime", "run_id / error"],
+    nodes.map((n) => ({attrs: {"data-node": n.node, class: n.up ? "node-up" : "node-down"},
+      cells: [n.node, n.up ? "up" : el("span", {class: "lost"}, "DOWN"),
+              n.up ? String(n.state) : "", n.up ? String(n.role) : "",
+              n.up ? String(n.current_term) : "", n.up ? String(n.leader_id) : "",
+              n.up ? secs(n.uptime_s) : "", n.up ? (n.run_id || "").slice(0, 8) : n.error]})))
+    : "");
 }
 
 function renderFeed(list, events, filter) {
@@ -163,14 +171,19 @@ function renderChart(doc) {
            svg("text", {x: L, y: H - 8, "font-size": 11}, clock(start)),
            svg("text", {x: W - R, y: H - 8, "font-size": 11, "text-anchor": "end"},
                clock(end) + " (+" + ((end - start) / 1000).toFixed(1) + " s)"));
-  for (const m of doc.markers || []) {
+  let labelled = -Infinity;  // (a label only where it does not run into the one before)
+  for (const m of [...(doc.markers || [])].sort((a, b) => a.t - b.t)) {
     if (m.t < start || m.t > end) continue;
     const line = svg("line", {x1: x(m.t), y1: T, x2: x(m.t), y2: y(0), class: "marker",
                               stroke: m.kind === "redis-up" ? "#1a7f37" : "#c62828",
                               "stroke-dasharray": "4 3"});
     line.append(svg("title", {}, clock(m.t) + " " + m.text));
-    s.append(line, svg("text", {x: x(m.t) + 3, y: T + 10, "font-size": 10, fill: "#c62828"},
-                       m.kind));
+    s.append(line);
+    if (x(m.t) - labelled > 8 * m.kind.length) {
+      s.append(svg("text", {x: x(m.t) + 3, y: T + 10, "font-size": 10, fill: "#c62828"},
+                   m.kind));
+      labelled = x(m.t);
+    }
   }
   const line = (f, color) => svg("polyline", {fill: "none", stroke: color, "stroke-width": 2,
     points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(f(p)).toFixed(1)).join(" ")});
@@ -258,23 +271,30 @@ function renderTimeline(tl, markers, job) {
     const i = workers.indexOf(a.worker);
     const x1 = x(a.start), x2 = Math.max(x(a.end || now), x1 + 2);
     const bar = svg("rect", {x: x1, y: T + LANE * i + 3, width: x2 - x1, height: LANE - 6,
-      fill: OUTCOME[a.outcome] || "#999", class: "attempt " + a.outcome + " how-" + a.how,
+      fill: OUTCOME[a.outcome] || "#999", "fill-opacity": a.reduce ? 0.55 : 1,
+      class: "attempt " + a.outcome + " how-" + a.how + (a.reduce ? " reduce" : " map"),
       stroke: a.how === "take" ? "none" : "#000", "stroke-width": 1,
       "data-task": a.task});
-    bar.append(svg("title", {}, `task ${a.task} (${a.how || "?"}) by ${a.worker}: `
+    bar.append(svg("title", {}, `${a.reduce ? "reduce" : "task"} ${a.task} (${a.how || "?"}) by ${a.worker}: `
       + `${clock(a.start)} -> ${a.end ? clock(a.end) : "now"}, ${a.outcome}`));
     s.append(bar);
   }
   const marks = [...(tl.phases || []).map((p) => ({t: p.t, kind: p.kind, text: p.kind})),
-                 ...(markers || [])];
+                 ...(markers || [])].sort((a, b) => a.t - b.t);
+  let labelled = -Infinity;
   for (const m of marks) {
     if (m.t < start || m.t > end) continue;
     const line = svg("line", {x1: x(m.t), y1: 4, x2: x(m.t), y2: H - 20, class: "marker",
-                              stroke: m.kind === "finished" || m.kind === "redis-up" ? "#1a7f37"
+                              stroke: ["finished", "redis-up", "node-up"].includes(m.kind)
+                                ? "#1a7f37"
                                 : m.kind === "reduce" ? "#6f42c1" : "#c62828",
                               "stroke-dasharray": "4 3"});
     line.append(svg("title", {}, clock(m.t) + " " + m.text));
-    s.append(line, svg("text", {x: x(m.t) + 3, y: 12, "font-size": 10}, m.kind));
+    s.append(line);
+    if (x(m.t) - labelled > 7 * m.kind.length) {
+      s.append(svg("text", {x: x(m.t) + 3, y: 12, "font-size": 10}, m.kind));
+      labelled = x(m.t);
+    }
   }
   s.append(svg("text", {x: L, y: H - 6, "font-size": 11}, clock(start)),
            svg("text", {x: W - R, y: H - 6, "font-size": 11, "text-anchor": "end"},
@@ -285,7 +305,8 @@ function renderTimeline(tl, markers, job) {
     e.style.background = Object.values(OUTCOME)[i];
   });
   box.replaceChildren(s, legend, el("p", {class: "muted"},
-    "outlined: a steal (the lease of a dead or frozen holder) or a backup copy"));
+    "outlined: a steal (the lease of a dead or frozen holder) or a backup copy; paler: a " +
+    "shuffle job's reduce tasks (after the \"reduce\" marker)"));
 }
 
 function renderJob(doc, name, actionsOn) {
@@ -304,6 +325,10 @@ function renderJob(doc, name, actionsOn) {
     ["bytes", bytes(j.done_bytes) + " of " + bytes(j.bytes)],
     ["stolen / backups / duplicates", `${j.stolen} / ${j.backups} / ${j.duplicates}`],
     ["created", clock(j.created_ms)], ["finished", clock(j.finished_ms)],
+    ["self-check", doc.check ? el("span", {id: "check", class: doc.check.ok ? "ok" : "bad"},
+                                  doc.check.text)
+                             : el("span", {id: "check", class: "muted"},
+                                  j.state === "done" ? "checking…" : "once it is done")],
   ]) : empty("gone from Redis (deleted, expired, or lost with a restart)"));
   renderChart(doc);
   renderTimeline(doc.timeline, doc.markers, doc.job);
