@@ -44,7 +44,7 @@ even when another incarnation exists by then), so a late submission never undoes
 whereas a job that Redis lost (no tombstone) is resubmitted by its client.
 ]]
 
-local PROTOCOL = '13'  -- 13: wc_event; 12: the history key (JOB_KEYS, settle_keys, the takes), settle ARGV 4 the worker; 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
+local PROTOCOL = '14'  -- 14: settle ARGV 11 the counted moment (was skipped ranges), no skipped key; 13: wc_event; 12: the history key (JOB_KEYS, settle_keys, the takes), settle ARGV 4 the worker; 11: wc_take's done and dead (KEYS 4, 5); 10: wc_submit's app (ARGV 16); 9: wc_take, wc_stage's leases and task id, WCRUNNING/WCCANCELLED
 local BUILD = '@BUILD@'  -- replaced when the library is loaded: a hash of this file's text
 local IDENTITY = PROTOCOL .. '/' .. BUILD
 
@@ -77,10 +77,11 @@ job's state holds, not what happened to the calls a rollback undid. ]]
 local HISTORY_CAP = 20000
 local GROUP = 'workers'  -- the stream queue's consumer group (wordcount/keys.py GROUP)
 
-local function remember(history, now, what, id, worker)
+local function remember(history, now, what, id, worker, counted)
   if not history then return end
-  local n = redis.call('RPUSH', history, now .. ' ' .. what .. ' ' .. id .. ' ' ..
-                                         (worker ~= '' and worker or '-'))
+  local entry = now .. ' ' .. what .. ' ' .. id .. ' ' .. (worker ~= '' and worker or '-')
+  if counted and counted ~= '' then entry = entry .. ' ' .. counted end
+  local n = redis.call('RPUSH', history, entry)
   if n > HISTORY_CAP then redis.call('LPOP', history) end
 end
 
@@ -136,12 +137,9 @@ end
 -- Record an accepted task: settle it, count its progress (ARGV 8 bytes read, 9 words, 10 busy
 -- ms). A map task's words count as `words`; a reduce task's (the words of its partition, over
 -- every map) as `reduced`.
--- (skipped: '' or the JSON list of the packed ranges the worker could not read, recorded with
--- the task: a list of [path, start, end, why])
-local function record_done(k, args, skipped, is_reduce)
+local function record_done(k, args, is_reduce)
   local id = args[5]
   redis.call('HSET', k.done, id, args[9])
-  if skipped ~= '' then redis.call('HSET', k.skipped, id, skipped) end
   redis.call('ZREM', k.leases, id)
   redis.call('HINCRBY', k.meta, 'done', 1)
   redis.call('HINCRBY', k.meta, 'done_bytes', args[8])
@@ -190,28 +188,31 @@ local function reduce_spec(r)
 end
 
 --[[ The keys and arguments that settling a task needs, for both queues.
-KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, 7 skipped, 8 shuffle, 9 specs,
-      then the queue's own keys and the history (list): stream queue: 10 stream, 11 history;
-      lease queue: 10 expiry (zset), 11 owners (hash), 12 queue (list), 13 notify (list),
-      14 history
+KEYS: 1 meta, 2 active, 3 merges, 4 done, 5 dead, 6 leases, 7 shuffle, 8 specs,
+      then the queue's own keys and the history (list): stream queue: 9 stream, 10 history;
+      lease queue: 9 expiry (zset), 10 owners (hash), 11 queue (list), 12 notify (list),
+      13 history
 ARGV: 1 identity, 2 now, 3 queue kind ("stream" | "lease"), 4 the worker settling it (for the
       history), 5 task id, 6 epoch, 7 job, then what each function adds.
 Returns the key table, with k.leave(id, keep): the task leaves its queue (it is settled). A
 dead letter's stream entry is kept (acknowledged), so that wc_requeue can deliver it again:
 `keep` is true for a task settled in `dead`, whoever calls. k.queue_reduces(maps, R): a shuffle
 job's R reduce tasks become claimable (ids 0-<maps + 1> .. 0-<maps + R>, their specs written).
-k.log(what) appends to the job's history (remember). Also returns the index of the first KEYS
+k.log(what, counted) appends to the job's history (remember; ``counted``: the worker's
+moment its counting ended, ARGV 11 of a commit, '' unknown). Also returns the index of the first KEYS
 entry after the history key. ]]
 local function settle_keys(keys, args)
   local k = {meta = keys[1], active = keys[2], merges = keys[3], done = keys[4], dead = keys[5],
-             leases = keys[6], skipped = keys[7], shuffle = keys[8], specs = keys[9]}
-  local last = args[3] == 'stream' and 10 or 13  -- the queue's last key
+             leases = keys[6], shuffle = keys[7], specs = keys[8]}
+  local last = args[3] == 'stream' and 9 or 12  -- the queue's last key
   k.history = keys[last + 1]
-  k.log = function(what) remember(k.history, args[2], what, args[5], args[4]) end
+  k.log = function(what, counted)
+    remember(k.history, args[2], what, args[5], args[4], counted)
+  end
   if args[3] == 'stream' then
     -- acknowledged, and deleted so that no consumer group read can deliver it again (after a
     -- rollback the group's last-delivered id may lie before it)
-    local stream, group = keys[10], GROUP
+    local stream, group = keys[9], GROUP
     k.leave = function(id, keep)
       redis.call('XACK', stream, group, id)
       if not keep then redis.call('XDEL', stream, id) end
@@ -224,9 +225,9 @@ local function settle_keys(keys, args)
           'ident', '', 'parts', '', 'reduce', r)
       end
     end
-    return k, 12
+    return k, 11
   end
-  local expiry, owners, queue, notify = keys[10], keys[11], keys[12], keys[13]
+  local expiry, owners, queue, notify = keys[9], keys[10], keys[11], keys[12]
   k.leave = function(id)
     redis.call('ZREM', expiry, id)
     redis.call('HDEL', owners, id)
@@ -240,7 +241,7 @@ local function settle_keys(keys, args)
     redis.call('RPUSH', notify, unpack({1, 1, 1, 1, 1, 1, 1, 1}, 1, math.min(reduces, 8)))
     redis.call('LTRIM', notify, 0, 63)
   end
-  return k, 15
+  return k, 14
 end
 
 -- Whether task id is a reduce task of this job (a shuffle job's ids after its maps).
@@ -291,16 +292,15 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- A job as a whole: created, replaced, deleted in one call each.
 
--- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-16), then the
--- shared ones (17 active, 18 registry, 19 deleted).
+-- The job's fixed keys, in the order of wordcount/keys.py JOB_KEYS (KEYS 1-15), then the
+-- shared ones (16 active, 17 registry, 18 deleted).
 local JOB_KEYS = {'meta', 'tasks', 'specs', 'counts', 'done', 'dead', 'leases', 'merges',
-                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'skipped', 'shuffle',
-                  'history'}
+                  'queue', 'expiry', 'owners', 'attempts', 'notify', 'shuffle', 'history'}
 
 local function job_keys(keys)
   local k = {}
   for i, name in ipairs(JOB_KEYS) do k[name] = keys[i] end
-  k.active, k.registry, k.deleted = keys[17], keys[18], keys[19]
+  k.active, k.registry, k.deleted = keys[16], keys[17], keys[18]
   return k
 end
 
@@ -539,9 +539,9 @@ one-phase job, a reduce task of a shuffle job (its partition's totals, consumed 
 call: check_consumed), or a map task that settles after its shuffle job's map phase ended (a
 requeued dead letter: its counts go straight to the table, which the reduces' increments
 commute with).
-KEYS: settle_keys (9 + the queue's own + history), then counts (zset)
-ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges ('' or JSON: see
-      record_done), 12 consumed ('' or, a reduce task: "<partition> <map id> ..."), then word,
+KEYS: settle_keys (8 + the queue's own + history), then counts (zset)
+ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 counted (the worker's ms when
+      its counting ended, for the history; '' unknown), 12 consumed ('' or, a reduce task: "<partition> <map id> ..."), then word,
       count pairs
 Returns: 1 applied; 0 duplicate (already settled: a straggler, a thief, a replayed call);
 -1 stale (the job was re-planned; a reduce task outside the reduce phase), -2 gone (nothing
@@ -556,7 +556,7 @@ local function wc_commit(keys, args)
   if already then
     k.leave(args[5], already == 'dead')
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
-    k.log('dup')
+    k.log('dup', args[11])
     return 0
   end
   local free = nil
@@ -570,8 +570,8 @@ local function wc_commit(keys, args)
   k.leave(args[5])
   apply_pairs(k.meta, keys[next_key], args, 13, args[12] ~= '')
   if free then free() end
-  record_done(k, args, args[11], args[12] ~= '')
-  k.log('done')
+  record_done(k, args, args[12] ~= '')
+  k.log('done', args[11])
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -580,8 +580,8 @@ end
 compressed, checksummed piece each, made by the worker: wordcount/shuffle.py) in the job's
 shuffle hash ("<r>:<task id>" -> piece), only for its first commit. The call that settles the
 last map queues the R reduce tasks (finish_if_complete).
-KEYS: settle_keys (9 + the queue's own + history)
-ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 skipped ranges, then the R
+KEYS: settle_keys (8 + the queue's own + history)
+ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 counted (as wc_commit's), then the R
       pieces, partition 0 first
 Returns: 1 applied, 0 duplicate, -1 stale, -2 gone, -4 late (the reduce phase began: a requeued
 map; nothing changed, commit it with wc_commit). Error WCPHASE: not R pieces. ]]
@@ -595,7 +595,7 @@ local function wc_map_commit(keys, args)
   if already then
     k.leave(args[5], already == 'dead')
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
-    k.log('dup')
+    k.log('dup', args[11])
     return 0
   end
   if redis.call('HGET', k.meta, 'phase') ~= 'map' then return LATE end
@@ -610,8 +610,8 @@ local function wc_map_commit(keys, args)
   end
   redis.call('HINCRBY', k.meta, 'shuffled', 1)
   redis.call('HINCRBY', k.meta, 'shuffled_words', args[9])
-  record_done(k, args, args[11], false)
-  k.log('done')
+  record_done(k, args, false)
+  k.log('done', args[11])
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -651,9 +651,9 @@ The worker first wrote its pairs with wc_stage into N piece lists. Here, only if
 present and together they hold exactly the task's distinct words, the task is settled and its
 pieces join the merge set; wc_merge then applies them one by one. A piece lost to a Redis
 rollback is never mistaken for an empty task: the call answers RESTAGE and changes nothing.
-KEYS: settle_keys (9 + the queue's own + history), then the pieces
+KEYS: settle_keys (8 + the queue's own + history), then the pieces
 ARGV: settle_keys (1-7), 8 bytes read, 9 words, 10 busy ms, 11 distinct words (pairs) in all
-      pieces, 12 skipped ranges (as wc_commit's 11), 13 consumed (as wc_commit's 12)
+      pieces, 12 counted (as wc_commit's 11), 13 consumed (as wc_commit's 12)
 Returns: 1 accepted, 0 duplicate (pieces discarded), -1 stale, -2 gone, -3 restage (a piece is
 missing; a reduce task: or its partition is not what it read). ]]
 local function wc_commit_staged(keys, args)
@@ -670,7 +670,7 @@ local function wc_commit_staged(keys, args)
     k.leave(args[5], already == 'dead')
     drop_pieces(keys, first, k.merges)
     redis.call('HINCRBY', k.meta, 'duplicates', 1)
-    k.log('dup')
+    k.log('dup', args[12])
     return 0
   end
   local free = nil
@@ -693,8 +693,8 @@ local function wc_commit_staged(keys, args)
   k.leave(args[5])
   for i = first, #keys do redis.call('SADD', k.merges, keys[i]) end
   if free then free() end
-  record_done(k, args, args[12], args[13] ~= '')
-  k.log('done')
+  record_done(k, args, args[13] ~= '')
+  k.log('done', args[12])
   finish_if_complete(k, args[7], args[2])
   return 1
 end
@@ -728,7 +728,7 @@ end
 
 --[[ wc_dead: set a task aside (poison: too many attempts, unreadable, changed since planning,
 escaping the root).
-KEYS: settle_keys (9 + the queue's own + history)
+KEYS: settle_keys (8 + the queue's own + history)
 ARGV: settle_keys (1-7), 8 reason
 Returns: 1 recorded, 0 already settled, -1 stale, -2 gone. ]]
 local function wc_dead(keys, args)

@@ -207,7 +207,13 @@ def test_endpoints_and_stream_follow_a_real_job(redis_server, dashboard, tmp_pat
     later = Dashboard(redis_server.env())
     try:
         later.until("/api/jobs", lambda d: any(j["job"] == job.name for j in d["jobs"]))
-        assert later.json(f"/api/jobs/{job.name}")["timeline"] == tl
+        again = later.json(f"/api/jobs/{job.name}")
+        assert again["timeline"] == tl
+        # its settled tasks over time, from the job's history: the climb this dashboard never
+        # sampled, to every task
+        settled = [p[1] + p[2] for p in again["series"]]
+        assert settled[0] < len(job.tasks) and settled[-1] == len(job.tasks), settled
+        assert settled == sorted(settled), settled
     finally:
         later.stop()
     kinds = [e["text"] for e in dashboard.json("/api/events")["events"]]
@@ -415,6 +421,10 @@ def test_in_a_browser(redis_server, dashboard, browser, tmp_path):
     # its timeline: a bar per accepted attempt, at least one per task, on the workers' lanes
     wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#timeline rect.attempt.done"))
                == len(job.tasks))
+    # each accepted attempt: claimed -> counted, then its commit (the moment counting ended,
+    # from the worker's commit, in the history)
+    assert all("counted in" in t.get_attribute("textContent") for t in browser.find_elements(
+        By.CSS_SELECTOR, "#timeline rect.attempt.done title"))
     wait.until(lambda b: "alpha" in b.find_element(By.ID, "top").text)
     assert browser.find_element(By.ID, "job-name").text == job.name
     assert browser.save_screenshot(str(ARTIFACTS / "dashboard-job.png"))

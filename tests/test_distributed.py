@@ -148,8 +148,8 @@ def test_poison_missing_and_escaping_tasks_are_dead_lettered(redis_server, tmp_p
     (data / "good.txt").write_text("good words good\n")
     (data / "gone.txt").write_text("vanishing words\n")
     conn = connect(redis_server)
-    # one task per file (pack size 0): a packed task's unreadable file is not a dead letter
-    # (test_packed_task_counts_its_readable_files_and_names_the_unreadable_one)
+    # one task per file (pack size 0): each file's own dead letter (a pack is set aside whole:
+    # test_packed_task_with_a_vanished_file_is_set_aside_whole_and_requeued_exactly)
     job = client.plan_job([str(data)], 64 << 20, "poison", pack_size=0)
     job.queue = os.environ["WORDCOUNT_QUEUE"]
     (data / "gone.txt").unlink()
@@ -376,12 +376,15 @@ def _small_files(data, n: int) -> None:
         (data / f"f{i:03d}.txt").write_text(f"file{i} common Words ünïcode {tail}" * (i % 4 + 1))
 
 
-def test_packed_task_counts_its_readable_files_and_names_the_unreadable_one(redis_server,
-                                                                           tmp_path):
+def test_packed_task_with_a_vanished_file_is_set_aside_whole_and_requeued_exactly(
+        redis_server, tmp_path):
     """As a user would: 51 small files are one packed task; one of them vanishes between
-    `submit --no-wait` and the worker. The worker counts the other 50 and commits them with
-    the missing one recorded: `wait` prints the table of the 50 (equal, in full, to the serial
-    engine's over them) and names the missing file, exit 3."""
+    `submit --no-wait` and the worker. The pack is the unit of failure, as a one-range task
+    is: it is set aside whole, naming the missing file, and `wait` names every file of the
+    pack as not counted (exit 3, nothing silently lost). The file comes back, `requeue` gives
+    the pack a new attempt, and `wait` prints the whole table, equal to the serial engine's
+    over all 51 files (the soak found the old way: a pack that counted its other files could
+    never count the missing one, whatever the operator did)."""
     data = tmp_path / "data"
     _small_files(data, 51)
     env = redis_server.env()
@@ -392,19 +395,29 @@ def test_packed_task_counts_its_readable_files_and_names_the_unreadable_one(redi
     gone.rename(tmp_path / "aside.txt")
     worker = wc("worker", "--exit-when-idle", env=env)
     assert worker.returncode == 0, worker.stderr
-    assert "cannot read f007.txt" in worker.stderr and "the rest of the task is counted" \
-        in worker.stderr, worker.stderr
-    assert "task packed 0-1 (new, " in worker.stderr  # a plain worker logs each task it settles
+    assert "cannot read 51 packed ranges (f000.txt .. f050.txt" in worker.stderr \
+        and "f007.txt [0:" in worker.stderr, worker.stderr
     waited = wc("wait", "packed", "--counts-out", str(tmp_path / "got.tsv"), env=env, timeout=60)
     assert waited.returncode == EXIT_INPUT_ERRORS, waited.stderr
-    assert f"{gone}: task 0-1 (packed, [0:" in waited.stderr, waited.stderr
-    assert "not counted: No such file or directory" in waited.stderr
-    assert "50 files" in waited.stdout, waited.stdout  # the ones counted
-    assert (tmp_path / "got.tsv").read_text() == tsv(oracle(data))  # the 50, every word
-    # and the serial engine says the same of the same 50 files
+    for i in (0, 7, 50):  # every file of the pack: none of them was counted
+        assert f"{data / f'f{i:03d}.txt'}: task 0-1 (packed, [0:" in waited.stderr, waited.stderr
+    assert "f007.txt [0:" in waited.stderr and "No such file or directory" in waited.stderr
+    assert "0 files" in waited.stdout, waited.stdout
+    early = wc("requeue", "packed", env=env, timeout=60)  # the cause not fixed: said so
+    assert early.returncode == 0 and str(gone) in early.stderr, early.stderr
+    wc("worker", "--exit-when-idle", env=env)  # (set aside again)
+    (tmp_path / "aside.txt").rename(gone)  # the cause fixed (the same file: same identity)
+    again = wc("requeue", "packed", env=env, timeout=60)
+    assert again.returncode == 0 and "1 dead-lettered tasks requeued" in again.stdout, again.stdout
+    worker = wc("worker", "--exit-when-idle", env=env)
+    assert worker.returncode == 0, worker.stderr
+    waited = wc("wait", "packed", "--counts-out", str(tmp_path / "got.tsv"), env=env, timeout=60)
+    assert waited.returncode == 0, waited.stderr
+    assert "51 files" in waited.stdout, waited.stdout
     serial = wc("count", str(data), "--counts-out", str(tmp_path / "serial.tsv"), timeout=60)
     assert serial.returncode == 0, serial.stderr
-    assert (tmp_path / "serial.tsv").read_text() == (tmp_path / "got.tsv").read_text()
+    assert (tmp_path / "got.tsv").read_text() == (tmp_path / "serial.tsv").read_text() \
+        == tsv(oracle(data))  # every word of the 51
 
 
 def test_packed_task_with_a_changed_file_names_that_file_and_prints_no_table(redis_server,

@@ -159,10 +159,11 @@ def test_every_function_names_its_keys_and_arguments_at_its_top():
 def test_the_history_records_takes_and_settles_and_makes_the_timeline(redis_server, queue_kind,
                                                                         tmp_path):
     """Each take and settle appends "<ms> <what> <task> <worker>" to the job's history, in the
-    call that does it; the dashboard turns it into attempts per worker. A straggler's task is
-    backed up: the backup commits, the straggler's late commit is a duplicate."""
+    call that does it, and a commit the moment its counting ended; the dashboard turns it into
+    attempts per worker (claimed -> counted -> committed). A straggler's task is backed up: the
+    backup commits, the straggler's late commit is a duplicate."""
     from wordcount.dashboard.state import timeline
-    from wordcount.protocol import Applied
+    from wordcount.protocol import Applied, now_ms
     from wordcount.words import reference_counts
 
     conn = connect(redis_server, speculate_min_ms=0, speculate_factor=0.01)
@@ -180,17 +181,18 @@ def test_the_history_records_takes_and_settles_and_makes_the_timeline(redis_serv
 
     def counts(c):
         return reference_counts((d / c.task.path).read_bytes())
-    assert q["w1"].complete(c1, counts(c1), 8, 1) is Applied.APPLIED
+    counted = now_ms()
+    assert q["w1"].complete(c1, counts(c1), 8, 1, counted_ms=counted) is Applied.APPLIED
     time.sleep(0.01)  # (older than the backup threshold, 0.01 x the mean task time)
     backup = q["w3"].backends[queue_kind]._speculate(["h"])
     assert backup is not None and backup.id == c2.id and backup.consumer == "w3"
     assert q["w3"].complete(backup, counts(backup), 16, 1) is Applied.APPLIED
-    assert q["w2"].complete(c2, counts(c2), 16, 1) is Applied.DUPLICATE
+    assert q["w2"].complete(c2, counts(c2), 16, 1, counted_ms=counted + 1) is Applied.DUPLICATE
     entries = conn.call(lambda r: r.lrange(keys.history("h"), 0, -1))
     steps = [e.split(" ", 1)[1] for e in entries]
-    assert steps == [f"take {c1.id} w1", f"take {c2.id} w2", f"done {c1.id} w1",
+    assert steps == [f"take {c1.id} w1", f"take {c2.id} w2", f"done {c1.id} w1 {counted}",
                      f"backup {c2.id} w3", f"done {c2.id} w3", "finished - -",
-                     f"dup {c2.id} w2"], steps
+                     f"dup {c2.id} w2 {counted + 1}"], steps
     times = [int(e.split(" ", 1)[0]) for e in entries]
     assert times == sorted(times)
     tl = timeline(entries, maps=2)
@@ -199,6 +201,9 @@ def test_the_history_records_takes_and_settles_and_makes_the_timeline(redis_serv
     assert [(a["task"], a["worker"], a["how"], a["outcome"]) for a in tl["attempts"]] == [
         (c1.id, "w1", "take", "done"), (c2.id, "w2", "take", "dup"),
         (c2.id, "w3", "backup", "done")]
+    first = tl["attempts"][0]
+    assert first["start"] <= first["counted"] == counted <= first["end"]
+    assert "counted" not in tl["attempts"][2]  # (committed without the moment: not drawn)
     assert [p["kind"] for p in tl["phases"]] == ["finished"]
     jobs.delete(conn, "h")
     assert conn.call(lambda r: r.exists(keys.history("h"))) == 0  # it goes with the job
@@ -250,3 +255,18 @@ def test_the_shared_feed_records_each_redis_start_once(redis_server):
     run_id = conn.call(lambda r: r.info("server"))["run_id"]
     starts = [e for e in events.read(conn) if e.kind == "redis-start"]
     assert len(starts) == 3 and run_id[:8] in starts[-1].text and starts[-1].source == "w9"
+
+
+def test_the_settled_series_from_the_history_counts_requeues_once_and_its_cut_off_start():
+    """The dashboard's settled-over-time chart, from the history (so the same after a restart):
+    a dead letter requeued and done moves from dead to done; a history whose oldest entries
+    were dropped (its cap) starts at what the job's meta says was settled before them."""
+    from wordcount.dashboard.state import settled_series
+
+    entries = ["100 take 0-1 w1", "150 take 0-2 w2", "200 done 0-1 w1 180",
+               "300 dead 0-2 w2", "400 take 0-2 w1", "500 dup 0-1 w2 450",
+               "600 done 0-2 w1", "700 finished - -"]
+    assert settled_series(entries, done=2, dead=0) == [[200, 1, 0], [300, 1, 1], [600, 2, 0]]
+    # the first 5 tasks' entries dropped by the cap: the meta says 7 done
+    assert settled_series(entries, done=7, dead=0) == [[200, 6, 0], [300, 6, 1], [600, 7, 0]]
+    assert settled_series([], done=3, dead=1) == []

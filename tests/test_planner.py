@@ -141,14 +141,17 @@ def test_a_packed_task_counts_as_its_files_do_one_by_one(tmp_path_factory, files
         (d / f"{i}.bin").write_bytes(data)
         tasks.append(planner.Task(f"{i}.bin", 0, len(data)))
     (task,) = planner.pack(tasks, 10**6) if len(tasks) > 1 else tasks
-    counts, nbytes, failed = count_pack(task, lambda p: str(d / p), False, buffer_size=buf)
+    counts, nbytes = count_pack(task, lambda p: str(d / p), False, buffer_size=buf)
     expected = Counter()
     for data in files:
         expected.update(reference_counts(data))
-    assert counts == expected and nbytes == sum(map(len, files)) and failed == []
+    assert counts == expected and nbytes == sum(map(len, files))
 
 
-def test_a_packed_task_reports_an_unreadable_part_and_counts_the_rest(tmp_path):
+def test_a_packed_task_fails_whole_naming_its_unreadable_parts(tmp_path):
+    """A pack is the unit of failure, as a one-range task is: a part that cannot be read (or
+    that changed) fails the whole task, named, so that its dead letter can be requeued and
+    counted whole, once, when the cause is fixed."""
     from wordcount.engines import count_pack
 
     texts = {"a": "one two", "b": "three", "c": "two four"}
@@ -158,10 +161,17 @@ def test_a_packed_task_reports_an_unreadable_part_and_counts_the_rest(tmp_path):
 
     (task,) = planner.pack([planner.Task(n, 0, len(t), Identity.of_stat(
         os.stat(tmp_path / n)).text()) for n, t in texts.items()], 100)
-    (tmp_path / "b").unlink()
-    counts, nbytes, failed = count_pack(task, lambda p: str(tmp_path / p), False)
-    assert counts == Counter({"two": 2, "one": 1, "four": 1}) and nbytes == 15
-    assert [(p.path, type(e)) for p, e in failed] == [("b", FileNotFoundError)]
+    assert count_pack(task, lambda p: str(tmp_path / p), False) == (
+        Counter({"two": 2, "one": 1, "three": 1, "four": 1}), 20)
+    (tmp_path / "b").rename(tmp_path / "b.aside")
+    with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] b \[0:5\]: No such file"):
+        count_pack(task, lambda p: str(tmp_path / p), False)
+    (tmp_path / "a").rename(tmp_path / "a.aside")
+    with pytest.raises(FileNotFoundError, match=r"a \[0:7\]: No such file or directory "
+                                                r"\(and 1 more of its files\)"):
+        count_pack(task, lambda p: str(tmp_path / p), False)
+    for n in "ab":
+        (tmp_path / f"{n}.aside").rename(tmp_path / n)
     (tmp_path / "c").write_text("two four and more")  # changed: the whole task fails, named
     with pytest.raises(planner.FileChangedError,
                        match=r"c \[0:8\]: the file differs from the plan \(size 8 -> 17"):

@@ -43,7 +43,7 @@ from .exceptions import (
 )
 from .identity import FINGERPRINTS
 from .planner import InputError, Task
-from .protocol import CHANGED, Meta, Skipped, Submitted, parse_skipped, task_id, task_seq
+from .protocol import CHANGED, Meta, Submitted, task_id, task_seq
 from .settings import check_job_name
 
 log = logging.getLogger(__name__)
@@ -454,15 +454,13 @@ class Snapshot:
     done: dict[str, int]  # task id -> word total reported by its accepted commit
     dead: dict[str, str]  # task id -> reason
     merges: int  # accepted staged pieces not yet applied
-    # task id -> the ranges of that (packed, done) task its worker could not read
-    skipped: dict[str, list[Skipped]] = field(default_factory=dict)
 
 
 READ_CHUNK = 20_000  # words of the result table per ZRANGE
 
 
-def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], dict[str, str],
-                                               int, dict[str, list[Skipped]]]:
+def _read(conn: Connection, name: str
+          ) -> tuple[Counter[str], dict[str, int], dict[str, str], int]:
     def run(r):
         # by rank, in chunks: a walk along the sorted set's skiplist, where ZSCAN walks its hash
         # table in memory order (2 M words: 0.4 s of Redis CPU against 2.4 s, and 2.2 s against
@@ -479,10 +477,8 @@ def _read(conn: Connection, name: str) -> tuple[Counter[str], dict[str, int], di
         pipe.hgetall(keys.done(name))
         pipe.hgetall(keys.dead(name))
         pipe.scard(keys.merges(name))
-        pipe.hgetall(keys.skipped(name))
-        done, dead, merges, skipped = pipe.execute()
-        return (counts, {k: int(v) for k, v in done.items()}, dead, int(merges),
-                {tid: parse_skipped(v) for tid, v in skipped.items()})
+        done, dead, merges = pipe.execute()
+        return counts, {k: int(v) for k, v in done.items()}, dead, int(merges)
     return conn.call(run)
 
 
@@ -535,12 +531,12 @@ def read_finished(conn: Connection, job: Job, waited: Progress | None = None,
         if not before.finished or before.plan != job.plan_id or before.epoch != job.epoch:
             before = wait(conn, job, quiet=True, on_poll=on_poll, timeout_s=timeout_s)
             resubmits += before.resubmits
-        counts, done, dead, merges, skipped = _read(conn, job.name)
+        counts, done, dead, merges = _read(conn, job.name)
         after = progress(conn, job.name)
         if (after.finished and after.finished_ms == before.finished_ms
                 and after.epoch == before.epoch):
             after.resubmits = resubmits
-            return Snapshot(after, counts, done, dead, merges, skipped)
+            return Snapshot(after, counts, done, dead, merges)
         log.warning("job %s changed while its result was read (Redis restart?): reading again",
                     job.name)
     raise JobLostError(f"could not read a stable result for job {job.name}")
@@ -568,9 +564,6 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
     seq_of = {tid: i for i, tid in enumerate(task_ids(job, p.reduces))}
     done_bytes = sum(job.tasks[seq_of[t]].nbytes for t in done
                      if t in seq_of and is_map(job, t))
-    # (a packed task's unreadable ranges were not read: they are reported, not counted)
-    done_bytes -= sum(s.nbytes for t, ss in snap.skipped.items() if t in done for s in ss)
-    stray = sorted(set(snap.skipped) - set(done))
     figures: dict[str, object] = {
         "words_in_table": in_table, "words_committed": committed, "words_meta": p.words,
         "tasks": len(job.tasks), "tasks_done": len(done), "tasks_dead": len(dead),
@@ -607,8 +600,6 @@ def check(job: Job, snap: Snapshot) -> dict[str, object]:
                       f"read {p.done_bytes:,} (a commit for other task contents)")
     if snap.merges:
         broken.append(f"{snap.merges} accepted staged pieces were never applied")
-    if stray:
-        broken.append(f"skipped ranges recorded for tasks not done: {stray[:5]}")
     figures["ok"] = not broken
     if broken:
         raise JobInconsistentError(f"job {job.name} finished, but its result failed the "
@@ -666,14 +657,6 @@ def dead_letters(job: Job, dead: dict[str, str],
     return out
 
 
-def skipped_inputs(job: Job, skipped: dict[str, list[Skipped]]) -> list[InputError]:
-    """The ranges of packed tasks that their workers could not read (the rest was counted)."""
-    return [InputError(os.path.join(job.root, s.path), f"task {tid} (packed, "
-                       f"[{s.start}:{s.end}]): not counted: {s.why}")
-            for tid, ss in sorted(skipped.items(), key=lambda kv: task_seq(kv[0]))
-            for s in ss]
-
-
 def changed_inputs(job: Job, dead: dict[str, str]) -> list[InputError]:
     """The dead letters of tasks whose file was not what the plan recorded."""
     changed = {tid: reason for tid, reason in dead.items() if reason.startswith(CHANGED)}
@@ -699,12 +682,9 @@ def result(conn: Connection, job: Job, seconds: float, waited: Progress | None =
             + "; ".join(f"{e.path}: {e.error}" for e in changed[:5])
             + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
             + ". Submit the inputs again to count them as they are now (a new plan).")
-    # the files counted (in part): every range of a done task, but the ones it skipped
-    skipped = {(s.path, s.start, s.end) for ss in snap.skipped.values() for s in ss}
+    # the files counted (in part): every range of a done task
     files = {r.path for tid in snap.done if is_map(job, tid)
-             for r in job.tasks[task_seq(tid) - 1].ranges()
-             if (r.path, r.start, r.end) not in skipped}
+             for r in job.tasks[task_seq(tid) - 1].ranges()}
     res = Result(counts=snap.counts, files=len(files), bytes=snap.progress.done_bytes,
-                 seconds=seconds, errors=job.errors + dead_letters(job, snap.dead)
-                 + skipped_inputs(job, snap.skipped))
+                 seconds=seconds, errors=job.errors + dead_letters(job, snap.dead))
     return res, snap.progress

@@ -92,17 +92,19 @@ def count_checked(task: Task, path: str, mapped: bool, buffer_size: int = planne
 def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
                buffer_size: int = planner.READ_BUFFER,
                on_buffer: Callable[[int], None] | None = None, app: App | None = None
-               ) -> tuple[Counter[str], int, list[tuple[Task, OSError]]]:
+               ) -> tuple[Counter[str], int]:
     """Count a packed task: each range checked as ``count_checked`` checks one (``resolve``
     maps a part's path to the file to read, raising OSError when it may not be read), read
-    whole before any of it is counted (a part is small: under the pack size), so a part that
-    fails adds nothing. Many small parts are counted as one buffer, joined by a newline (an
-    ASCII whitespace byte: no word, no UTF-8 sequence, no lowercasing context spans it),
+    whole before any of it is counted (a part is small: under the pack size). Many small parts
+    are counted as one buffer, joined by a newline (an ASCII whitespace byte: no word, no UTF-8
+    sequence, no lowercasing context spans it),
     when the app's pairs do not depend on the document (``App.joins_documents``); else each
-    part goes through a mapper of its own. Returns the counts, the bytes read, and the parts
-    that could not be read with their errors.
-    Raises FileChangedError when a part is not what the plan recorded: the task's input
-    changed, a failure of the whole task."""
+    part goes through a mapper of its own. Returns the counts and the bytes read.
+    The task is the unit of failure, as a one-range task is: FileChangedError when a part is
+    not what the plan recorded (the task's input changed), OSError when a part cannot be read
+    (named, with how many others cannot: every part is tried, so that the operator learns all
+    of them before ``requeue``). A part that fails adds nothing; the worker sets the whole
+    task aside, and a requeue once the cause is fixed counts all of it, once."""
     app = app or apps.get()
     tally, nbytes = app.mapper(""), 0
     per_doc: Counter[str] = Counter()  # an app that maps each document apart: its pairs
@@ -127,6 +129,8 @@ def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
         except OSError as exc:
             failed.append((part, exc))
             continue
+        if failed:  # the task fails whole: the rest are read (checked), not counted
+            continue
         if not app.joins_documents:
             one = app.mapper(part.path)
             for d in data:
@@ -142,10 +146,16 @@ def count_pack(task: Task, resolve: Callable[[str], str], mapped: bool,
             flush()
     if batch:
         flush()
+    if failed:
+        part, exc = failed[0]
+        raise type(exc)(exc.errno, f"{part.path} [{part.start}:{part.end}]: "
+                        f"{planner.describe(exc)}"
+                        + (f" (and {len(failed) - 1} more of its files)" if len(failed) > 1
+                           else ""), exc.filename)
     counts = tally.counts() if app.joins_documents else per_doc
     if on_buffer is not None:  # the final count (the Tally defers its work): paced too
         on_buffer(0)
-    return counts, nbytes, failed
+    return counts, nbytes
 
 
 def _reference_task(task: Task, app: App, doc: str) -> Counter[str]:

@@ -35,7 +35,7 @@ from .exceptions import (
     WordcountError,
 )
 from .planner import Task
-from .protocol import Applied, Claimed, Skipped, Submitted, now_ms, parts_text, skipped_text
+from .protocol import Applied, Claimed, Submitted, now_ms, parts_text
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +137,19 @@ def _settle(c: Claimed) -> tuple[list[str], list[object]]:
     """KEYS and the first ARGV that settling ``c`` needs (see settle_keys in the .lua file)."""
     job = c.job
     keys_ = [keys.meta(job), keys.active(), keys.merges(job), keys.done(job), keys.dead(job),
-             keys.leases(job), keys.skipped(job), keys.shuffle(job), keys.specs(job)]
+             keys.leases(job), keys.shuffle(job), keys.specs(job)]
     if c.kind == "stream":
         keys_.append(keys.tasks(job))
     else:
         keys_ += [keys.expiry(job), keys.owners(job), keys.queue(job), keys.notify(job)]
     keys_.append(keys.history(job))
     return keys_, [IDENTITY, now_ms(), c.kind, c.consumer, c.id, c.epoch, job]
+
+
+def counted_text(counted_ms: int | None) -> str:
+    """A commit's ARGV 11: the worker's moment (ms) its counting ended, for the job's history
+    (the timeline's "counted"); '' when not known."""
+    return "" if counted_ms is None else str(counted_ms)
 
 
 def consumed_text(c: Claimed, maps: Sequence[str]) -> str:
@@ -153,26 +159,26 @@ def consumed_text(c: Claimed, maps: Sequence[str]) -> str:
 
 
 def commit(conn: Connection, c: Claimed, pairs: Sequence[object], nbytes: int, nwords: int,
-           busy_ms: int, skipped: Sequence[Skipped] = (), consumed: Sequence[str] = ()
+           busy_ms: int, counted_ms: int | None = None, consumed: Sequence[str] = ()
            ) -> Applied:
     """Settle the task + apply its counts + progress, in one call. ``pairs`` is a flat
-    [word, count, ...] list, ``nbytes`` the bytes the worker read, ``skipped`` the ranges of a
-    packed task it could not read (recorded with the task), ``consumed`` (a reduce task) the
+    [word, count, ...] list, ``nbytes`` the bytes the worker read, ``counted_ms`` when its
+    counting ended (the history's "counted"), ``consumed`` (a reduce task) the
     map tasks whose partition pieces it summed (freed by this call); the call is refused
     unless the job still has ``c.epoch``."""
     keys_, args = _settle(c)
     return Applied(_fcall(conn, "wc_commit", [*keys_, keys.counts(c.job)],
-                              [*args, nbytes, nwords, busy_ms, skipped_text(skipped),
+                              [*args, nbytes, nwords, busy_ms, counted_text(counted_ms),
                                consumed_text(c, consumed), *pairs]))
 
 
 def map_commit(conn: Connection, c: Claimed, pieces: Sequence[bytes], nbytes: int,
-               nwords: int, busy_ms: int, skipped: Sequence[Skipped] = ()) -> Applied:
+               nwords: int, busy_ms: int, counted_ms: int | None = None) -> Applied:
     """Settle a shuffle job's map task, storing its output as R partition pieces
     (wordcount.shuffle); LATE when its reduce phase already began (then ``commit``)."""
     keys_, args = _settle(c)
     return Applied(_fcall(conn, "wc_map_commit", keys_,
-                              [*args, nbytes, nwords, busy_ms, skipped_text(skipped),
+                              [*args, nbytes, nwords, busy_ms, counted_text(counted_ms),
                                *pieces]))
 
 
@@ -189,14 +195,14 @@ def stage(conn: Connection, c: Claimed, key: str, pairs: Sequence[object]) -> Ap
 
 
 def commit_staged(conn: Connection, c: Claimed, pieces: Sequence[str], distinct: int,
-                  nbytes: int, nwords: int, busy_ms: int, skipped: Sequence[Skipped] = (),
+                  nbytes: int, nwords: int, busy_ms: int, counted_ms: int | None = None,
                   consumed: Sequence[str] = ()) -> Applied:
     """Settle the task and accept its staged pieces, only if all of them (``distinct`` pairs in
     all) are there; RESTAGE otherwise."""
     keys_, args = _settle(c)
     return Applied(_fcall(conn, "wc_commit_staged", [*keys_, *pieces],
                               [*args, nbytes, nwords, busy_ms, distinct,
-                               skipped_text(skipped), consumed_text(c, consumed)]))
+                               counted_text(counted_ms), consumed_text(c, consumed)]))
 
 
 def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:
@@ -208,7 +214,7 @@ def merge(conn: Connection, job: str, epoch: str, piece: str) -> Applied:
 
 
 def commit_in_pieces(conn: Connection, c: Claimed, pairs: Sequence[object], distinct: int,
-                     nbytes: int, nwords: int, busy_ms: int, skipped: Sequence[Skipped] = (),
+                     nbytes: int, nwords: int, busy_ms: int, counted_ms: int | None = None,
                      consumed: Sequence[str] = (), *, piece_pairs: int, rounds: int
                      ) -> Applied:
     """The staged commit, whole: a task with more than ``piece_pairs`` distinct words (``pairs``
@@ -226,7 +232,7 @@ def commit_in_pieces(conn: Connection, c: Claimed, pairs: Sequence[object], dist
             staged = stage(conn, c, key, piece)
             if staged is not Applied.APPLIED:
                 return staged  # stale or gone: the task is no longer the job's
-        outcome = commit_staged(conn, c, pieces, distinct, nbytes, nwords, busy_ms, skipped,
+        outcome = commit_staged(conn, c, pieces, distinct, nbytes, nwords, busy_ms, counted_ms,
                                 consumed)
         if outcome is not Applied.RESTAGE:
             break

@@ -89,14 +89,9 @@ def done(job: str) -> str:
     return _job(job, "done")
 
 
-def skipped(job: str) -> str:
-    """Hash: task id -> JSON [[path, start, end, why], ...]: the ranges of a packed task that
-    its accepted commit could not read (reported by name with the result, never counted)."""
-    return _job(job, "skipped")
-
-
 def history(job: str) -> str:
-    """List: "<ms> <what> <task id> <worker>" per take and settle, the newest last, capped
+    """List: "<ms> <what> <task id> <worker>[ <counted ms>]" per take and settle (a commit's
+    done or dup also names the worker's moment its counting ended), the newest last, capped
     (HISTORY_CAP in wordcount.lua): the dashboard's timeline of the job."""
     return _job(job, "history")
 
@@ -156,7 +151,7 @@ def notify(job: str) -> str:
 # A job's fixed keys, in the order the Functions that create and delete a job take them
 # (JOB_KEYS in wordcount.lua; a test checks that the two agree).
 JOB_KEYS = ("meta", "tasks", "specs", "counts", "done", "dead", "leases", "merges", "queue",
-            "expiry", "owners", "attempts", "notify", "skipped", "shuffle", "history")
+            "expiry", "owners", "attempts", "notify", "shuffle", "history")
 
 
 def job_keys(job: str) -> list[str]:

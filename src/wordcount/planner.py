@@ -198,11 +198,15 @@ def plan(
     files: Sequence[str], chunk_size: int = DEFAULT_CHUNK_SIZE, lines: bool = False
 ) -> tuple[list[Task], list[InputError]]:
     """Tasks for every readable file (``lines``: ranges cut after a newline); files that can't
-    be opened become errors."""
+    be opened become errors. Each file is opened here, so that one unreadable before the job
+    begins is reported like the serial engine reports it, and never planned: a task is the
+    unit of failure (a pack fails whole), so a file that a worker cannot read is one that
+    changed after planning, and ``requeue`` counts its task once the cause is fixed."""
     tasks: list[Task] = []
     errors: list[InputError] = []
     for path in files:
         try:
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
             size = os.stat(path).st_size
             tasks.extend(split_file(path, size, chunk_size, lines=lines))
         except OSError as exc:

@@ -104,32 +104,6 @@ def parse_parts(text: str) -> tuple[Task, ...]:
                  for path, start, end, ident in json.loads(text)) if text else ()
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A range of a packed task that the worker could not read (the rest of the task was
-    counted and committed): recorded with the task, reported by name with the result."""
-
-    path: str
-    start: int
-    end: int
-    why: str
-
-    @property
-    def nbytes(self) -> int:
-        return self.end - self.start
-
-
-def skipped_text(skipped: Sequence[Skipped]) -> str:
-    """A commit's skipped ranges as the Functions store them (JSON [[path, start, end, why],
-    ...]; '' for none)."""
-    return json.dumps([[s.path, s.start, s.end, s.why] for s in skipped]) if skipped else ""
-
-
-def parse_skipped(text: str) -> list[Skipped]:
-    return [Skipped(path, int(start), int(end), why)
-            for path, start, end, why in json.loads(text)]
-
-
 class Meta:
     """The job meta hash's field names (``wc:{J}:meta``; ``create_job`` in wordcount.lua writes
     them all, and a test checks that the two lists agree)."""

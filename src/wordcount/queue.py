@@ -33,7 +33,7 @@ from redis.exceptions import ResponseError
 from . import functions, keys, shuffle
 from .connection import Connection
 from .exceptions import PhaseError, UsageError
-from .protocol import QUEUES, Applied, Claimed, Meta, Skipped, task_seq
+from .protocol import QUEUES, Applied, Claimed, Meta, task_seq
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,10 @@ class TaskQueue(Protocol):
     def take(self, jobs: Active) -> Claimed | None: ...
     def keep(self, c: Claimed) -> bool: ...
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None, skipped: Sequence[Skipped] = (),
+                 nwords: int | None = None, counted_ms: int | None = None,
                  consumed: Sequence[str] = ()) -> Applied: ...
     def complete_map(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                     reduces: int, skipped: Sequence[Skipped] = ()) -> Applied: ...
+                     reduces: int, counted_ms: int | None = None) -> Applied: ...
     def read_partition(self, c: Claimed, maps: int, reduces: int
                        ) -> tuple[Counter[str], list[str]]: ...
     def fail(self, c: Claimed, reason: str) -> Applied: ...
@@ -117,24 +117,24 @@ class _Backend:
         self.settings = settings
 
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None, skipped: Sequence[Skipped] = (),
+                 nwords: int | None = None, counted_ms: int | None = None,
                  consumed: Sequence[str] = ()) -> Applied:
         """Settle the task with its counts (``nwords`` overrides their total: per-word mode
-        applied them already and commits no pairs; ``skipped``: the ranges of a packed task
-        that could not be read; ``consumed``: a reduce task's map pieces, read_partition)."""
+        applied them already and commits no pairs; ``counted_ms``: when the worker's counting
+        ended, for the job's history; ``consumed``: a reduce task's map pieces, read_partition)."""
         # in the table's own order, (count, word): Redis inserts a run of neighbours into a
         # sorted set ~3x faster than the same words in hash order (its skiplist search stays
         # in cache; 2 M words: 1.9 s against 6.3 s of Redis CPU, measured with ZADD)
         pairs = table_order(counts)
         nwords = sum(counts.values()) if nwords is None else nwords
         if len(counts) <= self.settings.commit_pairs:
-            return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms, skipped,
+            return functions.commit(self.conn, c, pairs, nbytes, nwords, busy_ms, counted_ms,
                                     consumed)
-        return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms, skipped,
+        return self._complete_staged(c, pairs, len(counts), nbytes, nwords, busy_ms, counted_ms,
                                      consumed)
 
     def complete_map(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                     reduces: int, skipped: Sequence[Skipped] = ()) -> Applied:
+                     reduces: int, counted_ms: int | None = None) -> Applied:
         """Settle a shuffle job's map task with its output cut into ``reduces`` partition
         pieces (one call, O(R) work in Redis whatever the vocabulary). A map settling after the
         reduce phase began (a requeued dead letter) is committed directly instead."""
@@ -142,13 +142,13 @@ class _Backend:
         pieces = shuffle.pieces(counts, reduces)
         for _ in range(self.MAX_RESTAGE):
             outcome = functions.map_commit(self.conn, c, pieces, nbytes, nwords, busy_ms,
-                                           skipped)
+                                           counted_ms)
             if outcome is not Applied.LATE:
                 return outcome
             log.info("task %s %s: the reduce phase already began; committing its counts "
                      "directly", c.job, c.id)
             try:
-                return self.complete(c, counts, nbytes, busy_ms, skipped=skipped)
+                return self.complete(c, counts, nbytes, busy_ms, counted_ms=counted_ms)
             except PhaseError:
                 # Redis rolled back (or lost the job) to its map phase meanwhile: a map
                 # commit again
@@ -180,10 +180,10 @@ class _Backend:
         return counts, [t for t, _ in found]
 
     def _complete_staged(self, c: Claimed, pairs: list[object], distinct: int, nbytes: int,
-                         nwords: int, busy_ms: int, skipped: Sequence[Skipped],
+                         nwords: int, busy_ms: int, counted_ms: int | None,
                          consumed: Sequence[str] = ()) -> Applied:
         return functions.commit_in_pieces(
-            self.conn, c, pairs, distinct, nbytes, nwords, busy_ms, skipped, consumed,
+            self.conn, c, pairs, distinct, nbytes, nwords, busy_ms, counted_ms, consumed,
             piece_pairs=self.settings.commit_pairs, rounds=self.MAX_RESTAGE)
 
     def fail(self, c: Claimed, reason: str) -> Applied:
@@ -319,15 +319,15 @@ class Queues:
         return self.backends[c.kind].keep(c)
 
     def complete(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                 nwords: int | None = None, skipped: Sequence[Skipped] = (),
+                 nwords: int | None = None, counted_ms: int | None = None,
                  consumed: Sequence[str] = ()) -> Applied:
-        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords, skipped,
+        return self.backends[c.kind].complete(c, counts, nbytes, busy_ms, nwords, counted_ms,
                                               consumed)
 
     def complete_map(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                     reduces: int, skipped: Sequence[Skipped] = ()) -> Applied:
+                     reduces: int, counted_ms: int | None = None) -> Applied:
         return self.backends[c.kind].complete_map(c, counts, nbytes, busy_ms, reduces,
-                                                  skipped)
+                                                  counted_ms)
 
     def read_partition(self, c: Claimed, maps: int, reduces: int
                        ) -> tuple[Counter[str], list[str]]:

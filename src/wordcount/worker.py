@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from . import apps, engines, keys, planner, shuffle
 from .connection import Connection
 from .exceptions import PermissionRefusedError, ShutdownRequested, UsageError
-from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, Skipped, sync_clock
+from .protocol import CHANGED, CLOCK_WARN_MS, Applied, Claimed, now_ms, sync_clock
 from .queue import Queues, TaskQueue
 from .registry import Registration
 from .settings import Settings
@@ -242,14 +242,15 @@ class Worker:
         try:
             started = time.perf_counter()
             if c.reduce is None:
-                counts, nbytes, skipped = self._count(c, info.root, info.mount,
+                counts, nbytes = self._count(c, info.root, info.mount,
                                                       self._app(info.app))
             else:  # a shuffle job's reduce task: sum its partition of every map's output
                 counts, consumed = self.queue.read_partition(c, info.maps, info.reduces)
-                nbytes, skipped = 0, []
+                nbytes = 0
                 self.faults.reduce_done(started)
             busy_ms = int((time.perf_counter() - started) * 1000)
             counted_from_ms = int(time.time() * 1000) - busy_ms  # (for the log: wall clock)
+            counted_ms = now_ms()  # (for the job's history: the protocol's clock)
             self.crash_point(armed, "after-count")
         except UsageError as exc:  # the job's app is not installed here
             beat.stop()
@@ -279,11 +280,8 @@ class Worker:
             beat.stop()
             raise
         self.drain()  # the previous task's commit, before this one's starts
-        for s in skipped:
-            log.error("task %s %s: cannot read %s [%d:%d]: %s; the rest of the task is "
-                      "counted", c.job, c.id, s.path, s.start, s.end, s.why)
         self._in_flight = self._committer.submit(self._commit_and_log, c, counts, nbytes,
-                                                 busy_ms, armed, beat, skipped,
+                                                 busy_ms, armed, beat, counted_ms,
                                                  info.reduces, consumed, counted_from_ms)
 
     def drain(self) -> None:
@@ -293,13 +291,13 @@ class Worker:
             future.result()
 
     def _commit_and_log(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                        armed: str | None, beat: Heartbeat, skipped: list[Skipped],
+                        armed: str | None, beat: Heartbeat, counted_ms: int,
                         reduces: int = 0, consumed: list[str] | None = None,
                         counted_from_ms: int = 0) -> None:
         try:
             self.crash_point(armed, "before-commit")
             committing = time.perf_counter()
-            outcome = self._commit(c, counts, nbytes, busy_ms, skipped, reduces, consumed)
+            outcome = self._commit(c, counts, nbytes, busy_ms, counted_ms, reduces, consumed)
             commit_ms = int((time.perf_counter() - committing) * 1000)
             self.crash_point(armed, "after-commit")
         finally:
@@ -372,42 +370,38 @@ class Worker:
                 f"{self.settings.data_root} stands for the job's {info.mount or info.root})")
 
     def _count(self, c: Claimed, job_root: str, mount: str, app: apps.App
-               ) -> tuple[Counter[str], int, list[Skipped]]:
+               ) -> tuple[Counter[str], int]:
         """Count the task under the data root of the plan it was claimed under (mapped into
         this worker's --data-root, where the job's files are mounted), checking that each file
-        is the one the plan recorded; the counts, the bytes read, and (a packed task) the
-        ranges that could not be read. OSError when nothing could be read."""
+        is the one the plan recorded; the counts and the bytes read. OSError when a file (of a
+        pack: any of its files) cannot be read: the task is set aside whole."""
         root = self.local_root(job_root, mount)
         mapped = os.path.normpath(root) != os.path.normpath(job_root)
         pace = self.faults.pace
         if not c.task.parts:
             path = planner.resolve_under(root, c.task.path)
-            return (*engines.count_checked(c.task, path, mapped, on_buffer=pace, app=app), [])
-        counts, nbytes, failed = engines.count_pack(
-            c.task, planner.resolver(root), mapped, on_buffer=pace, app=app)
-        if len(failed) == len(c.task.parts):  # nothing readable: a dead letter, as one range
-            part, exc = failed[0]
-            raise type(exc)(exc.errno, f"{part.path}: {planner.describe(exc)}"
-                            + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""))
-        return counts, nbytes, [Skipped(p.path, p.start, p.end, planner.describe(exc))
-                                for p, exc in failed]
+            return engines.count_checked(c.task, path, mapped, on_buffer=pace, app=app)
+        return engines.count_pack(c.task, planner.resolver(root), mapped, on_buffer=pace,
+                                  app=app)
 
     def _commit(self, c: Claimed, counts: Counter[str], nbytes: int, busy_ms: int,
-                skipped: list[Skipped], reduces: int = 0, consumed: list[str] | None = None
+                counted_ms: int, reduces: int = 0, consumed: list[str] | None = None
                 ) -> Applied:
         """Commit under the epoch the task was claimed with; a stale commit is dropped, never
         retried under another plan (its counts belong to the plan they were counted for).
         A shuffle job's map task commits its output as partitions, its reduce task its
-        partition's totals; the job's mode decides, not this worker's --commit."""
+        partition's totals; the job's mode decides, not this worker's --commit. ``counted_ms``:
+        when its counting ended (the protocol's clock), for the job's history."""
         if c.reduce is not None:
-            return self.queue.complete(c, counts, nbytes, busy_ms, consumed=consumed or [])
+            return self.queue.complete(c, counts, nbytes, busy_ms, counted_ms=counted_ms,
+                                       consumed=consumed or [])
         if reduces:
-            return self.queue.complete_map(c, counts, nbytes, busy_ms, reduces, skipped)
+            return self.queue.complete_map(c, counts, nbytes, busy_ms, reduces, counted_ms)
         if self.commit_mode == "per-word":
             self._apply_per_word(c, counts)
             return self.queue.complete(c, Counter(), nbytes, busy_ms,
-                                       nwords=sum(counts.values()), skipped=skipped)
-        return self.queue.complete(c, counts, nbytes, busy_ms, skipped=skipped)
+                                       nwords=sum(counts.values()), counted_ms=counted_ms)
+        return self.queue.complete(c, counts, nbytes, busy_ms, counted_ms=counted_ms)
 
     def _apply_per_word(self, c: Claimed, counts: Counter[str]) -> None:
         """The lab's naive variant: one ZINCRBY per word occurrence, before a commit with no

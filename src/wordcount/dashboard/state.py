@@ -147,22 +147,24 @@ def _spec_paths(conn: Connection, name: str, ids: Iterable[str]) -> dict[str, st
 
 
 def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
-    """A job's history (``keys.history``: "<ms> <what> <task> <worker>", oldest first) as
-    attempts: each take, steal or backup opens one for its (task, worker), ended by that
-    worker's done, dup or dead of the task. An attempt whose task was stolen from it and that
-    never settled ends "lost" at the steal; one still open is "running" (end None); a settle
-    whose start is not in the history (older than its cap, or taken in an incarnation a
-    rollback undid) is an attempt of no length. ``phases``: the map phase's end ("reduce") and
-    the job's ("finished"). ``maps``: the job's map tasks (its meta ``total``): a task past
-    them is a shuffle job's reduce task (``reduce`` True)."""
+    """A job's history (``keys.history``: "<ms> <what> <task> <worker>[ <counted ms>]", oldest
+    first) as attempts: each take, steal or backup opens one for its (task, worker), ended by
+    that worker's done, dup or dead of the task; a commit's done or dup also says when its
+    counting ended (``counted``: the attempt is claimed -> counted -> committed). An attempt
+    whose task was stolen from it and that never settled ends "lost" at the steal; one still
+    open is "running" (end None); a settle whose start is not in the history (older than its
+    cap, or taken in an incarnation a rollback undid) is an attempt of no length. ``phases``:
+    the map phase's end ("reduce") and the job's ("finished"). ``maps``: the job's map tasks
+    (its meta ``total``): a task past them is a shuffle job's reduce task (``reduce`` True)."""
     attempts: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     open_: dict[tuple[str, str], dict[str, Any]] = {}
     for entry in entries:
         parts = entry.split(" ")
-        if len(parts) != 4 or not parts[0].isdigit():
+        if len(parts) not in (4, 5) or not parts[0].isdigit():
             continue  # (not ours: never written by the Functions)
         ms, what, task, worker = int(parts[0]), parts[1], parts[2], parts[3]
+        counted = int(parts[4]) if len(parts) == 5 and parts[4].isdigit() else None
         if what in STARTS:
             if what == "steal":
                 for (t, w), a in open_.items():
@@ -177,7 +179,9 @@ def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
             a = open_.pop((task, worker), None) or {"task": task, "worker": worker, "how": "",
                                                     "start": ms}
             a.pop("lost_ms", None)
-            attempts.append({**a, "end": ms, "outcome": what})
+            attempts.append({**a, "end": ms, "outcome": what,
+                             **({"counted": min(max(counted, a["start"]), ms)}
+                                if counted is not None else {})})
         elif what in ("reduce", "finished"):
             phases.append({"t": ms, "kind": what})
     for a in open_.values():
@@ -190,19 +194,46 @@ def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
             "workers": sorted({a["worker"] for a in attempts})}
 
 
+def settled_series(entries: Iterable[str], done: int, dead: int) -> list[list[int]]:
+    """The job's settled tasks over time, from its history: a point [ms, done, dead] at each
+    done or dead entry (a requeued dead letter that is done later moves from one to the
+    other). The history keeps only its newest entries: the counts before them are what the
+    job's meta (``done``, ``dead``, read with it) says beyond what the entries account for."""
+    points: list[list[int]] = []
+    dead_now: set[str] = set()
+    done_n = dead_n = 0
+    for entry in entries:
+        parts = entry.split(" ")
+        if len(parts) not in (4, 5) or not parts[0].isdigit() or parts[1] not in ("done",
+                                                                                  "dead"):
+            continue
+        if parts[1] == "done":
+            done_n += 1
+            if parts[2] in dead_now:
+                dead_now.discard(parts[2])
+                dead_n -= 1
+        else:
+            dead_now.add(parts[2])
+            dead_n += 1
+        points.append([int(parts[0]), done_n, dead_n])
+    before_done, before_dead = max(done - done_n, 0), max(dead - dead_n, 0)
+    return [[t, d + before_done, x + before_dead] for t, d, x in points]
+
+
 def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> dict[str, Any]:
     """One job's dead letters (task, path, reason), its held tasks (the leases zset: the
     running attempts and since when, with the worker whose report says it holds the task), the
-    top of its table so far, and its timeline (from the history the Functions keep)."""
+    top of its table so far, and its timeline and settled tasks over time (from the history
+    the Functions keep: the same after a dashboard restart)."""
     def run(r):
         pipe = r.pipeline(transaction=False)
         pipe.hgetall(keys.dead(name))
         pipe.zrange(keys.leases(name), 0, -1, withscores=True)
         pipe.zrevrange(keys.counts(name), 0, LISTED - 1, withscores=True)
         pipe.lrange(keys.history(name), -TIMELINE_ENTRIES, -1)
-        pipe.hget(keys.meta(name), "total")
+        pipe.hmget(keys.meta(name), "total", "done", "dead")
         return pipe.execute()
-    dead, leases, top, history, maps = conn.call(run)
+    dead, leases, top, history, (maps, n_done, n_dead) = conn.call(run)
     holders = {w["task"]: w["name"] for w in workers if w.get("job") == name and w.get("task")}
     # (a task being committed has left the leases zset: not listed while it commits; a
     # worker's report is only a hint -- it may be seconds old -- so it names holders, no more)
@@ -219,6 +250,7 @@ def read_detail(conn: Connection, name: str, workers: list[dict[str, Any]]) -> d
         "held_total": len(held),
         "top": [[w, int(n)] for w, n in top],
         "timeline": timeline(history, int(maps) if maps else None),
+        "settled": settled_series(history, int(n_done or 0), int(n_dead or 0)),
     }
 
 
@@ -438,8 +470,13 @@ class Observer:
         row = self.jobs.get(name)
         if row is None and name not in self.series:
             return None
-        detail = detail if detail is not None else self.details.get(name, {})
+        detail = dict(detail if detail is not None else self.details.get(name, {}))
         check = self.checks.get((name, row["epoch"], row["finished_ms"])) if row else None
-        return {"job": row, "check": check, "series": self.series.get(name, []),
+        # the settled tasks over time: from the job's history up to this dashboard's first
+        # sample of it (before it started, or while it was down), then its own samples
+        own = self.series.get(name, [])
+        first = own[0][0] if own else float("inf")
+        early = [p for p in detail.pop("settled", []) if p[0] < first]
+        return {"job": row, "check": check, "series": early + own,
                 "markers": list(self.markers),
                 "events": [e for e in self.events if e["job"] == name], **detail}

@@ -276,8 +276,14 @@ function renderTimeline(tl, markers, job) {
       stroke: a.how === "take" ? "none" : "#000", "stroke-width": 1,
       "data-task": a.task});
     bar.append(svg("title", {}, `${a.reduce ? "reduce" : "task"} ${a.task} (${a.how || "?"}) by ${a.worker}: `
-      + `${clock(a.start)} -> ${a.end ? clock(a.end) : "now"}, ${a.outcome}`));
+      + `${clock(a.start)} -> ${a.end ? clock(a.end) : "now"}, ${a.outcome}`
+      + (a.counted ? ` (counted in ${a.counted - a.start} ms, committed in `
+                     + `${a.end - a.counted} ms)` : "")));
     s.append(bar);
+    if (a.counted && a.end && x2 - x(a.counted) >= 1) {  // counted -> committed: the commit
+      s.append(svg("rect", {x: x(a.counted), y: T + LANE * i + 3, class: "commit",
+        width: x2 - x(a.counted), height: LANE - 6, fill: "#fff", "fill-opacity": 0.45}));
+    }
   }
   const marks = [...(tl.phases || []).map((p) => ({t: p.t, kind: p.kind, text: p.kind})),
                  ...(markers || [])].sort((a, b) => a.t - b.t);
