@@ -31,8 +31,15 @@ container killed through the Docker API is not restarted by its restart policy, 
 again is our job, and a target still down when we stop (or are stopped) is started before we
 exit.
 
+Each disruption also goes into the cluster's shared event feed (``wordcount.events``, kind
+``chaos``, at the moment it began), so the dashboard draws it as a marker on the job's timeline,
+also when opened later: as the Redis user ``chaos``, which may only record events (redis/
+users.acl). A Redis kill is recorded once Redis is back (a thread retries, never holding up the
+next strike); without Redis credentials (REDIS_URL unset) nothing is recorded.
+
 The docker client is passed in (``Chaos(client, config)``): only the CLI handler imports the
-docker SDK (the ``chaos`` extra), so the package works without it and the tests use a fake.
+docker SDK (the ``chaos`` extra), so the package works without it and the tests use a fake; so
+is what records an event (``record``).
 """
 
 from __future__ import annotations
@@ -45,8 +52,9 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -94,11 +102,75 @@ def stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
+Record = Callable[[str, int], bool]  # (text, at ms) -> recorded in the shared feed
+
+
+class Feed:
+    """What the monkey did, on its way into the shared event feed: a thread records each note
+    in order, retrying while Redis is down (or paused, or cut off), so that no call to Redis
+    ever holds up a strike. At most ``keep`` notes wait (the oldest dropped); ``close`` gives
+    the thread ``grace`` seconds to record what waits."""
+
+    def __init__(self, record: Record, retry_s: float = 1.0, keep: int = 200) -> None:
+        self._record = record
+        self._retry_s = retry_s
+        self._waiting: deque[tuple[str, int]] = deque(maxlen=keep)
+        self._cv = threading.Condition()
+        self._closed = False
+        self.recorded = 0
+        self._thread = threading.Thread(target=self._run, name="chaos-feed", daemon=True)
+        self._thread.start()
+
+    def note(self, text: str, at_s: float) -> None:
+        with self._cv:
+            self._waiting.append((text, int(at_s * 1000)))
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._waiting and not self._closed:
+                    self._cv.wait()
+                if not self._waiting:
+                    return
+                text, at = self._waiting[0]
+            try:
+                ok = self._record(text, at)
+            except Exception:  # noqa: BLE001 - for people only: try again later
+                ok = False
+            with self._cv:
+                if ok:
+                    if self._waiting and self._waiting[0] == (text, at):
+                        self._waiting.popleft()
+                    self.recorded += 1
+                elif not self._closed:
+                    self._cv.wait(self._retry_s)
+                else:
+                    return
+
+    def close(self, grace: float = 5.0) -> int:
+        """Stop once what waits is recorded, or after ``grace`` s; returns how many notes were
+        left unrecorded."""
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self._thread.is_alive():
+            with self._cv:
+                if not self._waiting:
+                    break
+            time.sleep(0.05)
+        with self._cv:
+            self._closed = True
+            left = len(self._waiting)
+            self._cv.notify()
+        self._thread.join(0.5)
+        return left
+
+
 class Chaos:
     def __init__(self, docker: Any, config: Config, *, clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, feed: Feed | None = None) -> None:
         self.docker = docker
+        self.feed = feed  # the shared event feed (None: not recorded)
         self.config = config
         self.clock = clock
         self.sleep = sleep
@@ -197,6 +269,11 @@ class Chaos:
             reason = "interrupted"
         finally:
             self.restore()
+            if self.feed is not None:
+                left = self.feed.close()
+                if left:
+                    self.error(f"{left} of the events could not be recorded in Redis's event "
+                               "feed (Redis unreachable, or the chaos user refused)")
         summary = self.summary(reason)
         self.log(f"stopped ({reason}) after {summary['total_kills']} kills: "
                  + ", ".join(f"{t} {n}" for t, n in summary["kills"].items()))
@@ -238,6 +315,10 @@ class Chaos:
             what = "killed" if action == "kill" else ACTIONS[action]
             self.log(f"{what} {target} {victim.name}{' (the leader)' if victim is leader else ''}"
                      f" ({'kill ' if action == 'kill' else ''}#{event.kill})")
+            if not restore:
+                self.tell(event, f"{what} {target} {victim.name}"
+                                 f"{' (the leader)' if victim is leader else ''} "
+                                 f"(#{event.kill}): down until the client exits")
         if killed and restore:
             self.sleep(self.config.downtime)
             self.restore()
@@ -296,6 +377,14 @@ class Chaos:
             done = {"kill": "started", "partition": "connected", "pause": "unpaused"}
             self.log(f"{done[event.action]} {event.target} {victim.name} again after "
                      f"{event.down_s:.1f} s")
+            what = "killed" if event.action == "kill" else ACTIONS[event.action]
+            self.tell(event, f"{what} {event.target} {victim.name} (#{event.kill}), "
+                             f"{done[event.action]} again after {event.down_s:.1f} s")
+
+    def tell(self, event: Event, text: str) -> None:
+        """Into the shared event feed, at the moment the disruption began."""
+        if self.feed is not None:
+            self.feed.note(text, event.killed_at)
 
     def error(self, message: str) -> None:
         self.errors.append(message)
@@ -411,6 +500,20 @@ def config_from(args: argparse.Namespace, env: Mapping[str, str], docker: Any) -
                   summary=summary or None, seed=seed)
 
 
+def feed_from(env: Mapping[str, str]) -> Feed | None:
+    """A Feed into the shared event feed of the Redis that REDIS_URL (or WORDCOUNT_REDIS_URL)
+    names, as REDIS_USERNAME with REDIS_PASSWORD(_FILE) (the compose files: the user
+    ``chaos``); None when no URL is set. One try per call: the Feed's thread retries."""
+    if not (env.get("REDIS_URL") or env.get("WORDCOUNT_REDIS_URL")):
+        return None
+    from wordcount import events
+    from wordcount.connection import Connection
+    from wordcount.settings import Settings
+
+    conn = Connection(Settings.from_env(env, retry_seconds=0), name="wordcount-chaos")
+    return Feed(lambda text, at_ms: events.record(conn, "chaos", "chaos", text, at_ms=at_ms))
+
+
 def _stop_on_sigterm() -> None:
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -431,7 +534,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
                              f"mounted?): {e}") from None
     config = config_from(args, os.environ, client)
     _stop_on_sigterm()
-    Chaos(client, config).run()
+    Chaos(client, config, feed=feed_from(os.environ)).run()
     return EXIT_OK
 
 

@@ -54,7 +54,7 @@ conf_quote() { printf '"%s"' "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e 's/"/
 
 state=new
 [ -s /data/raft.db ] && state="has a Raft log: replaying it and rejoining"
-echo "raft-entrypoint: redis-server :$port + RedisRaft, raft.addr $addr, dir /data ($state), users: admin worker client dashboard raft"
+echo "raft-entrypoint: redis-server :$port + RedisRaft, raft.addr $addr, dir /data ($state), users: admin worker client dashboard chaos raft"
 if [ -n "${RAFT_NODES:-}" ]; then
     # detached (its parent exits at once): it outlives this shell's exec
     (RAFT_ADDR=$addr REDIS_PORT=$port wordcount-raft-init </dev/null &)

@@ -69,11 +69,11 @@ RUN chmod 0755 /usr/local/bin/wordcount-raft-entrypoint /usr/local/bin/wordcount
         /usr/local/bin/wordcount-redis-cli \
  && chmod 0644 /etc/wordcount/users.acl /etc/wordcount/raft-users.acl \
  && mkdir -p /run/secrets/admin /run/secrets/worker /run/secrets/client /run/secrets/raft \
-        /run/secrets/dashboard \
+        /run/secrets/dashboard /run/secrets/chaos \
  && chown redis:redis /run/secrets/admin /run/secrets/worker /run/secrets/client /run/secrets/raft \
-        /run/secrets/dashboard \
+        /run/secrets/dashboard /run/secrets/chaos \
  && chmod 0700 /run/secrets/admin /run/secrets/raft \
- && chmod 0755 /run/secrets/worker /run/secrets/client /run/secrets/dashboard
+ && chmod 0755 /run/secrets/worker /run/secrets/client /run/secrets/dashboard /run/secrets/chaos
 USER redis
 WORKDIR /data
 EXPOSE 6379

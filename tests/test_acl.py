@@ -47,6 +47,7 @@ USERS = ROOT / "redis" / "users.acl"
 RAFT_USERS = ROOT / "redis" / "raft-users.acl"
 ROLES = ("worker", "client")
 DASHBOARD = "dashboard"  # the read-only user of `wordcount dashboard` (the compose service)
+CHAOS = "chaos"  # the chaos monkey's: it may only record events (wc_event)
 
 # (what, command): each must be refused (NOPERM) to the worker and client users
 REFUSED = [
@@ -107,7 +108,7 @@ class AclRedis:
         self.dir.mkdir()
         self.secrets = tmp / "secrets"
         self.secrets.mkdir(mode=0o700)
-        names = ("admin", *ROLES, DASHBOARD) + (("raft",) if module else ())
+        names = ("admin", *ROLES, DASHBOARD, CHAOS) + (("raft",) if module else ())
         self.passwords = {u: secrets.token_hex(16) for u in names}
         for user, pw in self.passwords.items():
             path = self.secrets / f"redis-{user}-password"
@@ -337,7 +338,7 @@ def test_the_renderer_generates_missing_passwords_once(tmp_path):
     _need("sha256sum")
     base = tmp_path / "secrets"
     modes = {"admin": 0o700, "worker": 0o755, "client": 0o755, "dashboard": 0o755,
-             "raft": 0o700}
+             "chaos": 0o755, "raft": 0o700}
     for user, mode in modes.items():
         (base / user).mkdir(parents=True)
         (base / user).chmod(mode)
@@ -528,3 +529,57 @@ def test_raft_dashboard_user_reads_and_writes_nothing(raft_binaries, tmp_path):
         _assert_dashboard_writes_nothing(server)
     finally:
         server.stop()
+
+
+# -- the chaos user: records events, nothing else ---------------------------------------------
+
+def test_chaos_user_records_its_events_and_nothing_else(acl_redis):
+    """The chaos monkey's Feed, made as the compose service makes it (the chaos user, its
+    password from a file), records a kill in the shared event feed once the library is in
+    Redis (a worker or client loads it), at the kill's own time, and the dashboard's Observer
+    reads it back as a marker. Every other write is refused to that user, a Function that
+    touches a job's keys (wc_cancel) included, and it cannot load the library."""
+    from chaos.monkey import feed_from
+    from wordcount import events, functions
+    from wordcount.dashboard.state import Observer
+
+    feed = feed_from(acl_redis.env(CHAOS))
+    feed.note("killed redis proj-redis-1 (#1), started again after 2.0 s", 1_700_000_000.0)
+    time.sleep(1.5)  # Redis has no library yet: not recorded, kept
+    assert feed.recorded == 0
+    client = Connection(Settings.from_env(acl_redis.env("client"), retry_seconds=0.0),
+                        name="wordcount-client")
+    client.ensure_functions()
+    assert feed.close(grace=10) == 0 and feed.recorded == 1
+    admin = acl_redis.client("admin")
+    (line,) = admin.lrange(keys.events(), 0, -1)
+    assert line == ("1700000000000 chaos - chaos killed redis proj-redis-1 (#1), started "
+                    "again after 2.0 s"), line
+    seen = Observer(Connection(Settings.from_env(acl_redis.env(DASHBOARD), retry_seconds=0.0),
+                               name="wordcount-dashboard"))
+    seen.sample()
+    assert [(m["kind"], m["t"], m["text"]) for m in seen.markers] == [
+        ("chaos", 1_700_000_000_000, f"chaos: {line.split(' chaos ', 2)[2]}")]
+    # nothing else: plain writes, wc:* keys other than the feed's, other Functions, loading
+    admin.set("wc:probe", "1")
+    before = {k: admin.dump(k) for k in admin.keys("*")}
+    conn = acl_redis.client(CHAOS)
+    for what, cmd in REFUSED + WRITES:
+        if what == "FCALL of a writing Function":
+            continue  # (FCALL is allowed: refused below by the keys a Function names)
+        _assert_refused(conn, what, cmd)
+    _assert_refused(conn, "FCALL wc_cancel of a job", (
+        "FCALL", "wc_cancel", "2", keys.meta("j"), keys.active(), functions.IDENTITY, "0",
+        "j", ""))
+    _assert_refused(conn, "RPUSH of a job's key", ("RPUSH", keys.history("j"), "forged"))
+    _assert_refused(conn, "SET of a job's key", ("SET", keys.meta("j"), "x"))
+    _assert_refused(conn, "LRANGE wc:events", ("LRANGE", keys.events(), "0", "-1"))
+    assert {k: admin.dump(k) for k in admin.keys("*")} == before, "the chaos user changed data"
+    assert events.record(_chaos_conn(acl_redis), "chaos", "chaos", "one more") is True
+    conn.close()
+    admin.close()
+
+
+def _chaos_conn(server: AclRedis) -> Connection:
+    return Connection(Settings.from_env(server.env(CHAOS), retry_seconds=0.0),
+                      name="wordcount-chaos")

@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -665,3 +666,87 @@ def test_client_report_of_another_app_shows_its_top_from_the_json():
     assert lines[1].split() == ["cat", "2", "documents", "2"]
     assert lines[3].startswith("-- 4 words, 2 files, 16 bytes")
     assert "counts.tsv (index)" in out.getvalue()
+
+
+# -- the shared event feed: what the monkey did, recorded in Redis for the dashboard ----------
+
+class Recorder:
+    """Stands in for Redis's wc_event: refuses while ``down`` (Redis killed, paused, cut off),
+    else keeps (text, at ms)."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+        self.kept: list[tuple[str, int]] = []
+
+    def __call__(self, text: str, at_ms: int) -> bool:
+        self.calls += 1
+        if self.down:
+            return False
+        self.kept.append((text, at_ms))
+        return True
+
+
+def test_each_strike_goes_into_the_event_feed_at_its_own_time():
+    """Kills, and a node held down (one-down), are noted in the feed at the moment each began,
+    with what was done and for how long; the feed records them in order."""
+    clock = Clock()
+    cs = cluster()
+    clock.at.append((clock.now + 16.0, lambda: cs["client"].finish(0)))
+    recorder = Recorder()
+    feed = chaos_mod.Feed(recorder, retry_s=0.01)
+    monkey, _ = make(cs, clock, interval=5, downtime=2)
+    monkey.feed = feed
+    summary = monkey.run()
+    assert summary["total_kills"] == 2 and summary["errors"] == []
+    assert recorder.kept == [
+        ("killed redis proj-redis-1 (#1), started again after 2.0 s", 1_005_000),
+        ("killed redis proj-redis-1 (#2), started again after 2.0 s", 1_012_000)]
+    clock2 = Clock()
+    rs = raft_cluster()
+    clock2.at.append((clock2.now + 20.0, lambda: rs["client"].finish(0)))
+    held = Recorder()
+    monkey, _ = make(rs, clock2, interval=5, downtime=2, targets=("raft",), mode="one-down")
+    monkey.feed = chaos_mod.Feed(held, retry_s=0.01)
+    (event,) = monkey.run()["events"]
+    assert [t for t, _ in held.kept] == [
+        f"killed raft {event['container']} (#1): down until the client exits",
+        f"killed raft {event['container']} (#1), started again after 15.0 s"]
+
+
+def test_the_feed_waits_for_redis_and_never_holds_up_a_strike():
+    """Redis down: notes wait, in order, while the caller goes on at once; Redis back: every
+    one is recorded, the oldest first. At close, what could not be recorded in the grace
+    time is counted (the monkey reports it as an error), never waited for forever."""
+    recorder = Recorder()
+    recorder.down = True
+    feed = chaos_mod.Feed(recorder, retry_s=0.01)
+    started = time.monotonic()
+    for i in range(3):
+        feed.note(f"kill {i}", 100.0 + i)
+    assert time.monotonic() - started < 0.5  # (noting never calls Redis itself)
+    deadline = time.monotonic() + 5
+    while recorder.calls < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert recorder.calls >= 3 and recorder.kept == []  # retried, not dropped
+    recorder.down = False
+    assert feed.close(grace=5) == 0
+    assert recorder.kept == [("kill 0", 100_000), ("kill 1", 101_000), ("kill 2", 102_000)]
+    stuck = Recorder()
+    stuck.down = True
+    feed = chaos_mod.Feed(stuck, retry_s=0.01)
+    feed.note("never", 1.0)
+    assert feed.close(grace=0.2) == 1 and stuck.kept == []
+
+
+def test_the_cli_records_into_redis_only_when_told_where():
+    """Without REDIS_URL the monkey records nothing (no Feed); with it, a Feed as the
+    environment's user (the compose files: chaos)."""
+    assert chaos_mod.feed_from({}) is None
+    feed = chaos_mod.feed_from({"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_USERNAME": "chaos",
+                                "REDIS_PASSWORD": "x"})
+    try:
+        assert isinstance(feed, chaos_mod.Feed)
+        feed.note("unreachable", 1.0)
+    finally:
+        assert feed.close(grace=0.3) == 1  # (nothing listens there: left, counted)
