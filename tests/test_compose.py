@@ -59,7 +59,7 @@ RAFT_INPUTS = ("redis/raft.Dockerfile", "redis/raft-entrypoint.sh", "redis/raft-
                "scripts/base-images.sh")
 RAFT_STAMP = ROOT / "build" / ".raft-image-stamp"
 # Each compose file's Redis users: one password volume each (<project>_<user>-password).
-USERS = ("admin", "worker", "client", "dashboard")
+USERS = ("admin", "worker", "client", "dashboard", "chaos")
 RAFT_USERS = (*USERS, "raft")
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -474,6 +474,15 @@ def test_redis_sigkilled_every_few_seconds(cluster, tmp_path):
     assert all(e["started_at"] for e in summary["events"]), "a killed Redis was left down"
     assert c.container("redis").status == "running", "chaos left Redis down"
     assert "killed redis" in c.logs("chaos")
+    # each kill went into the shared event feed as the chaos user, at its own time, once Redis
+    # was back (a later kill's rollback can take one away again: most stay)
+    assert summary["errors"] == [], summary["errors"]
+    feed = [line for line in c.redis_cli("LRANGE", keys.events(), "0", "-1")
+            if line.split(" ")[1:2] == ["chaos"]]
+    kills = {int(e["killed_at"] * 1000): e for e in summary["events"]}
+    assert feed and all(int(line.split(" ")[0]) in kills for line in feed), (feed, kills)
+    assert len(feed) >= len(kills) // 2, (feed, kills)
+    assert all(" chaos - chaos killed redis " in line for line in feed), feed
     c.assert_exact(tmp_path)
 
 
@@ -893,7 +902,7 @@ def by_hand(tmp_path: Path, compose_args: list[str], users: tuple[str, ...]) -> 
             service = ctr["Config"]["Labels"][SERVICE_LABEL]
             volumes = {m["Name"].removeprefix(f"{project}_") for m in ctr["Mounts"]
                        if m["Type"] == "volume" and m["Name"].endswith("-password")}
-            if service in ("worker", "client", "dashboard"):  # its own password and no other
+            if service in ("worker", "client", "dashboard", "chaos"):  # its own and no other
                 assert volumes == {f"{service}-password"}, (ctr["Name"], volumes)
     finally:
         _run(["docker", "compose", *compose_args, "--profile", "*", "down", "--volumes",

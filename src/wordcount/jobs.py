@@ -106,20 +106,32 @@ def load(conn: Connection, name: str) -> client.Job:
                       mount=p.mount or p.root, reduces=p.reduces, app=p.app)
 
 
-def cancel(conn: Connection, name: str) -> bool:
-    """Cancel a running job: True if this call cancelled it, False if it was not running."""
+def _incarnation(conn: Connection, name: str, epoch: str | None) -> client.Progress:
+    """The job as it is now; ``epoch`` (the incarnation the caller saw: the dashboard's page),
+    when given, must be the one it is (else NoSuchJobError: replaced or deleted since). The
+    Function that acts checks the epoch again, in the call that acts."""
     p = require(conn, name)
+    if epoch is not None and p.epoch != epoch:
+        raise NoSuchJobError(f"job {name!r} is not the incarnation {epoch} any more (replaced "
+                             "or deleted meanwhile)")
+    return p
+
+
+def cancel(conn: Connection, name: str, epoch: str | None = None) -> bool:
+    """Cancel a running job: True if this call cancelled it, False if it was not running
+    (``epoch``: only that incarnation of it, see _incarnation)."""
+    p = _incarnation(conn, name, epoch)
     outcome = functions.cancel(conn, name, p.epoch)
     if outcome is Applied.GONE:
         raise NoSuchJobError(f"no job {name!r} in Redis (deleted or replaced meanwhile)")
     return outcome is Applied.APPLIED
 
 
-def delete(conn: Connection, name: str, force: bool = False) -> int:
+def delete(conn: Connection, name: str, force: bool = False, epoch: str | None = None) -> int:
     """Delete every key of a job that is not running (``force``: a running one too), in one
     call, then sweep its stage pieces; returns the stage pieces swept. A running job is refused
-    without ``force`` (JobRunningError): a client waits for it."""
-    p = require(conn, name)
+    without ``force`` (JobRunningError): a client waits for it. ``epoch``: see _incarnation."""
+    p = _incarnation(conn, name, epoch)
     if functions.delete(conn, name, p.epoch, force=force) is Applied.GONE:
         raise NoSuchJobError(f"no job {name!r} in Redis (deleted or replaced meanwhile)")
     return sweep(conn, name)
@@ -151,9 +163,10 @@ def still_unreadable(conn: Connection, name: str) -> list[str]:
     return out
 
 
-def requeue(conn: Connection, name: str) -> int:
-    """Give the job's dead-lettered tasks new attempts (their cause fixed); returns how many."""
-    p = require(conn, name)
+def requeue(conn: Connection, name: str, epoch: str | None = None) -> int:
+    """Give the job's dead-lettered tasks new attempts (their cause fixed); returns how many.
+    ``epoch``: see _incarnation."""
+    p = _incarnation(conn, name, epoch)
     if p.state == "cancelled":
         raise JobCancelledError(f"job {name} was cancelled: submit it again (--fresh)")
     dead = conn.call(lambda r: r.hkeys(keys.dead(name)))

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import functions, jobs, keys
+from .. import jobs
 from ..connection import Connection
 from ..exceptions import JobCancelledError, JobRunningError, NoSuchJobError
-from ..protocol import Applied, task_seq
 
 ACTIONS = ("cancel", "requeue", "delete")
 
@@ -34,7 +33,8 @@ class ActionError(Exception):
 
 
 def run(conn: Connection, action: str, name: str, epoch: str) -> str:
-    """Do ``action`` on the incarnation ``epoch`` of job ``name``; returns what was done."""
+    """Do ``action`` on the incarnation ``epoch`` of job ``name`` (what ``wordcount cancel``,
+    ``requeue`` and ``delete`` do: jobs.py, pinned to that epoch); returns what was done."""
     if action not in ACTIONS:
         raise ActionError(404, f"no action {action!r} (one of {', '.join(ACTIONS)})")
     try:
@@ -43,35 +43,26 @@ def run(conn: Connection, action: str, name: str, epoch: str) -> str:
         raise ActionError(404, f"no job {name} in Redis (deleted, expired, or lost)") from None
     replaced = ActionError(409, f"job {name} is not the one the page showed (epoch {epoch}): "
                                 "it was replaced or deleted since; nothing was done")
-    if p.epoch != epoch:
-        raise replaced
-    if action == "cancel":
-        outcome = functions.cancel(conn, name, epoch)
-        if outcome is Applied.GONE:
-            raise replaced
-        if outcome is Applied.DUPLICATE:
-            raise ActionError(409, f"job {name} is not running ({p.state}): nothing to cancel")
-        return f"job {name} cancelled"
-    if action == "requeue":
-        dead = conn.call(lambda r: r.hkeys(keys.dead(name)))
-        if not dead:
-            raise ActionError(409, f"job {name} has no dead letter to requeue")
-        try:
-            n = functions.requeue(conn, name, p.queue, sorted(dead, key=task_seq), epoch)
-        except JobCancelledError:
-            raise ActionError(409, f"job {name} was cancelled: submit it again (--fresh) "
-                                   "rather than requeue") from None
-        if n < 0:
-            raise replaced
-        return f"job {name}: {n} dead letter(s) requeued"
-    if p.state == "running":
-        raise ActionError(409, f"job {name} is running: cancel it first (the dashboard "
-                               "deletes only finished jobs)")
     try:
-        outcome = functions.delete(conn, name, epoch)
+        if action == "cancel":
+            if not jobs.cancel(conn, name, epoch=epoch):
+                raise ActionError(409, f"job {name} is not running ({p.state}): nothing to "
+                                       "cancel")
+            return f"job {name} cancelled"
+        if action == "requeue":
+            n = jobs.requeue(conn, name, epoch=epoch)
+            if not n:
+                raise ActionError(409, f"job {name} has no dead letter to requeue")
+            return f"job {name}: {n} dead letter(s) requeued"
+        if p.state == "running":
+            raise ActionError(409, f"job {name} is running: cancel it first (the dashboard "
+                                   "deletes only finished jobs)")
+        jobs.delete(conn, name, epoch=epoch)
+        return f"job {name} deleted"
+    except NoSuchJobError:
+        raise replaced from None
+    except JobCancelledError:
+        raise ActionError(409, f"job {name} was cancelled: submit it again (--fresh) rather "
+                               "than requeue") from None
     except JobRunningError:  # requeued or resubmitted meanwhile
         raise ActionError(409, f"job {name} is running again: nothing was deleted") from None
-    if outcome is Applied.GONE:
-        raise replaced
-    jobs.sweep(conn, name)
-    return f"job {name} deleted"
