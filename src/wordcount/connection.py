@@ -473,12 +473,12 @@ class Connection:
         """The nodes the URL lists, as (host, port) ([] for a unix socket URL)."""
         return list(self._nodes)
 
-    def node_info(self, node: tuple[str, int], section: str | None = None,
+    def node_info(self, node: tuple[str, int], *sections: str,
                   timeout_s: float = 1.0) -> dict[str, Any]:
-        """INFO (``section``) of one node, once, no retry, no leader following (for the
-        dashboard's health of each RedisRaft node); raises when that node does not answer
-        within ``timeout_s``."""
-        return self._client_for(node, timeout_s).info(section)
+        """INFO (of ``sections``, in one call; none: the default ones) of one node, once, no
+        retry, no leader following (for the dashboard's health of each RedisRaft node); raises
+        when that node does not answer within ``timeout_s``."""
+        return self._client_for(node, timeout_s).info(*sections)
 
     @property
     def clustered(self) -> bool:

@@ -86,14 +86,13 @@ def read_nodes(conn: Connection) -> list[dict[str, Any]]:
     for host, port in conn.nodes if conn.clustered else []:
         node = f"{host}:{port}"
         try:
-            info = conn.node_info((host, port), timeout_s=NODE_TIMEOUT_S)
-            raft = conn.node_info((host, port), "raft", timeout_s=NODE_TIMEOUT_S)
+            info = conn.node_info((host, port), "server", "raft", timeout_s=NODE_TIMEOUT_S)
         except Exception as e:  # noqa: BLE001 - a node down is what this shows
             out.append({"node": node, "up": False, "error": f"{type(e).__name__}: {e}"})
             continue
         out.append({"node": node, "up": True, "error": "", "run_id": info.get("run_id", ""),
                     "uptime_s": info.get("uptime_in_seconds"),
-                    **{k: raft.get(f"raft_{k}") for k in
+                    **{k: info.get(f"raft_{k}") for k in
                        ("node_id", "state", "role", "current_term", "leader_id")}})
     return out
 

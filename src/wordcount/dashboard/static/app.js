@@ -149,6 +149,28 @@ function renderFeed(list, events, filter) {
 
 // -- one job --------------------------------------------------------------------------------
 
+// markers (Redis restarts and outages, chaos strikes, workers lost, phases...) as dashed lines
+// from y1 to y2 at their time, on the x scale of a chart or the timeline, each labelled where
+// the label does not run into the one before; green for a recovery, purple for a phase
+const RECOVERED = ["finished", "redis-up", "node-up"];
+
+function drawMarkers(s, markers, x, start, end, y1, y2, labelY) {
+  let labelled = -Infinity;
+  for (const m of [...markers].sort((a, b) => a.t - b.t)) {
+    if (m.t < start || m.t > end) continue;
+    const color = RECOVERED.includes(m.kind) ? "#1a7f37"
+      : m.kind === "reduce" ? "#6f42c1" : "#c62828";
+    const line = svg("line", {x1: x(m.t), y1, x2: x(m.t), y2, class: "marker", stroke: color,
+                              "stroke-dasharray": "4 3"});
+    line.append(svg("title", {}, clock(m.t) + " " + m.text));
+    s.append(line);
+    if (x(m.t) - labelled > 7 * m.kind.length) {
+      s.append(svg("text", {x: x(m.t) + 3, y: labelY, "font-size": 10, fill: color}, m.kind));
+      labelled = x(m.t);
+    }
+  }
+}
+
 function renderChart(doc) {
   const W = 800, H = 220, L = 48, R = 12, T = 12, B = 28;
   const pts = doc.series || [];
@@ -171,20 +193,7 @@ function renderChart(doc) {
            svg("text", {x: L, y: H - 8, "font-size": 11}, clock(start)),
            svg("text", {x: W - R, y: H - 8, "font-size": 11, "text-anchor": "end"},
                clock(end) + " (+" + ((end - start) / 1000).toFixed(1) + " s)"));
-  let labelled = -Infinity;  // (a label only where it does not run into the one before)
-  for (const m of [...(doc.markers || [])].sort((a, b) => a.t - b.t)) {
-    if (m.t < start || m.t > end) continue;
-    const line = svg("line", {x1: x(m.t), y1: T, x2: x(m.t), y2: y(0), class: "marker",
-                              stroke: m.kind === "redis-up" ? "#1a7f37" : "#c62828",
-                              "stroke-dasharray": "4 3"});
-    line.append(svg("title", {}, clock(m.t) + " " + m.text));
-    s.append(line);
-    if (x(m.t) - labelled > 8 * m.kind.length) {
-      s.append(svg("text", {x: x(m.t) + 3, y: T + 10, "font-size": 10, fill: "#c62828"},
-                   m.kind));
-      labelled = x(m.t);
-    }
-  }
+  drawMarkers(s, doc.markers || [], x, start, end, T, y(0), T + 10);
   const line = (f, color) => svg("polyline", {fill: "none", stroke: color, "stroke-width": 2,
     points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(f(p)).toFixed(1)).join(" ")});
   s.append(line((p) => p[1] + p[2], "#2457c5"), line((p) => p[2], "#c62828"));
@@ -285,23 +294,8 @@ function renderTimeline(tl, markers, job) {
         width: x2 - x(a.counted), height: LANE - 6, fill: "#fff", "fill-opacity": 0.45}));
     }
   }
-  const marks = [...(tl.phases || []).map((p) => ({t: p.t, kind: p.kind, text: p.kind})),
-                 ...(markers || [])].sort((a, b) => a.t - b.t);
-  let labelled = -Infinity;
-  for (const m of marks) {
-    if (m.t < start || m.t > end) continue;
-    const line = svg("line", {x1: x(m.t), y1: 4, x2: x(m.t), y2: H - 20, class: "marker",
-                              stroke: ["finished", "redis-up", "node-up"].includes(m.kind)
-                                ? "#1a7f37"
-                                : m.kind === "reduce" ? "#6f42c1" : "#c62828",
-                              "stroke-dasharray": "4 3"});
-    line.append(svg("title", {}, clock(m.t) + " " + m.text));
-    s.append(line);
-    if (x(m.t) - labelled > 7 * m.kind.length) {
-      s.append(svg("text", {x: x(m.t) + 3, y: 12, "font-size": 10}, m.kind));
-      labelled = x(m.t);
-    }
-  }
+  drawMarkers(s, [...(tl.phases || []).map((p) => ({t: p.t, kind: p.kind, text: p.kind})),
+                  ...(markers || [])], x, start, end, 4, H - 20, 12);
   s.append(svg("text", {x: L, y: H - 6, "font-size": 11}, clock(start)),
            svg("text", {x: W - R, y: H - 6, "font-size": 11, "text-anchor": "end"},
                clock(end) + " (+" + ((end - start) / 1000).toFixed(1) + " s)"));
