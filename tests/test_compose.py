@@ -609,6 +609,14 @@ def test_raft_cluster_under_node_kills_is_exact(cluster, tmp_path, raft_image):
     assert len(mid_job) >= 3, f"only {len(mid_job)} node kills while the job ran: {summary}"
     assert result["check"]["ok"] is True and result["dead"] == 0
     c.assert_exact(tmp_path)
+    # every kill in the shared event feed, as the chaos user (+raft): nothing rolls back here
+    assert summary["errors"] == [], summary["errors"]
+    code, out = raft_leader(c)[1].exec_run(["wordcount-redis-cli", "LRANGE", keys.events(),
+                                            "0", "-1"])
+    feed = [line for line in out.decode("utf-8", "replace").splitlines()
+            if line.split(" ")[1:2] == ["chaos"]]
+    assert sorted(int(line.split(" ")[0]) for line in feed) == sorted(
+        int(e["killed_at"] * 1000) for e in summary["events"]), (feed, summary["events"])
     logs = "".join(c.logs(f"raft{i}") for i in (1, 2, 3))
     assert "RAFT.CLUSTER INIT: OK" in logs, logs[-3000:]
     assert len(re.findall(r"RAFT\.CLUSTER JOIN[^\n]*: OK", logs)) == 2, logs[-3000:]
