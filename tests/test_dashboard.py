@@ -590,6 +590,9 @@ def test_each_redisraft_node_is_shown_and_a_killed_one_goes_down_and_up(raft_clu
                       and all(n["up"] for n in r["nodes"]), timeout=30)
         assert {n["node"] for n in doc["nodes"]} == {n.addr for n in raft_cluster.nodes}
         assert sum(n["role"] == "leader" for n in doc["nodes"]) == 1, doc["nodes"]
+        # (INFO server raft, one call per node: the Raft fields and the server's together)
+        assert all(n["run_id"] and int(n["commit_index"]) > 0
+                   and int(n["snapshot_last_idx"]) >= 0 for n in doc["nodes"]), doc["nodes"]
         leader = raft_cluster.leader()
         victim = (leader + 1) % 3
         raft_cluster.kill(victim)

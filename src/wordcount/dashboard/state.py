@@ -80,7 +80,8 @@ NODE_TIMEOUT_S = 0.5  # a node that does not answer INFO within this is shown do
 
 def read_nodes(conn: Connection) -> list[dict[str, Any]]:
     """Each node the URL lists, when it lists several (RedisRaft): up or down (why), and its
-    role, Raft state, term and leader as that node sees them, its run_id and uptime. Each node
+    role, Raft state, term, leader, commit index and last snapshot (the Raft log index it
+    covers, and how many this node made) as that node sees them, its run_id and uptime. Each node
     is asked directly, once: a node down or paused is shown so, whoever leads."""
     out = []
     for host, port in conn.nodes if conn.clustered else []:
@@ -93,7 +94,8 @@ def read_nodes(conn: Connection) -> list[dict[str, Any]]:
         out.append({"node": node, "up": True, "error": "", "run_id": info.get("run_id", ""),
                     "uptime_s": info.get("uptime_in_seconds"),
                     **{k: info.get(f"raft_{k}") for k in
-                       ("node_id", "state", "role", "current_term", "leader_id")}})
+                       ("node_id", "state", "role", "current_term", "leader_id",
+                        "commit_index", "snapshot_last_idx", "snapshots_created")}})
     return out
 
 

@@ -131,11 +131,14 @@ function renderRedis(r) {
   }
   const nodes = r.nodes || [];
   $("redis").replaceChildren(kv(pairs), nodes.length ? table(
-    ["RedisRaft node", "up", "raft state", "role", "term", "leader", "uptime", "run_id / error"],
+    ["RedisRaft node", "up", "raft state", "role", "term", "leader", "commit index",
+     "last snapshot (index, count)", "uptime", "run_id / error"],
     nodes.map((n) => ({attrs: {"data-node": n.node, class: n.up ? "node-up" : "node-down"},
       cells: [n.node, n.up ? "up" : el("span", {class: "lost"}, "DOWN"),
               n.up ? String(n.state) : "", n.up ? String(n.role) : "",
               n.up ? String(n.current_term) : "", n.up ? String(n.leader_id) : "",
+              n.up ? String(n.commit_index) : "",
+              n.up ? `${n.snapshot_last_idx} (${n.snapshots_created} made here)` : "",
               n.up ? secs(n.uptime_s) : "", n.up ? (n.run_id || "").slice(0, 8) : n.error]})))
     : "");
 }
