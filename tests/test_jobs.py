@@ -104,6 +104,10 @@ def test_job_keys_agree_with_the_lua_library():
     assert fixed == set(keys.JOB_KEYS)
     assert keys.job_keys("j")[:len(keys.JOB_KEYS)] == [getattr(keys, n)("j")
                                                        for n in keys.JOB_KEYS]
+    # the stream queue's consumer group: the settling Functions name it themselves (GROUP),
+    # the others are passed keys.GROUP; the two must be one name
+    (group,) = re.findall(r"^local GROUP = '([^']+)'", lua, re.M)
+    assert group == keys.GROUP
 
 
 def test_a_no_wait_job_is_read_back_waited_for_and_checked(redis_server, corpus, tmp_path):
