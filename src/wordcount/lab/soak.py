@@ -598,6 +598,16 @@ class RunFailed(Exception):
     """The checker's verdict: this run broke a rule (its message says which)."""
 
 
+def link_graph(seed: int) -> bytes:
+    """A small link graph drawn from ``seed`` ("page<TAB>target" lines): 12-40 pages, each
+    with 0-4 out-links (a page without one is dangling: its rank is spread to all)."""
+    rng = random.Random(f"graph-{seed}")
+    n = rng.randint(12, 40)
+    lines = [f"p{i}\tp{j}\n" for i in range(n) for j in rng.sample(range(n), rng.randint(0, 4))
+             if j != i]
+    return "".join(lines).encode() or b"p0\tp1\n"
+
+
 def tsv(counts: Counter[str]) -> str:
     """The ``--counts-out`` form: every word, by count descending then word."""
     return "".join(f"{w}\t{n}\n" for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -674,12 +684,19 @@ class SecondClient:
     started: float
     ended: float = 0.0
     app: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # an iterative app's (--rounds ...)
 
     def expected(self, state: dict[Path, bytes | None], tmp: Path) -> str:
         """The table this client must have written, of one state of its inputs."""
         if self.app in (None, "wordcount"):
             return tsv(oracle_of(state))
         app = apps.get(self.app)
+        if app.iterative:  # (PageRank: its rounds' oracle, over that state of the graph)
+            graph = tmp.with_suffix(".graph")
+            graph.write_bytes(b"".join(state[p] or b"" for p in sorted(state)))
+            ranks, _ = app.oracle([str(graph)], **self.options)
+            app.write(ranks, str(tmp))
+            return tmp.read_text(encoding="utf-8")
         total: Counter[str] = Counter()
         present = [path for path, data in state.items() if data is not None]
         # the documents: paths relative to the files' common directory (the plan's root)
@@ -901,15 +918,17 @@ class Nemesis:
         return wc_bg(*args, env={**self.client_env, **(env or {})})
 
     def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None,
-                      app: str | None = None) -> SecondClient:
+                      app: str | None = None, inputs: Path | None = None,
+                      options: dict[str, Any] | None = None) -> SecondClient:
         out = self.rundir / f"client2-{len(self.clients)}.tsv"
         named = ["--job", JOB_NAME] if app is None else ["--app", app]
-        args = ["submit", str(self.inputs), *named, "--chunk-size", str(self.chunk),
+        inputs = inputs or self.inputs
+        args = ["submit", str(inputs), *named, "--chunk-size", str(self.chunk),
                 "--quiet", "--counts-out", str(out), "--timeout", f"{max(timeout_s, 5):.0f}",
-                *self.plan.client_args()]
+                *(f"--{k}={v}" for k, v in (options or {}).items()), *self.plan.client_args()]
         env = {"WORDCOUNT_QUEUE": queue or self.queue}
         c = SecondClient(self.cli(*args, *(["--fresh"] if fresh else []), env=env), fresh,
-                         self.inputs, out, time.monotonic(), app=app)
+                         inputs, out, time.monotonic(), app=app, options=dict(options or {}))
         self.clients.append(c)
         self.report.clients += 1
         return c
@@ -929,9 +948,22 @@ class Nemesis:
     def move_apps(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
         index = self.second_client(False, timeout_s, app="index")
         counts = self.second_client(False, timeout_s, app="wordcount")
-        self.event(f"{label}: two more clients of the same inputs, each a job of its own "
-                   f"plan: --app index (pid {index.proc.pid}) and --app wordcount (pid "
-                   f"{counts.proc.pid})")
+        # and PageRank's rounds over a link graph of its own (a job per round, each reading
+        # the earlier rounds' tables: a rollback or a wipe that takes one away makes its
+        # kernels dead-letter as PREREQ, and the driver redoes the earlier rounds), under the
+        # rest of the run's faults; its ranks must equal the oracle's bit for bit
+        graph = self.rundir / "graph"
+        graph.mkdir(exist_ok=True)
+        links = graph / "links.tsv"
+        links.write_bytes(link_graph(self.plan.seed))
+        self.files.record([links])
+        rounds = random.Random(f"pagerank-{self.plan.seed}").randint(2, 5)
+        ranks = self.second_client(False, 2 * timeout_s, app="pagerank", inputs=graph,
+                                   options={"rounds": rounds})
+        self.event(f"{label}: three more clients, each a job of its own plan: of the same "
+                   f"inputs --app index (pid {index.proc.pid}) and --app wordcount (pid "
+                   f"{counts.proc.pid}); of a link graph --app pagerank --rounds {rounds} "
+                   f"(pid {ranks.proc.pid})")
 
     # -- inputs -------------------------------------------------------------------------------
 
