@@ -387,12 +387,15 @@ def test_the_shuffle_seeds_schedule_what_they_claim():
             assert "wipe" not in moves[clients[0]:] and plan.mid_submit != "wipe", seed
 
 
-def _again(summary: soak.SoakSummary, missed, path_of, tmp_path, out, tries: int = 2,
+def _again(summary: soak.SoakSummary, missed, path_of, tmp_path, out, tries: int = 5,
            **kwargs) -> soak.SoakSummary:
     """A move is drawn at a point of its job's progress (and a delay after the move before it):
     it fires only if the job is still running then, so a run on a machine faster or slower
     than usual can end before it. The seeds ``missed(reports)`` names (those whose planned
     moves no run has fired yet) run again, at most ``tries`` times each; every run must pass.
+    (5: seed 3445's 12-task job ends before its aimed kill, and so before every later move,
+    in about one run of two, here and before the last changes alike: 2 tries missed in 1 run
+    of 8.)
     Returns the summary of all the runs."""
     reports = list(summary.reports)
     for _ in range(tries):

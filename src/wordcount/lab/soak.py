@@ -744,6 +744,7 @@ class Nemesis:
         self.chunk = plan.chunk_size
         self.hidden = False  # a file of the inputs is hidden now
         self.paused: list[tuple[float, int]] = []  # (resume at, pid) of paused workers
+        self.deadline = started + DEFAULT_TIMEOUT_S  # the run's bound (set by _Run)
         self.clients: list[SecondClient] = []
         self.fired: list[tuple[float, str]] = []  # (when, what) of every move, for the checker
         # A separate plain client for SAVE/BGSAVE: the harness decides when snapshots happen.
@@ -917,9 +918,12 @@ class Nemesis:
     def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         return wc_bg(*args, env={**self.client_env, **(env or {})})
 
-    def second_client(self, fresh: bool, timeout_s: float, queue: str | None = None,
+    def second_client(self, fresh: bool, queue: str | None = None,
                       app: str | None = None, inputs: Path | None = None,
                       options: dict[str, Any] | None = None) -> SecondClient:
+        """A client that must end within the run's own bound (its --timeout: what is left of
+        it), as the main one must: past it, it is a hang."""
+        timeout_s = self.deadline - time.monotonic()
         out = self.rundir / f"client2-{len(self.clients)}.tsv"
         named = ["--job", JOB_NAME] if app is None else ["--app", app]
         inputs = inputs or self.inputs
@@ -933,21 +937,21 @@ class Nemesis:
         self.report.clients += 1
         return c
 
-    def move_fresh(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
+    def move_fresh(self, fault: Fault, label: str) -> None:
         queue = self.queue
         if fault.how == "other-queue" and not self.raft:
             queue = "lease" if self.queue == "stream" else "stream"
-        c = self.second_client(True, timeout_s, queue)
+        c = self.second_client(True, queue)
         self.event(f"{label}: another client's submit --fresh of the same inputs on the "
                    f"{queue} queue (pid {c.proc.pid})")
 
-    def move_client2(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
-        c = self.second_client(False, timeout_s)
+    def move_client2(self, fault: Fault, label: str) -> None:
+        c = self.second_client(False)
         self.event(f"{label}: another client's submit of the same inputs (pid {c.proc.pid})")
 
-    def move_apps(self, fault: Fault, label: str, timeout_s: float = 60) -> None:
-        index = self.second_client(False, timeout_s, app="index")
-        counts = self.second_client(False, timeout_s, app="wordcount")
+    def move_apps(self, fault: Fault, label: str) -> None:
+        index = self.second_client(False, app="index")
+        counts = self.second_client(False, app="wordcount")
         # and PageRank's rounds over a link graph of its own (a job per round, each reading
         # the earlier rounds' tables: a rollback or a wipe that takes one away makes its
         # kernels dead-letter as PREREQ, and the driver redoes the earlier rounds), under the
@@ -958,7 +962,7 @@ class Nemesis:
         links.write_bytes(link_graph(self.plan.seed))
         self.files.record([links])
         rounds = random.Random(f"pagerank-{self.plan.seed}").randint(2, 5)
-        ranks = self.second_client(False, 2 * timeout_s, app="pagerank", inputs=graph,
+        ranks = self.second_client(False, app="pagerank", inputs=graph,
                                    options={"rounds": rounds})
         self.event(f"{label}: three more clients, each a job of its own plan: of the same "
                    f"inputs --app index (pid {index.proc.pid}) and --app wordcount (pid "
@@ -1176,7 +1180,7 @@ class Nemesis:
         elif kind == "delete":
             self.move_delete(Fault("delete", 0, 0), label)
         else:
-            c = self.second_client(True, 60)
+            c = self.second_client(True)
             self.event(f"{label}: another client's submit --fresh (pid {c.proc.pid})")
 
 
@@ -1283,6 +1287,7 @@ class _Run:
         self.nemesis = Nemesis(plan, self.server, self.conn, self.pool, self.report,
                                self.started, raft=self.raft, restore=self.restore,
                                client_env=client_env, rundir=rundir, files=self.files)
+        self.nemesis.deadline = self.deadline
 
     def plan_job(self, inputs: Path, chunk: int, name: str = JOB_NAME) -> client.Job:
         job = client.plan_job([str(inputs)], chunk, name,
