@@ -221,6 +221,18 @@ def test_a_stolen_attempt_that_never_settles_ends_lost_on_the_timeline():
     running = timeline(["100 take 0-1 w1"])["attempts"]
     assert running == [{"task": "0-1", "worker": "w1", "how": "take", "start": 100,
                         "end": None, "outcome": "running", "reduce": False}]
+    # an attempt superseded: its commit rolled back (or its worker gone), the task redelivered
+    # to another worker after the rollback and settled there; never "running" after that
+    redone = timeline(["100 take 0-1 w1", "150 take 0-2 w1", "300 take 0-1 w2",
+                       "400 done 0-1 w2 390", "450 backup 0-2 w3", "500 done 0-2 w3",
+                       "600 finished - -"])["attempts"]
+    assert [(a["task"], a["worker"], a["end"], a["outcome"]) for a in redone] == [
+        ("0-1", "w1", 400, "lost"), ("0-2", "w1", 500, "lost"), ("0-1", "w2", 400, "done"),
+        ("0-2", "w3", 500, "done")]
+    late = timeline(["100 take 0-1 w1", "200 backup 0-1 w2", "300 done 0-1 w2",
+                     "350 dup 0-1 w1 340"])["attempts"]  # (its own dup ends it, not the done)
+    assert [(a["worker"], a["end"], a["outcome"]) for a in late] == [
+        ("w1", 350, "dup"), ("w2", 300, "done")]
     shuffled = timeline(["100 take 0-1 w1", "200 done 0-1 w1", "200 reduce - -",
                          "300 take 0-2 w1", "400 done 0-2 w1"], maps=1)
     assert [a["reduce"] for a in shuffled["attempts"]] == [False, True]

@@ -152,14 +152,16 @@ def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
     first) as attempts: each take, steal or backup opens one for its (task, worker), ended by
     that worker's done, dup or dead of the task; a commit's done or dup also says when its
     counting ended (``counted``: the attempt is claimed -> counted -> committed). An attempt
-    whose task was stolen from it and that never settled ends "lost" at the steal; one still
-    open is "running" (end None); a settle whose start is not in the history (older than its
+    whose task was stolen from it, or settled by another attempt after it began, and that never
+    settled itself ends "lost" at that moment (a later dup of its own ends it instead); one
+    still open is "running" (end None); a settle whose start is not in the history (older than its
     cap, or taken in an incarnation a rollback undid) is an attempt of no length. ``phases``:
     the map phase's end ("reduce") and the job's ("finished"). ``maps``: the job's map tasks
     (its meta ``total``): a task past them is a shuffle job's reduce task (``reduce`` True)."""
     attempts: list[dict[str, Any]] = []
     phases: list[dict[str, Any]] = []
     open_: dict[tuple[str, str], dict[str, Any]] = {}
+    settles: dict[str, list[int]] = {}  # task -> the times it was settled (done or dead)
     for entry in entries:
         parts = entry.split(" ")
         if len(parts) not in (4, 5) or not parts[0].isdigit():
@@ -177,6 +179,8 @@ def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
             open_[(task, worker)] = {"task": task, "worker": worker, "how": what, "start": ms,
                                      "end": None, "outcome": "running"}
         elif what in ENDS:
+            if what != "dup":
+                settles.setdefault(task, []).append(ms)
             a = open_.pop((task, worker), None) or {"task": task, "worker": worker, "how": "",
                                                     "start": ms}
             a.pop("lost_ms", None)
@@ -186,7 +190,14 @@ def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
         elif what in ("reduce", "finished"):
             phases.append({"t": ms, "kind": what})
     for a in open_.values():
+        # still open: robbed by a steal, or superseded by another attempt that settled the
+        # task (a backup; a redelivery after a rollback took this one's commit away) and never
+        # to end by itself (its worker died, or its commit was rolled back): lost, at that
+        # moment. One whose task is not settled since it began is running.
         lost = a.pop("lost_ms", None)
+        superseded = next((t for t in settles.get(a["task"], ()) if t >= a["start"]), None)
+        if lost is None or (superseded is not None and superseded < lost):
+            lost = superseded
         attempts.append({**a, "end": lost, "outcome": "lost"} if lost is not None else a)
     for a in attempts:
         a["reduce"] = maps is not None and task_seq(a["task"]) > maps

@@ -308,8 +308,9 @@ function renderTimeline(tl, markers, job) {
     e.style.background = Object.values(OUTCOME)[i];
   });
   box.replaceChildren(s, legend, el("p", {class: "muted"},
-    "outlined: a steal (the lease of a dead or frozen holder) or a backup copy; paler: a " +
-    "shuffle job's reduce tasks (after the \"reduce\" marker)"));
+    "outlined: a steal (the lease of a dead or frozen holder) or a backup copy; lost: an " +
+    "attempt that never settled, whose task was stolen from it or settled by another; " +
+    "paler: a shuffle job's reduce tasks (after the \"reduce\" marker)"));
 }
 
 function renderJob(doc, name, actionsOn) {
