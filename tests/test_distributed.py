@@ -305,21 +305,19 @@ def test_submit_reports_dead_letters_with_exit_3(redis_server, tmp_path):
     os.symlink("/etc/hostname", data / "escape.txt")
     env = {**os.environ, **redis_server.env()}
     with LocalCluster(1, redis_server, log_path=str(tmp_path / "w.log")):
-        # one task per file: the escaping one is a dead letter
+        # a symbolic link out of the root is never planned (a worker would refuse it), with a
+        # task per file or both files packed: named, and the other file counted
         proc = wc("submit", str(data / "ok.txt"), str(data / "escape.txt"), "--json",
                   "--pack-size", "0", env=env)
-        # both files in one packed task: the escaping one is skipped, and named
         packed = wc("submit", str(data / "ok.txt"), str(data / "escape.txt"), "--json", env=env)
-    assert proc.returncode == EXIT_INPUT_ERRORS, proc.stderr
-    doc = json.loads(proc.stdout)
-    assert doc["total"] == 1 and doc["dead"] == 1 and doc["top"] == [["fine", 1]]
-    assert "escapes the data root" in doc["errors"][0]["error"]
-    assert packed.returncode == EXIT_INPUT_ERRORS, packed.stderr
-    doc = json.loads(packed.stdout)
-    assert doc["total"] == 1 and doc["dead"] == 0 and doc["top"] == [["fine", 1]]
-    (err,) = doc["errors"]
-    assert err["path"].endswith("escape.txt") and "not counted: path escapes the data root" \
-        in err["error"], err
+    for run in (proc, packed):
+        assert run.returncode == EXIT_INPUT_ERRORS, run.stderr
+        doc = json.loads(run.stdout)
+        assert doc["total"] == 1 and doc["dead"] == 0 and doc["top"] == [["fine", 1]]
+        (err,) = doc["errors"]
+        assert err == {"path": str(data / "escape.txt"), "error": "path escapes the data root"}
+    # (a forged task escaping the root is refused by the worker:
+    # test_poison_missing_and_escaping_tasks_are_dead_lettered)
 
 
 def test_interrupted_submission_is_completed_without_duplicates(redis_server, small_corpus,

@@ -102,6 +102,18 @@ def plan_job(inputs: Sequence[str], chunk_size: int, name: str | None = None,
     for f in files:
         if os.path.commonpath([root, f]) != root:
             raise UsageError(f"{f} is outside the data root {root}")
+    # a file whose real path leaves the root (a symbolic link pointing out) is one a worker
+    # refuses to read: never planned, named as the serial engine would name an unreadable one
+    inside = planner.resolver(root)
+    for f in list(files):
+        try:
+            inside(os.path.relpath(f, root))
+        except PermissionError as exc:
+            files.remove(f)
+            errors.append(planner.InputError(f, planner.describe(exc)))
+    if not files:
+        raise UsageError("nothing to count: every input file leaves the data root "
+                         f"{root} (symbolic links pointing out of it)")
     mount = root
     if data_root:
         data_root = os.path.abspath(data_root)
