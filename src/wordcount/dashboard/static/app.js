@@ -196,7 +196,7 @@ function renderChart(doc) {
            svg("text", {x: L, y: H - 8, "font-size": 11}, clock(start)),
            svg("text", {x: W - R, y: H - 8, "font-size": 11, "text-anchor": "end"},
                clock(end) + " (+" + ((end - start) / 1000).toFixed(1) + " s)"));
-  drawMarkers(s, doc.markers || [], x, start, end, T, y(0), T + 10);
+  drawMarkers(s, doc.markers || [], x, start, end, T, y(0), T + 26);  // (under the legend)
   const line = (f, color) => svg("polyline", {fill: "none", stroke: color, "stroke-width": 2,
     points: pts.map((p) => x(p[0]).toFixed(1) + "," + y(f(p)).toFixed(1)).join(" ")});
   s.append(line((p) => p[1] + p[2], "#2457c5"), line((p) => p[2], "#c62828"));
