@@ -24,9 +24,9 @@ from ..connection import BUILD, Connection, library_code
 from ..queue import Queues
 from ..settings import Settings
 
-NO_HISTORY = ("local function remember(history, now, what, id, worker)\n"
+NO_HISTORY = ("local function remember(history, now, what, id, worker, counted)\n"
               "  if not history then return end",
-              "local function remember(history, now, what, id, worker)\n"
+              "local function remember(history, now, what, id, worker, counted)\n"
               "  if true then return end")
 
 
