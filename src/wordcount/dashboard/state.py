@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .. import client, events, jobs, keys, registry
@@ -147,6 +147,17 @@ def _spec_paths(conn: Connection, name: str, ids: Iterable[str]) -> dict[str, st
     return out
 
 
+def _history(entries: Iterable[str]) -> Iterator[tuple[int, str, str, str, int | None]]:
+    """A job's history entries (``keys.history``) as (ms, what, task, worker, counted ms or
+    None), oldest first; a line the Functions never wrote is passed over."""
+    for entry in entries:
+        parts = entry.split(" ")
+        if len(parts) not in (4, 5) or not parts[0].isdigit():
+            continue
+        counted = int(parts[4]) if len(parts) == 5 and parts[4].isdigit() else None
+        yield int(parts[0]), parts[1], parts[2], parts[3], counted
+
+
 def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
     """A job's history (``keys.history``: "<ms> <what> <task> <worker>[ <counted ms>]", oldest
     first) as attempts: each take, steal or backup opens one for its (task, worker), ended by
@@ -162,12 +173,7 @@ def timeline(entries: Iterable[str], maps: int | None = None) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     open_: dict[tuple[str, str], dict[str, Any]] = {}
     settles: dict[str, list[int]] = {}  # task -> the times it was settled (done or dead)
-    for entry in entries:
-        parts = entry.split(" ")
-        if len(parts) not in (4, 5) or not parts[0].isdigit():
-            continue  # (not ours: never written by the Functions)
-        ms, what, task, worker = int(parts[0]), parts[1], parts[2], parts[3]
-        counted = int(parts[4]) if len(parts) == 5 and parts[4].isdigit() else None
+    for ms, what, task, worker, counted in _history(entries):
         if what in STARTS:
             if what == "steal":
                 for (t, w), a in open_.items():
@@ -214,20 +220,18 @@ def settled_series(entries: Iterable[str], done: int, dead: int) -> list[list[in
     points: list[list[int]] = []
     dead_now: set[str] = set()
     done_n = dead_n = 0
-    for entry in entries:
-        parts = entry.split(" ")
-        if len(parts) not in (4, 5) or not parts[0].isdigit() or parts[1] not in ("done",
-                                                                                  "dead"):
-            continue
-        if parts[1] == "done":
+    for ms, what, task, _, _ in _history(entries):
+        if what == "done":
             done_n += 1
-            if parts[2] in dead_now:
-                dead_now.discard(parts[2])
+            if task in dead_now:
+                dead_now.discard(task)
                 dead_n -= 1
-        else:
-            dead_now.add(parts[2])
+        elif what == "dead":
+            dead_now.add(task)
             dead_n += 1
-        points.append([int(parts[0]), done_n, dead_n])
+        else:
+            continue
+        points.append([ms, done_n, dead_n])
     before_done, before_dead = max(done - done_n, 0), max(dead - dead_n, 0)
     return [[t, d + before_done, x + before_dead] for t, d, x in points]
 
